@@ -1,0 +1,58 @@
+"""Small shared helpers: device choice, seeding, logging."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def get_logger(name: str) -> logging.Logger:
+    """The project's one logging style: stdlib ``logging`` under the ``lpdgen`` namespace."""
+    return logging.getLogger(name if name.startswith("lpdgen") else f"lpdgen.{name}")
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Configure the root handler once (CLI entry points call this; the library never does)."""
+    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%H:%M:%S")
+
+
+def default_device() -> torch.device:
+    """CUDA if available, then Apple MPS, else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/"auto" -> :func:`default_device`; anything else -> ``torch.device``."""
+    if device is None or device == "auto":
+        return default_device()
+    return torch.device(device)
+
+
+def make_generator(seed: int | None, device: str | torch.device = "cpu") -> torch.Generator | None:
+    """A seeded ``torch.Generator`` on ``device`` (``None`` when no seed: use the default stream)."""
+    if seed is None:
+        return None
+    g = torch.Generator(device=torch.device(device))
+    g.manual_seed(int(seed))
+    return g
+
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+          "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+
+
+def parse_dtype(name: str | torch.dtype) -> torch.dtype:
+    """'fp32' / 'bf16' / 'fp16' (or a torch.dtype) -> torch.dtype, with a clear error otherwise."""
+    if isinstance(name, torch.dtype):
+        return name
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; choose one of {sorted(DTYPES)}") from None
