@@ -1,0 +1,88 @@
+"""Straightforward loop implementation of the locality-aware order (SPEC §5), the reference that the
+vectorised :func:`lpdgen.orders.locality_aware` is tested and benchmarked against.
+
+Written to read like the SPEC, one image at a time, with plain Python lists. It consumes randomness
+exactly like the fast version (one (B, N) float64 draw of tie-break keys per step), so both must give
+identical orders for the same seed. Squared euclidean distances stand in for distances in the
+farthest-point step (same argmax, exact ties).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+
+
+def locality_aware_one(h: int, w: int, group_sizes: list[int], tau: float, rho: float,
+                       keys: list[list[float]]) -> list[int]:
+    """One order; ``keys[k][cell]`` is the tie-break key of ``cell`` at step k."""
+    n = h * w
+    selected = [False] * n
+    order: list[int] = []
+
+    def prox(cell: int) -> float:
+        y, x = divmod(cell, w)
+        total = 0.0
+        for dy, dx in NEIGHBOURS:
+            yy, xx = y + dy, x + dx
+            if 0 <= yy < h and 0 <= xx < w and selected[yy * w + xx]:
+                total += 1.0 / math.hypot(dy, dx)
+        return total
+
+    def chebyshev(a: int, b: int) -> int:
+        return max(abs(a // w - b // w), abs(a % w - b % w))
+
+    def dist2(a: int, b: int) -> int:
+        return (a // w - b // w) ** 2 + (a % w - b % w) ** 2
+
+    for k, g in enumerate(group_sizes):
+        key = keys[k]
+        free = [c for c in range(n) if not selected[c]]
+        p = {c: prox(c) for c in free}
+        free.sort(key=lambda c: (-round(p[c], 9), key[c]))
+        if k == 0:
+            c1, c2 = [], free
+        else:
+            c1 = [c for c in free if p[c] >= tau - 1e-9]
+            c2 = [c for c in free if p[c] < tau - 1e-9]
+        step: list[int] = []
+        aside: list[int] = []
+        untried: list[int] = []
+        for i, c in enumerate(c1):
+            if len(step) == g:
+                untried = c1[i:]
+                break
+            if any(chebyshev(c, s) <= rho for s in step):
+                aside.append(c)
+            else:
+                step.append(c)
+        pool = c2 + aside + untried
+        if len(step) < g and not step:
+            first = min(pool, key=lambda c: key[c])
+            step.append(first)
+            pool.remove(first)
+        while len(step) < g:
+            best, best_d = None, -1
+            for c in pool:
+                d = min(dist2(c, s) for s in step)
+                if d > best_d:
+                    best, best_d = c, d
+            step.append(best)
+            pool.remove(best)
+        for c in step:
+            selected[c] = True
+        order.extend(step)
+    return order
+
+
+def locality_aware_reference(h: int, w: int, group_sizes: list[int], tau: float = 1.0, rho: float = 2.0,
+                             batch: int = 1, seed: int = 0) -> torch.Tensor:
+    """(batch, h*w) orders from the loop reference, drawing keys like the fast version."""
+    gen = torch.Generator().manual_seed(seed)
+    keys = [torch.rand((batch, h * w), generator=gen, dtype=torch.float64).tolist() for _ in group_sizes]
+    rows = [locality_aware_one(h, w, group_sizes, tau, rho, [keys[k][b] for k in range(len(group_sizes))])
+            for b in range(batch)]
+    return torch.tensor(rows, dtype=torch.long)
