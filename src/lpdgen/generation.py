@@ -1,0 +1,138 @@
+"""Parallel decoding with a KV cache: one forward pass per step (SPEC §4).
+
+The parts are separate functions: :func:`prepare` embeds what every step needs once, :func:`run_steps`
+is the step loop (shared by sampling and by teacher-forced scoring), :func:`generate` samples and
+:func:`decode_logits` scores given tokens through exactly the same cached path (used by tests to prove
+equivalence with the training forward). Per-step masks and slot ranges come precomputed from
+:func:`lpdgen.masks.decode_steps`; nothing in the loop syncs with the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .masks import DecodeStep, decode_steps
+from .model import LPD, KVCache
+from .sampling import CFG_SCHEDULES, Generators, cfg_scales, draw_uniform, guide, sample_tokens
+
+
+@dataclass
+class DecodeState:
+    """Everything the step loop reads, built once per call. Batch is 2B when guidance doubles it."""
+
+    steps: tuple[DecodeStep, ...]
+    masks: list[torch.Tensor]  # step masks on the device
+    class_tokens: torch.Tensor  # (B', 1, D)
+    pos: torch.Tensor  # (B', N, D) position embeddings in generation order
+    cache: KVCache
+
+
+def prepare(model: LPD, labels: torch.Tensor, group_sizes, orders: torch.Tensor, *, guided: bool) -> DecodeState:
+    """Validate inputs and embed class tokens and positions once; with ``guided`` the batch is
+    [conditional; null class]. Allocates the KV cache."""
+    model.check_labels(labels)
+    sizes = model.check_schedule(group_sizes, orders, labels.shape[0])
+    device = model.pos_embed.device
+    labels, orders = labels.to(device), orders.to(device)
+    if guided:
+        null = torch.cat([torch.zeros_like(labels, dtype=torch.bool), torch.ones_like(labels, dtype=torch.bool)])
+        labels, orders = torch.cat([labels, labels]), torch.cat([orders, orders])
+    else:
+        null = None
+    steps = decode_steps(sizes)
+    return DecodeState(
+        steps=steps,
+        masks=[s.mask.to(device) for s in steps],
+        class_tokens=model.class_tokens(labels, null),
+        pos=model.position_embeddings(orders),
+        cache=model.new_cache(labels.shape[0], device),
+    )
+
+
+def run_steps(model: LPD, state: DecodeState, choose: Callable[[int, DecodeStep, torch.Tensor], torch.Tensor]) -> None:
+    """The decoding loop. ``choose(k, step, logits)`` receives the logits (B', g_k, V) of step k and returns
+    the codes (B', g_k) in generation order that become context at step k + 1."""
+    context = state.class_tokens
+    for k, step in enumerate(state.steps):
+        logits = model.decode_step(context, state.pos[:, step.q_start:step.q_end], state.cache, step, state.masks[k])
+        codes = choose(k, step, logits)
+        if k + 1 < len(state.steps):  # the last group is never fed back
+            context = model.embed_context(codes, state.pos[:, step.q_start:step.q_end])
+
+
+@torch.inference_mode()
+def generate(
+    model: LPD,
+    labels: torch.Tensor,
+    group_sizes,
+    orders: torch.Tensor,
+    *,
+    cfg: float = 1.0,
+    cfg_schedule: str = "linear",
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: Generators = None,
+) -> torch.Tensor:
+    """Sample images as token grids, one forward pass per group.
+
+    Args:
+        labels: (B,) class ids.
+        group_sizes: tokens per step, summing to N (e.g. ``lpdgen.orders.group_sizes(256, 20)``).
+        orders: (B, N) generation orders, each row a permutation of raster indices.
+        cfg: guidance scale s (1.0 = no guidance: the null-class half is not run at all).
+        cfg_schedule: "linear" (s_t = 1 + (s - 1) t / N for the t-th generated token) or "constant".
+        temperature, top_k, top_p: sampling controls; ``top_k=1`` is greedy.
+        generator: a ``torch.Generator``, or one per sample so that each image depends only on its own
+            seed (not on the batch it is generated in), or None for the default stream.
+
+    Returns:
+        (B, N) codes in raster order, on the model's device.
+    """
+    if cfg_schedule not in CFG_SCHEDULES:
+        raise ValueError(f"unknown cfg_schedule {cfg_schedule!r}; choose one of {CFG_SCHEDULES}")
+    return _generate(model, labels, group_sizes, orders, guided=cfg != 1.0, cfg=cfg, cfg_schedule=cfg_schedule,
+                     temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+
+
+def _generate(model: LPD, labels, group_sizes, orders, *, guided: bool, cfg: float, cfg_schedule: str,
+              temperature: float, top_k: int, top_p: float, generator: Generators) -> torch.Tensor:
+    state = prepare(model, labels, group_sizes, orders, guided=guided)
+    b, n = labels.shape[0], model.cfg.num_tokens
+    device = state.pos.device
+    out = torch.empty(b, n, dtype=torch.long, device=device)  # codes in generation order
+    positions = torch.arange(n, device=device)
+
+    def choose(k: int, step: DecodeStep, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if guided:
+            cond, uncond = logits.chunk(2)
+            logits = guide(cond, uncond, cfg_scales(positions[step.q_start:step.q_end], n, cfg, cfg_schedule))
+        uniform = draw_uniform((b, step.q_end - step.q_start), generator, device)
+        codes = sample_tokens(logits, uniform, temperature, top_k, top_p)  # (B, g)
+        out[:, step.q_start:step.q_end] = codes
+        return torch.cat([codes, codes]) if guided else codes
+
+    run_steps(model, state, choose)
+    return torch.empty_like(out).scatter_(1, orders.to(device), out)  # back to raster order
+
+
+@torch.inference_mode()
+def decode_logits(model: LPD, tokens: torch.Tensor, labels: torch.Tensor, group_sizes, orders: torch.Tensor) -> torch.Tensor:
+    """Teacher-forced logits (B, N, V) through the cached decoding path: row j is the query logit for
+    raster position ``orders[:, j]`` when the true tokens are fed back as context. Equals
+    :meth:`LPD.forward_logits` in eval mode (the contract tested in ``tests/test_generation.py``)."""
+    model._check_tokens(tokens)
+    state = prepare(model, labels, group_sizes, orders, guided=False)
+    ordered = torch.gather(tokens.to(state.pos.device), 1, orders.to(state.pos.device))  # (B, N)
+    rows: list[torch.Tensor] = []
+
+    def choose(k: int, step: DecodeStep, logits: torch.Tensor) -> torch.Tensor:
+        rows.append(logits)
+        return ordered[:, step.q_start:step.q_end]
+
+    run_steps(model, state, choose)
+    return torch.cat(rows, dim=1)
