@@ -1,0 +1,687 @@
+"""Training LPD with the published recipe (SPEC §3): one engine for one process, DDP and FSDP.
+
+Why the randomness is organised the way it is: every per-iteration draw is a pure function of
+``(seed, step, ...)`` rather than the state of a long-lived generator.
+
+- the data order of epoch e is ``randperm`` seeded by ``(seed, e)``; step s reads the s-th global batch
+  of it and rank r its r-th contiguous slice (a deterministic ``DistributedSampler``);
+- the group-size list of step s is drawn from ``(seed, step)``, identical on every rank;
+- sample j of the global batch of step s draws its order and label drop from ``(seed, step, j)``.
+
+So the global batch of a step - tokens, orders, null-class flags, schedule - is the same whatever the
+number of processes (a 2-process run takes the same optimizer steps as a 1-process run with the same
+global batch), and resuming needs no generator state beyond torch's global stream, which only dropout
+consumes (it is checkpointed per rank). The loop lives in :class:`Trainer`; the CLI is a thin wrapper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_mean,
+    barrier,
+    init_distributed,
+    wrap_model,
+)
+from .io import PathLike, atomic_torch_save, atomic_write
+from .model import LPD, Block, LPDConfig
+from .orders import all_group_sizes, group_sizes, locality_aware, validate_group_sizes
+from .utils import get_logger
+
+log = get_logger(__name__)
+
+CHECKPOINT_FORMAT = "lpdgen-train-1"
+CHECKPOINT_RE = re.compile(r"^ckpt_(\d{8})\.pt$")
+LR_REFERENCE_BATCH = 256  # lr = base_lr * global_batch / 256 (the published scaling rule)
+LOG_FILE = "log.jsonl"
+FINAL_WEIGHTS = "lpd.safetensors"  # + lpd.json, loadable by LPD.from_checkpoint
+LR_UNITS = ("epoch", "step")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+# TrainConfig fields that may change between a run and its resumption; every other field (and the model
+# config, and the dataset size) must match, or the resumed run would not continue the same run.
+RESUMABLE_CHANGES = frozenset({
+    "out_dir", "resume", "device", "parallel", "checkpoint_every", "keep_last", "log_every",
+    "sample_every", "sample_count", "sample_steps", "sample_cfg", "tokenizer", "init", "tensorboard",
+})
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a training run; defaults are the published LPD recipe (SPEC §3)."""
+
+    out_dir: str = "runs/lpd"
+    global_batch: int = 2048  # over all processes (LPD-L 2048; XL / XXL 1024)
+    epochs: float = 450.0  # training length, unless ``steps`` is set
+    steps: int | None = None  # training length in optimizer steps (overrides ``epochs``)
+    lr_unit: str = "epoch"  # unit of warmup / decay_start: "epoch" or "step"
+    warmup: float = 50.0  # linear warm-up from 0 over this many units
+    decay_start: float = 400.0  # constant lr until here, then cosine to min_lr at the end of training
+    base_lr: float = 1e-4  # scaled: lr = base_lr * global_batch / 256
+    min_lr: float = 1e-5  # absolute, not scaled
+    weight_decay: float = 0.02  # not on biases and 1-D parameters (LayerNorms)
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 3.0  # max global grad norm (0 disables)
+    schedules: str = "auto"  # "auto": orders.all_group_sizes(N); else step counts "8,16,32" or a JSON file
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere
+    gradient_checkpointing: bool = False
+    parallel: str = "ddp"  # under torchrun: "ddp" (replicate) or "fsdp" (shard)
+    checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end
+    keep_last: int = 3  # older checkpoints are deleted (0 keeps all)
+    log_every: int = 10
+    sample_every: int = 0  # steps between sample grids (0: never)
+    sample_count: int = 16
+    sample_steps: int = 20  # decoding steps of the sample grid (clipped to N)
+    sample_cfg: float = 1.0
+    tokenizer: str | None = None  # VQ checkpoint to decode sample grids (else: shipped default or code maps)
+    tensorboard: bool = True  # write TensorBoard scalars when `tensorboard` is importable
+    init: str | None = None  # weights to start from (published .pth or .safetensors)
+    resume: str | None = None  # checkpoint path, or "auto" for the latest in out_dir
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        positive = {"global_batch": self.global_batch, "checkpoint_every": self.checkpoint_every,
+                    "log_every": self.log_every, "sample_count": self.sample_count, "sample_steps": self.sample_steps}
+        bad = {k: v for k, v in positive.items() if int(v) != v or v < 1}
+        if bad:
+            raise ValueError(f"these settings must be positive integers: {bad}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.steps is None and not self.epochs > 0:
+            raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        if self.lr_unit not in LR_UNITS:
+            raise ValueError(f"lr_unit must be one of {LR_UNITS}, got {self.lr_unit!r}")
+        if not 0 <= self.warmup <= self.decay_start:
+            raise ValueError(f"need 0 <= warmup ({self.warmup}) <= decay_start ({self.decay_start})")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.base_lr <= 0 or self.min_lr < 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("base_lr must be > 0; min_lr, weight_decay and grad_clip >= 0")
+        if self.keep_last < 0 or self.sample_every < 0:
+            raise ValueError("keep_last and sample_every must be >= 0")
+
+    @property
+    def peak_lr(self) -> float:
+        return self.base_lr * self.global_batch / LR_REFERENCE_BATCH
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------------
+# pure pieces: seeds, lr schedule, parameter groups, sharded data order
+# ----------------------------------------------------------------------------------------------------
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A 63-bit seed that is a fixed function of ``parts`` (stable across processes, runs and platforms)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def _generator(*parts: int | str) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(derive_seed(*parts))
+    return g
+
+
+def learning_rate(t: float, *, peak: float, min_lr: float, warmup: float, decay_start: float, end: float) -> float:
+    """Linear warm-up from 0 to ``peak`` over [0, warmup), constant until ``decay_start``, then half a
+    cosine down to ``min_lr`` at ``end`` (and ``min_lr`` after). ``t`` is in epochs or steps - any unit,
+    fractional values allowed, as long as all arguments share it."""
+    if t < warmup:
+        return peak * t / warmup
+    if t < decay_start or end <= decay_start:
+        return peak
+    progress = min(1.0, (t - decay_start) / (end - decay_start))
+    return min_lr + (peak - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on >= 2-D weights (linears, embeddings, positions), none on biases and 1-D
+    parameters (LayerNorm gains) - decaying those only pulls normalisation towards zero."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.dim() <= 1 or name.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def epoch_permutation(num_items: int, seed: int, epoch: int) -> torch.Tensor:
+    """(num_items,) data order of ``epoch``: a function of (seed, epoch) alone."""
+    return torch.randperm(num_items, generator=_generator(seed, "data", epoch))
+
+
+def batch_position(step: int, num_items: int, global_batch: int) -> tuple[int, int]:
+    """(epoch, index of the batch within the epoch) of ``step``; the last partial batch of an epoch is dropped."""
+    per_epoch = num_items // global_batch
+    if per_epoch == 0:
+        raise ValueError(f"the dataset has {num_items} items, fewer than one global batch of {global_batch}")
+    return divmod(step, per_epoch)
+
+
+def rank_batch(step: int, num_items: int, global_batch: int, rank: int, world_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dataset indices of this rank's share of global batch ``step`` and their positions in that batch.
+
+    Rank r takes the r-th contiguous slice of the global batch, so concatenating the ranks' slices in
+    rank order gives the same batch as one process with the same global batch.
+    """
+    if global_batch % world_size:
+        raise ValueError(f"global batch {global_batch} is not divisible by the {world_size} processes")
+    epoch, i = batch_position(step, num_items, global_batch)
+    local = global_batch // world_size
+    start = i * global_batch + rank * local
+    positions = torch.arange(rank * local, (rank + 1) * local)
+    return epoch_permutation(num_items, seed, epoch)[start:start + local], positions
+
+
+def draw_schedule(schedules: list[list[int]], seed: int, step: int) -> tuple[int, ...]:
+    """The group-size list of ``step``, uniform over ``schedules`` and identical on every rank."""
+    k = int(torch.randint(len(schedules), (1,), generator=_generator(seed, "schedule", step)))
+    return tuple(schedules[k])
+
+
+def sample_randomness(seed: int, step: int, positions: torch.Tensor, num_tokens: int, label_drop: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample random orders (B, N) and null-class flags (B,) for the samples at ``positions`` of the
+    global batch of ``step``. Each sample draws from its own generator seeded by (seed, step, position),
+    so a sample's randomness does not depend on how the batch is split over processes."""
+    orders = torch.empty(len(positions), num_tokens, dtype=torch.long)
+    null = torch.empty(len(positions), dtype=torch.bool)
+    for row, j in enumerate(positions.tolist()):  # one generator per sample, never per token
+        g = _generator(seed, "sample", step, j)
+        orders[row] = torch.randperm(num_tokens, generator=g)
+        null[row] = torch.rand((), generator=g) < label_drop
+    return orders, null
+
+
+def resolve_schedules(spec: str, num_tokens: int) -> list[list[int]]:
+    """Training schedules from ``spec``: "auto" (every schedule of the resolution), step counts such as
+    "8,16,32", or a JSON file holding a list of group-size lists. Each must fit the token grid."""
+    if spec == "auto":
+        return all_group_sizes(num_tokens)
+    path = Path(spec)
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise FileNotFoundError(f"schedule file not found: {path}")
+        lists = json.loads(path.read_text())
+        if not isinstance(lists, list) or not lists:
+            raise ValueError(f"{path}: expected a non-empty JSON list of group-size lists")
+        try:
+            return [validate_group_sizes(s, num_tokens) for s in lists]
+        except ValueError as e:
+            raise ValueError(f"{path}: schedule does not match the {num_tokens}-token grid: {e}") from None
+    try:
+        counts = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"schedules must be 'auto', comma-separated step counts or a .json file, got {spec!r}") from None
+    if not counts:
+        raise ValueError("schedules is empty")
+    bad = [c for c in counts if not 1 <= c <= num_tokens]
+    if bad:
+        raise ValueError(f"step counts {bad} do not fit the token grid of {num_tokens} tokens (need 1..{num_tokens})")
+    return [group_sizes(num_tokens, c) for c in counts]
+
+
+def load_batch(dataset: Dataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(codes (B, N) long, labels (B,) long) of ``indices``; uses the dataset's vectorised ``batch``
+    when it has one, else stacks items."""
+    if hasattr(dataset, "batch"):
+        codes, labels = dataset.batch(indices)
+    else:
+        items = [dataset[int(i)] for i in indices]
+        codes = torch.stack([torch.as_tensor(c) for c, _ in items])
+        labels = torch.tensor([int(y) for _, y in items])
+    return torch.as_tensor(codes).long().flatten(1), torch.as_tensor(labels).long()
+
+
+# ----------------------------------------------------------------------------------------------------
+# the training objective as one module, so that DDP / FSDP hook a single forward
+# ----------------------------------------------------------------------------------------------------
+
+
+class TrainingObjective(nn.Module):
+    """LPD's teacher-forcing loss with the randomness passed in (orders and null-class flags), so
+    that the per-sample draws of :func:`sample_randomness` - not the model - decide them."""
+
+    def __init__(self, model: LPD):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor, sizes: tuple[int, ...], orders: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
+        logits = self.model.forward_logits(tokens, labels, sizes, orders, null=null)  # (B, N, V)
+        targets = torch.gather(tokens, 1, orders)  # (B, N) in generation order
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+
+# ----------------------------------------------------------------------------------------------------
+# checkpoints
+# ----------------------------------------------------------------------------------------------------
+
+
+def checkpoint_path(out_dir: PathLike, step: int) -> Path:
+    return Path(out_dir) / f"ckpt_{step:08d}.pt"
+
+
+def list_checkpoints(out_dir: PathLike) -> list[Path]:
+    """Complete training checkpoints in ``out_dir``, oldest first (temporary files never match)."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    return sorted(p for p in out.iterdir() if CHECKPOINT_RE.match(p.name))
+
+
+def load_training_checkpoint(path: PathLike) -> dict:
+    """Read a training checkpoint (``weights_only=True``) and check that it is one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt zips / pickles
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not an lpdgen training checkpoint (use --init for model weights)")
+    return ckpt
+
+
+def config_differences(saved: dict, current: dict, ignore: frozenset = frozenset()) -> list[str]:
+    """Human-readable ``key: saved -> current`` lines for every differing key not in ``ignore``."""
+    keys = sorted((set(saved) | set(current)) - ignore)
+    return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# sample grids
+# ----------------------------------------------------------------------------------------------------
+
+
+def codes_to_images(codes: torch.Tensor, grid: tuple[int, int], vocab_size: int, tokenizer=None, scale: int = 4) -> np.ndarray:
+    """(B, N) codes -> (B, H, W, C) uint8 images: decoded by ``tokenizer`` when given, else each code
+    drawn as a grey level (a picture of the code map, useful before a tokenizer exists)."""
+    h, w = grid
+    if tokenizer is not None:
+        return tokenizer.decode_uint8(codes.view(-1, h, w).to(tokenizer.device))
+    grey = (codes.float() * (255.0 / max(1, vocab_size - 1))).round().to(torch.uint8).view(-1, h, w, 1)
+    return grey.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2).numpy()
+
+
+def image_grid(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
+    """(B, H, W, C) uint8 -> one (rows*(H+pad)+pad, cols*(W+pad)+pad, C) uint8 mosaic."""
+    b, h, w, c = images.shape
+    rows = math.ceil(b / columns)
+    out = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for i, im in enumerate(images):
+        r, col = divmod(i, columns)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = im
+    return out
+
+
+def save_png(array: np.ndarray, path: PathLike) -> Path:
+    """Write an (H, W, C) uint8 array as a PNG, atomically."""
+    from PIL import Image
+
+    img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+@torch.no_grad()
+def sample_grid(model: LPD, *, count: int, steps: int, cfg_scale: float, seed: int, tokenizer=None) -> np.ndarray:
+    """A mosaic of ``count`` samples (labels cycling over the classes) decoded in ``steps`` steps with
+    locality-aware orders; deterministic in ``seed`` and leaves the model's training mode as it was."""
+    c = model.cfg
+    device = model.pos_embed.device
+    sizes = group_sizes(c.num_tokens, min(steps, c.num_tokens))
+    labels = torch.arange(count, device=device) % c.num_classes
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    orders = locality_aware(c.grid, sizes, batch=count, seed=derive_seed(seed, "orders"), device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        codes = model.generate(labels, sizes, orders, cfg=cfg_scale, generator=gen)
+    finally:
+        model.train(was_training)
+    images = codes_to_images(codes.cpu(), c.grid, c.vocab_size, tokenizer)
+    return image_grid(images, columns=min(count, max(1, math.isqrt(count))))
+
+
+# ----------------------------------------------------------------------------------------------------
+# the engine
+# ----------------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Owns the model, optimizer, data order and checkpoints of one run; :meth:`fit` trains.
+
+    Every check of the inputs (dataset against the model, schedules against the grid, batch against
+    the process count, resume checkpoint against the config) happens in the constructor, before any
+    training work.
+    """
+
+    def __init__(self, model_cfg: LPDConfig, cfg: TrainConfig, dataset: Dataset, dist_info: DistInfo | None = None, tokenizer=None):
+        self.cfg = cfg
+        self.model_cfg = model_cfg
+        self.dataset = dataset
+        self.dist = dist_info or init_distributed(cfg.device)
+        self.device = self.dist.device
+        self.tokenizer = tokenizer
+        self.out_dir = Path(cfg.out_dir)
+        if cfg.global_batch % self.dist.world_size:
+            raise ValueError(f"global batch {cfg.global_batch} is not divisible by the {self.dist.world_size} processes")
+        self.local_batch = cfg.global_batch // self.dist.world_size
+        self.schedules = resolve_schedules(cfg.schedules, model_cfg.num_tokens)
+        self._check_dataset()
+        self.steps_per_epoch = len(dataset) // cfg.global_batch
+        self.total_steps = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * self.steps_per_epoch))
+        self.amp = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
+        if self.amp and self.device.type != "cuda":
+            raise ValueError("bf16 autocast is for CUDA only; use --precision fp32 on CPU")
+
+        resume_path = self._resume_path()
+        self._resume = load_training_checkpoint(resume_path) if resume_path else None
+        if self._resume is not None:
+            self._check_resume(resume_path)
+
+        # identical initial weights on every rank; the global stream is then re-seeded per rank for dropout
+        torch.manual_seed(derive_seed(cfg.seed, "init"))
+        self.model = self._build_model().to(self.device)
+        self.model.gradient_checkpointing = cfg.gradient_checkpointing
+        self.model.train()
+        torch.manual_seed(derive_seed(cfg.seed, "dropout", self.dist.rank))
+        self.objective = wrap_model(TrainingObjective(self.model), self.dist, cfg.parallel, shard=Block)
+        self.optimizer = torch.optim.AdamW(param_groups(self.objective, cfg.weight_decay), lr=cfg.peak_lr,
+                                           betas=(cfg.beta1, cfg.beta2))
+        self.step = 0
+        if self._resume is not None:
+            self._load_state(self._resume)
+            log.info("resumed from %s at step %d", resume_path, self.step)
+            self._resume = None
+        self._tb = None
+
+    # --- set-up checks --------------------------------------------------------------------------------
+
+    def _check_dataset(self) -> None:
+        n = len(self.dataset)
+        if n < self.cfg.global_batch:
+            raise ValueError(f"the dataset has {n} items, fewer than one global batch of {self.cfg.global_batch}")
+        codes, labels = load_batch(self.dataset, torch.arange(min(n, 8)))
+        c = self.model_cfg
+        if codes.shape[1] != c.num_tokens:
+            raise ValueError(f"dataset items have {codes.shape[1]} tokens but the model's grid {c.grid} has {c.num_tokens}")
+        if int(codes.min()) < 0 or int(codes.max()) >= c.vocab_size:
+            raise ValueError(f"dataset codes span [{int(codes.min())}, {int(codes.max())}], outside the model vocabulary of {c.vocab_size}")
+        all_labels = torch.as_tensor(np.asarray(self.dataset.labels)) if hasattr(self.dataset, "labels") else labels
+        if int(all_labels.min()) < 0 or int(all_labels.max()) >= c.num_classes:
+            raise ValueError(f"dataset labels span [{int(all_labels.min())}, {int(all_labels.max())}], "
+                             f"outside the model's {c.num_classes} classes")
+
+    def _resume_path(self) -> Path | None:
+        if self.cfg.resume is None:
+            return None
+        if self.cfg.resume == "auto":
+            found = list_checkpoints(self.out_dir)
+            return found[-1] if found else None
+        return Path(self.cfg.resume)
+
+    def _check_resume(self, path: Path) -> None:
+        ckpt = self._resume
+        diffs = config_differences(ckpt["model_config"], self.model_cfg.to_dict())
+        diffs += config_differences(ckpt["train_config"], self.cfg.to_dict(), ignore=RESUMABLE_CHANGES)
+        if ckpt["dataset_size"] != len(self.dataset):
+            diffs.append(f"dataset size: {ckpt['dataset_size']} -> {len(self.dataset)}")
+        if diffs:
+            raise ValueError(f"cannot resume from {path}: it belongs to a different run:\n  " + "\n  ".join(diffs))
+
+    def _build_model(self) -> LPD:
+        if self.cfg.init is None:
+            return LPD(self.model_cfg)
+        model = LPD.from_checkpoint(self.cfg.init, config=self.model_cfg)
+        log.info("initialised from %s", self.cfg.init)
+        return model
+
+    # --- state ----------------------------------------------------------------------------------------
+
+    def _state_dicts(self) -> tuple[dict, dict]:
+        """Full (unsharded) model and optimizer state dicts, keyed by parameter name (every rank must call)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=self.dist.enabled and self.cfg.parallel == "fsdp")
+        msd, osd = get_state_dict(self.objective, self.optimizer, options=options)
+        prefix = "model."
+        return {k.removeprefix(prefix): v.detach().cpu() for k, v in msd.items()}, osd
+
+    def _rng_state(self) -> dict:
+        state = {"torch_cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["torch_cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``ckpt_<step>.pt`` atomically on the main rank and apply keep-last-k. Every rank calls."""
+        msd, osd = self._state_dicts()
+        rng = all_gather_objects(self._rng_state())  # dropout streams differ per rank
+        path = checkpoint_path(self.out_dir, self.step)
+        if self.dist.is_main:
+            epoch, index = batch_position(self.step, len(self.dataset), self.cfg.global_batch)
+            atomic_torch_save({
+                "format": CHECKPOINT_FORMAT,
+                "model": msd,
+                "optimizer": osd,
+                "step": self.step,
+                "epoch": epoch,  # data-loader position of the next step: epoch and batch index in it
+                "batch_in_epoch": index,
+                "lr_position": self._lr_position(self.step),
+                "rng": rng,
+                "world_size": self.dist.world_size,
+                "model_config": self.model_cfg.to_dict(),
+                "train_config": self.cfg.to_dict(),
+                "dataset_size": len(self.dataset),
+            }, path)
+            self._prune_checkpoints()
+        barrier()
+        return path if self.dist.is_main else None
+
+    def _prune_checkpoints(self) -> None:
+        if self.cfg.keep_last:
+            for old in list_checkpoints(self.out_dir)[:-self.cfg.keep_last]:
+                old.unlink(missing_ok=True)
+
+    def _load_state(self, ckpt: dict) -> None:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        msd = {f"model.{k}": v for k, v in ckpt["model"].items()}
+        set_state_dict(self.objective, self.optimizer, model_state_dict=msd, optim_state_dict=ckpt["optimizer"],
+                       options=StateDictOptions(full_state_dict=True))
+        self.step = int(ckpt["step"])
+        rng = ckpt["rng"]
+        if len(rng) == self.dist.world_size:
+            mine = rng[self.dist.rank]
+            torch.set_rng_state(mine["torch_cpu"])
+            if "torch_cuda" in mine and self.device.type == "cuda":
+                torch.cuda.set_rng_state(mine["torch_cuda"], self.device)
+        else:
+            log.warning("checkpoint was written by %d processes, resuming on %d: dropout draws will differ "
+                        "from an uninterrupted run (data, orders and schedules do not)", len(rng), self.dist.world_size)
+        self._truncate_log(self.step)
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop log lines of steps after ``step`` (written after the checkpoint by the interrupted run)."""
+        path = self.out_dir / LOG_FILE
+        if not self.dist.is_main or not path.is_file():
+            return
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        atomic_write(path, lambda tmp: Path(tmp).write_text("".join(f"{line}\n" for line in kept)))
+
+    # --- training -------------------------------------------------------------------------------------
+
+    def _lr_position(self, step: int) -> float:
+        return step / self.steps_per_epoch if self.cfg.lr_unit == "epoch" else float(step)
+
+    def lr_at(self, step: int) -> float:
+        c = self.cfg
+        end = self._lr_position(self.total_steps)
+        return learning_rate(self._lr_position(step), peak=c.peak_lr, min_lr=c.min_lr, warmup=c.warmup,
+                             decay_start=min(c.decay_start, end), end=end)
+
+    def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on global batch ``step``; returns (local loss, grad norm) as tensors (no sync)."""
+        c = self.cfg
+        indices, positions = rank_batch(step, len(self.dataset), c.global_batch, self.dist.rank, self.dist.world_size, c.seed)
+        epoch, _ = batch_position(step, len(self.dataset), c.global_batch)
+        if hasattr(self.dataset, "set_epoch"):  # e.g. the flip choice of a token cache
+            self.dataset.set_epoch(epoch)
+        tokens, labels = load_batch(self.dataset, indices)
+        orders, null = sample_randomness(c.seed, step, positions, self.model_cfg.num_tokens, self.model_cfg.label_drop)
+        sizes = draw_schedule(self.schedules, c.seed, step)
+        to = dict(device=self.device, non_blocking=True)
+        tokens, labels, orders, null = tokens.to(**to), labels.to(**to), orders.to(**to), null.to(**to)
+
+        lr = self.lr_at(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
+        with autocast:
+            loss = self.objective(tokens, labels, sizes, orders, null)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if c.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        self.optimizer.step()
+        if hasattr(norm, "full_tensor"):  # FSDP2 returns a DTensor
+            norm = norm.full_tensor()
+        return loss.detach(), norm.detach()
+
+    def fit(self) -> dict:
+        """Train until ``total_steps``; returns a summary (final loss, throughput, paths)."""
+        c = self.cfg
+        main = self.dist.is_main
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._open_tensorboard()
+        log.info("training %s (%d params) for %d steps (%d per epoch), global batch %d on %d process(es), "
+                 "peak lr %.3g, %d schedules", self.model_cfg.name, sum(p.numel() for p in self.model.parameters()),
+                 self.total_steps, self.steps_per_epoch, c.global_batch, self.dist.world_size, c.peak_lr, len(self.schedules))
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not main, desc="train", dynamic_ncols=True)
+        loss_sum = torch.zeros((), device=self.device)
+        norm_sum = torch.zeros((), device=self.device)
+        window, t0, last = 0, time.perf_counter(), {}
+        while self.step < self.total_steps:
+            loss, norm = self.train_step(self.step)
+            loss_sum += loss
+            norm_sum += norm
+            window += 1
+            self.step += 1
+            at_end = self.step == self.total_steps
+            if self.step % c.log_every == 0 or at_end:
+                elapsed = time.perf_counter() - t0
+                mean_loss = float(all_reduce_mean(loss_sum / window))
+                images = window * c.global_batch
+                last = {"step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": mean_loss, "lr": self.lr_at(self.step - 1), "grad_norm": float(norm_sum / window),
+                        "img_per_s": images / elapsed, "tokens_per_s": images * self.model_cfg.num_tokens / elapsed}
+                if main:
+                    self._write_log(last)
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{last['img_per_s']:.1f}",
+                                    tok_s=f"{last['tokens_per_s']:.0f}")
+                loss_sum.zero_()
+                norm_sum.zero_()
+                window = 0
+            if c.sample_every and (self.step % c.sample_every == 0 or at_end):
+                self.write_samples()
+            if self.step % c.checkpoint_every == 0 or at_end:
+                self.save_checkpoint()
+            if window == 0:  # throughput windows exclude logging, sampling and checkpoint time
+                t0 = time.perf_counter()
+            bar.update(1)
+        bar.close()
+        weights = self.export()
+        if self._tb is not None:
+            self._tb.close()
+        return {**last, "weights": str(weights) if weights else None, "total_steps": self.total_steps}
+
+    # --- outputs --------------------------------------------------------------------------------------
+
+    def _open_tensorboard(self) -> None:
+        if not self.cfg.tensorboard:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.info("tensorboard is not installed; logging to %s only", self.out_dir / LOG_FILE)
+            return
+        self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    def _write_log(self, record: dict) -> None:
+        with open(self.out_dir / LOG_FILE, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for key in ("loss", "lr", "grad_norm", "img_per_s", "tokens_per_s"):
+                self._tb.add_scalar(f"train/{key}", record[key], record["step"])
+
+    def _eval_model(self) -> LPD | None:
+        """The full model on the main rank (gathered from the shards under FSDP; every rank calls)."""
+        if not (self.dist.enabled and self.cfg.parallel == "fsdp"):
+            return self.model if self.dist.is_main else None
+        msd, _ = self._state_dicts()
+        if not self.dist.is_main:
+            return None
+        model = LPD(self.model_cfg)
+        model.load_state_dict(msd, strict=True)
+        return model.to(self.device)
+
+    def write_samples(self) -> Path | None:
+        """Write ``samples/step_<step>.png`` (main rank)."""
+        model = self._eval_model()
+        path = None
+        if model is not None:
+            c = self.cfg
+            grid = sample_grid(model, count=c.sample_count, steps=c.sample_steps, cfg_scale=c.sample_cfg,
+                               seed=derive_seed(c.seed, "samples"), tokenizer=self.tokenizer)
+            path = save_png(grid, self.out_dir / "samples" / f"step_{self.step:08d}.png")
+        barrier()
+        return path
+
+    def export(self) -> Path | None:
+        """Final weights as ``lpd.safetensors`` + ``lpd.json`` (loadable by ``LPD.from_checkpoint``)."""
+        model = self._eval_model()
+        path = model.save(self.out_dir / FINAL_WEIGHTS) if model is not None else None
+        barrier()
+        return path
+
+
+def train(model_cfg: LPDConfig, cfg: TrainConfig, dataset: Dataset, tokenizer=None) -> dict:
+    """Train LPD on a token dataset (items ``(codes (N,), label)``) as one process or under torchrun.
+
+    Args:
+        model_cfg: network size; ``dropout`` and ``label_drop`` are the training regularisers.
+        cfg: the recipe, output directory and resume settings.
+        dataset: token dataset; a vectorised ``batch(indices)`` and a ``set_epoch(e)`` are used when present.
+        tokenizer: optional VQ tokenizer to decode sample grids.
+
+    Returns:
+        Summary of the last logged window (loss, lr, img/s, tokens/s) and the exported weights' path.
+    """
+    return Trainer(model_cfg, cfg, dataset, tokenizer=tokenizer).fit()
