@@ -2,8 +2,8 @@
 vectorised :func:`lpdgen.orders.locality_aware` is tested and benchmarked against.
 
 Written to read like the SPEC, one image at a time, with plain Python lists. It consumes randomness
-exactly like the fast version (one (B, N) float64 draw of tie-break keys per step), so both must give
-identical orders for the same seed. Squared euclidean distances stand in for distances in the
+exactly like the fast version (one :func:`lpdgen.orders.tie_break_keys` draw per step from
+:func:`lpdgen.orders.tie_break_rng`), so both must give identical orders for the same seed. Squared euclidean distances stand in for distances in the
 farthest-point step (same argmax, exact ties).
 """
 
@@ -13,11 +13,13 @@ import math
 
 import torch
 
+from lpdgen.orders import tie_break_keys, tie_break_rng
+
 NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
 
 def locality_aware_one(h: int, w: int, group_sizes: list[int], tau: float, rho: float,
-                       keys: list[list[float]]) -> list[int]:
+                       keys: list[list[int]]) -> list[int]:
     """One order; ``keys[k][cell]`` is the tie-break key of ``cell`` at step k."""
     n = h * w
     selected = [False] * n
@@ -61,7 +63,7 @@ def locality_aware_one(h: int, w: int, group_sizes: list[int], tau: float, rho: 
                 step.append(c)
         pool = c2 + aside + untried
         if len(step) < g and not step:
-            first = min(pool, key=lambda c: key[c])
+            first = min(pool, key=lambda c: (key[c], c))
             step.append(first)
             pool.remove(first)
         while len(step) < g:
@@ -81,8 +83,8 @@ def locality_aware_one(h: int, w: int, group_sizes: list[int], tau: float, rho: 
 def locality_aware_reference(h: int, w: int, group_sizes: list[int], tau: float = 1.0, rho: float = 2.0,
                              batch: int = 1, seed: int = 0) -> torch.Tensor:
     """(batch, h*w) orders from the loop reference, drawing keys like the fast version."""
-    gen = torch.Generator().manual_seed(seed)
-    keys = [torch.rand((batch, h * w), generator=gen, dtype=torch.float64).tolist() for _ in group_sizes]
+    rng = tie_break_rng(seed)
+    keys = [tie_break_keys(rng, batch, h * w).tolist() for _ in group_sizes]
     rows = [locality_aware_one(h, w, group_sizes, tau, rho, [keys[k][b] for k in range(len(group_sizes))])
             for b in range(batch)]
     return torch.tensor(rows, dtype=torch.long)

@@ -246,54 +246,80 @@ def halton(grid: int | tuple[int, int], batch: int = 1, seed: int | torch.Genera
         count *= 2  # some cell not hit yet: more points
 
 
-@lru_cache(maxsize=32)
-def _coords(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N,) row and column of every raster index (int64)."""
-    cells = torch.arange(h * w, device=device)
-    return cells // w, cells % w
+# Proximity of a cell is determined by its counts of selected edge neighbours (ne) and diagonal
+# neighbours (nd), each 0..4; we carry the code 5 ne + nd and compare proximities through exact tables.
+_EDGE_OFFSETS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+_DIAG_OFFSETS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+_PROX_OF_CODE = np.array([ne + nd / math.sqrt(2.0) for ne in range(5) for nd in range(5)])  # (25,)
+# rank of each code by proximity, descending (distinct codes have distinct proximities: sqrt 2 is irrational)
+_LEVEL_OF_CODE = np.argsort(np.argsort(-_PROX_OF_CODE, kind="stable"), kind="stable").astype(np.int64)
+_LEVEL_SHIFT = 56  # key = level << 56 | random bits << cell_bits | cell: sorts by proximity desc, then random
+_NOT_FREE = np.int64(31) << _LEVEL_SHIFT  # level 31: above every real level (0..24)
 
 
-def _stencils(device: torch.device) -> torch.Tensor:
-    """(2, 1, 3, 3) 8-neighbourhood stencils: channel 0 counts edge neighbours, channel 1 diagonal."""
-    edge = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
-    diag = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 1.0]])
-    return torch.stack([edge, diag])[:, None].to(device)
+def tie_break_rng(seed: int | torch.Generator | None) -> np.random.Generator:
+    """The numpy generator that draws the tie-break keys, seeded from ``seed`` through a torch generator
+    (one 63-bit draw), so an int seed or a torch.Generator fixes the orders."""
+    gen = make_rng(seed, "cpu") if not isinstance(seed, torch.Generator) else seed
+    return np.random.Generator(np.random.PCG64(int(torch.randint(0, 2**62, (1,), generator=gen).item())))
 
 
-def proximity(selected: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(B, N) bool selected cells -> (B, N) float64 proximity: sum over selected 8-neighbours of
-    1 / euclidean distance. Computed from integer neighbour counts, so equal sums compare equal."""
-    b = selected.shape[0]
-    counts = F.conv2d(selected.view(b, 1, h, w).float(), _stencils(selected.device), padding=1)  # (B, 2, h, w)
-    counts = counts.view(b, 2, h * w).double()
-    return counts[:, 0] + counts[:, 1] * (1.0 / math.sqrt(2.0))
+def tie_break_keys(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
+    """(batch, n) int64 uniform random tie-break keys of one step, with ``56 - bit_length(n)`` bits (the
+    remaining bits of an order key carry the proximity level and the cell index)."""
+    bits = _LEVEL_SHIFT - max(1, (n - 1).bit_length())
+    return (rng.bit_generator.random_raw((batch, n)) >> np.uint64(64 - bits)).astype(np.int64)
 
 
-def _greedy_repulsion(c1: torch.Tensor, rank: torch.Tensor, h: int, w: int, radius: int) -> torch.Tensor:
+def _window_min(x: np.ndarray, radius: int, fill: int | bool) -> np.ndarray:
+    """(B, h, w) -> min over the (2 radius + 1)^2 square around each cell (Chebyshev ball), as
+    separable shifted minima (for bool arrays pass ``fill=True`` and get the window AND)."""
+    b, h, w = x.shape
+    padded = np.full((b, h + 2 * radius, w + 2 * radius), fill, dtype=x.dtype)
+    padded[:, radius:radius + h, radius:radius + w] = x
+    rows = padded[:, :, 0:w].copy()  # (B, h + 2r, w)
+    for d in range(1, 2 * radius + 1):
+        np.minimum(rows, padded[:, :, d:d + w], out=rows)
+    out = rows[:, 0:h].copy()  # (B, h, w)
+    for d in range(1, 2 * radius + 1):
+        np.minimum(out, rows[:, d:d + h], out=out)
+    return out
+
+
+def _greedy_repulsion(key: np.ndarray, c1: np.ndarray, h: int, w: int, radius: int) -> np.ndarray:
     """Greedy walk of SPEC §5 step 3 without the stop at g_k: (B, N) mask of the c1 cells taken when
-    walking c1 in ``rank`` order and skipping any cell within Chebyshev ``radius`` of a taken one.
+    walking c1 in ascending ``key`` order and skipping any cell within Chebyshev ``radius`` of a taken
+    one.
 
     Parallel rounds: a cell is taken once no earlier undecided-or-taken cell lies in its window and
-    rejected once a taken cell does. Each round decides at least the earliest undecided cell, and in
-    practice a whole wave, so a handful of rounds replace the walk. The walk with a stop at g_k takes
-    exactly the first g_k of these cells in rank order (a cell's fate depends only on earlier ones).
+    rejected once a taken cell does. Each round decides at least the earliest undecided cell of every
+    row, and in practice a whole wave, so a handful of rounds replace the walk. The walk with a stop at
+    g_k takes exactly the first g_k of these cells in key order (a cell's fate depends only on earlier
+    ones). Rows that are finished drop out of later rounds.
     """
-    b = c1.shape[0]
+    taken = np.zeros_like(c1)
     if radius < 1:
-        return c1.clone()
-    big = float(h * w + 1)
-    rank_f = rank.float()
-    undecided = c1.clone()
-    taken = torch.zeros_like(c1)
-    kernel, pad = 2 * radius + 1, radius
-    while bool(undecided.any()):
-        active = torch.where(undecided | taken, rank_f, big).view(b, 1, h, w)
-        earliest = -F.max_pool2d(-active, kernel, stride=1, padding=pad)  # (B, 1, h, w) window min rank
-        new_taken = undecided & (earliest.view(b, -1) == rank_f)
-        taken |= new_taken
-        near = F.max_pool2d(taken.view(b, 1, h, w).float(), kernel, stride=1, padding=pad).view(b, -1) > 0
-        undecided &= ~(new_taken | near)
+        return c1.copy()
+    undecided = c1.copy()
+    rows = np.flatnonzero(undecided.any(axis=1))
+    while rows.size:
+        und, tak, k = undecided[rows], taken[rows], key[rows]
+        active = np.where(und | tak, k, _NOT_FREE).reshape(-1, h, w)
+        earliest = _window_min(active, radius, _NOT_FREE).reshape(rows.size, -1)
+        new = und & (earliest == k)
+        tak |= new
+        near = ~_window_min(~tak.reshape(-1, h, w), radius, True).reshape(rows.size, -1)
+        und &= ~near
+        taken[rows], undecided[rows] = tak, und
+        rows = rows[und.any(axis=1)]
     return taken
+
+
+@lru_cache(maxsize=8)
+def _squared_distances(h: int, w: int) -> np.ndarray:
+    """(N, N) squared euclidean distances between cells (int32)."""
+    y, x = np.divmod(np.arange(h * w), w)
+    return ((y[:, None] - y[None]) ** 2 + (x[:, None] - x[None]) ** 2).astype(np.int32)
 
 
 def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[int, ...], tau: float = 1.0,
@@ -306,12 +332,13 @@ def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[i
     ties broken by a uniform random key per cell and step; c1 = ranked cells with proximity >= tau. The
     walk over c1 takes a cell unless it lies within Chebyshev ``rho`` of a cell taken this step, and
     stops at g_k cells; any shortfall is filled by farthest-point sampling (largest minimum euclidean
-    distance to this step's cells, first in pool order on ties; a random pool cell if the step is
-    empty) over the pool c2 ++ set-aside ++ untried c1. Within a row, a step's cells appear in the order
-    they were chosen.
+    distance to this step's cells, first in pool order on ties; the pool cell with the smallest key,
+    i.e. a uniformly random one, if the step is empty) over the pool c2 ++ set-aside ++ untried c1.
+    Within a row, a step's cells appear in the order they were chosen.
 
-    Randomness: one ``torch.rand((batch, N), dtype=float64)`` draw per step from ``seed``, used as the
-    tie-break keys; the random pick of an empty step is the pool cell with the smallest key.
+    Built with numpy on the CPU (the work is small integer bookkeeping that torch's per-op overhead
+    would dominate); the result is moved to ``device``. Randomness: :func:`tie_break_rng` from
+    ``seed``, one :func:`tie_break_keys` draw per step.
 
     Args:
         grid: side of a square grid or (h, w).
@@ -320,7 +347,7 @@ def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[i
         rho: repulsion threshold in Chebyshev distance (published 2, 3 or 4); < 1 disables repulsion.
         batch: number of orders B.
         seed: int seed, a ``torch.Generator``, or ``None`` for a fresh random seed.
-        device: where to build (and return) the orders.
+        device: where to return the orders.
     Returns:
         (batch, h*w) LongTensor of raster indices.
     """
@@ -328,73 +355,77 @@ def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[i
     n = h * w
     sizes = validate_group_sizes(group_sizes, n)
     _check_batch(batch)
-    device = torch.device(device)
-    gen = make_rng(seed, device)
-    rows, cols = _coords(h, w, device)
+    rng = tie_break_rng(seed)
     radius = math.floor(rho) if rho >= 1 else 0
-    arange = torch.arange(n, device=device).expand(batch, n)
-    selected = torch.zeros((batch, n), dtype=torch.bool, device=device)
-    out = torch.empty((batch, n), dtype=torch.long, device=device)
+    cell_bits = max(1, (n - 1).bit_length())
+    cells = np.arange(n, dtype=np.int64)
+    c1_of_code = _PROX_OF_CODE >= tau - PROXIMITY_EPS  # (25,)
+    rows_b = np.arange(batch)[:, None]
+    # neighbour codes on a grid padded by one cell, so every neighbour of a cell has an index
+    code = np.zeros((batch, (h + 2) * (w + 2)), dtype=np.int64)
+    pad_index = (cells // w + 1) * (w + 2) + cells % w + 1  # (N,) cell -> padded index
+    neighbour_steps = [(dy * (w + 2) + dx, 5) for dy, dx in _EDGE_OFFSETS]
+    neighbour_steps += [(dy * (w + 2) + dx, 1) for dy, dx in _DIAG_OFFSETS]
+    free = np.ones((batch, n), dtype=bool)
+    out = np.empty((batch, n), dtype=np.int64)
     start = 0
     for k, g in enumerate(sizes):
-        keys = torch.rand((batch, n), generator=gen, dtype=torch.float64, device=device)
-        free = ~selected
-        prox = proximity(selected, h, w)
-        # distinct proximities differ by > 0.17 (integer counts of 1 and 1/sqrt 2), so 8 * prox + key
-        # sorts by proximity descending with ties in key order
-        sort_key = torch.where(free, keys - 8.0 * prox, math.inf)
-        ranked = sort_key.argsort(dim=1)  # (B, N) cells by rank
-        rank = torch.empty_like(ranked).scatter_(1, ranked, arange)  # (B, N) rank of each cell
-        if k == 0:  # step 1 is one uniformly random cell (+ farthest points), never a c1 walk
-            c1 = torch.zeros_like(free)
-        else:
-            c1 = free & (prox >= tau - PROXIMITY_EPS)
-        taken = _greedy_repulsion(c1, rank, h, w, radius)
-        # in rank order: cap the walk at g taken cells; cells after the stop point are "untried"
-        taken_r = taken.gather(1, ranked)  # (B, N)
-        before = taken_r.long().cumsum(dim=1) - taken_r.long()  # taken cells strictly earlier in rank
-        chosen_r = taken_r & (before < g)
-        n_chosen = chosen_r.sum(dim=1)  # (B,)
-        # this step's cells in walk order: chosen ranks first (stable), padded by FPS below
-        first_ranks = (~chosen_r).to(torch.uint8).sort(dim=1, stable=True).indices[:, :g]  # (B, g)
-        picks = ranked.gather(1, first_ranks)
-        need = g - n_chosen
-        if bool((need > 0).any()):
-            c1_r = c1.gather(1, ranked)
-            # pool order: c2, then set-aside c1 (rejected before the stop), then untried c1
-            group = torch.where(c1_r, torch.where(before < g, 1, 2), 0)
-            group = torch.where(chosen_r | ~free.gather(1, ranked), 3, group)  # 3 = not in the pool
-            pool_rank_r = group * n + arange
-            pool_rank = torch.empty_like(pool_rank_r).scatter_(1, ranked, pool_rank_r)  # (B, N) per cell
-            picks = _farthest_fill(picks, n_chosen, pool_rank, keys, rows, cols, g, n)
+        cell_code = code[:, pad_index]  # (B, N)
+        level = np.where(free, _LEVEL_OF_CODE[cell_code], 31)
+        key = (level << _LEVEL_SHIFT) | (tie_break_keys(rng, batch, n) << cell_bits) | cells  # (B, N)
+        c1 = free & c1_of_code[cell_code] if k > 0 else np.zeros_like(free)  # step 1 never walks c1
+        taken = _greedy_repulsion(key, c1, h, w, radius)
+        # the first g taken cells in key order are this step's walk; keys are unique and end in the cell
+        taken_key = np.where(taken, key, _NOT_FREE)
+        first = np.sort(np.partition(taken_key, g - 1, axis=1)[:, :g] if g < n else taken_key, axis=1)  # (B, g)
+        walked = first < _NOT_FREE
+        n_chosen = walked.sum(axis=1)  # (B,)
+        picks = first & ((1 << cell_bits) - 1)
+        need = n_chosen < g
+        if need.any():
+            rows = np.flatnonzero(need)
+            # pool order: c2, then set-aside c1 (rejected before the stop), then untried c1 (after it)
+            stop = np.where(n_chosen == g, first[:, -1], _NOT_FREE)[rows, None]
+            c1_r, key_r = c1[rows], key[rows]
+            group = np.where(c1_r, np.where(key_r < stop, 1, 2), 0)
+            in_pool = free[rows] & ~(taken[rows] & (key_r <= stop))
+            picks[rows] = _farthest_fill(picks[rows], n_chosen[rows], in_pool, group, key_r,
+                                         _squared_distances(h, w))
         out[:, start:start + g] = picks
-        selected.scatter_(1, picks, True)
+        free[rows_b, picks] = False
+        for step, weight in neighbour_steps:
+            code[rows_b, pad_index[picks] + step] += weight
         start += g
-    return out
+    return torch.from_numpy(out).to(device)
 
 
-def _farthest_fill(picks: torch.Tensor, n_chosen: torch.Tensor, pool_rank: torch.Tensor, keys: torch.Tensor,
-                   rows: torch.Tensor, cols: torch.Tensor, g: int, n: int) -> torch.Tensor:
-    """Fill columns n_chosen.. of ``picks`` (B, g) by farthest-point sampling over the pool
-    (``pool_rank`` < 3n; smaller = earlier in the pool). Squared integer distances keep ties exact."""
-    big = (n + 1) ** 2  # above any squared distance on the grid
-    in_pool = pool_rank < 3 * n  # (B, N)
-    col = torch.arange(g, device=picks.device)
-    valid = col[None] < n_chosen[:, None]  # (B, g) greedy picks
-    dy = rows[picks][:, :, None] - rows[None, None]  # (B, g, N)
-    dx = cols[picks][:, :, None] - cols[None, None]
-    dist2 = torch.where(valid[:, :, None], dy * dy + dx * dx, big).amin(dim=1)  # (B, N) min over picks
-    empty_pick = torch.where(in_pool, keys, math.inf).argmin(dim=1)  # random pool cell for empty steps
+def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, in_pool: np.ndarray, group: np.ndarray,
+                   key: np.ndarray, dist2_table: np.ndarray) -> np.ndarray:
+    """Fill columns n_chosen.. of ``picks`` (R, g) by farthest-point sampling over ``in_pool`` (R, N).
+    Ties in distance go to the first cell in pool order (``group``, then ``key``); squared integer
+    distances keep ties exact. A row with no cell yet starts from its pool cell of smallest key."""
+    g = picks.shape[1]
+    in_pool = in_pool.copy()
+    n_chosen = n_chosen.copy()
+    empty = np.flatnonzero(n_chosen == 0)
+    if empty.size:
+        random_bits = key[empty] & ((1 << _LEVEL_SHIFT) - 1)  # drop the level: uniform over the pool
+        picks[empty, 0] = np.where(in_pool[empty], random_bits, _NOT_FREE).argmin(axis=1)
+        in_pool[empty, picks[empty, 0]] = False
+        n_chosen[empty] = 1
+    # min squared distance to the step's cells so far; unfilled columns repeat column 0 (min unchanged)
+    col = np.arange(g)
+    filled = np.where(col[None] < n_chosen[:, None], picks, picks[:, :1])  # (R, g)
+    dist2 = dist2_table[filled].min(axis=1)  # (R, g, N) -> (R, N)
+    pool_order = (group << 61) + key  # group (2 bits) above the key's level, random bits and cell
     for t in range(int(n_chosen.min()), g):
-        score = torch.where(in_pool, dist2 * (3 * n + 1) - pool_rank, -1)  # far first, then pool order
-        pick = torch.where(n_chosen == 0, empty_pick, score.argmax(dim=1)) if t == 0 else score.argmax(dim=1)
-        active = n_chosen <= t  # rows still filling
-        pick = torch.where(active, pick, picks[:, t])
-        picks[:, t] = pick
-        taken_now = torch.zeros_like(in_pool).scatter_(1, pick[:, None], active[:, None])
-        in_pool &= ~taken_now
-        new_d = (rows[pick][:, None] - rows[None]) ** 2 + (cols[pick][:, None] - cols[None]) ** 2  # (B, N)
-        dist2 = torch.where(active[:, None], torch.minimum(dist2, new_d), dist2)
+        active = np.flatnonzero(n_chosen <= t)  # rows still filling
+        d = np.where(in_pool[active], dist2[active], -1)
+        best = d.max(axis=1, keepdims=True)
+        pick = np.where(d == best, pool_order[active], np.iinfo(np.int64).max).argmin(axis=1)
+        picks[active, t] = pick
+        in_pool[active, pick] = False
+        dist2[active] = np.minimum(dist2[active], dist2_table[pick])
     return picks
 
 
