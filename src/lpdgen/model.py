@@ -414,6 +414,8 @@ class LPD(nn.Module):
         e.g. 256px weights into a 512px model. Any other mismatch raises one ValueError listing the keys.
         """
         path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
         if isinstance(config, str):
             config = LPDConfig.named(config, image_size=image_size)
         elif config is None:
