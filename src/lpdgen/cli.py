@@ -17,6 +17,9 @@ from .utils import setup_logging
 # Command modules under lpdgen.commands, in the order `lpdgen --help` lists them.
 COMMANDS: tuple[str, ...] = (
     "info",
+    "sample",
+    "train",
+    "train_tokenizer",
 )
 
 

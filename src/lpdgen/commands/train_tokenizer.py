@@ -1,0 +1,52 @@
+"""`lpdgen train-tokenizer`: train a small VQ tokenizer (defaults: the shipped Fashion-MNIST one)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..train_tokenizer import TokenizerTrainConfig
+
+    d = TokenizerTrainConfig()
+    p = sub.add_parser("train-tokenizer", help="train a VQ tokenizer (reconstruction + codebook + commitment losses)")
+    p.add_argument("--dataset", default="fmnist", choices=("fmnist", "imagefolder"))
+    p.add_argument("--data-root", default=None, help="dataset directory (fmnist default: /usr/share/datasets/fashion-mnist)")
+    p.add_argument("--image-size", type=int, default=256, help="imagefolder crop size")
+    p.add_argument("--config", default="fmnist", help="named tokenizer config (fmnist, vq-16) or a JSON file of VQConfig fields")
+    p.add_argument("--out-dir", default=d.out_dir, help="checkpoint.pt, vq.safetensors, vq.json, metrics.json; rerun to resume")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--beta", type=float, default=d.beta, help="commitment loss weight")
+    p.add_argument("--dead-code-every", type=int, default=d.dead_code_every, help="0 disables dead-entry restarts")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--no-eval", action="store_true", help="skip the test-split PSNR / usage evaluation")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import image_dataset
+    from ..tokenizer import VQConfig, VQTokenizer
+    from ..train_tokenizer import TokenizerTrainConfig, train_tokenizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    path = Path(args.config)
+    config = VQConfig.from_dict(json.loads(path.read_text())) if path.suffix == ".json" else VQConfig.named(args.config)
+    cfg = TokenizerTrainConfig(out_dir=args.out_dir, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                               beta=args.beta, dead_code_every=args.dead_code_every,
+                               checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device)
+    train = image_dataset(args.dataset, args.data_root, "train", args.image_size)
+    test = None if args.no_eval or args.dataset != "fmnist" else image_dataset(args.dataset, args.data_root, "test")
+    torch.manual_seed(args.seed)  # the initial weights (module init draws from torch's default stream)
+    metrics = train_tokenizer(VQTokenizer(config), train, cfg, eval_dataset=test)
+    print(json.dumps(metrics, indent=2))
+    return 0

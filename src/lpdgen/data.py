@@ -1,0 +1,176 @@
+"""Datasets: Fashion-MNIST from IDX files, ImageFolder trees with ADM center-crop, and token datasets.
+
+Image datasets return ``(image, label)`` with ``image`` a float (C, H, W) tensor in [-1, 1] (the
+tokenizer's input range) and expose ``labels`` (an int64 array of every label, so a token cache can
+write its index without decoding images). Token datasets return ``(codes, label)`` with ``codes`` a
+(h*w,) LongTensor in raster order.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .io import PathLike
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+_FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+_IDX_UBYTE = 0x08  # IDX type code of unsigned bytes (the only type Fashion-MNIST uses)
+
+
+# --- Fashion-MNIST ----------------------------------------------------------------------------------
+
+
+def read_idx(path: PathLike) -> np.ndarray:
+    """Read an IDX file (``.gz`` or raw) of unsigned bytes into an array of its declared shape."""
+    path = Path(path)
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path}: not an IDX file (bad magic number)")
+    if raw[2] != _IDX_UBYTE:
+        raise ValueError(f"{path}: IDX element type 0x{raw[2]:02x} is not unsigned byte")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape))
+    if len(raw) - header != expected:
+        raise ValueError(f"{path}: truncated or corrupt IDX file: header declares shape {shape} "
+                         f"({expected} bytes of data) but {len(raw) - header} bytes follow")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find_idx(root: Path, stem: str) -> Path:
+    for name in (f"{stem}.gz", stem):
+        if (root / name).is_file():
+            return root / name
+    raise FileNotFoundError(f"Fashion-MNIST file {stem}(.gz) not found in {root}")
+
+
+def load_fashion_mnist(root: PathLike = FASHION_MNIST_DIR, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """The ``split`` ("train": 60,000 or "test": 10,000) as (uint8 images (N, 28, 28), int64 labels (N,)).
+
+    ``root`` holds the four standard IDX files, gzipped or not. On Debian/Ubuntu they come with
+    ``apt-get install dataset-fashion-mnist`` (the default ``root``).
+    """
+    if split not in _FASHION_MNIST_FILES:
+        raise ValueError(f"Fashion-MNIST split must be one of {sorted(_FASHION_MNIST_FILES)}, got {split!r}")
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"Fashion-MNIST directory {root} does not exist. Install it with `apt-get install dataset-fashion-mnist` "
+            f"(files land in {FASHION_MNIST_DIR}) or download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from "
+            "https://github.com/zalandoresearch/fashion-mnist into one directory and pass it as the root."
+        )
+    image_stem, label_stem = _FASHION_MNIST_FILES[split]
+    images, labels = read_idx(_find_idx(root, image_stem)), read_idx(_find_idx(root, label_stem))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"Fashion-MNIST {split} in {root}: images {images.shape} and labels {labels.shape} do not pair up")
+    if labels.size and labels.max() >= len(FASHION_MNIST_CLASSES):
+        raise ValueError(f"Fashion-MNIST {split} in {root}: label {labels.max()} out of range")
+    return images, labels.astype(np.int64)
+
+
+class FashionMNIST(Dataset):
+    """Fashion-MNIST as (1, pad_to, pad_to) float images in [-1, 1] with int labels.
+
+    Images are zero-padded (the black background, -1 after scaling) to ``pad_to`` so that a tokenizer
+    with 4x downsampling sees 32x32 and yields 8x8 codes.
+    """
+
+    def __init__(self, root: PathLike = FASHION_MNIST_DIR, split: str = "train", pad_to: int = 32):
+        images, self.labels = load_fashion_mnist(root, split)
+        h, w = images.shape[1:]
+        if pad_to < max(h, w):
+            raise ValueError(f"pad_to={pad_to} is smaller than the {h}x{w} images")
+        top, left = (pad_to - h) // 2, (pad_to - w) // 2
+        padded = np.zeros((len(images), pad_to, pad_to), dtype=np.uint8)
+        padded[:, top:top + h, left:left + w] = images
+        self.images = torch.from_numpy(padded)  # (N, S, S) uint8
+        self.classes = FASHION_MNIST_CLASSES
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i].unsqueeze(0).float().div(127.5).sub(1.0), int(self.labels[i])
+
+    def batch(self, indices: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fast path for in-memory training: (B, 1, S, S) images and (B,) labels."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return self.images[idx].unsqueeze(1).float().div(127.5).sub(1.0), torch.from_numpy(self.labels)[idx]
+
+
+# --- ImageFolder --------------------------------------------------------------------------------------
+
+
+def center_crop_arr(image, image_size: int):
+    """ADM / LlamaGen center crop: halve with a box filter while the short side is >= 2x the target,
+    then bicubic-resize the short side to ``image_size`` and crop the center square."""
+    from PIL import Image
+
+    while min(*image.size) >= 2 * image_size:
+        image = image.resize(tuple(x // 2 for x in image.size), resample=Image.BOX)
+    scale = image_size / min(*image.size)
+    image = image.resize(tuple(round(x * scale) for x in image.size), resample=Image.BICUBIC)
+    arr = np.array(image)
+    top, left = (arr.shape[0] - image_size) // 2, (arr.shape[1] - image_size) // 2
+    return Image.fromarray(arr[top:top + image_size, left:left + image_size])
+
+
+class ImageFolder(Dataset):
+    """``root/<class>/<image>`` (the ImageNet ``train/`` layout): class ids in sorted folder order,
+    images in sorted path order, RGB, ADM center-cropped to ``image_size``."""
+
+    def __init__(self, root: PathLike, image_size: int = 256):
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder {root} does not exist")
+        self.root, self.image_size = root, int(image_size)
+        self.classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+        if not self.classes:
+            raise ValueError(f"{root} has no class sub-directories (expected root/<class>/<image>)")
+        self.samples: list[tuple[Path, int]] = [
+            (p, label)
+            for label, name in enumerate(self.classes)
+            for p in sorted((root / name).rglob("*"))
+            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        ]
+        if not self.samples:
+            raise ValueError(f"{root} contains no images with extensions {IMAGE_EXTENSIONS}")
+        self.labels = np.array([label for _, label in self.samples], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        path, label = self.samples[i]
+        with Image.open(path) as im:
+            arr = np.asarray(center_crop_arr(im.convert("RGB"), self.image_size))
+        x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(127.5).sub(1.0)  # (H, W, 3) -> (3, H, W)
+        return x, label
+
+
+def image_dataset(name: str, root: PathLike | None = None, split: str = "train", image_size: int = 256) -> Dataset:
+    """An image dataset by name, for the CLIs: ``fmnist`` (``root`` defaults to the Debian path; 32x32
+    padded) or ``imagefolder`` (``root`` required; ``split`` is ignored, point ``root`` at e.g. ``train/``)."""
+    if name == "fmnist":
+        return FashionMNIST(root or FASHION_MNIST_DIR, split=split, pad_to=32)
+    if name == "imagefolder":
+        if root is None:
+            raise ValueError("the imagefolder dataset needs --data-root")
+        return ImageFolder(root, image_size=image_size)
+    raise ValueError(f"unknown dataset {name!r}; choose fmnist or imagefolder")

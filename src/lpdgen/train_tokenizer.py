@@ -1,0 +1,177 @@
+"""Training a small VQ tokenizer: reconstruction + codebook + beta * commitment, straight-through.
+
+Resume is exact without saving RNG state: the batch order of epoch e is a permutation drawn from
+``seed + e`` and the dead-entry restarts of step s draw from ``seed + s``, so a run restarted from its
+checkpoint replays the same batches and restarts as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .io import atomic_torch_save, atomic_write_json
+from .tokenizer import VectorQuantizer, VQTokenizer, codebook_stats, psnr
+from .utils import get_logger, make_generator
+
+log = get_logger(__name__)
+
+CHECKPOINT = "checkpoint.pt"  # training state (weights, optimizer, step) inside out_dir
+WEIGHTS = "vq.safetensors"  # final weights (+ vq.json config) inside out_dir
+
+
+@dataclass
+class TokenizerTrainConfig:
+    """Hyper-parameters of :func:`train_tokenizer` (defaults: the shipped Fashion-MNIST tokenizer)."""
+
+    out_dir: str = "runs/vq_fmnist"
+    steps: int = 1600
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05  # cosine decay from lr to lr * min_lr_ratio
+    weight_decay: float = 0.0
+    beta: float = 0.25  # commitment weight (LlamaGen / VQ-VAE)
+    codebook_weight: float = 1.0
+    grad_clip: float = 1.0
+    dead_code_every: int = 50  # restart entries absent from the usage window every this many steps (0: never)
+    dead_code_until: float = 0.8  # ... during this fraction of training, then let the codebook settle
+    checkpoint_every: int = 250
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.steps <= 0 or self.batch_size <= 0:
+            raise ValueError("steps and batch_size must be positive")
+        if not 0.0 <= self.dead_code_until <= 1.0:
+            raise ValueError("dead_code_until is a fraction of training in [0, 1]")
+
+
+def learning_rate(step: int, cfg: TokenizerTrainConfig) -> float:
+    """Linear warm-up then cosine decay to ``lr * min_lr_ratio``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def batch_indices(step: int, num_items: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Indices of training step ``step``: epoch-wise permutations seeded by ``seed + epoch``, last partial batch dropped."""
+    per_epoch = num_items // batch_size
+    if per_epoch == 0:
+        raise ValueError(f"dataset of {num_items} items is smaller than one batch of {batch_size}")
+    epoch, i = divmod(step, per_epoch)
+    perm = torch.randperm(num_items, generator=make_generator(seed + epoch))
+    return perm[i * batch_size:(i + 1) * batch_size]
+
+
+def load_images(dataset: Dataset, indices: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) images of ``indices``; uses the dataset's vectorised ``batch`` when it has one."""
+    if hasattr(dataset, "batch"):
+        return dataset.batch(indices)[0]
+    return torch.stack([dataset[int(i)][0] for i in indices])
+
+
+@torch.no_grad()
+def restart_dead_codes(quantizer: VectorQuantizer, z: torch.Tensor, generator: torch.Generator) -> int:
+    """Re-initialise entries absent from the usage window with random current encoder outputs
+    (unit vectors, lightly jittered so two restarted entries never coincide). Returns how many."""
+    dead = (quantizer.recent_usage_counts() == 0).nonzero().flatten()
+    if dead.numel() == 0 or (quantizer.codebook_used < 0).any():  # window not full yet: counts mean nothing
+        return 0
+    flat = z.detach().permute(0, 2, 3, 1).reshape(-1, z.shape[1]).cpu()  # (B*h*w, D)
+    pick = torch.randint(flat.shape[0], (dead.numel(),), generator=generator)
+    noise = 0.01 * torch.randn(dead.numel(), flat.shape[1], generator=generator)
+    new = F.normalize(flat[pick] + noise, dim=-1)
+    quantizer.embedding.weight[dead.to(quantizer.embedding.weight.device)] = new.to(quantizer.embedding.weight)
+    return int(dead.numel())
+
+
+@torch.no_grad()
+def evaluate_tokenizer(model: VQTokenizer, dataset: Dataset, batch_size: int = 250, progress: bool = True) -> dict[str, float]:
+    """Mean reconstruction PSNR (dB, images in [0, 1]) and codebook usage / perplexity over ``dataset``."""
+    was_training = model.training
+    model.eval()
+    scores, codes = [], []
+    order = torch.arange(len(dataset))
+    for start in tqdm(range(0, len(dataset), batch_size), desc="eval", disable=not progress, leave=False):
+        x = load_images(dataset, order[start:start + batch_size]).to(model.device)
+        c = model.encode(x)
+        scores.append(psnr(model.decode(c), x).cpu())
+        codes.append(c.cpu())
+    model.train(was_training)
+    stats = codebook_stats(torch.cat(codes), model.config.codebook_size)
+    return {"psnr": float(torch.cat(scores).mean()), **stats, "images": len(dataset)}
+
+
+def train_tokenizer(
+    model: VQTokenizer,
+    dataset: Dataset,
+    cfg: TokenizerTrainConfig,
+    eval_dataset: Dataset | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train ``model`` on ``dataset`` (resuming from ``out_dir/checkpoint.pt`` if present), save the final
+    weights to ``out_dir/vq.safetensors`` + ``vq.json`` and return metrics (PSNR / usage on
+    ``eval_dataset`` when given, plus the training time of this run)."""
+    out = Path(cfg.out_dir)
+    device = torch.device(cfg.device)
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    start = 0
+    if (out / CHECKPOINT).is_file():
+        state = torch.load(out / CHECKPOINT, map_location=device, weights_only=True)
+        if state["vq_config"] != model.config.to_dict():
+            raise ValueError(f"{out / CHECKPOINT} was trained with tokenizer config {state['vq_config']}, "
+                             f"not {model.config.to_dict()}; use another --out-dir")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        log.info("resuming from %s at step %d", out / CHECKPOINT, start)
+
+    def save_checkpoint(step: int) -> None:
+        atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                           "vq_config": model.config.to_dict(), "train_config": asdict(cfg)}, out / CHECKPOINT)
+
+    t0 = time.perf_counter()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-tokenizer", disable=not progress)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(step, cfg)
+        x = load_images(dataset, batch_indices(step, len(dataset), cfg.batch_size, cfg.seed)).to(device)
+        recon, q = model(x)
+        rec = F.mse_loss(recon, x)
+        loss = rec + cfg.codebook_weight * q.codebook_loss + cfg.beta * q.commit_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        restarted = 0
+        if cfg.dead_code_every and (step + 1) % cfg.dead_code_every == 0 and step + 1 <= cfg.dead_code_until * cfg.steps:
+            restarted = restart_dead_codes(model.quantize, q.z, make_generator(cfg.seed + step))
+        if step % 10 == 0 or restarted:
+            usage = float((model.quantize.recent_usage_counts() > 0).float().mean())
+            bar.set_postfix(rec=f"{rec.item():.4f}", psnr=f"{float(psnr(recon.detach(), x).mean()):.1f}", usage=f"{usage:.2f}")
+            if restarted:
+                log.info("step %d: restarted %d unused codebook entries (window usage was %.2f)", step + 1, restarted, usage)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            save_checkpoint(step + 1)
+    bar.close()
+    train_seconds = time.perf_counter() - t0
+    model.eval()
+    weights = model.save(out / WEIGHTS)
+    metrics: dict[str, float] = {"steps": cfg.steps, "train_seconds_this_run": round(train_seconds, 1)}
+    if eval_dataset is not None:
+        metrics.update(evaluate_tokenizer(model, eval_dataset, progress=progress))
+    atomic_write_json(metrics, out / "metrics.json")
+    log.info("saved %s; metrics %s", weights, metrics)
+    return metrics
+
