@@ -250,3 +250,20 @@ def test_random_schedules_give_finite_losses():
         sizes = random_schedule(12, gen)
         loss = model(torch.randint(0, 40, (2, 12), generator=gen), torch.tensor([3, 4]), sizes, generator=gen)
         assert torch.isfinite(loss) and 2.0 < loss.item() < 8.0
+
+
+@pytest.mark.filterwarnings("ignore:.*flex_attention.*:UserWarning")
+def test_flex_attention_path_equals_the_dense_mask_path():
+    """The CUDA training path (FlexAttention BlockMask) computes the same logits; here it runs
+    FlexAttention's eager reference on the CPU (forward only: FlexAttention has no CPU backward)."""
+    gen = torch.Generator().manual_seed(11)
+    tokens = torch.randint(0, 40, (2, 12), generator=gen)
+    orders = random_orders(2, 12, gen)
+    model = tiny().eval()
+    with torch.no_grad():
+        for sizes in ([1, 2, 4, 5], [1] * 12, [1, 11], random_schedule(12, gen)):
+            dense = model.forward_logits(tokens, torch.tensor([1, 2]), sizes, orders)
+            model.use_flex_attention = True
+            flex = model.forward_logits(tokens, torch.tensor([1, 2]), sizes, orders)
+            model.use_flex_attention = False
+            torch.testing.assert_close(flex, dense, rtol=0, atol=1e-5)

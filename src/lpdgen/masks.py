@@ -22,26 +22,55 @@ def step_of_position(group_sizes: tuple[int, ...]) -> torch.Tensor:
     return torch.repeat_interleave(torch.arange(1, len(group_sizes) + 1), sizes)
 
 
-@lru_cache(maxsize=64)
-def _training_mask_cpu(group_sizes: tuple[int, ...]) -> torch.Tensor:
+def training_layout(group_sizes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group id and query flag of every token of the teacher-forcing sequence ``context ++ queries``:
+    context [class, x_pi(1..N-g_K)] has groups [0, step_1 .. step_{N-g_K}], queries [step_1 .. step_N]."""
     step = step_of_position(group_sizes)
     n_ctx = int(step.numel()) - group_sizes[-1]  # the last group is never context
-    # Every token of the training sequence gets a group id and a query flag:
-    # context stream [class, x_pi(1..N-g_K)] has groups [0, step_1 .. step_{N-g_K}], queries [step_1 .. step_N].
     group = torch.cat([torch.zeros(1, dtype=torch.long), step[:n_ctx], step])
     is_query = torch.cat([torch.zeros(1 + n_ctx, dtype=torch.bool), torch.ones(step.numel(), dtype=torch.bool)])
-    gq, gk = group[:, None], group[None, :]  # (L, 1) rows attend, (1, L) keys
-    q_row, q_key = is_query[:, None], is_query[None, :]
-    context_rule = ~q_row & ~q_key & (gk <= gq)  # block-causal over context groups
-    query_to_context = q_row & ~q_key & (gk <= gq - 1)  # queries see earlier steps' context
-    query_to_query = q_row & q_key & (gk == gq)  # mutual visibility within a step
+    return group, is_query
+
+
+def visible(g_row: torch.Tensor, q_row: torch.Tensor, g_key: torch.Tensor, q_key: torch.Tensor) -> torch.Tensor:
+    """SPEC §3's attention rule, elementwise on broadcastable group ids and query flags."""
+    context_rule = ~q_row & ~q_key & (g_key <= g_row)  # block-causal over context groups
+    query_to_context = q_row & ~q_key & (g_key < g_row)  # queries see earlier steps' context
+    query_to_query = q_row & q_key & (g_key == g_row)  # mutual visibility within a step
     return context_rule | query_to_context | query_to_query
+
+
+@lru_cache(maxsize=32)
+def _training_mask(group_sizes: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    group, is_query = training_layout(group_sizes)
+    mask = visible(group[:, None], is_query[:, None], group[None, :], is_query[None, :])  # (L, L)
+    return mask.to(device)
 
 
 def training_mask(group_sizes: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
     """(L, L) boolean mask of the teacher-forcing sequence ``context ++ queries`` with
-    L = 1 + 2N - g_K (SPEC §3). Cached per schedule; a fresh device copy is cheap next to a forward."""
-    return _training_mask_cpu(tuple(group_sizes)).to(device)
+    L = 1 + 2N - g_K (SPEC §3). Built once per (schedule, device) and cached: training draws from a
+    handful of schedules, so after the first iterations no step builds or copies a mask."""
+    return _training_mask(tuple(group_sizes), torch.device(device))
+
+
+def flex_block_mask(group_sizes: tuple[int, ...], device: torch.device | str):
+    """The training mask as a FlexAttention ``BlockMask`` (CUDA training: fully-masked blocks are
+    skipped instead of computed). Same rule as :func:`training_mask`, via :func:`visible`; cached."""
+    return _flex_block_mask(tuple(group_sizes), torch.device(device))
+
+
+@lru_cache(maxsize=32)
+def _flex_block_mask(group_sizes: tuple[int, ...], device: torch.device):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    group, is_query = (t.to(device) for t in training_layout(group_sizes))
+    length = group.numel()
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return visible(group[q_idx], is_query[q_idx], group[kv_idx], is_query[kv_idx])
+
+    return create_block_mask(mask_mod, B=None, H=None, Q_LEN=length, KV_LEN=length, device=device)
 
 
 @dataclass(frozen=True)

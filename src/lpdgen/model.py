@@ -11,14 +11,16 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from .io import PathLike, check_state_dict, load_state_dict_file, save_safetensors
-from .masks import DecodeStep, training_mask
+from .masks import DecodeStep, flex_block_mask, training_mask
 from .utils import get_logger
 
 log = get_logger(__name__)
@@ -151,9 +153,13 @@ class Attention(nn.Module):
         y = y.transpose(1, 2).reshape(b, l, h * dh)  # (B, H, L, Dh) -> (B, L, D)
         return self.proj_drop(self.proj(y))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Full-sequence attention under a boolean (L, L) mask (training / teacher forcing)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | BlockMask) -> torch.Tensor:
+        """Full-sequence attention (training / teacher forcing) under a boolean (L, L) mask, or a
+        FlexAttention ``BlockMask`` (:func:`lpdgen.masks.flex_block_mask`, for CUDA training)."""
         q, k, v = self._qkv(x)
+        if isinstance(mask, BlockMask):
+            attend = _compiled_flex_attention() if q.is_cuda else flex_attention  # eager is a slow reference
+            return self._out(attend(q, k, v, block_mask=mask))
         return self._out(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
 
     def forward_cached(self, x: torch.Tensor, cache: KVCache, layer: int, step: DecodeStep, mask: torch.Tensor | None, queries_only: bool) -> torch.Tensor:
@@ -168,6 +174,12 @@ class Attention(nn.Module):
             q = q[:, :, step.n_ctx_in:]
             mask = None
         return self._out(F.scaled_dot_product_attention(q, keys, values, attn_mask=mask))
+
+
+@lru_cache(maxsize=1)
+def _compiled_flex_attention():
+    """FlexAttention only runs fused kernels when compiled; compile it once per process."""
+    return torch.compile(flex_attention, dynamic=False)
 
 
 class MLP(nn.Module):
@@ -228,7 +240,8 @@ class LPD(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(d, eps=LN_EPS)
         self.head = nn.Linear(d, cfg.vocab_size, bias=False)
-        self.gradient_checkpointing = False
+        self.gradient_checkpointing = False  # trainers switch these on; they change speed, not results
+        self.use_flex_attention = False
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -317,7 +330,7 @@ class LPD(nn.Module):
             dim=1,
         )
         x = self.z_proj_ln(x)
-        mask = training_mask(sizes, device=x.device)
+        mask = flex_block_mask(sizes, x.device) if self.use_flex_attention else training_mask(sizes, device=x.device)
         for block in self.blocks:
             if self.gradient_checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(block, x, mask, use_reentrant=False)
