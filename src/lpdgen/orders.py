@@ -271,19 +271,38 @@ def tie_break_keys(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
     return (rng.bit_generator.random_raw((batch, n)) >> np.uint64(64 - bits)).astype(np.int64)
 
 
-def _window_min(x: np.ndarray, radius: int, fill: int | bool) -> np.ndarray:
-    """(B, h, w) -> min over the (2 radius + 1)^2 square around each cell (Chebyshev ball), as
-    separable shifted minima (for bool arrays pass ``fill=True`` and get the window AND)."""
-    b, h, w = x.shape
-    padded = np.full((b, h + 2 * radius, w + 2 * radius), fill, dtype=x.dtype)
-    padded[:, radius:radius + h, radius:radius + w] = x
-    rows = padded[:, :, 0:w].copy()  # (B, h + 2r, w)
-    for d in range(1, 2 * radius + 1):
-        np.minimum(rows, padded[:, :, d:d + w], out=rows)
-    out = rows[:, 0:h].copy()  # (B, h, w)
-    for d in range(1, 2 * radius + 1):
-        np.minimum(out, rows[:, d:d + h], out=out)
-    return out
+def _window_min_flat(padded: np.ndarray, radius: int, row_len: int) -> np.ndarray:
+    """Min over the (2 radius + 1)^2 square of every cell of a stack of grids padded by ``radius`` on
+    each side, given flattened (any shape, C order) with padded rows of ``row_len`` entries. Returns a
+    flat array whose entry i is the window min centred at flat index i + radius * (row_len + 1).
+
+    Padding keeps windows of interior cells inside their own grid, so the whole stack is one 1-D
+    problem: a sliding min over offsets 1 (columns), then over offsets ``row_len`` (rows), each by
+    doubling (log2(2 radius + 1) + 1 contiguous ``np.minimum`` calls).
+    """
+    length = 2 * radius + 1
+    m = padded.ravel()
+    for stride in (1, row_len):
+        run, span = m, 1
+        while 2 * span <= length:  # run[i] = min of m[i], m[i + stride], ..., 2 span entries
+            run = np.minimum(run[:-span * stride], run[span * stride:])
+            span *= 2
+        out_len = len(m) - (length - 1) * stride
+        shift = (length - span) * stride  # two runs of span >= length / 2 cover the window
+        m = np.minimum(run[:out_len], run[shift:shift + out_len])
+    return m
+
+
+def _window_min(padded: np.ndarray, radius: int) -> np.ndarray:
+    """(B, h + 2r, w + 2r) padded grids -> (B, h, w) view of the min over each interior cell's
+    (2r + 1)^2 square (for bool grids: the AND)."""
+    b, hp, wp = padded.shape
+    m = _window_min_flat(padded, radius, wp)
+    # entry i of m is the window centred at flat index i + r (wp + 1): interior cell (y, x) of grid j
+    # reads m[j hp wp + y wp + x], in range because each grid ends with r padding rows
+    step = m.itemsize
+    return np.lib.stride_tricks.as_strided(m, shape=(b, hp - 2 * radius, wp - 2 * radius),
+                                           strides=(hp * wp * step, wp * step, step), writeable=False)
 
 
 def _greedy_repulsion(key: np.ndarray, c1: np.ndarray, h: int, w: int, radius: int) -> np.ndarray:
@@ -291,35 +310,46 @@ def _greedy_repulsion(key: np.ndarray, c1: np.ndarray, h: int, w: int, radius: i
     walking c1 in ascending ``key`` order and skipping any cell within Chebyshev ``radius`` of a taken
     one.
 
-    Parallel rounds: a cell is taken once no earlier undecided-or-taken cell lies in its window and
-    rejected once a taken cell does. Each round decides at least the earliest undecided cell of every
-    row, and in practice a whole wave, so a handful of rounds replace the walk. The walk with a stop at
-    g_k takes exactly the first g_k of these cells in key order (a cell's fate depends only on earlier
-    ones). Rows that are finished drop out of later rounds.
+    Parallel rounds: an undecided cell is taken once no earlier undecided-or-taken cell lies in its
+    window (one windowed min of keys) and rejected once a taken cell does (one windowed AND). Each
+    round decides at least the earliest undecided cell of every row, in practice a whole wave, so a
+    handful of rounds replace the walk; finished rows drop out. The walk with a stop at g_k takes
+    exactly the first g_k of these cells in key order (a cell's fate depends only on earlier ones).
     """
-    taken = np.zeros_like(c1)
     if radius < 1:
         return c1.copy()
-    undecided = c1.copy()
-    rows = np.flatnonzero(undecided.any(axis=1))
+    b = c1.shape[0]
+    r = radius
+    key3 = key.reshape(b, h, w)
+    undecided = c1.reshape(b, h, w).copy()
+    taken = np.zeros_like(undecided)
+    keys_pad = np.full((b, h + 2 * r, w + 2 * r), np.iinfo(np.int64).max, dtype=np.int64)
+    free_pad = np.ones((b, h + 2 * r, w + 2 * r), dtype=bool)  # True = no taken cell here
+    rows = np.flatnonzero(undecided.any(axis=(1, 2)))
     while rows.size:
-        und, tak, k = undecided[rows], taken[rows], key[rows]
-        active = np.where(und | tak, k, _NOT_FREE).reshape(-1, h, w)
-        earliest = _window_min(active, radius, _NOT_FREE).reshape(rows.size, -1)
-        new = und & (earliest == k)
-        tak |= new
-        near = ~_window_min(~tak.reshape(-1, h, w), radius, True).reshape(rows.size, -1)
-        und &= ~near
-        taken[rows], undecided[rows] = tak, und
-        rows = rows[und.any(axis=1)]
-    return taken
+        every = rows.size == b
+        und, tak, k = (undecided, taken, key3) if every else (undecided[rows], taken[rows], key3[rows])
+        # keys are < 2^61; setting bit 62 puts inactive cells after every active one
+        inactive = ~(und | tak)
+        keys_pad[:rows.size, r:r + h, r:r + w] = k | (inactive.astype(np.int64) << 62)
+        new = und & (_window_min(keys_pad[:rows.size], r) == k)
+        tak = tak | new
+        free_pad[:rows.size, r:r + h, r:r + w] = ~tak
+        und = und & ~new & _window_min(free_pad[:rows.size], r)
+        if every:
+            undecided, taken = und, tak
+        else:
+            undecided[rows], taken[rows] = und, tak
+        rows = rows[und.any(axis=(1, 2))]
+    return taken.reshape(b, h * w)
 
 
 @lru_cache(maxsize=8)
 def _squared_distances(h: int, w: int) -> np.ndarray:
-    """(N, N) squared euclidean distances between cells (int32)."""
+    """(N, N) squared euclidean distances between cells (int16 while they fit: less memory traffic)."""
     y, x = np.divmod(np.arange(h * w), w)
-    return ((y[:, None] - y[None]) ** 2 + (x[:, None] - x[None]) ** 2).astype(np.int32)
+    dtype = np.int16 if (h - 1) ** 2 + (w - 1) ** 2 < 2**15 else np.int32
+    return ((y[:, None] - y[None]) ** 2 + (x[:, None] - x[None]) ** 2).astype(dtype)
 
 
 def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[int, ...], tau: float = 1.0,
@@ -405,27 +435,31 @@ def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, in_pool: np.ndarray,
     Ties in distance go to the first cell in pool order (``group``, then ``key``); squared integer
     distances keep ties exact. A row with no cell yet starts from its pool cell of smallest key."""
     g = picks.shape[1]
-    in_pool = in_pool.copy()
     n_chosen = n_chosen.copy()
     empty = np.flatnonzero(n_chosen == 0)
     if empty.size:
         random_bits = key[empty] & ((1 << _LEVEL_SHIFT) - 1)  # drop the level: uniform over the pool
         picks[empty, 0] = np.where(in_pool[empty], random_bits, _NOT_FREE).argmin(axis=1)
-        in_pool[empty, picks[empty, 0]] = False
         n_chosen[empty] = 1
-    # min squared distance to the step's cells so far; unfilled columns repeat column 0 (min unchanged)
+    # min squared distance to the step's cells so far (-1 outside the pool); unfilled columns repeat
+    # column 0, which leaves the min unchanged
     col = np.arange(g)
     filled = np.where(col[None] < n_chosen[:, None], picks, picks[:, :1])  # (R, g)
-    dist2 = dist2_table[filled].min(axis=1)  # (R, g, N) -> (R, N)
+    dist2 = np.where(in_pool, dist2_table[filled].min(axis=1), -1)  # (R, g, N) -> (R, N)
+    dist2[np.arange(len(picks))[:, None], filled] = -1
     pool_order = (group << 61) + key  # group (2 bits) above the key's level, random bits and cell
+    all_rows = np.arange(len(picks))
     for t in range(int(n_chosen.min()), g):
         active = np.flatnonzero(n_chosen <= t)  # rows still filling
-        d = np.where(in_pool[active], dist2[active], -1)
+        every = active.size == len(picks)
+        d = dist2 if every else dist2[active]
+        order = pool_order if every else pool_order[active]
         best = d.max(axis=1, keepdims=True)
-        pick = np.where(d == best, pool_order[active], np.iinfo(np.int64).max).argmin(axis=1)
+        pick = np.where(d == best, order, np.iinfo(np.int64).max).argmin(axis=1)
+        d = np.minimum(d, dist2_table[pick])
+        d[all_rows[:active.size], pick] = -1
+        dist2[active] = d
         picks[active, t] = pick
-        in_pool[active, pick] = False
-        dist2[active] = np.minimum(dist2[active], dist2_table[pick])
     return picks
 
 
