@@ -41,9 +41,10 @@ from .distributed import (
     init_distributed,
     wrap_model,
 )
+from .images import image_grid, save_png
 from .io import PathLike, atomic_torch_save, atomic_write
 from .model import LPD, Block, LPDConfig
-from .orders import all_group_sizes, group_sizes, locality_aware, validate_group_sizes
+from .orders import all_group_sizes, group_sizes, validate_group_sizes
 from .utils import get_logger
 
 log = get_logger(__name__)
@@ -316,54 +317,46 @@ def config_differences(saved: dict, current: dict, ignore: frozenset = frozenset
 # ----------------------------------------------------------------------------------------------------
 
 
-def codes_to_images(codes: torch.Tensor, grid: tuple[int, int], vocab_size: int, tokenizer=None, scale: int = 4) -> np.ndarray:
-    """(B, N) codes -> (B, H, W, C) uint8 images: decoded by ``tokenizer`` when given, else each code
-    drawn as a grey level (a picture of the code map, useful before a tokenizer exists)."""
-    h, w = grid
-    if tokenizer is not None:
-        return tokenizer.decode_uint8(codes.view(-1, h, w).to(tokenizer.device))
-    grey = (codes.float() * (255.0 / max(1, vocab_size - 1))).round().to(torch.uint8).view(-1, h, w, 1)
-    return grey.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2).numpy()
+def code_maps(codes: torch.Tensor, vocab_size: int, scale: int = 4) -> np.ndarray:
+    """(B, h, w) codes -> (B, h*scale, w*scale, 1) uint8 grey levels: a picture of the code map, for
+    sample grids of runs without a tokenizer."""
+    grey = (codes.float() * (255.0 / max(1, vocab_size - 1))).round().to(torch.uint8)[..., None]  # (B, h, w, 1)
+    return grey.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2).cpu().numpy()
 
 
-def image_grid(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
-    """(B, H, W, C) uint8 -> one (rows*(H+pad)+pad, cols*(W+pad)+pad, C) uint8 mosaic."""
-    b, h, w, c = images.shape
-    rows = math.ceil(b / columns)
-    out = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, c), 255, dtype=np.uint8)
-    for i, im in enumerate(images):
-        r, col = divmod(i, columns)
-        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = im
-    return out
-
-
-def save_png(array: np.ndarray, path: PathLike) -> Path:
-    """Write an (H, W, C) uint8 array as a PNG, atomically."""
-    from PIL import Image
-
-    img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
-
-
-@torch.no_grad()
 def sample_grid(model: LPD, *, count: int, steps: int, cfg_scale: float, seed: int, tokenizer=None) -> np.ndarray:
     """A mosaic of ``count`` samples (labels cycling over the classes) decoded in ``steps`` steps with
-    locality-aware orders; deterministic in ``seed`` and leaves the model's training mode as it was."""
+    locality-aware orders, image i seeded by ``(seed, i)``; the model's training mode is restored."""
+    from .pipeline import LPDPipeline
+
     c = model.cfg
-    device = model.pos_embed.device
-    sizes = group_sizes(c.num_tokens, min(steps, c.num_tokens))
-    labels = torch.arange(count, device=device) % c.num_classes
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
-    orders = locality_aware(c.grid, sizes, batch=count, seed=derive_seed(seed, "orders"), device=device)
     was_training = model.training
-    model.eval()
     try:
-        codes = model.generate(labels, sizes, orders, cfg=cfg_scale, generator=gen)
+        out = LPDPipeline(model, tokenizer)(
+            torch.arange(count) % c.num_classes, num_inference_steps=min(steps, c.num_tokens), guidance_scale=cfg_scale,
+            seeds=[derive_seed(seed, i) for i in range(count)], output_type="np" if tokenizer is not None else "codes")
     finally:
         model.train(was_training)
-    images = codes_to_images(codes.cpu(), c.grid, c.vocab_size, tokenizer)
-    return image_grid(images, columns=min(count, max(1, math.isqrt(count))))
+    images = out.images if tokenizer is not None else code_maps(out.codes, c.vocab_size)
+    return image_grid(images)
+
+
+def load_sample_tokenizer(path: PathLike | None, model_cfg: LPDConfig):
+    """The tokenizer that decodes sample grids: ``path`` when given, else the shipped Fashion-MNIST one
+    when it exists and fits the model (codebook = vocabulary, code grid = token grid), else None (grids
+    then show code maps)."""
+    from importlib import resources
+
+    from .tokenizer import FMNIST_ASSET, VQTokenizer
+
+    if path is not None:
+        return VQTokenizer.from_checkpoint(path)
+    shipped = resources.files("lpdgen") / "assets" / f"{FMNIST_ASSET}.safetensors"
+    if not shipped.is_file():
+        return None
+    tok = VQTokenizer.from_pretrained_fmnist()
+    fits = tok.config.codebook_size == model_cfg.vocab_size and tuple(tok.config.grid) == tuple(model_cfg.grid)
+    return tok if fits else None
 
 
 # ----------------------------------------------------------------------------------------------------
