@@ -263,3 +263,52 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     a = LPD.from_checkpoint(straight / "lpd.safetensors").state_dict()
     b = LPD.from_checkpoint(killed / "lpd.safetensors").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def token_cache(tmp_path_factory) -> Path:
+    """A real `lpdgen cache` directory: 64 Fashion-MNIST images (and flips) through a small VQ tokenizer."""
+    from torch.utils.data import Subset
+
+    from lpdgen.data import FashionMNIST
+    from lpdgen.token_cache import build_token_cache
+    from lpdgen.tokenizer import VQConfig, VQTokenizer
+
+    torch.manual_seed(0)
+    images = FashionMNIST()
+    subset = Subset(images, range(64))
+    subset.labels = images.labels[:64]
+    out = tmp_path_factory.mktemp("cache")
+    build_token_cache(VQTokenizer(VQConfig.named("fmnist")), subset, out, batch_size=32, progress=False)
+    return out
+
+
+def test_cli_trains_on_a_token_cache_and_resumes(tmp_path, token_cache):
+    from lpdgen.cli import main
+
+    model = tmp_path / "model.json"
+    model.write_text(json.dumps(dict(width=32, depth=1, heads=2, vocab_size=512, num_classes=10, grid=[8, 8])))
+    args = ["train", "--data", str(token_cache), "--model", str(model), "--out-dir", str(tmp_path / "run"),
+            "--global-batch", "16", "--lr-unit", "step", "--warmup", "1", "--decay-start", "2",
+            "--checkpoint-every", "2", "--log-every", "1", "--device", "cpu", "--threads", "1", "--no-tensorboard"]
+    assert main([*args, "--steps", "4"]) == 0
+    assert (tmp_path / "run" / "lpd.safetensors").is_file()
+    first = _losses(tmp_path / "run")
+    assert sorted(first) == [1, 2, 3, 4]
+    (tmp_path / "run" / "ckpt_00000004.pt").unlink()  # as if killed between the checkpoints of steps 2 and 4
+    assert main([*args, "--steps", "4", "--resume", "auto"]) == 0
+    assert _losses(tmp_path / "run") == first
+
+
+def test_cli_bad_input_is_a_clean_error(tmp_path, token_cache, capsys):
+    from lpdgen.cli import main
+
+    base = ["train", "--out-dir", str(tmp_path / "run"), "--device", "cpu", "--no-tensorboard"]
+    assert main([*base, "--data", str(tmp_path / "missing")]) == 2
+    assert "dataset not found" in capsys.readouterr().err
+    assert main([*base, "--data", str(token_cache), "--global-batch", "16"]) == 2  # lpd-l: 16x16 grid, 8x8 codes
+    assert "64 tokens but the model's grid (16, 16) has 256" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,94 @@
+"""`lpdgen train`: train LPD on cached tokens; the same command runs alone or under torchrun.
+
+Every :class:`~lpdgen.train.TrainConfig` field is a flag (``--global-batch``, ``--lr-unit``, ...), with
+the published recipe as defaults; the model is a named size or a JSON file of LPDConfig fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+# TrainConfig fields whose default is None, and so carry no type of their own
+_OPTIONAL_TYPES = {"steps": int, "tokenizer": str, "init": str, "resume": str}
+_HELP = {
+    "global_batch": "images per optimizer step over all processes (must divide by the process count)",
+    "epochs": "training length in epochs (ignored when --steps is given)",
+    "lr_unit": "unit of --warmup and --decay-start: epoch or step",
+    "base_lr": "lr = base_lr * global_batch / 256",
+    "schedules": "'auto' (all schedules of the grid), step counts '8,16,32', or a JSON list of group-size lists",
+    "precision": "auto = bf16 autocast on CUDA, fp32 on CPU",
+    "parallel": "under torchrun: ddp (replicated) or fsdp (sharded)",
+    "keep_last": "keep this many newest checkpoints (0 = all)",
+    "sample_every": "write a sample grid PNG every N steps (0 = never)",
+    "tokenizer": "VQ checkpoint to decode sample grids (default: the shipped one when it matches the model)",
+    "init": "initial weights: a published .pth ({'model': state_dict}) or .safetensors; pos_embed is resized",
+    "resume": "a checkpoint path, or 'auto' for the newest checkpoint in --out-dir",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..distributed import PARALLEL_MODES
+    from ..train import LR_UNITS, PRECISIONS, TrainConfig
+
+    choices = {"lr_unit": LR_UNITS, "precision": PRECISIONS, "parallel": PARALLEL_MODES}
+    p = sub.add_parser("train", help="train LPD on cached tokens (one process, or torchrun DDP / FSDP)")
+    p.add_argument("--data", required=True, help="token cache written by `lpdgen cache`, or a published-layout "
+                                                 "directory of <class>/<name>.npz token files")
+    p.add_argument("--flip-prob", type=float, default=0.5, help="probability of training on the flipped image's codes")
+    p.add_argument("--model", default="lpd-l", help="named size (lpd-l, lpd-xl, lpd-xxl) or a JSON file of LPDConfig fields")
+    p.add_argument("--image-size", type=int, default=256, help="image size of a named model (256 -> 16x16 tokens)")
+    p.add_argument("--dropout", type=float, default=None, help="override the model config's dropout (published 0.1)")
+    p.add_argument("--label-drop", type=float, default=None, help="override the class-drop probability (published 0.1)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: torch default)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=_HELP.get(f.name))
+        else:
+            kind = _OPTIONAL_TYPES.get(f.name, type(f.default))
+            p.add_argument(flag, type=kind, default=f.default, choices=choices.get(f.name),
+                           help=_HELP.get(f.name, f"default: {f.default}"))
+    p.set_defaults(func=run)
+
+
+def model_config(name: str, image_size: int, dropout: float | None, label_drop: float | None):
+    """LPDConfig from a size name or a JSON file, with the regularisers optionally overridden."""
+    from ..model import LPDConfig
+
+    overrides = {k: v for k, v in (("dropout", dropout), ("label_drop", label_drop)) if v is not None}
+    path = Path(name)
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise FileNotFoundError(f"model config not found: {path}")
+        return LPDConfig.from_dict({**json.loads(path.read_text()), **overrides})
+    return LPDConfig.named(name, image_size=image_size, **overrides)
+
+
+def token_dataset(path: Path, flip_prob: float, seed: int):
+    """The token dataset at ``path``: an ``lpdgen cache`` directory, else the published per-image .npz layout."""
+    from ..data import NpzTokenDataset, TokenDataset
+    from ..token_cache import INDEX
+
+    if not path.exists():
+        raise FileNotFoundError(f"dataset not found: {path}")
+    if (path / INDEX).is_file():
+        return TokenDataset(path, flip_prob=flip_prob, seed=seed)
+    return NpzTokenDataset(path, flip_prob=flip_prob, seed=seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..train import TrainConfig, load_sample_tokenizer, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    mcfg = model_config(args.model, args.image_size, args.dropout, args.label_drop)
+    dataset = token_dataset(Path(args.data), args.flip_prob, cfg.seed)
+    summary = train(mcfg, cfg, dataset, tokenizer=load_sample_tokenizer(cfg.tokenizer, mcfg))
+    print(json.dumps(summary, indent=2))
+    return 0
