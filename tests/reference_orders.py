@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from lpdgen.orders import tie_break_keys, tie_break_rng
+from lpdgen.orders import ROW_CHUNK, tie_break_keys, tie_break_rng
 
 NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
@@ -84,7 +84,9 @@ def locality_aware_reference(h: int, w: int, group_sizes: list[int], tau: float 
                              batch: int = 1, seed: int = 0) -> torch.Tensor:
     """(batch, h*w) orders from the loop reference, drawing keys like the fast version."""
     rng = tie_break_rng(seed)
-    keys = [tie_break_keys(rng, batch, h * w).tolist() for _ in group_sizes]
-    rows = [locality_aware_one(h, w, group_sizes, tau, rho, [keys[k][b] for k in range(len(group_sizes))])
-            for b in range(batch)]
+    rows = []
+    for lo in range(0, batch, ROW_CHUNK):  # keys are drawn per chunk of rows, step by step
+        keys = [tie_break_keys(rng, min(ROW_CHUNK, batch - lo), h * w).tolist() for _ in group_sizes]
+        rows += [locality_aware_one(h, w, group_sizes, tau, rho, [step_keys[b] for step_keys in keys])
+                 for b in range(min(ROW_CHUNK, batch - lo))]
     return torch.tensor(rows, dtype=torch.long)

@@ -36,6 +36,9 @@ PROXIMITY_EPS = 1e-9
 # (the published 256-token set is exactly {8, 12, 16, 20, 24, 32, 64, 128, 256} = these x 256).
 STEP_FRACTIONS: tuple[float, ...] = (1 / 32, 3 / 64, 1 / 16, 5 / 64, 3 / 32, 1 / 8, 1 / 4, 1 / 2, 1.0)
 HALTON_BASES: tuple[int, int] = (2, 3)  # (rows, columns)
+# locality-aware orders are built in chunks of this many rows: the working arrays stay in cache, and each
+# chunk draws its own tie-break keys, step by step (part of the randomness contract the tests replay)
+ROW_CHUNK = 64
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -258,10 +261,11 @@ _NOT_FREE = np.int64(31) << _LEVEL_SHIFT  # level 31: above every real level (0.
 
 
 def tie_break_rng(seed: int | torch.Generator | None) -> np.random.Generator:
-    """The numpy generator that draws the tie-break keys, seeded from ``seed`` through a torch generator
-    (one 63-bit draw), so an int seed or a torch.Generator fixes the orders."""
-    gen = make_rng(seed, "cpu") if not isinstance(seed, torch.Generator) else seed
-    return np.random.Generator(np.random.PCG64(int(torch.randint(0, 2**62, (1,), generator=gen).item())))
+    """The numpy generator that draws the tie-break keys: PCG64 seeded by an int seed, or by one 62-bit
+    draw from a ``torch.Generator``, or from OS entropy for ``None``."""
+    if isinstance(seed, torch.Generator):
+        seed = int(torch.randint(0, 2**62, (1,), generator=seed).item())
+    return np.random.Generator(np.random.PCG64(seed))
 
 
 def tie_break_keys(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
@@ -313,7 +317,7 @@ def _greedy_repulsion(key: np.ndarray, c1: np.ndarray, h: int, w: int, radius: i
     Parallel rounds: an undecided cell is taken once no earlier undecided-or-taken cell lies in its
     window (one windowed min of keys) and rejected once a taken cell does (one windowed AND). Each
     round decides at least the earliest undecided cell of every row, in practice a whole wave, so a
-    handful of rounds replace the walk; finished rows drop out. The walk with a stop at g_k takes
+    handful of rounds replace the walk. The walk with a stop at g_k takes
     exactly the first g_k of these cells in key order (a cell's fate depends only on earlier ones).
     """
     if radius < 1:
@@ -323,24 +327,18 @@ def _greedy_repulsion(key: np.ndarray, c1: np.ndarray, h: int, w: int, radius: i
     key3 = key.reshape(b, h, w)
     undecided = c1.reshape(b, h, w).copy()
     taken = np.zeros_like(undecided)
-    keys_pad = np.full((b, h + 2 * r, w + 2 * r), np.iinfo(np.int64).max, dtype=np.int64)
+    keys_pad = np.full((b, h + 2 * r, w + 2 * r), _NOT_FREE, dtype=np.int64)
+    active_keys = keys_pad[:, r:r + h, r:r + w]  # (B, h, w) view: keys of undecided or taken cells
+    np.copyto(active_keys, key3, where=undecided)
     free_pad = np.ones((b, h + 2 * r, w + 2 * r), dtype=bool)  # True = no taken cell here
-    rows = np.flatnonzero(undecided.any(axis=(1, 2)))
-    while rows.size:
-        every = rows.size == b
-        und, tak, k = (undecided, taken, key3) if every else (undecided[rows], taken[rows], key3[rows])
-        # keys are < 2^61; setting bit 62 puts inactive cells after every active one
-        inactive = ~(und | tak)
-        keys_pad[:rows.size, r:r + h, r:r + w] = k | (inactive.astype(np.int64) << 62)
-        new = und & (_window_min(keys_pad[:rows.size], r) == k)
-        tak = tak | new
-        free_pad[:rows.size, r:r + h, r:r + w] = ~tak
-        und = und & ~new & _window_min(free_pad[:rows.size], r)
-        if every:
-            undecided, taken = und, tak
-        else:
-            undecided[rows], taken[rows] = und, tak
-        rows = rows[und.any(axis=(1, 2))]
+    no_taken = free_pad[:, r:r + h, r:r + w]
+    while undecided.any():
+        new = undecided & (_window_min(keys_pad, r) == key3)
+        taken |= new
+        no_taken &= ~new
+        rejected = undecided & ~new & ~_window_min(free_pad, r)
+        undecided &= ~(new | rejected)
+        np.copyto(active_keys, _NOT_FREE, where=rejected)
     return taken.reshape(b, h * w)
 
 
@@ -368,7 +366,7 @@ def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[i
 
     Built with numpy on the CPU (the work is small integer bookkeeping that torch's per-op overhead
     would dominate); the result is moved to ``device``. Randomness: :func:`tie_break_rng` from
-    ``seed``, one :func:`tie_break_keys` draw per step.
+    ``seed``; for each chunk of :data:`ROW_CHUNK` rows, one :func:`tie_break_keys` draw per step.
 
     Args:
         grid: side of a square grid or (h, w).
@@ -382,11 +380,19 @@ def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[i
         (batch, h*w) LongTensor of raster indices.
     """
     h, w = grid_shape(grid)
-    n = h * w
-    sizes = validate_group_sizes(group_sizes, n)
+    sizes = validate_group_sizes(group_sizes, h * w)
     _check_batch(batch)
     rng = tie_break_rng(seed)
     radius = math.floor(rho) if rho >= 1 else 0
+    chunks = [_locality_aware_rows(h, w, sizes, tau, radius, min(ROW_CHUNK, batch - lo), rng)
+              for lo in range(0, batch, ROW_CHUNK)]
+    return torch.from_numpy(np.concatenate(chunks)).to(device)
+
+
+def _locality_aware_rows(h: int, w: int, sizes: list[int], tau: float, radius: int, batch: int,
+                         rng: np.random.Generator) -> np.ndarray:
+    """(batch, h*w) int64 orders: the body of :func:`locality_aware` for one chunk of rows."""
+    n = h * w
     cell_bits = max(1, (n - 1).bit_length())
     cells = np.arange(n, dtype=np.int64)
     c1_of_code = _PROX_OF_CODE >= tau - PROXIMITY_EPS  # (25,)
@@ -408,8 +414,7 @@ def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[i
         # the first g taken cells in key order are this step's walk; keys are unique and end in the cell
         taken_key = np.where(taken, key, _NOT_FREE)
         first = np.sort(np.partition(taken_key, g - 1, axis=1)[:, :g] if g < n else taken_key, axis=1)  # (B, g)
-        walked = first < _NOT_FREE
-        n_chosen = walked.sum(axis=1)  # (B,)
+        n_chosen = (first < _NOT_FREE).sum(axis=1)  # (B,)
         picks = first & ((1 << cell_bits) - 1)
         need = n_chosen < g
         if need.any():
@@ -426,7 +431,7 @@ def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[i
         for step, weight in neighbour_steps:
             code[rows_b, pad_index[picks] + step] += weight
         start += g
-    return torch.from_numpy(out).to(device)
+    return out
 
 
 def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, in_pool: np.ndarray, group: np.ndarray,
@@ -443,9 +448,10 @@ def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, in_pool: np.ndarray,
         n_chosen[empty] = 1
     # min squared distance to the step's cells so far (-1 outside the pool); unfilled columns repeat
     # column 0, which leaves the min unchanged
-    col = np.arange(g)
-    filled = np.where(col[None] < n_chosen[:, None], picks, picks[:, :1])  # (R, g)
-    dist2 = np.where(in_pool, dist2_table[filled].min(axis=1), -1)  # (R, g, N) -> (R, N)
+    width = int(n_chosen.max())
+    col = np.arange(width)
+    filled = np.where(col[None] < n_chosen[:, None], picks[:, :width], picks[:, :1])  # (R, width)
+    dist2 = np.where(in_pool, dist2_table[filled].min(axis=1), -1)  # (R, width, N) -> (R, N)
     dist2[np.arange(len(picks))[:, None], filled] = -1
     pool_order = (group << 61) + key  # group (2 bits) above the key's level, random bits and cell
     all_rows = np.arange(len(picks))
