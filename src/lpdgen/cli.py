@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "sample",
     "train",
     "train_tokenizer",
+    "cache",
 )
 
 

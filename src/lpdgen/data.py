@@ -50,6 +50,18 @@ def read_idx(path: PathLike) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def write_idx(path: PathLike, array: np.ndarray) -> Path:
+    """Write a uint8 array as an IDX file (gzipped if ``path`` ends in ``.gz``), e.g. to make a subset."""
+    array = np.ascontiguousarray(array)
+    if array.dtype != np.uint8:
+        raise ValueError(f"IDX writer supports uint8 arrays only, got {array.dtype}")
+    header = bytes([0, 0, _IDX_UBYTE, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    raw = header + array.tobytes()
+    path = Path(path)
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    return path
+
+
 def _find_idx(root: Path, stem: str) -> Path:
     for name in (f"{stem}.gz", stem):
         if (root / name).is_file():
@@ -80,6 +92,13 @@ def load_fashion_mnist(root: PathLike = FASHION_MNIST_DIR, split: str = "train")
     if labels.size and labels.max() >= len(FASHION_MNIST_CLASSES):
         raise ValueError(f"Fashion-MNIST {split} in {root}: label {labels.max()} out of range")
     return images, labels.astype(np.int64)
+
+
+def image_batch(dataset: Dataset, indices: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """(B, C, H, W) images of ``indices``; uses the dataset's vectorised ``batch`` when it has one."""
+    if hasattr(dataset, "batch"):
+        return dataset.batch(indices)[0]
+    return torch.stack([dataset[int(i)][0] for i in indices])
 
 
 class FashionMNIST(Dataset):
@@ -162,6 +181,98 @@ class ImageFolder(Dataset):
             arr = np.asarray(center_crop_arr(im.convert("RGB"), self.image_size))
         x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(127.5).sub(1.0)  # (H, W, 3) -> (3, H, W)
         return x, label
+
+
+
+# --- token datasets -----------------------------------------------------------------------------------
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """One round of the splitmix64 finaliser: a fast, well-mixed 64-bit integer hash."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def flip_choice(seed: int, epoch: int, index: int, prob: float = 0.5) -> bool:
+    """Whether item ``index`` uses its flipped codes in ``epoch``: a pure function of (seed, epoch, index),
+    so any worker order and any resumed run make the same choices (no RNG state to save)."""
+    h = _splitmix64(_splitmix64(_splitmix64(seed & _MASK64) ^ (epoch & _MASK64)) ^ (index & _MASK64))
+    return (h >> 11) * (1.0 / (1 << 53)) < prob
+
+
+class _FlipTokens(Dataset):
+    """Shared flip bookkeeping of the token datasets: ``set_epoch`` and the per-item choice."""
+
+    def __init__(self, flip_prob: float, seed: int):
+        if not 0.0 <= flip_prob <= 1.0:
+            raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob}")
+        self.flip_prob, self.seed, self.epoch = float(flip_prob), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw a fresh set of flips (call once per epoch, like ``DistributedSampler.set_epoch``)."""
+        self.epoch = int(epoch)
+
+    def use_flip(self, index: int) -> bool:
+        return flip_choice(self.seed, self.epoch, index, self.flip_prob)
+
+
+class TokenDataset(_FlipTokens):
+    """A token cache written by :func:`lpdgen.token_cache.build_token_cache`, memory-mapped.
+
+    Item ``i`` is ``(codes, label)``: the (h*w,) raster-order LongTensor of image ``i`` or, with
+    probability ``flip_prob`` (decided by :func:`flip_choice`), of its horizontal flip.
+    """
+
+    def __init__(self, cache_dir: PathLike, flip_prob: float = 0.5, seed: int = 0):
+        from .token_cache import open_cache
+
+        super().__init__(flip_prob, seed)
+        self.index, self.shards, self.labels = open_cache(cache_dir)
+        self.starts = np.array([s["start"] for s in self.index["shards"]], dtype=np.int64)
+        self.grid: tuple[int, int] = tuple(self.index["grid"])
+        self.codebook_size: int = int(self.index["codebook_size"])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} items")
+        k = int(np.searchsorted(self.starts, i, side="right")) - 1
+        codes = self.shards[k][i - self.starts[k], int(self.use_flip(i))]  # (N,) row of a (count, 2, N) shard
+        return torch.from_numpy(codes.astype(np.int64)), int(self.labels[i])
+
+
+class NpzTokenDataset(_FlipTokens):
+    """The per-image cache layout of the published LPD release: ``root/<class>/<name>.npz`` with arrays
+    ``indices`` and ``indices_flip``; class ids in sorted folder order, files in sorted order."""
+
+    def __init__(self, root: PathLike, flip_prob: float = 0.5, seed: int = 0):
+        super().__init__(flip_prob, seed)
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"token directory {root} does not exist")
+        self.classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+        self.files = [(p, label) for label, name in enumerate(self.classes) for p in sorted((root / name).glob("*.npz"))]
+        if not self.files:
+            raise ValueError(f"{root} holds no <class>/<name>.npz files")
+        self.labels = np.array([label for _, label in self.files], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        path, label = self.files[i]
+        key = "indices_flip" if self.use_flip(i) else "indices"
+        with np.load(path) as f:
+            if key not in f:
+                raise ValueError(f"{path}: no array {key!r} (found {sorted(f.files)})")
+            codes = f[key].reshape(-1)  # stored as (h*w,), (1, h*w) or (h, w): raster order either way
+        return torch.from_numpy(codes.astype(np.int64)), label
 
 
 def image_dataset(name: str, root: PathLike | None = None, split: str = "train", image_size: int = 256) -> Dataset:

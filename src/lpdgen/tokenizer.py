@@ -82,7 +82,7 @@ class VQConfig:
 
     @classmethod
     def named(cls, name: str) -> VQConfig:
-        """A config from :data:`NAMED_CONFIGS` (``vq-16``, ``fmnist``)."""
+        """A config from :data:`NAMED_CONFIGS` (``vq-16``, ``fmnist``, ``tiny``)."""
         try:
             return cls(**NAMED_CONFIGS[name])
         except KeyError:
@@ -95,6 +95,11 @@ NAMED_CONFIGS: dict[str, dict] = {
     "fmnist": dict(
         image_channels=1, base_channels=16, channel_mult=(1, 2, 3), num_res_blocks=1, z_channels=64,
         codebook_size=512, codebook_dim=8, norm_groups=8, usage_window=8192, image_size=32,
+    ),
+    # A few thousand parameters: for unit tests and examples that only need the plumbing.
+    "tiny": dict(
+        image_channels=1, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, z_channels=8,
+        codebook_size=32, codebook_dim=4, norm_groups=4, usage_window=256, image_size=16,
     ),
 }
 
@@ -471,3 +476,10 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(B,) PSNR in dB of images in [-1, 1] (peak-to-peak 2), computed on [0, 1]-scaled values."""
     mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).flatten(1).mean(1)
     return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
+
+
+def load_tokenizer(spec: str, config: VQConfig | None = None) -> VQTokenizer:
+    """``"fmnist"`` -> the shipped Fashion-MNIST tokenizer; anything else -> :meth:`VQTokenizer.from_checkpoint`."""
+    if spec == "fmnist":
+        return VQTokenizer.from_pretrained_fmnist()
+    return VQTokenizer.from_checkpoint(spec, config)

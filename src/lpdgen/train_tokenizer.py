@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .data import image_batch
 from .io import atomic_torch_save, atomic_write_json
 from .tokenizer import VectorQuantizer, VQTokenizer, codebook_stats, psnr
 from .utils import get_logger, make_generator
@@ -72,13 +73,6 @@ def batch_indices(step: int, num_items: int, batch_size: int, seed: int) -> torc
     return perm[i * batch_size:(i + 1) * batch_size]
 
 
-def load_images(dataset: Dataset, indices: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) images of ``indices``; uses the dataset's vectorised ``batch`` when it has one."""
-    if hasattr(dataset, "batch"):
-        return dataset.batch(indices)[0]
-    return torch.stack([dataset[int(i)][0] for i in indices])
-
-
 @torch.no_grad()
 def restart_dead_codes(quantizer: VectorQuantizer, z: torch.Tensor, generator: torch.Generator) -> int:
     """Re-initialise entries absent from the usage window with random current encoder outputs
@@ -102,7 +96,7 @@ def evaluate_tokenizer(model: VQTokenizer, dataset: Dataset, batch_size: int = 2
     scores, codes = [], []
     order = torch.arange(len(dataset))
     for start in tqdm(range(0, len(dataset), batch_size), desc="eval", disable=not progress, leave=False):
-        x = load_images(dataset, order[start:start + batch_size]).to(model.device)
+        x = image_batch(dataset, order[start:start + batch_size]).to(model.device)
         c = model.encode(x)
         scores.append(psnr(model.decode(c), x).cpu())
         codes.append(c.cpu())
@@ -117,10 +111,14 @@ def train_tokenizer(
     cfg: TokenizerTrainConfig,
     eval_dataset: Dataset | None = None,
     progress: bool = True,
+    stop_at: int | None = None,
 ) -> dict[str, float]:
     """Train ``model`` on ``dataset`` (resuming from ``out_dir/checkpoint.pt`` if present), save the final
     weights to ``out_dir/vq.safetensors`` + ``vq.json`` and return metrics (PSNR / usage on
-    ``eval_dataset`` when given, plus the training time of this run)."""
+    ``eval_dataset`` when given, plus the training time of this run).
+
+    ``stop_at`` ends this run early at that step, checkpointed, for time-boxed jobs; a later call resumes.
+    """
     out = Path(cfg.out_dir)
     device = torch.device(cfg.device)
     model.to(device).train()
@@ -141,11 +139,12 @@ def train_tokenizer(
                            "vq_config": model.config.to_dict(), "train_config": asdict(cfg)}, out / CHECKPOINT)
 
     t0 = time.perf_counter()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-tokenizer", disable=not progress)
+    end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+    bar = tqdm(range(start, end), initial=start, total=cfg.steps, desc="train-tokenizer", disable=not progress)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, cfg)
-        x = load_images(dataset, batch_indices(step, len(dataset), cfg.batch_size, cfg.seed)).to(device)
+        x = image_batch(dataset, batch_indices(step, len(dataset), cfg.batch_size, cfg.seed)).to(device)
         recon, q = model(x)
         rec = F.mse_loss(recon, x)
         loss = rec + cfg.codebook_weight * q.codebook_loss + cfg.beta * q.commit_loss
@@ -162,10 +161,13 @@ def train_tokenizer(
             bar.set_postfix(rec=f"{rec.item():.4f}", psnr=f"{float(psnr(recon.detach(), x).mean()):.1f}", usage=f"{usage:.2f}")
             if restarted:
                 log.info("step %d: restarted %d unused codebook entries (window usage was %.2f)", step + 1, restarted, usage)
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:
             save_checkpoint(step + 1)
     bar.close()
     train_seconds = time.perf_counter() - t0
+    if end < cfg.steps:
+        log.info("stopped at step %d of %d (checkpointed; rerun to resume)", end, cfg.steps)
+        return {"steps": end, "train_seconds_this_run": round(train_seconds, 1)}
     model.eval()
     weights = model.save(out / WEIGHTS)
     metrics: dict[str, float] = {"steps": cfg.steps, "train_seconds_this_run": round(train_seconds, 1)}
