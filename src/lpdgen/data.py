@@ -134,6 +134,22 @@ class FashionMNIST(Dataset):
 # --- ImageFolder --------------------------------------------------------------------------------------
 
 
+def scan_class_folders(root: PathLike, extensions: tuple[str, ...]) -> tuple[list[str], list[tuple[Path, int]], np.ndarray]:
+    """``root/<class>/...`` -> (sorted class names, sorted (file, class id) pairs, int64 labels): the
+    ImageNet / published-cache convention that class ids follow sorted folder names."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"directory {root} does not exist")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    if not classes:
+        raise ValueError(f"{root} has no class sub-directories (expected root/<class>/<file>)")
+    files = [(p, label) for label, name in enumerate(classes) for p in sorted((root / name).rglob("*"))
+             if p.suffix.lower() in extensions and p.is_file()]
+    if not files:
+        raise ValueError(f"{root} contains no files with extensions {extensions} under its class folders")
+    return classes, files, np.array([label for _, label in files], dtype=np.int64)
+
+
 def center_crop_arr(image, image_size: int):
     """ADM / LlamaGen center crop: halve with a box filter while the short side is >= 2x the target,
     then bicubic-resize the short side to ``image_size`` and crop the center square."""
@@ -153,22 +169,8 @@ class ImageFolder(Dataset):
     images in sorted path order, RGB, ADM center-cropped to ``image_size``."""
 
     def __init__(self, root: PathLike, image_size: int = 256):
-        root = Path(root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"image folder {root} does not exist")
-        self.root, self.image_size = root, int(image_size)
-        self.classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-        if not self.classes:
-            raise ValueError(f"{root} has no class sub-directories (expected root/<class>/<image>)")
-        self.samples: list[tuple[Path, int]] = [
-            (p, label)
-            for label, name in enumerate(self.classes)
-            for p in sorted((root / name).rglob("*"))
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        ]
-        if not self.samples:
-            raise ValueError(f"{root} contains no images with extensions {IMAGE_EXTENSIONS}")
-        self.labels = np.array([label for _, label in self.samples], dtype=np.int64)
+        self.root, self.image_size = Path(root), int(image_size)
+        self.classes, self.samples, self.labels = scan_class_folders(root, IMAGE_EXTENSIONS)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -253,14 +255,7 @@ class NpzTokenDataset(_FlipTokens):
 
     def __init__(self, root: PathLike, flip_prob: float = 0.5, seed: int = 0):
         super().__init__(flip_prob, seed)
-        root = Path(root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"token directory {root} does not exist")
-        self.classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-        self.files = [(p, label) for label, name in enumerate(self.classes) for p in sorted((root / name).glob("*.npz"))]
-        if not self.files:
-            raise ValueError(f"{root} holds no <class>/<name>.npz files")
-        self.labels = np.array([label for _, label in self.files], dtype=np.int64)
+        self.classes, self.files, self.labels = scan_class_folders(root, (".npz",))
 
     def __len__(self) -> int:
         return len(self.files)

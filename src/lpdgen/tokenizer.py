@@ -185,6 +185,18 @@ def _level(res: list[nn.Module], attn: list[nn.Module], resample: nn.Module | No
     return level
 
 
+def _run_level(level: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """Res-blocks (each followed by its attention block, at the lowest resolution), then any resampling."""
+    for i, res in enumerate(level.res):
+        h = res(h)
+        if len(level.attn):
+            h = level.attn[i](h)
+    for name in ("downsample", "upsample"):
+        if hasattr(level, name):
+            h = getattr(level, name)(h)
+    return h
+
+
 def _middle(channels: int, groups: int, dropout: float) -> nn.ModuleList:
     return nn.ModuleList([ResnetBlock(channels, channels, groups, dropout), AttnBlock(channels, groups),
                           ResnetBlock(channels, channels, groups, dropout)])
@@ -216,12 +228,7 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
         for level in self.conv_blocks:
-            for i, res in enumerate(level.res):
-                h = res(h)
-                if len(level.attn):
-                    h = level.attn[i](h)
-            if hasattr(level, "downsample"):
-                h = level.downsample(h)
+            h = _run_level(level, h)
         for block in self.mid:
             h = block(h)
         return self.conv_out(swish(self.norm_out(h)))
@@ -255,12 +262,7 @@ class Decoder(nn.Module):
         for block in self.mid:
             h = block(h)
         for level in self.conv_blocks:
-            for i, res in enumerate(level.res):
-                h = res(h)
-                if len(level.attn):
-                    h = level.attn[i](h)
-            if hasattr(level, "upsample"):
-                h = level.upsample(h)
+            h = _run_level(level, h)
         return self.conv_out(swish(self.norm_out(h)))
 
 

@@ -12,14 +12,16 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .data import image_batch
+from .images import image_grid
 from .io import atomic_torch_save, atomic_write_json
-from .tokenizer import VectorQuantizer, VQTokenizer, codebook_stats, psnr
+from .tokenizer import VectorQuantizer, VQTokenizer, codebook_stats, float_to_uint8, psnr
 from .utils import get_logger, make_generator
 
 log = get_logger(__name__)
@@ -177,3 +179,23 @@ def train_tokenizer(
     log.info("saved %s; metrics %s", weights, metrics)
     return metrics
 
+
+
+@torch.no_grad()
+def reconstruction_figure(model: VQTokenizer, dataset: Dataset, per_class: int = 4, classes_per_row: int = 5,
+                          scale: int = 3) -> np.ndarray:
+    """A picture of originals vs reconstructions: the first ``per_class`` items of every class, as pairs of
+    rows (originals above, reconstructions below), upscaled ``scale`` x by pixel repetition. (H, W, C) uint8."""
+
+    labels = np.asarray(dataset.labels)
+    classes = np.unique(labels)
+    picks = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in classes])
+    x = image_batch(dataset, torch.from_numpy(picks)).to(model.device)
+    orig, recon = float_to_uint8(x), float_to_uint8(model.decode(model.encode(x)))  # (B, H, W, C)
+    per_row = per_class * classes_per_row
+    rows = []
+    for start in range(0, len(picks), per_row):
+        rows += [orig[start:start + per_row], recon[start:start + per_row]]
+    tiles = np.concatenate([np.pad(r, ((0, per_row - len(r)), (0, 0), (0, 0), (0, 0))) for r in rows])
+    grid = image_grid(tiles, columns=per_row, pad=2, background=128)
+    return grid.repeat(scale, axis=0).repeat(scale, axis=1)

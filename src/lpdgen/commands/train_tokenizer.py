@@ -29,13 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=d.device)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--no-eval", action="store_true", help="skip the test-split PSNR / usage evaluation")
+    p.add_argument("--figure", default=None, help="also write a PNG of test originals vs reconstructions here "
+                                                  "(rerun a finished --out-dir to only evaluate and draw)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data import image_dataset
     from ..tokenizer import VQConfig, VQTokenizer
-    from ..train_tokenizer import TokenizerTrainConfig, train_tokenizer
+    from ..images import save_png
+    from ..train_tokenizer import TokenizerTrainConfig, reconstruction_figure, train_tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -47,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     train = image_dataset(args.dataset, args.data_root, "train", args.image_size)
     test = None if args.no_eval or args.dataset != "fmnist" else image_dataset(args.dataset, args.data_root, "test")
     torch.manual_seed(args.seed)  # the initial weights (module init draws from torch's default stream)
-    metrics = train_tokenizer(VQTokenizer(config), train, cfg, eval_dataset=test)
+    model = VQTokenizer(config)
+    metrics = train_tokenizer(model, train, cfg, eval_dataset=test)
     print(json.dumps(metrics, indent=2))
+    if args.figure:
+        print(save_png(reconstruction_figure(model, test if test is not None else train), args.figure))
     return 0
