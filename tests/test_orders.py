@@ -1,0 +1,416 @@
+"""Tests of lpdgen.orders: group-size schedules, the four order types, validation and file interop.
+
+The locality-aware builder is checked three ways: identical output to the loop reference in
+tests/reference_orders.py for the same seed (hypothesis-driven cases), the hard properties of SPEC §5 on
+thousands of generated orders, and a chi-square test that the first cell is uniform.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference_orders import locality_aware_reference
+from scipy.stats import chisquare
+
+from lpdgen import orders as O
+
+
+def published_lists() -> dict[tuple[int, int], list[int]]:
+    """The package data file, read directly (not through the module under test)."""
+    raw = json.loads(resources.files("lpdgen").joinpath("assets/group_sizes.json").read_text())["schedules"]
+    return {(sum(v), int(s)): v for lists in raw.values() for s, v in lists.items()}
+
+
+def check_schedule(sizes: list[int], num_tokens: int, steps: int) -> None:
+    assert len(sizes) == steps
+    assert sum(sizes) == num_tokens
+    assert sizes[0] == 1 or steps == 1
+    assert min(sizes) >= 1
+    assert all(a <= b for a, b in zip(sizes, sizes[1:])), sizes
+
+
+# ---------------------------------------------------------------------------------------------------
+# schedules
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_published_schedules_are_reproduced_exactly():
+    published = published_lists()
+    assert len(published) == 23  # 9 lists at 256 tokens, 14 at 1024
+    for (n, steps), sizes in published.items():
+        assert O.group_sizes(n, steps) == sizes
+
+
+def test_cosine_rule_is_within_one_token_per_step_of_every_published_list():
+    # the rule never looks at the published file; this measures how close it comes
+    worst = 0
+    for (n, steps), sizes in published_lists().items():
+        rule = O.cosine_group_sizes(n, steps)
+        check_schedule(rule, n, steps)
+        worst = max(worst, max(abs(a - b) for a, b in zip(rule, sizes)))
+    assert worst == 1
+
+
+@pytest.mark.parametrize("n", [*range(1, 257), 300, 511, 512, 777, 1000, 1023, 1024])
+def test_generated_schedules_keep_the_invariants(n):
+    for steps in range(1, n + 1):
+        check_schedule(O.group_sizes(n, steps), n, steps)
+
+
+@pytest.mark.slow
+def test_generated_schedules_keep_the_invariants_for_every_pair_up_to_1024():
+    for n in range(1, 1025):
+        for steps in range(1, n + 1):
+            check_schedule(O.cosine_group_sizes(n, steps), n, steps)
+
+
+def test_schedules_grow_like_the_published_ones():
+    sizes = O.group_sizes(400, 20)  # 20x20 grid: no published list
+    assert sizes[0] == 1 and sizes[-1] > 5 * sizes[1]
+    assert O.group_sizes(7, 7) == [1] * 7
+    assert O.group_sizes(7, 1) == [7]
+
+
+@pytest.mark.parametrize("n, steps", [(256, 0), (256, 257), (256, -3), (0, 1), (256, 2.5)])
+def test_bad_schedule_arguments_raise(n, steps):
+    with pytest.raises(ValueError, match="steps|num_tokens"):
+        O.group_sizes(n, steps)
+
+
+def test_all_group_sizes_lists_published_and_generated_sets():
+    assert [len(g) for g in O.all_group_sizes(256)] == [8, 12, 16, 20, 24, 32, 64, 128, 256]
+    assert [len(g) for g in O.all_group_sizes(1024)][:3] == [32, 40, 48]
+    generated = O.all_group_sizes(400)
+    assert [len(g) for g in generated] == [12, 19, 25, 31, 38, 50, 100, 200, 400]
+    for sizes in generated + O.all_group_sizes(3):
+        check_schedule(sizes, sum(sizes), len(sizes))
+
+
+def test_validate_group_sizes_names_the_problem():
+    assert O.validate_group_sizes(torch.tensor([1, 2, 3]), 6) == [1, 2, 3]
+    with pytest.raises(ValueError, match="sum to 5"):
+        O.validate_group_sizes([1, 4], 6)
+    with pytest.raises(ValueError, match=">= 1"):
+        O.validate_group_sizes([1, 0, 5], 6)
+    with pytest.raises(ValueError, match=">= 1"):
+        O.validate_group_sizes([3, -1, 4], 6)
+    with pytest.raises(ValueError, match="empty"):
+        O.validate_group_sizes([], 6)
+    with pytest.raises(ValueError, match="integers"):
+        O.validate_group_sizes([1.5, 4.5], 6)
+
+
+def test_validate_orders_accepts_permutations_and_names_bad_rows():
+    good = torch.stack([torch.randperm(9, generator=torch.Generator().manual_seed(i)) for i in range(4)])
+    O.validate_orders(good, 9)
+    bad = good.clone()
+    bad[2, 0] = bad[2, 1]
+    with pytest.raises(ValueError, match=r"rows \[2\]"):
+        O.validate_orders(bad, 9)
+    with pytest.raises(ValueError, match="shape"):
+        O.validate_orders(good, 8)
+    with pytest.raises(ValueError, match="shape"):
+        O.validate_orders(good[0], 9)
+    with pytest.raises(ValueError, match="integer"):
+        O.validate_orders(good.float(), 9)
+    with pytest.raises(ValueError, match="permutations"):
+        O.validate_orders(good + 1, 9)
+
+
+# ---------------------------------------------------------------------------------------------------
+# locality-aware orders: fast == loop reference
+# ---------------------------------------------------------------------------------------------------
+
+
+@st.composite
+def order_cases(draw):
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    n = h * w
+    steps = draw(st.integers(1, n))
+    if draw(st.booleans()):
+        sizes = O.group_sizes(n, steps)
+    else:  # any composition of n, first group possibly > 1
+        cuts = sorted(draw(st.sets(st.integers(1, n - 1), max_size=steps - 1))) if n > 1 else []
+        sizes = [b - a for a, b in zip([0, *cuts], [*cuts, n])]
+    tau = draw(st.sampled_from([0.0, 0.5, 1 / math.sqrt(2), 1.0, 1.5, 2.0, 3.0]))
+    rho = draw(st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0, 2.5, 3.0, 4.0]))
+    return h, w, sizes, tau, rho, draw(st.integers(1, 4)), draw(st.integers(0, 2**31))
+
+
+@settings(max_examples=300, deadline=None)
+@given(order_cases())
+def test_fast_orders_equal_the_loop_reference(case):
+    h, w, sizes, tau, rho, batch, seed = case
+    fast = O.locality_aware((h, w), sizes, tau=tau, rho=rho, batch=batch, seed=seed)
+    assert torch.equal(fast, locality_aware_reference(h, w, sizes, tau=tau, rho=rho, batch=batch, seed=seed))
+
+
+@pytest.mark.parametrize("side, steps, rho", [(16, 20, 2.0), (16, 8, 3.0), (12, 144, 2.0)])
+def test_fast_orders_equal_the_loop_reference_at_published_settings(side, steps, rho):
+    sizes = O.group_sizes(side * side, steps)
+    fast = O.locality_aware(side, sizes, rho=rho, batch=3, seed=11)
+    assert torch.equal(fast, locality_aware_reference(side, side, sizes, rho=rho, batch=3, seed=11))
+
+
+def test_fast_orders_equal_the_reference_across_row_chunks():
+    sizes = O.group_sizes(25, 6)
+    batch = O.ROW_CHUNK + 7
+    fast = O.locality_aware(5, sizes, batch=batch, seed=5)
+    assert torch.equal(fast, locality_aware_reference(5, 5, sizes, batch=batch, seed=5))
+
+
+def test_locality_orders_are_seeded_and_differ_per_row():
+    sizes = O.group_sizes(256, 20)
+    a = O.locality_aware(16, sizes, batch=8, seed=3)
+    assert torch.equal(a, O.locality_aware(16, sizes, batch=8, seed=3))
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    assert torch.equal(O.locality_aware(16, sizes, batch=2, seed=g1), O.locality_aware(16, sizes, batch=2, seed=g2))
+    assert len({tuple(r) for r in a.tolist()}) == 8
+    assert not torch.equal(a, O.locality_aware(16, sizes, batch=8, seed=4))
+
+
+def test_locality_aware_rejects_bad_input():
+    with pytest.raises(ValueError, match="sum to 255"):
+        O.locality_aware(16, [1] * 255)
+    with pytest.raises(ValueError, match="grid"):
+        O.locality_aware((4,), [1] * 4)
+    with pytest.raises(ValueError, match="grid"):
+        O.locality_aware(0, [1])
+    with pytest.raises(ValueError, match="batch"):
+        O.locality_aware(4, O.group_sizes(16, 4), batch=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# locality-aware orders: hard properties on thousands of orders
+# ---------------------------------------------------------------------------------------------------
+
+
+def proximity_map(selected: np.ndarray) -> np.ndarray:
+    """(h, w) bool -> (h, w) proximity, by the SPEC's definition (independent of the library)."""
+    h, w = selected.shape
+    padded = np.pad(selected.astype(float), 1)
+    prox = np.zeros((h, w))
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if (dy, dx) != (0, 0):
+                prox += padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] / math.hypot(dy, dx)
+    return prox
+
+
+def check_locality_properties(order: list[int], h: int, w: int, sizes: list[int], tau: float, rho: float) -> None:
+    """SPEC §5 properties of one order, checked from the order alone.
+
+    The walk's picks W are the longest prefix of a step whose cells are in c1 and pairwise farther than
+    rho (Chebyshev). Then: W is in non-increasing proximity; c1 cells never come after c2 cells... unless
+    the walk ran out; and every c1 cell left out of W, that the walk would have reached, was repelled.
+    """
+    assert sorted(order) == list(range(h * w))
+    selected = np.zeros((h, w), dtype=bool)
+    start = 0
+    for k, g in enumerate(sizes):
+        step = order[start:start + g]
+        start += g
+        prox = proximity_map(selected).ravel()
+        free = ~selected.ravel()
+        in_c1 = (prox >= tau - 1e-9) & free if k > 0 else np.zeros(h * w, dtype=bool)
+
+        def near(a: int, b: int) -> bool:
+            return max(abs(a // w - b // w), abs(a % w - b % w)) <= rho
+
+        walk: list[int] = []
+        for c in step:
+            if not in_c1[c] or any(near(c, s) for s in walk):
+                break
+            walk.append(c)
+        p_walk = [prox[c] for c in walk]
+        assert all(a >= b - 1e-9 for a, b in zip(p_walk, p_walk[1:])), "walk not in proximity order"
+        last = p_walk[-1] if walk else math.inf
+        for c in np.flatnonzero(in_c1):
+            if c in walk:
+                continue
+            # a c1 cell ranked before the walk's last pick, or any c1 cell when the walk fell short,
+            # must have been repelled by an earlier pick of the walk
+            if len(walk) < g or prox[c] > last + 1e-9:
+                assert any(near(c, s) for s in walk if prox[s] >= prox[c] - 1e-9), (k, c, walk)
+        if len(walk) < g and walk:
+            rest = step[len(walk):]
+            # FPS continues: the first fill cell is at least as far from the walk as every pool cell
+            def dmin(c: int) -> int:
+                return min((c // w - s // w) ** 2 + (c % w - s % w) ** 2 for s in walk)
+
+            pool = [c for c in np.flatnonzero(free) if c not in walk]
+            assert dmin(rest[0]) == max(dmin(c) for c in pool)
+        selected.ravel()[step] = True
+
+
+@pytest.mark.parametrize("h, w, steps, tau, rho", [
+    (8, 8, 10, 1.0, 2.0), (6, 9, 12, 1.0, 1.0), (7, 7, 7, 0.5, 3.0), (5, 12, 20, 1.5, 2.0), (10, 10, 16, 1.0, 0.0),
+])
+def test_locality_orders_keep_the_hard_properties(h, w, steps, tau, rho):
+    sizes = O.group_sizes(h * w, steps)
+    orders = O.locality_aware((h, w), sizes, tau=tau, rho=rho, batch=400, seed=h * 100 + w)
+    O.validate_orders(orders, h * w)
+    for order in orders.tolist():
+        check_locality_properties(order, h, w, sizes, tau, rho)
+
+
+def test_property_check_rejects_orders_that_break_the_rules():
+    sizes = O.group_sizes(64, 10)
+    with pytest.raises(AssertionError):
+        for order in O.random(8, batch=20, seed=0).tolist():
+            check_locality_properties(order, 8, 8, sizes, 1.0, 2.0)
+    with pytest.raises(AssertionError):  # built without repulsion, checked with it
+        for order in O.locality_aware(8, sizes, rho=0.0, batch=20, seed=0).tolist():
+            check_locality_properties(order, 8, 8, sizes, 1.0, 2.0)
+
+
+def test_first_group_larger_than_one_is_a_random_cell_plus_farthest_points():
+    sizes = [4, 12]
+    orders = O.locality_aware(4, sizes, batch=200, seed=1)
+    for order in orders.tolist():
+        first = order[:4]
+        for i in range(1, 4):  # each next cell maximises the min squared distance to the earlier ones
+            def dmin(c: int) -> int:
+                return min((c // 4 - s // 4) ** 2 + (c % 4 - s % 4) ** 2 for s in first[:i])
+
+            assert dmin(first[i]) == max(dmin(c) for c in range(16) if c not in first[:i])
+
+
+def test_first_cell_is_uniform_over_the_grid():
+    orders = O.locality_aware((8, 6), [1, 47], batch=9600, seed=123)  # 200 expected per cell
+    counts = np.bincount(orders[:, 0].numpy(), minlength=48)
+    assert chisquare(counts).pvalue > 1e-3
+
+
+def test_locality_orders_touch_known_cells_more_than_random_orders():
+    # the point of the method: after step 1, a step's cells grow next to what is already known
+    sizes = O.group_sizes(256, 20)
+
+    def share_touching_known(orders: torch.Tensor) -> float:
+        touching = []
+        for order in orders.tolist():
+            selected = np.zeros((16, 16), dtype=bool)
+            start = 0
+            for k, g in enumerate(sizes):
+                step = order[start:start + g]
+                start += g
+                padded = np.pad(selected, 1)
+                if k > 0:
+                    touching += [padded[c // 16:c // 16 + 3, c % 16:c % 16 + 3].any() for c in step]
+                selected.ravel()[step] = True
+        return float(np.mean(touching))
+
+    local = share_touching_known(O.locality_aware(16, sizes, batch=20, seed=0))
+    assert local > 0.93
+    assert local > share_touching_known(O.random(16, batch=20, seed=0)) + 0.05
+
+
+# ---------------------------------------------------------------------------------------------------
+# raster, random, Halton
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_raster_orders_are_row_major():
+    assert torch.equal(O.raster((2, 3), batch=2), torch.tensor([[0, 1, 2, 3, 4, 5]] * 2))
+
+
+def test_random_orders_are_seeded_permutations():
+    a = O.random((5, 7), batch=50, seed=2)
+    O.validate_orders(a, 35)
+    assert torch.equal(a, O.random((5, 7), batch=50, seed=2))
+    assert len({tuple(r) for r in a.tolist()}) == 50
+    counts = np.bincount(O.random(4, batch=8000, seed=1)[:, 0].numpy(), minlength=16)
+    assert chisquare(counts).pvalue > 1e-3
+
+
+def halton_reference(h: int, w: int, shift_y: float, shift_x: float) -> list[int]:
+    """Loop version: cells in order of the first (shifted) Halton point (base 2 rows, 3 columns)."""
+
+    def radical_inverse(i: int, base: int) -> float:
+        out, f = 0.0, 1.0 / base
+        while i:
+            out += f * (i % base)
+            i //= base
+            f /= base
+        return out
+
+    order, seen, i = [], set(), 1
+    while len(order) < h * w:
+        y = (radical_inverse(i, 2) + shift_y) % 1.0
+        x = (radical_inverse(i, 3) + shift_x) % 1.0
+        cell = min(int(y * h), h - 1) * w + min(int(x * w), w - 1)
+        if cell not in seen:
+            seen.add(cell)
+            order.append(cell)
+        i += 1
+    return order
+
+
+def test_halton_orders_match_a_loop_reference():
+    for h, w, seed in [(16, 16, 0), (5, 9, 1), (1, 7, 2), (32, 32, 3)]:
+        orders = O.halton((h, w), batch=3, seed=seed)
+        O.validate_orders(orders, h * w)
+        shifts = torch.rand((3, 2), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        for row, (sy, sx) in zip(orders.tolist(), shifts.tolist()):
+            assert row == halton_reference(h, w, sy, sx)
+
+
+def test_halton_prefixes_are_more_even_than_random_ones():
+    def mean_min_gap(orders: torch.Tensor, m: int = 16) -> float:
+        y, x = orders[:, :m] // 16, orders[:, :m] % 16  # (B, m)
+        d = torch.maximum((y[:, :, None] - y[:, None]).abs(), (x[:, :, None] - x[:, None]).abs()).float()
+        d = d + torch.eye(m) * 99
+        return d.amin(dim=(1, 2)).mean().item()
+
+    assert mean_min_gap(O.halton(16, batch=64, seed=0)) > mean_min_gap(O.random(16, batch=64, seed=0)) + 0.5
+
+
+def test_build_orders_dispatches_and_rejects_unknown_types():
+    sizes = O.group_sizes(16, 4)
+    for kind in O.ORDER_TYPES:
+        O.validate_orders(O.build_orders(kind, 4, sizes, batch=2, seed=0), 16)
+    with pytest.raises(ValueError, match="unknown order type"):
+        O.build_orders("spiral", 4, sizes)
+    with pytest.raises(ValueError, match="group_sizes"):
+        O.build_orders("locality", 4, None)
+
+
+# ---------------------------------------------------------------------------------------------------
+# interop
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".json", ".npy"])
+def test_orders_round_trip_through_files(tmp_path, suffix):
+    orders = O.locality_aware(6, O.group_sizes(36, 6), batch=5, seed=0)
+    path = O.save_orders(orders, tmp_path / f"orders{suffix}")
+    loaded = O.load_orders(path)
+    assert loaded.dtype == torch.long and torch.equal(loaded, orders)
+
+
+def test_json_orders_are_a_plain_list_of_lists(tmp_path):
+    path = O.save_orders(O.raster(2, batch=2), tmp_path / "o.json")
+    assert json.loads(path.read_text()) == [[0, 1, 2, 3], [0, 1, 2, 3]]
+
+
+def test_loading_bad_order_files_raises_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        O.load_orders(tmp_path / "missing.json")
+    (tmp_path / "a.json").write_text("[[0, 1], [1")
+    with pytest.raises(ValueError, match="JSON"):
+        O.load_orders(tmp_path / "a.json")
+    (tmp_path / "b.json").write_text("[[0, 1], [1, 1]]")
+    with pytest.raises(ValueError, match="permutations"):
+        O.load_orders(tmp_path / "b.json")
+    np.save(tmp_path / "c.npy", np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="integers"):
+        O.load_orders(tmp_path / "c.npy")
+    with pytest.raises(ValueError, match=".json or .npy"):
+        O.save_orders(O.raster(2), tmp_path / "o.txt")
