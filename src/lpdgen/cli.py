@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "train_tokenizer",
     "cache",
+    "orders",
 )
 
 
