@@ -31,8 +31,9 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
 
 
-def _run(out: Path, nproc: int, parallel: str = "ddp") -> subprocess.Popen:
-    args = [str(WORKER), "--out-dir", str(out), "--steps", str(STEPS), "--checkpoint-every", str(STEPS), "--parallel", parallel]
+def _run(out: Path, nproc: int, parallel: str = "ddp", *extra: str) -> subprocess.Popen:
+    args = [str(WORKER), "--out-dir", str(out), "--steps", str(STEPS), "--checkpoint-every", str(STEPS // 2),
+            "--parallel", parallel, *extra]
     if nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
                "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *args]
@@ -85,3 +86,11 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
                 keep = torch.cat([torch.arange(width), torch.arange(2 * width, 3 * width)])
                 want, have = want[keep], have[keep]
             assert (have - want).abs().max().item() <= TOL, (name, key)
+
+    # resume under FSDP: sharded model and optimizer state gathered into the checkpoint and scattered back
+    fsdp = runs["fsdp"]
+    full_log = _losses(fsdp)
+    for stale in ("ckpt_00000010.pt", "lpd.safetensors", "lpd.json"):
+        (fsdp / stale).unlink()
+    _finish(_run(fsdp, 2, "fsdp", "--resume", "auto"))
+    assert _losses(fsdp) == full_log
