@@ -251,13 +251,13 @@ def halton(grid: int | tuple[int, int], batch: int = 1, seed: int | torch.Genera
 
 # Proximity of a cell is determined by its counts of selected edge neighbours (ne) and diagonal
 # neighbours (nd), each 0..4; we carry the code 5 ne + nd and compare proximities through exact tables.
-_EDGE_OFFSETS = ((-1, 0), (1, 0), (0, -1), (0, 1))
-_DIAG_OFFSETS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 _PROX_OF_CODE = np.array([ne + nd / math.sqrt(2.0) for ne in range(5) for nd in range(5)])  # (25,)
 # rank of each code by proximity, descending (distinct codes have distinct proximities: sqrt 2 is irrational)
 _LEVEL_OF_CODE = np.argsort(np.argsort(-_PROX_OF_CODE, kind="stable"), kind="stable").astype(np.int64)
 _LEVEL_SHIFT = 56  # key = level << 56 | random bits << cell_bits | cell: sorts by proximity desc, then random
 _NOT_FREE = np.int64(31) << _LEVEL_SHIFT  # level 31: above every real level (0..24)
+_SELECTED_CODE = 32  # added to the code of selected cells: codes >= 32 mean "not free"
+_LEVEL_KEY_OF_CODE = np.concatenate([_LEVEL_OF_CODE << _LEVEL_SHIFT, np.full(64 - 25, _NOT_FREE)])  # (64,)
 
 
 def tie_break_rng(seed: int | torch.Generator | None) -> np.random.Generator:
@@ -272,7 +272,7 @@ def tie_break_keys(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
     """(batch, n) int64 uniform random tie-break keys of one step, with ``56 - bit_length(n)`` bits (the
     remaining bits of an order key carry the proximity level and the cell index)."""
     bits = _LEVEL_SHIFT - max(1, (n - 1).bit_length())
-    return (rng.bit_generator.random_raw((batch, n)) >> np.uint64(64 - bits)).astype(np.int64)
+    return (rng.bit_generator.random_raw((batch, n)) >> np.uint64(64 - bits)).view(np.int64)
 
 
 def _window_min_flat(padded: np.ndarray, radius: int, row_len: int) -> np.ndarray:
@@ -395,21 +395,20 @@ def _locality_aware_rows(h: int, w: int, sizes: list[int], tau: float, radius: i
     n = h * w
     cell_bits = max(1, (n - 1).bit_length())
     cells = np.arange(n, dtype=np.int64)
-    c1_of_code = _PROX_OF_CODE >= tau - PROXIMITY_EPS  # (25,)
+    c1_of_code = np.zeros(64, dtype=bool)  # (64,) free cells with proximity >= tau
+    c1_of_code[:25] = _PROX_OF_CODE >= tau - PROXIMITY_EPS
     rows_b = np.arange(batch)[:, None]
-    # neighbour codes on a grid padded by one cell, so every neighbour of a cell has an index
-    code = np.zeros((batch, (h + 2) * (w + 2)), dtype=np.int64)
-    pad_index = (cells // w + 1) * (w + 2) + cells % w + 1  # (N,) cell -> padded index
-    neighbour_steps = [(dy * (w + 2) + dx, 5) for dy, dx in _EDGE_OFFSETS]
-    neighbour_steps += [(dy * (w + 2) + dx, 1) for dy, dx in _DIAG_OFFSETS]
+    selected = np.zeros((batch, h + 2, w + 2), dtype=np.uint8)  # padded by one cell: every cell has 8 neighbours
     free = np.ones((batch, n), dtype=bool)
     out = np.empty((batch, n), dtype=np.int64)
     start = 0
     for k, g in enumerate(sizes):
-        cell_code = code[:, pad_index]  # (B, N)
-        level = np.where(free, _LEVEL_OF_CODE[cell_code], 31)
-        key = (level << _LEVEL_SHIFT) | (tie_break_keys(rng, batch, n) << cell_bits) | cells  # (B, N)
-        c1 = free & c1_of_code[cell_code] if k > 0 else np.zeros_like(free)  # step 1 never walks c1
+        # code = 5 (selected edge neighbours) + (selected diagonal neighbours) + 32 if selected itself
+        edge = selected[:, :-2, 1:-1] + selected[:, 2:, 1:-1] + selected[:, 1:-1, :-2] + selected[:, 1:-1, 2:]
+        diag = selected[:, :-2, :-2] + selected[:, :-2, 2:] + selected[:, 2:, :-2] + selected[:, 2:, 2:]
+        cell_code = (5 * edge + diag + _SELECTED_CODE * selected[:, 1:-1, 1:-1]).reshape(batch, n)  # (B, N)
+        key = _LEVEL_KEY_OF_CODE[cell_code] | (tie_break_keys(rng, batch, n) << cell_bits) | cells  # (B, N)
+        c1 = c1_of_code[cell_code] if k > 0 else np.zeros_like(free)  # step 1 never walks c1
         taken = _greedy_repulsion(key, c1, h, w, radius)
         # the first g taken cells in key order are this step's walk; keys are unique and end in the cell
         taken_key = np.where(taken, key, _NOT_FREE)
@@ -428,8 +427,7 @@ def _locality_aware_rows(h: int, w: int, sizes: list[int], tau: float, radius: i
                                          _squared_distances(h, w))
         out[:, start:start + g] = picks
         free[rows_b, picks] = False
-        for step, weight in neighbour_steps:
-            code[rows_b, pad_index[picks] + step] += weight
+        selected[rows_b, picks // w + 1, picks % w + 1] = 1
         start += g
     return out
 
@@ -456,16 +454,17 @@ def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, in_pool: np.ndarray,
     pool_order = (group << 61) + key  # group (2 bits) above the key's level, random bits and cell
     all_rows = np.arange(len(picks))
     for t in range(int(n_chosen.min()), g):
-        active = np.flatnonzero(n_chosen <= t)  # rows still filling
-        every = active.size == len(picks)
-        d = dist2 if every else dist2[active]
-        order = pool_order if every else pool_order[active]
+        filling = np.flatnonzero(n_chosen <= t)  # rows past their walk picks (the set only grows)
+        every = filling.size == len(picks)  # then skip the row gathers
+        d = dist2 if every else dist2[filling]
+        order = pool_order if every else pool_order[filling]
         best = d.max(axis=1, keepdims=True)
         pick = np.where(d == best, order, np.iinfo(np.int64).max).argmin(axis=1)
-        d = np.minimum(d, dist2_table[pick])
-        d[all_rows[:active.size], pick] = -1
-        dist2[active] = d
-        picks[active, t] = pick
+        np.minimum(d, dist2_table[pick], out=d)
+        d[all_rows[:filling.size], pick] = -1
+        if not every:
+            dist2[filling] = d
+        picks[filling, t] = pick
     return picks
 
 
