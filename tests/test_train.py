@@ -166,7 +166,6 @@ def test_bad_input_fails_before_work(tmp_path, tokens):
 
 
 def test_resume_from_a_different_run_is_refused(tmp_path, tokens):
-    torch.set_num_threads(1)
     Trainer(tiny_model(), small_cfg(tmp_path, steps=3), tokens).fit()
     ckpt = list_checkpoints(tmp_path / "run")[-1]
     other = dataclasses.replace(tiny_model(), width=64)
@@ -188,7 +187,6 @@ def test_resume_from_a_different_run_is_refused(tmp_path, tokens):
 
 def test_loss_decreases_on_real_tokens(tmp_path, tokens):
     """Fashion-MNIST patch tokens, tiny model: the mean loss of each 20-step window beats the previous."""
-    torch.set_num_threads(1)
     cfg = small_cfg(tmp_path, global_batch=16, steps=100, warmup=10, decay_start=100, base_lr=0.1,
                     checkpoint_every=100, log_every=1)
     Trainer(tiny_model(), cfg, tokens).fit()
@@ -200,7 +198,6 @@ def test_loss_decreases_on_real_tokens(tmp_path, tokens):
 
 
 def test_export_checkpoints_samples_and_keep_last(tmp_path, tokens):
-    torch.set_num_threads(1)
     cfg = small_cfg(tmp_path, steps=8, checkpoint_every=2, keep_last=2, sample_every=4, sample_count=4, sample_steps=5)
     trainer = Trainer(tiny_model(), cfg, tokens)
     summary = trainer.fit()

@@ -100,15 +100,6 @@ def all_gather_objects(obj) -> list:
     return out
 
 
-def broadcast_object(obj, src: int = 0):
-    """Rank ``src``'s ``obj`` on every rank; ``obj`` itself without a group."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def wrap_model(module: nn.Module, info: DistInfo, mode: str = "ddp", shard: type[nn.Module] | None = None) -> nn.Module:
     """Make ``module`` data-parallel when a process group exists; return it unchanged otherwise.
 

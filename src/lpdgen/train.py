@@ -396,7 +396,9 @@ class Trainer:
         if self._resume is not None:
             self._check_resume(resume_path)
 
-        # identical initial weights on every rank; the global stream is then re-seeded per rank for dropout
+        # nn.init and nn.Dropout draw from torch's global stream, so the trainer - which owns the process -
+        # seeds it: identically on every rank for the initial weights, then per rank for dropout (whose
+        # state every checkpoint stores). Everything else draws from explicit generators.
         torch.manual_seed(derive_seed(cfg.seed, "init"))
         self.model = self._build_model().to(self.device)
         self.model.gradient_checkpointing = cfg.gradient_checkpointing
