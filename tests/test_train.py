@@ -309,3 +309,16 @@ def test_cli_bad_input_is_a_clean_error(tmp_path, token_cache, capsys):
     assert main([*base, "--data", str(token_cache), "--global-batch", "16"]) == 2  # lpd-l: 16x16 grid, 8x8 codes
     assert "64 tokens but the model's grid (16, 16) has 256" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_trainer_lr_follows_the_published_epoch_schedule(tmp_path, tokens):
+    """512 items / batch 8 = 64 steps per epoch; 50 warm-up epochs, constant to 400, cosine to 450."""
+    cfg = TrainConfig(out_dir=str(tmp_path / "run"), global_batch=8, device="cpu", tensorboard=False)
+    trainer = Trainer(tiny_model(), cfg, tokens)
+    peak = 1e-4 * 8 / 256
+    assert trainer.total_steps == 450 * 64
+    assert trainer.lr_at(0) == 0.0
+    assert trainer.lr_at(25 * 64) == pytest.approx(peak / 2)
+    assert trainer.lr_at(50 * 64) == trainer.lr_at(399 * 64) == pytest.approx(peak)
+    assert trainer.lr_at(425 * 64) == pytest.approx((peak + 1e-5) / 2)
+    assert trainer.lr_at(450 * 64 - 1) == pytest.approx(1e-5, rel=1e-3)

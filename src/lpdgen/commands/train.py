@@ -82,6 +82,7 @@ def token_dataset(path: Path, flip_prob: float, seed: int):
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..distributed import destroy_distributed, is_main
     from ..train import TrainConfig, load_sample_tokenizer, train
 
     if args.threads:
@@ -89,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     mcfg = model_config(args.model, args.image_size, args.dropout, args.label_drop)
     dataset = token_dataset(Path(args.data), args.flip_prob, cfg.seed)
-    summary = train(mcfg, cfg, dataset, tokenizer=load_sample_tokenizer(cfg.tokenizer, mcfg))
-    print(json.dumps(summary, indent=2))
+    try:
+        summary = train(mcfg, cfg, dataset, tokenizer=load_sample_tokenizer(cfg.tokenizer, mcfg))
+        if is_main():
+            print(json.dumps(summary, indent=2))
+    finally:
+        destroy_distributed()
     return 0
