@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
+import timeit
 from pathlib import Path
 
 import torch
@@ -31,12 +31,7 @@ CASES = ((16, 20, 2.0), (32, 48, 4.0))
 
 def best_time(fn, repeats: int) -> float:
     """Best wall time of ``repeats`` calls (seconds): the least disturbed by other processes."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return min(timeit.repeat(fn, number=1, repeat=repeats))
 
 
 def main(argv: list[str] | None = None) -> int:
