@@ -33,7 +33,7 @@ from lpdgen.train import (
     resolve_schedules,
     sample_randomness,
 )
-from train_worker import PatchTokens, tiny_model
+from train_worker import PatchTokens, assert_same_parameters, tiny_model
 
 WORKER = Path(__file__).with_name("train_worker.py")
 
@@ -322,3 +322,17 @@ def test_trainer_lr_follows_the_published_epoch_schedule(tmp_path, tokens):
     assert trainer.lr_at(50 * 64) == trainer.lr_at(399 * 64) == pytest.approx(peak)
     assert trainer.lr_at(425 * 64) == pytest.approx((peak + 1e-5) / 2)
     assert trainer.lr_at(450 * 64 - 1) == pytest.approx(1e-5, rel=1e-3)
+
+
+def test_gradient_accumulation_takes_the_same_steps(tmp_path, tokens):
+    """4 micro-batches of 4 = one batch of 16 (same samples, orders, label drops; sums in another order)."""
+    whole = Trainer(tiny_model(), small_cfg(tmp_path / "a", global_batch=16), tokens)
+    whole.fit()
+    split = Trainer(tiny_model(), small_cfg(tmp_path / "b", global_batch=16, accum_steps=4), tokens)
+    split.fit()
+    assert_same_parameters(whole.model.state_dict(), split.model.state_dict(), width=32, tol=1e-5)
+    logs = [[json.loads(line) for line in (d / "run" / "log.jsonl").read_text().splitlines()] for d in (tmp_path / "a", tmp_path / "b")]
+    for key in ("loss", "grad_norm"):  # the step's mean loss and its gradient, not a sum over micro-batches
+        assert [r[key] for r in logs[1]] == pytest.approx([r[key] for r in logs[0]], abs=1e-5)
+    with pytest.raises(ValueError, match="not divisible by accum_steps 3"):
+        Trainer(tiny_model(), small_cfg(tmp_path / "c", global_batch=16, accum_steps=3), tokens)

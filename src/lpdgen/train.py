@@ -60,7 +60,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # TrainConfig fields that may change between a run and its resumption; every other field (and the model
 # config, and the dataset size) must match, or the resumed run would not continue the same run.
 RESUMABLE_CHANGES = frozenset({
-    "out_dir", "resume", "device", "parallel", "checkpoint_every", "keep_last", "log_every",
+    "out_dir", "resume", "device", "parallel", "accum_steps", "checkpoint_every", "keep_last", "log_every",
     "sample_every", "sample_count", "sample_steps", "sample_cfg", "tokenizer", "init", "tensorboard",
 })
 
@@ -82,6 +82,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 3.0  # max global grad norm (0 disables)
+    accum_steps: int = 1  # split each process's batch into this many micro-batches (same step, less memory)
     schedules: str = "auto"  # "auto": orders.all_group_sizes(N); else step counts "8,16,32" or a JSON file
     precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere
     gradient_checkpointing: bool = False
@@ -102,7 +103,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         positive = {"global_batch": self.global_batch, "checkpoint_every": self.checkpoint_every,
-                    "log_every": self.log_every, "sample_count": self.sample_count, "sample_steps": self.sample_steps}
+                    "log_every": self.log_every, "accum_steps": self.accum_steps, "sample_count": self.sample_count, "sample_steps": self.sample_steps}
         bad = {k: v for k, v in positive.items() if int(v) != v or v < 1}
         if bad:
             raise ValueError(f"these settings must be positive integers: {bad}")
@@ -383,6 +384,8 @@ class Trainer:
         if cfg.global_batch % self.dist.world_size:
             raise ValueError(f"global batch {cfg.global_batch} is not divisible by the {self.dist.world_size} processes")
         self.local_batch = cfg.global_batch // self.dist.world_size
+        if self.local_batch % cfg.accum_steps:
+            raise ValueError(f"the per-process batch {self.local_batch} is not divisible by accum_steps {cfg.accum_steps}")
         self.schedules = resolve_schedules(cfg.schedules, model_cfg.num_tokens)
         self._check_dataset()
         self.steps_per_epoch = len(dataset) // cfg.global_batch
@@ -555,11 +558,16 @@ class Trainer:
         lr = self.lr_at(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
-        with autocast:
-            loss = self.objective(tokens, labels, sizes, orders, null)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = torch.zeros((), device=self.device)
+        micro = self.local_batch // c.accum_steps
+        for i in range(c.accum_steps):  # equal, contiguous micro-batches (views, no copies)
+            rows = slice(i * micro, (i + 1) * micro)
+            with self._gradient_sync(i == c.accum_steps - 1):
+                with self._autocast():
+                    part = self.objective(tokens[rows], labels[rows], sizes, orders[rows], null[rows]) / c.accum_steps
+                part.backward()
+            loss += part.detach()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if c.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
@@ -569,6 +577,19 @@ class Trainer:
         if hasattr(norm, "full_tensor"):  # FSDP2 returns a DTensor
             norm = norm.full_tensor()
         return loss.detach(), norm.detach()
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
+
+    def _gradient_sync(self, enabled: bool):
+        """Context of one micro-batch's backward: gradients are reduced across processes only after the
+        last micro-batch of a step (DDP ``no_sync`` / FSDP2 ``set_requires_gradient_sync``)."""
+        if not self.dist.enabled:
+            return nullcontext()
+        if hasattr(self.objective, "no_sync"):  # DDP
+            return nullcontext() if enabled else self.objective.no_sync()
+        self.objective.set_requires_gradient_sync(enabled)  # FSDP2
+        return nullcontext()
 
     def fit(self) -> dict:
         """Train until ``total_steps``; returns a summary (final loss, throughput, paths)."""
