@@ -297,18 +297,6 @@ def _window_min_flat(padded: np.ndarray, radius: int, row_len: int) -> np.ndarra
     return m
 
 
-def _window_min(padded: np.ndarray, radius: int) -> np.ndarray:
-    """(B, h + 2r, w + 2r) padded grids -> (B, h, w) view of the min over each interior cell's
-    (2r + 1)^2 square (for bool grids: the AND)."""
-    b, hp, wp = padded.shape
-    m = _window_min_flat(padded, radius, wp)
-    # entry i of m is the window centred at flat index i + r (wp + 1): interior cell (y, x) of grid j
-    # reads m[j hp wp + y wp + x], in range because each grid ends with r padding rows
-    step = m.itemsize
-    return np.lib.stride_tricks.as_strided(m, shape=(b, hp - 2 * radius, wp - 2 * radius),
-                                           strides=(hp * wp * step, wp * step, step), writeable=False)
-
-
 def _greedy_repulsion(key: np.ndarray, c1: np.ndarray, h: int, w: int, radius: int) -> np.ndarray:
     """Greedy walk of SPEC §5 step 3 without the stop at g_k: (B, N) mask of the c1 cells taken when
     walking c1 in ascending ``key`` order and skipping any cell within Chebyshev ``radius`` of a taken
@@ -319,27 +307,32 @@ def _greedy_repulsion(key: np.ndarray, c1: np.ndarray, h: int, w: int, radius: i
     round decides at least the earliest undecided cell of every row, in practice a whole wave, so a
     handful of rounds replace the walk (about 3 per step at 16x16, rho 2). The walk with a stop at g_k
     takes exactly the first g_k of these cells in key order (a cell's fate depends only on earlier ones).
+    All state lives on the flattened padded grids, where window results line up with their centres by
+    a constant offset.
     """
     if radius < 1:
         return c1.copy()
     b = c1.shape[0]
     r = radius
-    key3 = key.reshape(b, h, w)
-    undecided = c1.reshape(b, h, w).copy()
-    taken = np.zeros_like(undecided)
-    keys_pad = np.full((b, h + 2 * r, w + 2 * r), _NOT_FREE, dtype=np.int64)
-    active_keys = keys_pad[:, r:r + h, r:r + w]  # (B, h, w) view: keys of undecided or taken cells
-    np.copyto(active_keys, key3, where=undecided)
-    free_pad = np.ones((b, h + 2 * r, w + 2 * r), dtype=bool)  # True = no taken cell here
-    no_taken = free_pad[:, r:r + h, r:r + w]
-    while undecided.any():
-        new = undecided & (_window_min(keys_pad, r) == key3)
-        taken |= new
-        no_taken &= ~new
-        rejected = undecided & ~new & ~_window_min(free_pad, r)
-        undecided &= ~(new | rejected)
-        np.copyto(active_keys, _NOT_FREE, where=rejected)
-    return taken.reshape(b, h * w)
+    hp, wp = h + 2 * r, w + 2 * r
+    size = b * hp * wp
+    centre = slice(r * (wp + 1), size - r * (wp + 1))  # flat cells that window results describe
+    board = np.full((b, hp, wp), _NOT_FREE, dtype=np.int64)  # keys of undecided and taken cells
+    undecided = np.zeros((b, hp, wp), dtype=bool)
+    undecided[:, r:r + h, r:r + w] = c1.reshape(b, h, w)
+    np.copyto(board[:, r:r + h, r:r + w], key.reshape(b, h, w), where=undecided[:, r:r + h, r:r + w])
+    board, undecided = board.ravel(), undecided.ravel()
+    no_taken = np.ones(size, dtype=bool)
+    taken = np.zeros(size, dtype=bool)
+    und, brd, nt, tk = undecided[centre], board[centre], no_taken[centre], taken[centre]  # views
+    while und.any():
+        new = und & (_window_min_flat(board, r, wp) == brd)
+        tk |= new
+        nt &= ~new
+        rejected = und & ~new & ~_window_min_flat(no_taken, r, wp)
+        und &= ~(new | rejected)
+        np.copyto(brd, _NOT_FREE, where=rejected)
+    return taken.reshape(b, hp, wp)[:, r:r + h, r:r + w].reshape(b, h * w)
 
 
 @lru_cache(maxsize=8)
