@@ -61,7 +61,8 @@ def init_distributed(device: str | torch.device | None = None, backend: str | No
     if "WORLD_SIZE" in os.environ and not dist.is_initialized():
         backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
         dist.init_process_group(backend=backend, device_id=dev if dev.type == "cuda" else None)
-        log.info("joined process group: rank %d of %d (%s, %s)", rank, world, backend, dev)
+        if rank == 0:
+            log.info("joined a process group of %d (%s, rank 0 on %s)", world, backend, dev)
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=dev)
 
 

@@ -413,7 +413,8 @@ class Trainer:
         self.step = 0
         if self._resume is not None:
             self._load_state(self._resume)
-            log.info("resumed from %s at step %d", resume_path, self.step)
+            if self.dist.is_main:
+                log.info("resumed from %s at step %d", resume_path, self.step)
             self._resume = None
         self._tb = None
 
@@ -452,10 +453,11 @@ class Trainer:
             raise ValueError(f"cannot resume from {path}: it belongs to a different run:\n  " + "\n  ".join(diffs))
 
     def _build_model(self) -> LPD:
-        if self.cfg.init is None:
+        if self.cfg.init is None or self._resume is not None:  # a resumed run's weights come from its checkpoint
             return LPD(self.model_cfg)
         model = LPD.from_checkpoint(self.cfg.init, config=self.model_cfg)
-        log.info("initialised from %s", self.cfg.init)
+        if self.dist.is_main:
+            log.info("initialised from %s", self.cfg.init)
         return model
 
     # --- state ----------------------------------------------------------------------------------------
@@ -518,7 +520,7 @@ class Trainer:
             torch.set_rng_state(mine["torch_cpu"])
             if "torch_cuda" in mine and self.device.type == "cuda":
                 torch.cuda.set_rng_state(mine["torch_cuda"], self.device)
-        else:
+        elif self.dist.is_main:
             log.warning("checkpoint was written by %d processes, resuming on %d: dropout draws will differ "
                         "from an uninterrupted run (data, orders and schedules do not)", len(rng), self.dist.world_size)
         self._truncate_log(self.step)
@@ -598,9 +600,9 @@ class Trainer:
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._open_tensorboard()
-        log.info("training %s (%d params) for %d steps (%d per epoch), global batch %d on %d process(es), "
-                 "peak lr %.3g, %d schedules", self.model_cfg.name, sum(p.numel() for p in self.model.parameters()),
-                 self.total_steps, self.steps_per_epoch, c.global_batch, self.dist.world_size, c.peak_lr, len(self.schedules))
+            log.info("training %s (%d params) for %d steps (%d per epoch), global batch %d on %d process(es), "
+                     "peak lr %.3g, %d schedules", self.model_cfg.name, sum(p.numel() for p in self.model.parameters()),
+                     self.total_steps, self.steps_per_epoch, c.global_batch, self.dist.world_size, c.peak_lr, len(self.schedules))
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not main, desc="train", dynamic_ncols=True)
         loss_sum = torch.zeros((), device=self.device)
         norm_sum = torch.zeros((), device=self.device)
