@@ -275,25 +275,31 @@ def tie_break_keys(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
     return (rng.bit_generator.random_raw((batch, n)) >> np.uint64(64 - bits)).view(np.int64)
 
 
-def _window_min_flat(padded: np.ndarray, radius: int, row_len: int) -> np.ndarray:
+def _window_min_flat(padded: np.ndarray, radius: int, row_len: int, scratch: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Min over the (2 radius + 1)^2 square of every cell of a stack of grids padded by ``radius`` on
-    each side, given flattened (any shape, C order) with padded rows of ``row_len`` entries. Returns a
-    flat array whose entry i is the window min centred at flat index i + radius * (row_len + 1).
+    each side, given flattened (C order) with padded rows of ``row_len`` entries. Returns a flat array
+    whose entry i is the window min centred at flat index i + radius * (row_len + 1); it lives in one of
+    the two ``scratch`` arrays (same size and dtype as ``padded``), so use it before the next call.
 
     Padding keeps windows of interior cells inside their own grid, so the whole stack is one 1-D
     problem: a sliding min over offsets 1 (columns), then over offsets ``row_len`` (rows), each by
-    doubling (log2(2 radius + 1) + 1 contiguous ``np.minimum`` calls).
+    doubling (log2(2 radius + 1) + 1 contiguous ``np.minimum`` calls). Writing into preallocated
+    scratch matters: fresh arrays this size are mapped and faulted in by the allocator on every call.
     """
     length = 2 * radius + 1
-    m = padded.ravel()
+    m = padded
+    buffers = [scratch[0], scratch[1]]
     for stride in (1, row_len):
         run, span = m, 1
         while 2 * span <= length:  # run[i] = min of m[i], m[i + stride], ..., 2 span entries
-            run = np.minimum(run[:-span * stride], run[span * stride:])
+            out = buffers[0][:len(run) - span * stride]
+            run = np.minimum(run[:-span * stride], run[span * stride:], out=out)
+            buffers.reverse()
             span *= 2
         out_len = len(m) - (length - 1) * stride
         shift = (length - span) * stride  # two runs of span >= length / 2 cover the window
-        m = np.minimum(run[:out_len], run[shift:shift + out_len])
+        m = np.minimum(run[:out_len], run[shift:shift + out_len], out=buffers[0][:out_len])
+        buffers.reverse()
     return m
 
 
@@ -325,11 +331,13 @@ def _greedy_repulsion(key: np.ndarray, c1: np.ndarray, h: int, w: int, radius: i
     no_taken = np.ones(size, dtype=bool)
     taken = np.zeros(size, dtype=bool)
     und, brd, nt, tk = undecided[centre], board[centre], no_taken[centre], taken[centre]  # views
+    key_scratch = (np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64))
+    bool_scratch = (np.empty(size, dtype=bool), np.empty(size, dtype=bool))
     while und.any():
-        new = und & (_window_min_flat(board, r, wp) == brd)
+        new = und & (_window_min_flat(board, r, wp, key_scratch) == brd)
         tk |= new
         nt &= ~new
-        rejected = und & ~new & ~_window_min_flat(no_taken, r, wp)
+        rejected = und & ~new & ~_window_min_flat(no_taken, r, wp, bool_scratch)
         und &= ~(new | rejected)
         np.copyto(brd, _NOT_FREE, where=rejected)
     return taken.reshape(b, hp, wp)[:, r:r + h, r:r + w].reshape(b, h * w)
