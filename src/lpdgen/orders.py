@@ -396,8 +396,8 @@ def _locality_aware_rows(h: int, w: int, sizes: list[int], tau: float, radius: i
     n = h * w
     cell_bits = max(1, (n - 1).bit_length())
     cells = np.arange(n, dtype=np.int64)
-    c1_of_code = np.zeros(64, dtype=bool)  # (64,) free cells with proximity >= tau
-    c1_of_code[:25] = _PROX_OF_CODE >= tau - PROXIMITY_EPS
+    # levels rank proximities descending, so c1 (free, proximity >= tau) is a key range
+    c1_below = np.int64(int((_PROX_OF_CODE >= tau - PROXIMITY_EPS).sum())) << _LEVEL_SHIFT
     rows_b = np.arange(batch)[:, None]
     selected = np.zeros((batch, h + 2, w + 2), dtype=np.uint8)  # padded by one cell: every cell has 8 neighbours
     free = np.ones((batch, n), dtype=bool)
@@ -408,8 +408,8 @@ def _locality_aware_rows(h: int, w: int, sizes: list[int], tau: float, radius: i
         edge = selected[:, :-2, 1:-1] + selected[:, 2:, 1:-1] + selected[:, 1:-1, :-2] + selected[:, 1:-1, 2:]
         diag = selected[:, :-2, :-2] + selected[:, :-2, 2:] + selected[:, 2:, :-2] + selected[:, 2:, 2:]
         cell_code = (5 * edge + diag + _SELECTED_CODE * selected[:, 1:-1, 1:-1]).reshape(batch, n)  # (B, N)
-        key = _LEVEL_KEY_OF_CODE[cell_code] | (tie_break_keys(rng, batch, n) << cell_bits) | cells  # (B, N)
-        c1 = c1_of_code[cell_code] if k > 0 else np.zeros_like(free)  # step 1 never walks c1
+        key = np.take(_LEVEL_KEY_OF_CODE, cell_code) | (tie_break_keys(rng, batch, n) << cell_bits) | cells  # (B, N)
+        c1 = key < c1_below if k > 0 else np.zeros_like(free)  # step 1 never walks c1
         taken = _greedy_repulsion(key, c1, h, w, radius)
         # the first g taken cells in key order are this step's walk; keys are unique and end in the cell
         taken_key = np.where(taken, key, _NOT_FREE)
@@ -425,7 +425,7 @@ def _locality_aware_rows(h: int, w: int, sizes: list[int], tau: float, radius: i
             group = np.where(c1_r, np.where(key_r < stop, 1, 2), 0)
             in_pool = free[rows] & ~(taken[rows] & (key_r <= stop))
             picks[rows] = _farthest_fill(picks[rows], n_chosen[rows], in_pool, group, key_r,
-                                         _squared_distances(h, w))
+                                         _squared_distances(h, w), cell_bits)
         out[:, start:start + g] = picks
         free[rows_b, picks] = False
         selected[rows_b, picks // w + 1, picks % w + 1] = 1
@@ -434,7 +434,7 @@ def _locality_aware_rows(h: int, w: int, sizes: list[int], tau: float, radius: i
 
 
 def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, in_pool: np.ndarray, group: np.ndarray,
-                   key: np.ndarray, dist2_table: np.ndarray) -> np.ndarray:
+                   key: np.ndarray, dist2_table: np.ndarray, cell_bits: int) -> np.ndarray:
     """Fill columns n_chosen.. of ``picks`` (R, g) by farthest-point sampling over ``in_pool`` (R, N).
     Ties in distance go to the first cell in pool order (``group``, then ``key``); squared integer
     distances keep ties exact. A row with no cell yet starts from its pool cell of smallest key."""
@@ -444,6 +444,7 @@ def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, in_pool: np.ndarray,
     if empty.size:
         random_bits = key[empty] & ((1 << _LEVEL_SHIFT) - 1)  # drop the level: uniform over the pool
         picks[empty, 0] = np.where(in_pool[empty], random_bits, _NOT_FREE).argmin(axis=1)
+        in_pool[empty, picks[empty, 0]] = False
         n_chosen[empty] = 1
     # min squared distance to the step's cells so far (-1 outside the pool); unfilled columns repeat
     # column 0, which leaves the min unchanged
@@ -451,16 +452,18 @@ def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, in_pool: np.ndarray,
     col = np.arange(width)
     filled = np.where(col[None] < n_chosen[:, None], picks[:, :width], picks[:, :1])  # (R, width)
     dist2 = np.where(in_pool, dist2_table[filled].min(axis=1), -1)  # (R, width, N) -> (R, N)
-    dist2[np.arange(len(picks))[:, None], filled] = -1
     pool_order = (group << 61) + key  # group (2 bits) above the key's level, random bits and cell
+    cell_mask = (1 << cell_bits) - 1  # a key's low bits are its cell
     all_rows = np.arange(len(picks))
     for t in range(int(n_chosen.min()), g):
         filling = np.flatnonzero(n_chosen <= t)  # rows past their walk picks (the set only grows)
         every = filling.size == len(picks)  # then skip the row gathers
         d = dist2 if every else dist2[filling]
         order = pool_order if every else pool_order[filling]
-        best = d.max(axis=1, keepdims=True)
-        pick = np.where(d == best, order, np.iinfo(np.int64).max).argmin(axis=1)
+        # farthest cells of each row (few), then the first of them in pool order
+        rows, cols = np.nonzero(d == d.max(axis=1, keepdims=True))
+        first = np.minimum.reduceat(order[rows, cols], np.searchsorted(rows, all_rows[:filling.size]))
+        pick = first & cell_mask
         np.minimum(d, dist2_table[pick], out=d)
         d[all_rows[:filling.size], pick] = -1
         if not every:
