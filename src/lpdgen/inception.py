@@ -129,9 +129,11 @@ def preprocess(images: torch.Tensor) -> torch.Tensor:
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise ValueError(f"expected images of shape (N, H, W, C) with C in (1, 3), got {tuple(images.shape)}")
     x = images.permute(0, 3, 1, 2).float() / 255.0  # (N, H, W, C) -> (N, C, H, W)
+    # Replicate gray first and resize a contiguous NCHW tensor: a gray image then gives bit-identical
+    # input whether it arrives as 1 channel (PNG "L") or 3 (ADM npz), whatever the memory layout.
+    x = x.expand(-1, 3, -1, -1).contiguous()
     if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
         x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-    x = x.expand(-1, 3, -1, -1)  # grayscale (N, 1, ...) -> (N, 3, ...); channels resize independently
     return 2.0 * x - 1.0
 
 
