@@ -283,8 +283,8 @@ def _window_min_flat(padded: np.ndarray, radius: int, row_len: int, scratch: tup
 
     Padding keeps windows of interior cells inside their own grid, so the whole stack is one 1-D
     problem: a sliding min over offsets 1 (columns), then over offsets ``row_len`` (rows), each by
-    doubling (log2(2 radius + 1) + 1 contiguous ``np.minimum`` calls). Writing into preallocated
-    scratch matters: fresh arrays this size are mapped and faulted in by the allocator on every call.
+    doubling (log2(2 radius + 1) + 1 contiguous ``np.minimum`` calls), ping-ponging between the two
+    scratch buffers instead of allocating an array per call.
     """
     length = 2 * radius + 1
     m = padded
@@ -316,7 +316,7 @@ def _greedy_repulsion(key: np.ndarray, c1: np.ndarray, h: int, w: int, radius: i
     All state lives on the flattened padded grids, where window results line up with their centres by
     a constant offset.
     """
-    if radius < 1:
+    if radius < 1 or not c1.any():
         return c1.copy()
     b = c1.shape[0]
     r = radius
