@@ -162,9 +162,13 @@ def test_bf16_weights_and_autocast_generate_valid_codes(model):
 
 def test_generation_leaves_the_model_unchanged(model):
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    model.generate(torch.tensor([1]), [1, 19], random_orders(1, N, torch.Generator().manual_seed(0)), cfg=3.0)
+    orders = random_orders(1, N, torch.Generator().manual_seed(0))
+    want = model.generate(torch.tensor([1]), [1, 19], orders, cfg=3.0, top_k=1)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not model.training
+    model.train()  # a training preview: decoding runs without dropout and hands back a training model
+    assert torch.equal(model.generate(torch.tensor([1]), [1, 19], orders, cfg=3.0, top_k=1), want)
+    assert model.training
 
 
 def test_bad_generation_input_raises_value_errors(model):

@@ -9,7 +9,8 @@ equivalence with the training forward). Per-step masks and slot ranges come prec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,18 @@ def prepare(model: LPD, labels: torch.Tensor, group_sizes, orders: torch.Tensor,
         pos=model.position_embeddings(orders),
         cache=model.new_cache(labels.shape[0], device),
     )
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Decode without dropout, then give the model back in the mode it came in (training previews
+    call generation mid-run; generation must not change the model)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def run_steps(model: LPD, state: DecodeState, choose: Callable[[int, DecodeStep, torch.Tensor], torch.Tensor]) -> None:
@@ -116,7 +129,8 @@ def _generate(model: LPD, labels, group_sizes, orders, *, guided: bool, cfg: flo
         out[:, step.q_start:step.q_end] = codes
         return torch.cat([codes, codes]) if guided else codes
 
-    run_steps(model, state, choose)
+    with eval_mode(model):
+        run_steps(model, state, choose)
     return torch.empty_like(out).scatter_(1, orders.to(device), out)  # back to raster order
 
 
@@ -134,5 +148,6 @@ def decode_logits(model: LPD, tokens: torch.Tensor, labels: torch.Tensor, group_
         rows.append(logits)
         return ordered[:, step.q_start:step.q_end]
 
-    run_steps(model, state, choose)
+    with eval_mode(model):
+        run_steps(model, state, choose)
     return torch.cat(rows, dim=1)

@@ -263,7 +263,7 @@ class LPD(nn.Module):
     def check_labels(self, labels: torch.Tensor) -> None:
         if labels.dim() != 1 or labels.dtype not in (torch.int32, torch.int64):
             raise ValueError(f"labels must be a 1-D integer tensor (B,), got {tuple(labels.shape)} {labels.dtype}")
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.cfg.num_classes):
+        if _host_checked(labels) and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.cfg.num_classes):
             raise ValueError(f"labels must lie in [0, {self.cfg.num_classes}), got range [{int(labels.min())}, {int(labels.max())}]")
 
     def check_schedule(self, group_sizes, orders: torch.Tensor | None, batch: int) -> tuple[int, ...]:
@@ -345,12 +345,14 @@ class LPD(nn.Module):
         group_sizes,
         orders: torch.Tensor | None = None,
         *,
+        null: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Mean cross-entropy of every position query against its true token (the training loss)."""
+        """Mean cross-entropy of every position query against its true token (the training loss).
+        ``orders`` / ``null`` default to draws from ``generator`` (see :meth:`forward_logits`)."""
         if orders is None:
             orders = random_orders(tokens.shape[0], tokens.shape[-1], generator=generator, device=tokens.device)
-        logits = self.forward_logits(tokens, labels, group_sizes, orders, generator=generator)
+        logits = self.forward_logits(tokens, labels, group_sizes, orders, null=null, generator=generator)
         targets = torch.gather(tokens, 1, orders)  # (B, N) in generation order
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
@@ -359,7 +361,7 @@ class LPD(nn.Module):
             raise ValueError(f"tokens must be (B, {self.cfg.num_tokens}) raster-order codes, got {tuple(tokens.shape)}")
         if tokens.dtype not in (torch.int32, torch.int64):
             raise ValueError(f"tokens must be integer codes, got {tokens.dtype}")
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.vocab_size):
+        if _host_checked(tokens) and tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.vocab_size):
             raise ValueError(f"token codes must lie in [0, {self.cfg.vocab_size})")
         return tokens.shape[0], tokens.shape[1]
 
@@ -442,6 +444,12 @@ class LPD(nn.Module):
         check_state_dict(expected, state, what=f"checkpoint {path.name}")
         model.load_state_dict(state, strict=True, assign=True)
         return model.to(device)
+
+
+def _host_checked(t: torch.Tensor) -> bool:
+    """Whether to range-check ``t`` on the host. Not on CUDA: the check would stall every training step,
+    and an out-of-range index there is a device-side assert anyway (loud, never a silent wrong result)."""
+    return t.device.type != "cuda"
 
 
 def _read_saved_config(path: Path) -> LPDConfig:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .generation import eval_mode
 from .model import LPD
 from .orders import ORDER_TYPES, build_orders, group_sizes
 from .tokenizer import float_to_uint8
@@ -37,15 +38,15 @@ class LPDPipeline:
     """Generate images with an :class:`~lpdgen.model.LPD` model and a tokenizer.
 
     Args:
-        model: the LPD network (put it in eval mode on the device you want).
+        model: the LPD network, on the device you want (decoding runs it without dropout).
         tokenizer: anything with ``decode(codes (B, h, w)) -> (B, C, H, W)`` floats in [-1, 1]
             (e.g. :class:`lpdgen.VQTokenizer`); None allows ``output_type="codes"`` only.
         tau, rho: proximity and repulsion thresholds of the locality-aware order (published 1 and 2).
     """
 
     def __init__(self, model: LPD, tokenizer: torch.nn.Module | None = None, *, tau: float = 1.0, rho: float = 2.0):
-        self.model = model.eval()
-        self.tokenizer = tokenizer.eval() if tokenizer is not None else None
+        self.model = model
+        self.tokenizer = tokenizer
         self.tau, self.rho = tau, rho
 
     @property
@@ -103,7 +104,8 @@ class LPDPipeline:
     def _decode(self, codes: torch.Tensor, output_type: str):
         if output_type == "codes":
             return None
-        images = self.tokenizer.decode(codes).float().clamp(-1, 1)  # (B, C, H, W)
+        with eval_mode(self.tokenizer):
+            images = self.tokenizer.decode(codes).float().clamp(-1, 1)  # (B, C, H, W)
         if output_type == "pt":
             return images
         arr = float_to_uint8(images)  # (B, H, W, C)

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
@@ -258,25 +257,6 @@ def load_batch(dataset: Dataset, indices: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 # ----------------------------------------------------------------------------------------------------
-# the training objective as one module, so that DDP / FSDP hook a single forward
-# ----------------------------------------------------------------------------------------------------
-
-
-class TrainingObjective(nn.Module):
-    """LPD's teacher-forcing loss with the randomness passed in (orders and null-class flags), so
-    that the per-sample draws of :func:`sample_randomness` - not the model - decide them."""
-
-    def __init__(self, model: LPD):
-        super().__init__()
-        self.model = model
-
-    def forward(self, tokens: torch.Tensor, labels: torch.Tensor, sizes: tuple[int, ...], orders: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
-        logits = self.model.forward_logits(tokens, labels, sizes, orders, null=null)  # (B, N, V)
-        targets = torch.gather(tokens, 1, orders)  # (B, N) in generation order
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
-
-
-# ----------------------------------------------------------------------------------------------------
 # checkpoints
 # ----------------------------------------------------------------------------------------------------
 
@@ -327,17 +307,13 @@ def code_maps(codes: torch.Tensor, vocab_size: int, scale: int = 4) -> np.ndarra
 
 def sample_grid(model: LPD, *, count: int, steps: int, cfg_scale: float, seed: int, tokenizer=None) -> np.ndarray:
     """A mosaic of ``count`` samples (labels cycling over the classes) decoded in ``steps`` steps with
-    locality-aware orders, image i seeded by ``(seed, i)``; the model's training mode is restored."""
+    locality-aware orders, image i seeded by ``(seed, i)``; decoding leaves the training mode as it was."""
     from .pipeline import LPDPipeline
 
     c = model.cfg
-    was_training = model.training
-    try:
-        out = LPDPipeline(model, tokenizer)(
-            torch.arange(count) % c.num_classes, num_inference_steps=min(steps, c.num_tokens), guidance_scale=cfg_scale,
-            seeds=[derive_seed(seed, i) for i in range(count)], output_type="np" if tokenizer is not None else "codes")
-    finally:
-        model.train(was_training)
+    out = LPDPipeline(model, tokenizer)(
+        torch.arange(count) % c.num_classes, num_inference_steps=min(steps, c.num_tokens), guidance_scale=cfg_scale,
+        seeds=[derive_seed(seed, i) for i in range(count)], output_type="np" if tokenizer is not None else "codes")
     images = out.images if tokenizer is not None else code_maps(out.codes, c.vocab_size)
     return image_grid(images)
 
@@ -407,7 +383,9 @@ class Trainer:
         self.model.gradient_checkpointing = cfg.gradient_checkpointing
         self.model.train()
         torch.manual_seed(derive_seed(cfg.seed, "dropout", self.dist.rank))
-        self.objective = wrap_model(TrainingObjective(self.model), self.dist, cfg.parallel, shard=Block)
+        # CUDA: FlexAttention skips the fully masked blocks of the group-causal mask (same results)
+        self.model.use_flex_attention = self.device.type == "cuda"
+        self.objective = wrap_model(self.model, self.dist, cfg.parallel, shard=Block)
         self.optimizer = torch.optim.AdamW(param_groups(self.objective, cfg.weight_decay), lr=cfg.peak_lr,
                                            betas=(cfg.beta1, cfg.beta2))
         self.step = 0
@@ -467,9 +445,8 @@ class Trainer:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=self.dist.enabled and self.cfg.parallel == "fsdp")
-        msd, osd = get_state_dict(self.objective, self.optimizer, options=options)
-        prefix = "model."
-        return {k.removeprefix(prefix): v.detach().cpu() for k, v in msd.items()}, osd
+        msd, osd = get_state_dict(self.objective, self.optimizer, options=options)  # names without wrapper prefixes
+        return {k: v.detach().cpu() for k, v in msd.items()}, osd
 
     def _rng_state(self) -> dict:
         state = {"torch_cpu": torch.get_rng_state()}
@@ -510,8 +487,7 @@ class Trainer:
     def _load_state(self, ckpt: dict) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-        msd = {f"model.{k}": v for k, v in ckpt["model"].items()}
-        set_state_dict(self.objective, self.optimizer, model_state_dict=msd, optim_state_dict=ckpt["optimizer"],
+        set_state_dict(self.objective, self.optimizer, model_state_dict=ckpt["model"], optim_state_dict=ckpt["optimizer"],
                        options=StateDictOptions(full_state_dict=True))
         self.step = int(ckpt["step"])
         rng = ckpt["rng"]
@@ -567,7 +543,7 @@ class Trainer:
             rows = slice(i * micro, (i + 1) * micro)
             with self._gradient_sync(i == c.accum_steps - 1):
                 with self._autocast():
-                    part = self.objective(tokens[rows], labels[rows], sizes, orders[rows], null[rows]) / c.accum_steps
+                    part = self.objective(tokens[rows], labels[rows], sizes, orders[rows], null=null[rows]) / c.accum_steps
                 part.backward()
             loss += part.detach()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
