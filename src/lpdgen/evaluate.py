@@ -1,0 +1,437 @@
+"""Evaluation under the ADM protocol: sampling to ``.npz`` with per-image seeds, image-set reading,
+metric computation against reference statistics or images, and the guidance-scale sweep.
+
+Protocol, made explicit so that numbers reproduce:
+
+- Image ``i`` of a run has class ``i % num_classes`` (any prefix is class-balanced; 50,000 images over
+  ImageNet's 1000 classes give 50 each) and its own seeds derived from ``(seed, i)`` alone
+  (:func:`image_seed`), which seeds a private ``torch.Generator`` that draws its generation order and
+  its sampling noise (:class:`lpdgen.pipeline.LPDPipeline`). An image therefore does not depend on the batch size, on the number of
+  processes, or on which process made it.
+- Work is cut into batches of consecutive indices; batch ``b`` belongs to rank ``b % world_size``.
+  Each finished batch is written atomically as a part file beside the output, so an interrupted run
+  resumes where it stopped. When all parts exist they are merged into an ADM-style ``.npz``:
+  ``arr_0`` uint8 ``(N, H, W, 3)`` (grayscale replicated, as the ADM evaluator expects) and
+  ``arr_1`` int64 ``(N,)`` labels.
+- Metrics (:func:`compute_metrics`) read ``.npz`` files or image folders, extract Inception features
+  (:mod:`lpdgen.inception`) and compare with reference statistics (an ``.npz`` with ``mu``/``sigma``
+  such as ADM's) or a reference image set, whose statistics are cached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from .distributed import barrier
+from .io import atomic_write, atomic_write_json
+from .metrics import (
+    FIDStatistics,
+    default_cache_dir,
+    feature_statistics,
+    fid,
+    inception_score,
+    load_statistics,
+    precision_recall,
+    save_statistics,
+    statistics_cache_path,
+)
+from .tokenizer import float_to_uint8
+from .utils import get_logger
+
+log = get_logger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+GRAY_MODES = ("L", "1", "I;16", "I")  # PIL modes read as one grey channel
+PART_RE = re.compile(r"part-(\d{8})-(\d{8})\.npz$")
+
+
+# --- seeds and labels ---------------------------------------------------------------------------------
+
+def image_seed(seed: int, index: int) -> int:
+    """The seed of image ``index`` in a run with base ``seed``.
+
+    numpy's ``SeedSequence`` hashes the pair (a documented, platform-independent mix), so neighbouring
+    indices get unrelated streams and the result depends on nothing but ``(seed, index)``.
+    """
+    if seed < 0 or index < 0:
+        raise ValueError(f"seed and index must be >= 0, got seed={seed}, index={index}")
+    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)
+    return int(state[0]) >> 1  # 63 bits: valid for torch.Generator.manual_seed
+
+
+def image_labels(indices: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
+    """Class of each image index: ``i % num_classes`` (every prefix of a run is class-balanced)."""
+    return np.asarray(indices, dtype=np.int64) % int(num_classes)
+
+
+# --- sampling -----------------------------------------------------------------------------------------
+
+@dataclass
+class SampleConfig:
+    """What an evaluation sampling run draws; stored beside its parts so a resume cannot mix runs."""
+
+    num_images: int = 50_000
+    steps: int = 20  # generation steps K; group sizes from lpdgen.orders.group_sizes
+    cfg: float = 1.0  # guidance scale (1.0: no guidance)
+    cfg_schedule: str = "linear"
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    order: str = "locality"  # lpdgen.orders.ORDER_TYPES
+    seed: int = 0
+    num_classes: int = 0  # 0: all of the model's classes
+
+    def __post_init__(self) -> None:
+        if self.num_images < 1 or self.steps < 1:
+            raise ValueError(f"num_images and steps must be >= 1, got {self.num_images} and {self.steps}")
+
+
+def sample_images(pipeline, indices: Sequence[int], config: SampleConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Generate the images with the given indices as uint8 ``(B, H, W, 3)``, with their labels ``(B,)``.
+
+    ``pipeline`` is an :class:`lpdgen.pipeline.LPDPipeline`; each image gets its own seed
+    (:func:`image_seed`), which drives both its order and its sampling noise through a private
+    generator, so the result is the same whatever batch the index is generated in.
+    """
+    model_classes = pipeline.model.cfg.num_classes
+    num_classes = config.num_classes or model_classes
+    if num_classes > model_classes:
+        raise ValueError(f"num_classes={num_classes} exceeds the model's {model_classes} classes")
+    labels = image_labels(indices, num_classes)
+    out = pipeline(labels.tolist(), num_inference_steps=config.steps, guidance_scale=config.cfg,
+                   cfg_schedule=config.cfg_schedule, temperature=config.temperature, top_k=config.top_k,
+                   top_p=config.top_p, order=config.order, seeds=[image_seed(config.seed, i) for i in indices],
+                   output_type="codes")
+    # Decode one image at a time: batched convolutions round differently with the batch size, which
+    # moved a few pixels by one grey level between batch sizes 1 and 8. Codes are discrete and stable.
+    tokenizer = pipeline.tokenizer.eval()
+    with torch.inference_mode():
+        images = np.concatenate([float_to_uint8(tokenizer.decode(codes[None])) for codes in out.codes])
+    return to_rgb(images), labels
+
+
+def to_rgb(images: np.ndarray) -> np.ndarray:
+    """uint8 ``(N, H, W)`` / ``(N, H, W, 1)`` / ``(N, H, W, 3)`` -> ``(N, H, W, 3)``."""
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"expected images (N, H, W[, 1|3]), got shape {images.shape}")
+    return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+
+
+def batch_ranges(num_images: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[tuple[int, int]]:
+    """Index ranges ``[start, end)`` of the batches owned by ``rank``: batch ``b`` goes to ``b % world_size``."""
+    if batch_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need batch_size >= 1 and 0 <= rank < world_size, got {batch_size}, {rank}, {world_size}")
+    starts = range(0, num_images, batch_size)
+    return [(s, min(s + batch_size, num_images)) for b, s in enumerate(starts) if b % world_size == rank]
+
+
+def parts_dir(out_path: str | os.PathLike) -> Path:
+    """Folder of the finished batches of a run writing ``out_path``."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.stem + ".parts")
+
+
+def _existing_parts(folder: Path) -> dict[tuple[int, int], Path]:
+    """(start, end) -> file of every finished batch in ``folder``."""
+    found = {}
+    for p in folder.glob("part-*.npz"):
+        m = PART_RE.search(p.name)
+        if m:
+            found[(int(m.group(1)), int(m.group(2)))] = p
+    return found
+
+
+def _check_manifest(folder: Path, manifest: dict) -> None:
+    """Write the run's manifest, or check that an existing one (a resumed run) matches it."""
+    path = folder / "manifest.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != manifest:
+            diff = {k: (old.get(k), v) for k, v in manifest.items() if old.get(k) != v}
+            raise ValueError(f"{folder} holds parts of a different run (changed: {diff}); "
+                             "use another output path or delete the folder")
+    else:
+        atomic_write_json(manifest, path)
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> Path:
+    """``np.savez`` through :func:`lpdgen.io.atomic_write`."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a bare name
+            np.savez(f, **arrays)
+
+    return atomic_write(path, write)
+
+
+def sample_to_npz(pipeline, out_path: str | os.PathLike, config: SampleConfig, *, batch_size: int = 32,
+                  rank: int = 0, world_size: int = 1, png_dir: str | os.PathLike | None = None,
+                  model_id: str = "", progress: bool = True) -> Path | None:
+    """Generate this rank's share of ``config.num_images`` images, then merge if the run is complete.
+
+    Args:
+        pipeline: an :class:`lpdgen.pipeline.LPDPipeline` (model, tokenizer, tau/rho of the order).
+        out_path: the ``.npz`` to write; finished batches go to ``<stem>.parts/`` (kept for resuming).
+        rank, world_size: this process's share (``torchrun``: from the environment, see
+            :func:`lpdgen.distributed.init_distributed`). Batches are independent of these: only the split changes.
+        png_dir: also write ``<index>.png`` files there after the merge.
+        model_id: recorded in the manifest (e.g. the checkpoint path) so a resume cannot mix models.
+
+    Returns:
+        ``out_path`` once every part exists (the merge happened in this call), else None.
+    """
+    out_path = Path(out_path)
+    folder = parts_dir(out_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        _check_manifest(folder, {**asdict(config), "model": model_id, "grid": list(pipeline.model.cfg.grid),
+                                 "tau": pipeline.tau, "rho": pipeline.rho})
+    done = _existing_parts(folder)
+    todo = [r for r in batch_ranges(config.num_images, batch_size, rank, world_size)
+            if not _covered(r, done)]
+    with tqdm(total=sum(e - s for s, e in todo), desc=f"sampling (rank {rank})", unit="img",
+              disable=not progress) as bar:
+        for start, end in todo:
+            images, labels = sample_images(pipeline, range(start, end), config)
+            _save_npz(folder / f"part-{start:08d}-{end:08d}.npz", images=images, labels=labels)
+            bar.update(end - start)
+    barrier()
+    if rank != 0:
+        return None
+    return merge_parts(out_path, config.num_images, png_dir=png_dir)
+
+
+def _covered(span: tuple[int, int], parts: dict[tuple[int, int], Path]) -> bool:
+    """Whether the union of finished parts covers ``[start, end)`` (parts may come from another batch size)."""
+    hit = np.zeros(span[1] - span[0], dtype=bool)
+    for s, e in parts:
+        lo, hi = max(s, span[0]), min(e, span[1])
+        if lo < hi:
+            hit[lo - span[0]:hi - span[0]] = True
+    return bool(hit.all())
+
+
+def merge_parts(out_path: str | os.PathLike, num_images: int, png_dir: str | os.PathLike | None = None) -> Path | None:
+    """Merge finished parts into the ADM ``.npz`` (``arr_0`` images, ``arr_1`` labels); None if some
+    indices are still missing (other ranks not finished)."""
+    out_path = Path(out_path)
+    parts = _existing_parts(parts_dir(out_path))
+    if not _covered((0, num_images), parts):
+        log.info("%s: not all parts finished yet; merge later", out_path)
+        return None
+    images = labels = None
+    filled = np.zeros(num_images, dtype=bool)
+    for (s, e), p in sorted(parts.items()):
+        if s >= num_images or filled[s:min(e, num_images)].all():
+            continue
+        with np.load(p) as f:
+            batch_images, batch_labels = f["images"], f["labels"]
+        if images is None:
+            images = np.empty((num_images, *batch_images.shape[1:]), dtype=np.uint8)
+            labels = np.empty(num_images, dtype=np.int64)
+        e = min(e, num_images)
+        images[s:e], labels[s:e] = batch_images[:e - s], batch_labels[:e - s]
+        filled[s:e] = True
+    _save_npz(out_path, arr_0=images, arr_1=labels)
+    log.info("wrote %s: %d images of shape %s", out_path, num_images, images.shape[1:])
+    if png_dir is not None:
+        write_png_folder(images, png_dir)
+    return out_path
+
+
+def write_png_folder(images: np.ndarray, folder: str | os.PathLike) -> Path:
+    """Write uint8 ``(N, H, W, 3)`` images as ``000000.png``, ... (grayscale content saved as L)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(images):
+        gray = img.ndim == 3 and img.shape[-1] == 3 and (img == img[..., :1]).all()
+        pil = Image.fromarray(img[..., 0] if gray else img.squeeze(-1) if img.shape[-1] == 1 else img)
+        pil.save(folder / f"{i:06d}.png")
+    return folder
+
+
+# --- image sets ---------------------------------------------------------------------------------------
+
+@dataclass
+class ImageSet:
+    """Images from an ADM ``.npz`` (``arr_0``) or a folder, read as uint8 ``(N, H, W, C)`` batches."""
+
+    path: Path
+    num: int
+    shape: tuple[int, int, int]  # (H, W, C)
+    labels: np.ndarray | None = None
+    _array: np.ndarray | None = field(default=None, repr=False)
+    _files: list[Path] = field(default_factory=list, repr=False)
+
+    def batches(self, batch_size: int = 250) -> Iterator[np.ndarray]:
+        for start in range(0, self.num, batch_size):
+            if self._array is not None:
+                yield self._array[start:start + batch_size]
+            else:
+                yield np.stack([_read_image(p, self.shape) for p in self._files[start:start + batch_size]])
+
+    def all(self) -> np.ndarray:
+        """Every image in one array (small sets)."""
+        return self._array if self._array is not None else np.concatenate(list(self.batches()))
+
+
+def _image_mode(path: Path) -> str:
+    """PIL mode from the file header (no pixel decoding)."""
+    with Image.open(path) as im:
+        return im.mode
+
+
+def _read_image(path: Path, shape: tuple[int, int, int] | None = None) -> np.ndarray:
+    """One image as uint8 ``(H, W, C)``: L stays 1 channel, everything else becomes RGB."""
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("L" if im.mode in GRAY_MODES else "RGB"))
+    arr = arr[..., None] if arr.ndim == 2 else arr
+    if shape is not None and arr.shape[:2] != shape[:2]:
+        raise ValueError(f"{path}: image is {arr.shape[1]}x{arr.shape[0]}, the others are "
+                         f"{shape[1]}x{shape[0]} (all images of a set must share one resolution)")
+    return to_rgb(arr[None])[0] if shape is not None and shape[2] == 3 and arr.shape[2] == 1 else arr
+
+
+def read_image_set(path: str | os.PathLike) -> ImageSet:
+    """Open an ADM ``.npz`` (``arr_0`` uint8 ``(N, H, W, C)``, optional ``arr_1`` labels) or a folder of
+    images (searched recursively, sorted by path; mixed gray/RGB folders are read as RGB)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise ValueError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+        with Image.open(files[0]) as im:
+            w, h = im.size
+        channels = 3 if any(_image_mode(p) not in GRAY_MODES for p in files) else 1
+        return ImageSet(path, len(files), (h, w, channels), _files=files)
+    if not path.is_file():
+        raise FileNotFoundError(f"image set not found: {path}")
+    try:
+        with np.load(path) as f:
+            if "arr_0" not in f.files:
+                raise ValueError(f"{path}: no 'arr_0' image array (found {sorted(f.files)})")
+            images = f["arr_0"]
+            labels = f["arr_1"] if "arr_1" in f.files else None
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable .npz file ({e})") from e
+    if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
+        raise ValueError(f"{path}: arr_0 must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    images = images[..., None] if images.ndim == 3 else images
+    return ImageSet(path, len(images), tuple(images.shape[1:]), labels, _array=images)
+
+
+# --- metrics ------------------------------------------------------------------------------------------
+
+def image_set_features(images: ImageSet, extractor, progress: bool = True) -> np.ndarray:
+    """Inception features ``(N, 2048)`` of an image set."""
+    return extractor.features(images.batches(), total=images.num, desc=f"features {images.path.name}", progress=progress)
+
+
+def reference_statistics(reference: str | os.PathLike, extractor, *, cache_dir: str | os.PathLike | None = None,
+                         need_features: bool = False, progress: bool = True) -> tuple[FIDStatistics, np.ndarray | None, ImageSet | None]:
+    """Statistics (and features when available) of a reference: an ``.npz`` with ``mu``/``sigma``
+    (used as is; features come from its ``arr_0`` if present and needed), or an image set (``.npz``
+    or folder) whose statistics and features are computed once and cached under ``cache_dir``."""
+    reference = Path(reference)
+    if reference.is_file() and reference.suffix == ".npz":
+        with np.load(reference) as f:
+            has_stats, has_images = "mu" in f.files, "arr_0" in f.files
+        if has_stats and not (need_features and has_images):
+            stats, features = load_statistics(reference, dim=None)
+            return stats, features, None
+    images = read_image_set(reference)
+    cache = statistics_cache_path(cache_dir or default_cache_dir(), reference, extractor.sha1)
+    if cache.is_file():
+        log.info("reference statistics from cache %s", cache)
+        stats, features = load_statistics(cache)
+        return stats, features, images
+    features = image_set_features(images, extractor, progress)
+    stats = feature_statistics(features)
+    save_statistics(cache, stats, features)
+    return stats, features, images
+
+
+def compute_metrics(samples: str | os.PathLike, reference: str | os.PathLike, extractor, *,
+                    cache_dir: str | os.PathLike | None = None, with_precision_recall: bool = True,
+                    classifier=None, allow_resolution_mismatch: bool = False, progress: bool = True) -> dict:
+    """FID (and precision/recall, Inception Score, classifier accuracy where possible) of a sample set.
+
+    Args:
+        samples: ``.npz`` (``arr_0``, optional ``arr_1`` labels) or image folder.
+        reference: ``.npz`` with ``mu``/``sigma`` (e.g. ADM's ImageNet statistics), or an image set.
+        extractor: an :class:`lpdgen.inception.InceptionFeatures`.
+        classifier: optional :class:`lpdgen.classifier.FMNISTClassifier`; with labels in the samples it
+            adds class accuracy, and always its Inception-Score analogue ("classifier IS").
+        allow_resolution_mismatch: compare image sets of different resolutions (both are resized to
+            299 anyway, but the protocol compares like with like, so this is an error by default).
+
+    Returns:
+        A dict with ``fid``, ``num_samples``, ``num_reference`` and, where computed, ``precision``,
+        ``recall``, ``inception_score``/``inception_score_std``, ``classifier_accuracy``,
+        ``classifier_is``.
+    """
+    sample_set = read_image_set(samples)
+    ref_stats, ref_features, ref_images = reference_statistics(
+        reference, extractor, cache_dir=cache_dir, need_features=with_precision_recall, progress=progress)
+    if ref_images is not None and ref_images.shape[:2] != sample_set.shape[:2] and not allow_resolution_mismatch:
+        raise ValueError(f"resolution mismatch: samples are {sample_set.shape[1]}x{sample_set.shape[0]}, reference "
+                         f"images are {ref_images.shape[1]}x{ref_images.shape[0]} (pass allow_resolution_mismatch / "
+                         "--allow-resolution-mismatch to compare anyway)")
+    features = image_set_features(sample_set, extractor, progress)
+    if features.shape[1] != ref_stats.dim:
+        raise ValueError(f"reference statistics have dimension {ref_stats.dim}, the feature network gives {features.shape[1]}")
+    stats = feature_statistics(features)
+    result: dict = {"fid": fid(stats, ref_stats), "num_samples": sample_set.num, "num_reference": ref_stats.num}
+    if with_precision_recall:
+        if ref_features is None:
+            log.warning("precision/recall skipped: the reference has statistics but no images/features")
+        else:
+            result["precision"], result["recall"] = precision_recall(ref_features, features)
+    if classifier is not None:
+        result.update(classifier_metrics(classifier, sample_set))
+    return result
+
+
+def classifier_metrics(classifier, images: ImageSet) -> dict:
+    """Class accuracy (if the set has labels) and the classifier's Inception-Score analogue."""
+    logits = torch.cat([classifier.logits(torch.from_numpy(b)) for b in images.batches()])
+    out = {}
+    out["classifier_is"], _ = inception_score(logits, splits=min(10, len(logits)))
+    if images.labels is not None:
+        out["classifier_accuracy"] = float((logits.argmax(1).numpy() == images.labels).mean())
+    return out
+
+
+# --- guidance sweep -----------------------------------------------------------------------------------
+
+def cfg_search(pipeline, scales: Sequence[float], config: SampleConfig, out_dir: str | os.PathLike,
+               reference: str | os.PathLike, extractor, *, batch_size: int = 32, rank: int = 0, world_size: int = 1,
+               cache_dir: str | os.PathLike | None = None, model_id: str = "", progress: bool = True) -> list[dict]:
+    """FID for each guidance scale on ``config.num_images`` samples (keep it small: the sweep only
+    ranks scales; rerun the best at full size). Samples go to ``out_dir/cfg-<s>.npz`` (resumable).
+    Returns one row per scale, ``{"cfg", "fid", ...}``, in the order given; the best has the lowest FID."""
+    rows = []
+    for scale in scales:
+        run = SampleConfig(**{**asdict(config), "cfg": float(scale)})
+        out = Path(out_dir) / f"cfg-{scale:g}.npz"
+        path = sample_to_npz(pipeline, out, run, batch_size=batch_size, rank=rank, world_size=world_size,
+                             model_id=model_id, progress=progress)
+        if path is None:
+            continue
+        metrics = compute_metrics(path, reference, extractor, cache_dir=cache_dir, with_precision_recall=False,
+                                  progress=progress)
+        rows.append({"cfg": float(scale), **metrics})
+        log.info("cfg %.3g: FID %.3f", scale, metrics["fid"])
+    return rows

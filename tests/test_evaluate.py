@@ -1,0 +1,175 @@
+"""Evaluation sampling (per-image seeds, rank split, resume, ADM npz) and metric plumbing (npz vs folder,
+reference statistics, cache, clear errors) on tiny models and a tiny stand-in feature network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lpdgen import LPD, LPDConfig, VQConfig, VQTokenizer
+from lpdgen.evaluate import (
+    SampleConfig,
+    batch_ranges,
+    cfg_search,
+    compute_metrics,
+    image_labels,
+    image_seed,
+    merge_parts,
+    parts_dir,
+    read_image_set,
+    sample_to_npz,
+    write_png_folder,
+)
+from lpdgen.inception import InceptionFeatures
+from lpdgen.metrics import feature_statistics, fid, save_statistics
+from lpdgen.pipeline import LPDPipeline
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> LPDPipeline:
+    torch.manual_seed(0)
+    model = LPD(LPDConfig(width=32, depth=2, heads=4, vocab_size=32, num_classes=3, grid=(4, 4))).eval()
+    return LPDPipeline(model, VQTokenizer(VQConfig.named("tiny")).eval())
+
+
+class _PoolNet(torch.nn.Module):
+    """Stand-in feature network: 2x2 average pool of the 299x299 input -> 12-d features (fast FIDs)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(x, 2).flatten(1)
+
+
+@pytest.fixture(scope="module")
+def extractor(tmp_path_factory) -> InceptionFeatures:
+    path = tmp_path_factory.mktemp("net") / "pool.pt"
+    torch.jit.save(torch.jit.script(_PoolNet()), str(path))
+    return InceptionFeatures(path, batch_size=16)
+
+
+def test_image_seed_depends_on_seed_and_index_only():
+    assert image_seed(0, 5) == image_seed(0, 5)
+    seeds = {image_seed(s, i) for s in range(3) for i in range(100)}
+    assert len(seeds) == 300 and all(0 <= s < 2**63 for s in seeds)
+    with pytest.raises(ValueError, match=">= 0"):
+        image_seed(-1, 0)
+    np.testing.assert_array_equal(image_labels(range(7), 3), [0, 1, 2, 0, 1, 2, 0])
+
+
+def test_batch_ranges_split_every_index_once_over_ranks():
+    ranges = [r for rank in range(3) for r in batch_ranges(23, 4, rank, 3)]
+    covered = sorted(i for s, e in ranges for i in range(s, e))
+    assert covered == list(range(23))
+    assert batch_ranges(23, 4, 1, 3) == [(4, 8), (16, 20)]
+    with pytest.raises(ValueError):
+        batch_ranges(10, 4, 3, 3)
+
+
+def test_same_index_same_image_for_batch_sizes_1_and_8_and_for_1_or_2_processes(pipeline, tmp_path):
+    config = SampleConfig(num_images=10, steps=5, cfg=2.0, seed=7)
+    one = sample_to_npz(pipeline, tmp_path / "bs1.npz", config, batch_size=1, progress=False)
+    eight = sample_to_npz(pipeline, tmp_path / "bs8.npz", config, batch_size=8, progress=False)
+    # two processes: rank 1 and rank 0 each make their share; rank 0 merges once everything exists
+    assert sample_to_npz(pipeline, tmp_path / "two.npz", config, batch_size=3, rank=1, world_size=2, progress=False) is None
+    two = sample_to_npz(pipeline, tmp_path / "two.npz", config, batch_size=3, rank=0, world_size=2, progress=False)
+    with np.load(one) as a, np.load(eight) as b, np.load(two) as c:
+        images = a["arr_0"]
+        assert images.dtype == np.uint8 and images.shape == (10, 8, 8, 3)  # 4x4 codes, 2x tokenizer
+        np.testing.assert_array_equal(a["arr_1"], np.arange(10) % 3)
+        np.testing.assert_array_equal(images, b["arr_0"])
+        np.testing.assert_array_equal(images, c["arr_0"])
+    assert len({images[i].tobytes() for i in range(10)}) == 10  # distinct seeds, distinct images
+    other = sample_to_npz(pipeline, tmp_path / "seed8.npz", SampleConfig(num_images=2, steps=5, cfg=2.0, seed=8),
+                          progress=False)
+    with np.load(other) as d:
+        assert not np.array_equal(d["arr_0"], images[:2])
+
+
+def test_resume_reuses_finished_parts_and_refuses_another_run(pipeline, tmp_path):
+    config = SampleConfig(num_images=6, steps=4, seed=1)
+    out = tmp_path / "run.npz"
+    first = sample_to_npz(pipeline, out, config, batch_size=2, progress=False)
+    with np.load(first) as f:
+        reference = f["arr_0"]
+    parts = sorted(parts_dir(out).glob("part-*.npz"))
+    assert len(parts) == 3
+    kept_mtime = parts[0].stat().st_mtime_ns
+    parts[1].unlink()  # an interrupted run: one batch missing
+    out.unlink()
+    assert merge_parts(out, 6) is None
+    again = sample_to_npz(pipeline, out, config, batch_size=4, progress=False)  # another batch size is fine
+    with np.load(again) as f:
+        np.testing.assert_array_equal(f["arr_0"], reference)
+    assert parts[0].stat().st_mtime_ns == kept_mtime  # finished batches were not redone
+    with pytest.raises(ValueError, match="different run"):
+        sample_to_npz(pipeline, out, SampleConfig(num_images=6, steps=4, seed=2), progress=False)
+
+
+def _random_set(rng, n, size=16):
+    return rng.integers(0, 256, size=(n, size, size), dtype=np.uint8)
+
+
+def test_npz_and_folder_give_the_same_fid_and_reference_stats_match(extractor, tmp_path):
+    rng = np.random.default_rng(0)
+    ref, samples = _random_set(rng, 40), np.clip(_random_set(rng, 40) * 0.5, 0, 255).astype(np.uint8)
+    np.savez(tmp_path / "ref.npz", arr_0=np.repeat(ref[..., None], 3, -1))
+    np.savez(tmp_path / "samples.npz", arr_0=np.repeat(samples[..., None], 3, -1))
+    write_png_folder(np.repeat(samples[..., None], 3, -1), tmp_path / "samples_png")
+    assert read_image_set(tmp_path / "samples_png").shape == (16, 16, 1)  # gray PNGs stay 1 channel
+
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    from_npz = compute_metrics(tmp_path / "samples.npz", tmp_path / "ref.npz", extractor, **kw)
+    from_folder = compute_metrics(tmp_path / "samples_png", tmp_path / "ref.npz", extractor, **kw)
+    assert from_npz["fid"] == from_folder["fid"] > 0
+    assert from_npz["num_samples"] == 40 and from_npz["num_reference"] == 40
+    assert 0 <= from_npz["precision"] <= 1 and 0 <= from_npz["recall"] <= 1
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # reference statistics cached once
+
+    # an independent FID from the features, and the same via a mu/sigma reference file
+    ref_feats = extractor.features([np.repeat(ref[..., None], 3, -1)], progress=False)
+    smp_feats = extractor.features([samples], progress=False)
+    assert from_npz["fid"] == pytest.approx(fid(feature_statistics(smp_feats), feature_statistics(ref_feats)), rel=1e-9)
+    save_statistics(tmp_path / "ref_stats.npz", feature_statistics(ref_feats))
+    from_stats = compute_metrics(tmp_path / "samples.npz", tmp_path / "ref_stats.npz", extractor, **kw)
+    assert from_stats["fid"] == pytest.approx(from_npz["fid"], rel=1e-9)
+    assert "precision" not in from_stats  # statistics only: no features for precision/recall
+
+
+def test_metrics_errors_are_clear(extractor, tmp_path):
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "small.npz", arr_0=_random_set(rng, 30, 16))
+    np.savez(tmp_path / "big.npz", arr_0=_random_set(rng, 30, 32))
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    with pytest.raises(ValueError, match="resolution mismatch: samples are 16x16, reference images are 32x32"):
+        compute_metrics(tmp_path / "small.npz", tmp_path / "big.npz", extractor, **kw)
+    assert compute_metrics(tmp_path / "small.npz", tmp_path / "big.npz", extractor, allow_resolution_mismatch=True, **kw)["fid"] > 0
+    np.savez(tmp_path / "stats2048.npz", mu=np.zeros(2048), sigma=np.eye(2048))
+    with pytest.raises(ValueError, match="dimension 2048, the feature network gives 12"):
+        compute_metrics(tmp_path / "small.npz", tmp_path / "stats2048.npz", extractor, **kw)
+    np.savez(tmp_path / "float.npz", arr_0=np.zeros((2, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="must be uint8"):
+        read_image_set(tmp_path / "float.npz")
+    np.savez(tmp_path / "nothing.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="no 'arr_0'"):
+        read_image_set(tmp_path / "nothing.npz")
+    folder = tmp_path / "mixed"
+    write_png_folder(np.zeros((2, 8, 8, 3), np.uint8), folder)
+    write_png_folder(np.zeros((1, 9, 9, 3), np.uint8), folder / "sub")
+    with pytest.raises(ValueError, match="share one resolution"):
+        read_image_set(folder).all()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        read_image_set(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError):
+        read_image_set(tmp_path / "missing.npz")
+
+
+def test_cfg_search_reports_one_fid_per_scale(pipeline, extractor, tmp_path):
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "ref.npz", arr_0=_random_set(rng, 20, 8))  # the tiny tokenizer makes 8x8 images
+    rows = cfg_search(pipeline, [1.0, 3.0], SampleConfig(num_images=15, steps=4), tmp_path / "sweep",
+                      tmp_path / "ref.npz", extractor, batch_size=8, cache_dir=tmp_path / "cache", progress=False)
+    assert [r["cfg"] for r in rows] == [1.0, 3.0]
+    assert all(np.isfinite(r["fid"]) and r["num_samples"] == 15 for r in rows)
+    assert rows[0]["fid"] != rows[1]["fid"]
