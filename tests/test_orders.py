@@ -166,6 +166,18 @@ def test_fast_orders_equal_the_reference_across_row_chunks():
     assert torch.equal(fast, locality_aware_reference(5, 5, sizes, batch=batch, seed=5))
 
 
+def test_distance_rows_from_coordinates_equal_the_table(monkeypatch):
+    sizes = O.group_sizes(144, 10)
+    with_table = O.locality_aware(12, sizes, batch=6, seed=2)
+    monkeypatch.setattr(O, "DISTANCE_TABLE_MAX_CELLS", 0)
+    assert torch.equal(O.locality_aware(12, sizes, batch=6, seed=2), with_table)
+
+
+def test_locality_orders_on_a_large_non_square_grid():
+    orders = O.locality_aware((48, 72), O.group_sizes(48 * 72, 40), rho=4.0, batch=2, seed=0)
+    O.validate_orders(orders, 48 * 72)
+
+
 def test_locality_orders_are_seeded_and_differ_per_row():
     sizes = O.group_sizes(256, 20)
     a = O.locality_aware(16, sizes, batch=8, seed=3)

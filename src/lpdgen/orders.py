@@ -39,6 +39,9 @@ HALTON_BASES: tuple[int, int] = (2, 3)  # (rows, columns)
 # locality-aware orders are built in chunks of this many rows: the working arrays stay in cache, and each
 # chunk draws its own tie-break keys, step by step (part of the randomness contract the tests replay)
 ROW_CHUNK = 64
+# farthest-point sampling reads distance rows from an (N, N) table up to this many cells (2048^2 int16 =
+# 8 MB), and computes them from coordinates on bigger grids
+DISTANCE_TABLE_MAX_CELLS = 2048
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -343,9 +346,29 @@ def _greedy_repulsion(key: np.ndarray, c1: np.ndarray, h: int, w: int, radius: i
     return taken.reshape(b, hp, wp)[:, r:r + h, r:r + w].reshape(b, h * w)
 
 
-@lru_cache(maxsize=8)
-def _squared_distances(h: int, w: int) -> np.ndarray:
-    """(N, N) squared euclidean distances between cells (int16 while they fit: less memory traffic)."""
+class _SquaredDistances:
+    """Squared euclidean distances from given cells to every cell of an h x w grid: rows of a cached
+    (N, N) table for grids up to :data:`DISTANCE_TABLE_MAX_CELLS` cells (int16 while they fit), computed
+    from coordinates beyond (the table grows as N^2)."""
+
+    def __init__(self, h: int, w: int) -> None:
+        self.y, self.x = np.divmod(np.arange(h * w), w)
+        self.dtype = np.int16 if (h - 1) ** 2 + (w - 1) ** 2 < 2**15 else np.int32
+        self.table = _distance_table(h, w) if h * w <= DISTANCE_TABLE_MAX_CELLS else None
+
+    def __call__(self, cells: np.ndarray) -> np.ndarray:
+        """``cells`` of any shape S -> (*S, N) squared distances."""
+        if self.table is not None:
+            return self.table[cells]
+        dy = self.y[cells][..., None] - self.y
+        dx = self.x[cells][..., None] - self.x
+        return (dy * dy + dx * dx).astype(self.dtype)
+
+
+
+@lru_cache(maxsize=4)
+def _distance_table(h: int, w: int) -> np.ndarray:
+    """(N, N) squared euclidean distances between the cells of an h x w grid."""
     y, x = np.divmod(np.arange(h * w), w)
     dtype = np.int16 if (h - 1) ** 2 + (w - 1) ** 2 < 2**15 else np.int32
     return ((y[:, None] - y[None]) ** 2 + (x[:, None] - x[None]) ** 2).astype(dtype)
@@ -425,7 +448,7 @@ def _locality_aware_rows(h: int, w: int, sizes: list[int], tau: float, radius: i
             group = np.where(c1_r, np.where(key_r < stop, 1, 2), 0)
             in_pool = free[rows] & ~(taken[rows] & (key_r <= stop))
             picks[rows] = _farthest_fill(picks[rows], n_chosen[rows], in_pool, group, key_r,
-                                         _squared_distances(h, w), cell_bits)
+                                         _SquaredDistances(h, w), cell_bits)
         out[:, start:start + g] = picks
         free[rows_b, picks] = False
         selected[rows_b, picks // w + 1, picks % w + 1] = 1
@@ -434,7 +457,7 @@ def _locality_aware_rows(h: int, w: int, sizes: list[int], tau: float, radius: i
 
 
 def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, in_pool: np.ndarray, group: np.ndarray,
-                   key: np.ndarray, dist2_table: np.ndarray, cell_bits: int) -> np.ndarray:
+                   key: np.ndarray, dist2_rows: _SquaredDistances, cell_bits: int) -> np.ndarray:
     """Fill columns n_chosen.. of ``picks`` (R, g) by farthest-point sampling over ``in_pool`` (R, N).
     Ties in distance go to the first cell in pool order (``group``, then ``key``); squared integer
     distances keep ties exact. A row with no cell yet starts from its pool cell of smallest key."""
@@ -451,7 +474,13 @@ def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, in_pool: np.ndarray,
     width = int(n_chosen.max())
     col = np.arange(width)
     filled = np.where(col[None] < n_chosen[:, None], picks[:, :width], picks[:, :1])  # (R, width)
-    dist2 = np.where(in_pool, dist2_table[filled].min(axis=1), -1)  # (R, width, N) -> (R, N)
+    if filled.size * in_pool.shape[1] <= 1 << 22:
+        dist2 = dist2_rows(filled).min(axis=1)  # (R, width, N) -> (R, N)
+    else:  # column by column: bounded memory on big grids and groups
+        dist2 = dist2_rows(filled[:, 0])
+        for j in range(1, width):
+            np.minimum(dist2, dist2_rows(filled[:, j]), out=dist2)
+    dist2 = np.where(in_pool, dist2, -1)
     pool_order = (group << 61) + key  # group (2 bits) above the key's level, random bits and cell
     cell_mask = (1 << cell_bits) - 1  # a key's low bits are its cell
     all_rows = np.arange(len(picks))
@@ -464,7 +493,7 @@ def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, in_pool: np.ndarray,
         rows, cols = np.nonzero(d == d.max(axis=1, keepdims=True))
         first = np.minimum.reduceat(order[rows, cols], np.searchsorted(rows, all_rows[:filling.size]))
         pick = first & cell_mask
-        np.minimum(d, dist2_table[pick], out=d)
+        np.minimum(d, dist2_rows(pick), out=d)
         d[all_rows[:filling.size], pick] = -1
         if not every:
             dist2[filling] = d
