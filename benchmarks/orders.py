@@ -17,6 +17,7 @@ import json
 import sys
 import time
 import timeit
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -24,9 +25,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the loop reference lives with the tests, not in the library
 
-from reference_orders import locality_aware_reference  # noqa: E402
+from reference_orders import locality_aware_reference
 
-from lpdgen.orders import group_sizes, locality_aware  # noqa: E402
+from lpdgen.orders import group_sizes, locality_aware
 
 # (grid side, steps, rho): the published 256px / 20-step and 512px / 48-step settings
 CASES = ((16, 20, 2.0), (32, 48, 4.0))
@@ -51,12 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     for side, steps, rho in CASES:
         sizes = group_sizes(side * side, steps)
         ref_orders = args.reference_orders
-        ref = best_time(lambda: locality_aware_reference(side, side, sizes, rho=rho, batch=ref_orders, seed=0),
-                        args.repeats) / ref_orders
+        reference = partial(locality_aware_reference, side, side, sizes, rho=rho, batch=ref_orders, seed=0)
+        ref = best_time(reference, args.repeats) / ref_orders
         same = torch.equal(locality_aware(side, sizes, rho=rho, batch=ref_orders, seed=0),
-                           locality_aware_reference(side, side, sizes, rho=rho, batch=ref_orders, seed=0))
+                           reference())
         for batch in args.batches:
-            fast = best_time(lambda: locality_aware(side, sizes, rho=rho, batch=batch, seed=1), args.repeats) / batch
+            fast = best_time(partial(locality_aware, side, sizes, rho=rho, batch=batch, seed=1), args.repeats) / batch
             rows.append({"grid": f"{side}x{side}", "steps": steps, "rho": rho, "batch": batch,
                          "reference_ms_per_order": ref * 1e3, "fast_ms_per_order": fast * 1e3,
                          "speedup": ref / fast, "identical_to_reference": same})
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'speedup':>8} {'identical':>9}")
     for r in rows:
         print(f"{r['grid']:>6} {r['steps']:>5} {r['rho']:>4g} {r['batch']:>6} {r['reference_ms_per_order']:>14.3f} "
-              f"{r['fast_ms_per_order']:>14.4f} {r['speedup']:>7.0f}x {str(r['identical_to_reference']):>9}")
+              f"{r['fast_ms_per_order']:>14.4f} {r['speedup']:>7.0f}x {r['identical_to_reference']!s:>9}")
     result = {"threads": args.threads, "repeats": args.repeats, "rows": rows}
     print(json.dumps(result))
     if args.json is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from importlib import resources
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ def check_schedule(sizes: list[int], num_tokens: int, steps: int) -> None:
     assert sum(sizes) == num_tokens
     assert sizes[0] == 1 or steps == 1
     assert min(sizes) >= 1
-    assert all(a <= b for a, b in zip(sizes, sizes[1:])), sizes
+    assert all(a <= b for a, b in pairwise(sizes)), sizes
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -216,6 +217,11 @@ def proximity_map(selected: np.ndarray) -> np.ndarray:
     return prox
 
 
+def min_dist2(cell: int, others: list[int], w: int) -> int:
+    """Smallest squared euclidean distance from ``cell`` to ``others`` on a grid of width w."""
+    return min((cell // w - s // w) ** 2 + (cell % w - s % w) ** 2 for s in others)
+
+
 def check_locality_properties(order: list[int], h: int, w: int, sizes: list[int], tau: float, rho: float) -> None:
     """SPEC §5 properties of one order, checked from the order alone.
 
@@ -242,7 +248,7 @@ def check_locality_properties(order: list[int], h: int, w: int, sizes: list[int]
                 break
             walk.append(c)
         p_walk = [prox[c] for c in walk]
-        assert all(a >= b - 1e-9 for a, b in zip(p_walk, p_walk[1:])), "walk not in proximity order"
+        assert all(a >= b - 1e-9 for a, b in pairwise(p_walk)), "walk not in proximity order"
         last = p_walk[-1] if walk else math.inf
         for c in np.flatnonzero(in_c1):
             if c in walk:
@@ -254,11 +260,8 @@ def check_locality_properties(order: list[int], h: int, w: int, sizes: list[int]
         if len(walk) < g and walk:
             rest = step[len(walk):]
             # FPS continues: the first fill cell is at least as far from the walk as every pool cell
-            def dmin(c: int) -> int:
-                return min((c // w - s // w) ** 2 + (c % w - s % w) ** 2 for s in walk)
-
             pool = [c for c in np.flatnonzero(free) if c not in walk]
-            assert dmin(rest[0]) == max(dmin(c) for c in pool)
+            assert min_dist2(rest[0], walk, w) == max(min_dist2(c, walk, w) for c in pool)
         selected.ravel()[step] = True
 
 
@@ -289,10 +292,8 @@ def test_first_group_larger_than_one_is_a_random_cell_plus_farthest_points():
     for order in orders.tolist():
         first = order[:4]
         for i in range(1, 4):  # each next cell maximises the min squared distance to the earlier ones
-            def dmin(c: int) -> int:
-                return min((c // 4 - s // 4) ** 2 + (c % 4 - s % 4) ** 2 for s in first[:i])
-
-            assert dmin(first[i]) == max(dmin(c) for c in range(16) if c not in first[:i])
+            best = max(min_dist2(c, first[:i], 4) for c in range(16) if c not in first[:i])
+            assert min_dist2(first[i], first[:i], 4) == best
 
 
 def test_first_cell_is_uniform_over_the_grid():

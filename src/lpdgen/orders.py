@@ -6,11 +6,12 @@ Both are pure data, so the model, the sampler and the trainer all take them as a
 
 Why the locality-aware order is vectorised rather than a per-image loop: every sampling call builds a
 fresh order per image, so the order must cost far less than a forward pass. The per-step work splits
-into parts that are parallel over cells (proximity as a 3x3 stencil, one sort) and one inherently
-sequential greedy walk over the candidates. The walk is the greedy independent set of the Chebyshev
-conflict graph in candidate order, which we compute in a few parallel *rounds* (a candidate is decided
-once every earlier conflicting candidate is), each round being one windowed min-pool over the grid.
-Only farthest-point sampling stays a loop over picks, vectorised across the batch.
+into parts that are parallel over cells (proximity codes from shifted sums, one integer key per cell
+that encodes the whole ranking, so no row is ever fully sorted) and one inherently sequential greedy
+walk over the candidates. The walk is the greedy independent set of the Chebyshev conflict graph in
+key order, which we compute in a few parallel *rounds* (a candidate is decided once every earlier
+conflicting candidate is), each round being two separable windowed minima over the padded grids. Only
+farthest-point sampling stays a loop over picks, vectorised across the batch.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .io import PathLike, atomic_write
 
@@ -149,8 +149,8 @@ def validate_group_sizes(group_sizes: list[int] | tuple[int, ...] | torch.Tensor
 def validate_orders(orders: torch.Tensor, num_tokens: int) -> None:
     """Raise ``ValueError`` unless ``orders`` is a (B, N) integer tensor whose rows are permutations of
     0..N-1. Vectorised (one sort), cheap enough to call on every model call."""
-    if not isinstance(orders, torch.Tensor):
-        raise ValueError(f"orders must be a torch.Tensor, got {type(orders).__name__}")
+    if not isinstance(orders, torch.Tensor):  # bad input is a ValueError project-wide (clean CLI errors)
+        raise ValueError(f"orders must be a torch.Tensor, got {type(orders).__name__}")  # noqa: TRY004
     if orders.dim() != 2 or orders.shape[1] != num_tokens:
         raise ValueError(f"orders must have shape (B, {num_tokens}), got {tuple(orders.shape)}")
     if orders.dtype.is_floating_point or orders.dtype.is_complex or orders.dtype == torch.bool:
