@@ -9,7 +9,6 @@ write its index without decoding images). Token datasets return ``(codes, label)
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
 
 import numpy as np

@@ -444,8 +444,9 @@ class VQTokenizer(nn.Module):
         """The Fashion-MNIST tokenizer trained in this project and shipped as package data
         (1x32x32 padded images -> 8x8 codes, 512 entries; see docs/tokenizer.md)."""
         assets = resources.files("lpdgen") / "assets"
-        with resources.as_file(assets / f"{FMNIST_ASSET}.safetensors") as weights:
-            return cls.from_checkpoint(weights)
+        config = VQConfig.from_dict(json.loads((assets / f"{FMNIST_ASSET}.json").read_text()))
+        with resources.as_file(assets / f"{FMNIST_ASSET}.safetensors") as weights:  # a real file even from a zip
+            return cls.from_checkpoint(weights, config)
 
 
 def uint8_to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,9 @@ class TokenizerTrainConfig:
     weight_decay: float = 0.0
     beta: float = 0.25  # commitment weight (LlamaGen / VQ-VAE)
     codebook_weight: float = 1.0
+    # Round-trip consistency: pull the re-encoded features of the reconstruction onto the entries the
+    # image was coded with, so that encode(decode(codes)) == codes (what a generator's output needs).
+    consistency_weight: float = 0.0
     grad_clip: float = 1.0
     dead_code_every: int = 50  # restart entries absent from the usage window every this many steps (0: never)
     dead_code_until: float = 0.8  # ... during this fraction of training, then let the codebook settle
@@ -150,6 +153,9 @@ def train_tokenizer(
         recon, q = model(x)
         rec = F.mse_loss(recon, x)
         loss = rec + cfg.codebook_weight * q.codebook_loss + cfg.beta * q.commit_loss
+        if cfg.consistency_weight > 0:
+            z_again = F.normalize(model.features(recon), dim=1)  # (B, D, h, w) features of the reconstruction
+            loss = loss + cfg.consistency_weight * F.mse_loss(z_again, q.z_q.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:

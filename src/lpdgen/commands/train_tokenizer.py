@@ -22,6 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--consistency-weight", type=float, default=d.consistency_weight,
+                   help="weight of the round-trip term: re-encoded reconstructions should keep their codes")
+    p.add_argument("--init-from", default=None, help="start from these tokenizer weights (fine-tuning; their "
+                                                     "config replaces --config)")
     p.add_argument("--beta", type=float, default=d.beta, help="commitment loss weight")
     p.add_argument("--dead-code-every", type=int, default=d.dead_code_every, help="0 disables dead-entry restarts")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
@@ -36,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import image_dataset
-    from ..tokenizer import VQConfig, VQTokenizer
     from ..images import save_png
+    from ..tokenizer import VQConfig, VQTokenizer
     from ..train_tokenizer import TokenizerTrainConfig, reconstruction_figure, train_tokenizer
 
     if args.threads:
@@ -45,12 +50,13 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.config)
     config = VQConfig.from_dict(json.loads(path.read_text())) if path.suffix == ".json" else VQConfig.named(args.config)
     cfg = TokenizerTrainConfig(out_dir=args.out_dir, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                               beta=args.beta, dead_code_every=args.dead_code_every,
+                               warmup_steps=args.warmup_steps, beta=args.beta, consistency_weight=args.consistency_weight,
+                               dead_code_every=args.dead_code_every,
                                checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device)
     train = image_dataset(args.dataset, args.data_root, "train", args.image_size)
     test = None if args.no_eval or args.dataset != "fmnist" else image_dataset(args.dataset, args.data_root, "test")
     torch.manual_seed(args.seed)  # the initial weights (module init draws from torch's default stream)
-    model = VQTokenizer(config)
+    model = VQTokenizer.from_checkpoint(args.init_from) if args.init_from else VQTokenizer(config)
     metrics = train_tokenizer(model, train, cfg, eval_dataset=test)
     print(json.dumps(metrics, indent=2))
     if args.figure:
