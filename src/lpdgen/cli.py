@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "train_tokenizer",
     "cache",
     "orders",
+    "eval",
 )
 
 

