@@ -173,3 +173,28 @@ def test_cfg_search_reports_one_fid_per_scale(pipeline, extractor, tmp_path):
     assert [r["cfg"] for r in rows] == [1.0, 3.0]
     assert all(np.isfinite(r["fid"]) and r["num_samples"] == 15 for r in rows)
     assert rows[0]["fid"] != rows[1]["fid"]
+
+
+def test_cli_sample_then_metrics(pipeline, extractor, tmp_path, capsys):
+    from lpdgen.cli import main
+
+    ckpt = pipeline.model.save(tmp_path / "lpd")
+    vq = pipeline.tokenizer.save(tmp_path / "vq")
+    out = tmp_path / "s.npz"
+    args = ["eval", "sample", "--checkpoint", str(ckpt), "--tokenizer", str(vq), "--num-images", "6", "--steps", "4",
+            "--batch-size", "4", "--device", "cpu", "--out", str(out), "--png-dir", str(tmp_path / "png")]
+    assert main(args) == 0
+    direct = sample_to_npz(pipeline, tmp_path / "direct.npz", SampleConfig(num_images=6, steps=4), progress=False)
+    with np.load(out) as a, np.load(direct) as b:
+        np.testing.assert_array_equal(a["arr_0"], b["arr_0"])
+    assert len(list((tmp_path / "png").glob("*.png"))) == 6
+
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "ref.npz", arr_0=_random_set(rng, 20, 8))
+    metrics = ["eval", "metrics", str(out), "--ref", str(tmp_path / "ref.npz"), "--inception", str(extractor.path),
+               "--cache-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "m.json")]
+    assert main(metrics) == 0
+    assert "fid" in capsys.readouterr().out and (tmp_path / "m.json").is_file()
+    missing = ["eval", "metrics", str(out), "--ref", str(tmp_path / "ref.npz"), "--inception", str(tmp_path / "no.pt")]
+    assert main(missing) == 2
+    assert "FID Inception weights not found" in capsys.readouterr().err
