@@ -42,6 +42,9 @@ ROW_CHUNK = 64
 # farthest-point sampling reads distance rows from an (N, N) table up to this many cells (2048^2 int16 =
 # 8 MB), and computes them from coordinates on bigger grids
 DISTANCE_TABLE_MAX_CELLS = 2048
+# chunks are built together in blocks of up to this many cells (rows x N, at least one chunk): bigger
+# blocks spread numpy's per-call overhead over more rows, smaller ones keep the working set in cache
+BLOCK_CELLS = 1 << 18
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -278,100 +281,40 @@ def tie_break_keys(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
     return (rng.bit_generator.random_raw((batch, n)) >> np.uint64(64 - bits)).view(np.int64)
 
 
-def _window_min_flat(padded: np.ndarray, radius: int, row_len: int, scratch: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Min over the (2 radius + 1)^2 square of every cell of a stack of grids padded by ``radius`` on
-    each side, given flattened (C order) with padded rows of ``row_len`` entries. Returns a flat array
-    whose entry i is the window min centred at flat index i + radius * (row_len + 1); it lives in one of
-    the two ``scratch`` arrays (same size and dtype as ``padded``), so use it before the next call.
-
-    Padding keeps windows of interior cells inside their own grid, so the whole stack is one 1-D
-    problem: a sliding min over offsets 1 (columns), then over offsets ``row_len`` (rows), each by
-    doubling (log2(2 radius + 1) + 1 contiguous ``np.minimum`` calls), ping-ponging between the two
-    scratch buffers instead of allocating an array per call.
-    """
-    length = 2 * radius + 1
-    m = padded
-    buffers = [scratch[0], scratch[1]]
-    for stride in (1, row_len):
-        run, span = m, 1
-        while 2 * span <= length:  # run[i] = min of m[i], m[i + stride], ..., 2 span entries
-            out = buffers[0][:len(run) - span * stride]
-            run = np.minimum(run[:-span * stride], run[span * stride:], out=out)
-            buffers.reverse()
-            span *= 2
-        out_len = len(m) - (length - 1) * stride
-        shift = (length - span) * stride  # two runs of span >= length / 2 cover the window
-        m = np.minimum(run[:out_len], run[shift:shift + out_len], out=buffers[0][:out_len])
-        buffers.reverse()
-    return m
-
-
-def _greedy_repulsion(key: np.ndarray, c1: np.ndarray, h: int, w: int, radius: int) -> np.ndarray:
-    """Greedy walk of SPEC §5 step 3 without the stop at g_k: (B, N) mask of the c1 cells taken when
-    walking c1 in ascending ``key`` order and skipping any cell within Chebyshev ``radius`` of a taken
-    one.
-
-    Parallel rounds: an undecided cell is taken once no earlier undecided-or-taken cell lies in its
-    window (one windowed min of keys) and rejected once a taken cell does (one windowed AND). Each
-    round decides at least the earliest undecided cell of every row, in practice a whole wave, so a
-    handful of rounds replace the walk (about 3 per step at 16x16, rho 2). The walk with a stop at g_k
-    takes exactly the first g_k of these cells in key order (a cell's fate depends only on earlier ones).
-    All state lives on the flattened padded grids, where window results line up with their centres by
-    a constant offset.
-    """
-    if radius < 1 or not c1.any():
-        return c1.copy()
-    b = c1.shape[0]
-    r = radius
-    hp, wp = h + 2 * r, w + 2 * r
-    size = b * hp * wp
-    centre = slice(r * (wp + 1), size - r * (wp + 1))  # flat cells that window results describe
-    board = np.full((b, hp, wp), _NOT_FREE, dtype=np.int64)  # keys of undecided and taken cells
-    undecided = np.zeros((b, hp, wp), dtype=bool)
-    undecided[:, r:r + h, r:r + w] = c1.reshape(b, h, w)
-    np.copyto(board[:, r:r + h, r:r + w], key.reshape(b, h, w), where=undecided[:, r:r + h, r:r + w])
-    board, undecided = board.ravel(), undecided.ravel()
-    no_taken = np.ones(size, dtype=bool)
-    taken = np.zeros(size, dtype=bool)
-    und, brd, nt, tk = undecided[centre], board[centre], no_taken[centre], taken[centre]  # views
-    key_scratch = (np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64))
-    bool_scratch = (np.empty(size, dtype=bool), np.empty(size, dtype=bool))
-    while und.any():
-        new = und & (_window_min_flat(board, r, wp, key_scratch) == brd)
-        tk |= new
-        nt &= ~new
-        rejected = und & ~new & ~_window_min_flat(no_taken, r, wp, bool_scratch)
-        und &= ~(new | rejected)
-        np.copyto(brd, _NOT_FREE, where=rejected)
-    return taken.reshape(b, hp, wp)[:, r:r + h, r:r + w].reshape(b, h * w)
-
-
-class _SquaredDistances:
-    """Squared euclidean distances from given cells to every cell of an h x w grid: rows of a cached
-    (N, N) table for grids up to :data:`DISTANCE_TABLE_MAX_CELLS` cells (int16 while they fit), computed
-    from coordinates beyond (the table grows as N^2)."""
+class _DistanceRanks:
+    """Distances from given cells to every cell of an h x w grid, as *ranks* of the squared euclidean
+    distance among the distinct values on the grid (0 = same cell): same order and exact ties as the
+    distances, in uint8 while there are at most 256 distinct values (16x16: 120), else uint16. Rows of a
+    cached (N, N) table for grids up to :data:`DISTANCE_TABLE_MAX_CELLS` cells, computed from
+    coordinates beyond (the table grows as N^2)."""
 
     def __init__(self, h: int, w: int) -> None:
         self.y, self.x = np.divmod(np.arange(h * w), w)
-        self.dtype = np.int16 if (h - 1) ** 2 + (w - 1) ** 2 < 2**15 else np.int32
-        self.table = _distance_table(h, w) if h * w <= DISTANCE_TABLE_MAX_CELLS else None
+        self.rank_of = _rank_of_squared_distance(h, w)
+        self.table = _distance_rank_table(h, w) if h * w <= DISTANCE_TABLE_MAX_CELLS else None
 
     def __call__(self, cells: np.ndarray) -> np.ndarray:
-        """``cells`` of any shape S -> (*S, N) squared distances."""
+        """``cells`` of any shape S -> (*S, N) distance ranks."""
         if self.table is not None:
             return self.table[cells]
         dy = self.y[cells][..., None] - self.y
         dx = self.x[cells][..., None] - self.x
-        return (dy * dy + dx * dx).astype(self.dtype)
+        return self.rank_of[dy * dy + dx * dx]
 
+
+def _rank_of_squared_distance(h: int, w: int) -> np.ndarray:
+    """(max + 1,) rank of each squared distance value among those occurring on an h x w grid."""
+    values = np.unique((np.arange(h)[:, None] ** 2 + np.arange(w)[None] ** 2).ravel())
+    rank_of = np.zeros(int(values[-1]) + 1, dtype=np.uint8 if len(values) <= 256 else np.uint16)
+    rank_of[values] = np.arange(len(values))
+    return rank_of
 
 
 @lru_cache(maxsize=4)
-def _distance_table(h: int, w: int) -> np.ndarray:
-    """(N, N) squared euclidean distances between the cells of an h x w grid."""
+def _distance_rank_table(h: int, w: int) -> np.ndarray:
+    """(N, N) distance ranks (see :class:`_DistanceRanks`) between the cells of an h x w grid."""
     y, x = np.divmod(np.arange(h * w), w)
-    dtype = np.int16 if (h - 1) ** 2 + (w - 1) ** 2 < 2**15 else np.int32
-    return ((y[:, None] - y[None]) ** 2 + (x[:, None] - x[None]) ** 2).astype(dtype)
+    return _rank_of_squared_distance(h, w)[(y[:, None] - y[None]) ** 2 + (x[:, None] - x[None]) ** 2]
 
 
 def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[int, ...], tau: float = 1.0,
@@ -408,97 +351,202 @@ def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[i
     _check_batch(batch)
     rng = tie_break_rng(seed)
     radius = math.floor(rho) if rho >= 1 else 0
-    chunks = [_locality_aware_rows(h, w, sizes, tau, radius, min(ROW_CHUNK, batch - lo), rng)
-              for lo in range(0, batch, ROW_CHUNK)]
-    return torch.from_numpy(np.concatenate(chunks)).to(device)
+    streams = _chunk_key_streams(rng, batch, h * w, len(sizes))
+    per_block = max(1, BLOCK_CELLS // (ROW_CHUNK * h * w))  # chunks per block
+    blocks = [_locality_aware_block(h, w, sizes, tau, radius, streams[i:i + per_block])
+              for i in range(0, len(streams), per_block)]
+    return torch.from_numpy(np.concatenate(blocks)).to(device)
 
 
-def _locality_aware_rows(h: int, w: int, sizes: list[int], tau: float, radius: int, batch: int,
-                         rng: np.random.Generator) -> np.ndarray:
-    """(batch, h*w) int64 orders: the body of :func:`locality_aware` for one chunk of rows."""
+def _chunk_key_streams(rng: np.random.Generator, batch: int, n: int, steps: int) -> list[tuple[np.random.Generator, int]]:
+    """(generator, rows) per chunk of :data:`ROW_CHUNK` rows, each generator a copy of ``rng`` jumped
+    ahead (``PCG64.advance``) to where that chunk's tie-break keys start in the contract (chunk after
+    chunk, step after step, ``rows * n`` raw draws per step). Drawing step k of every chunk from its
+    own copy gives exactly the keys of the sequential contract while a block of chunks is built step
+    by step together."""
+    streams, offset = [], 0
+    for lo in range(0, batch, ROW_CHUNK):
+        rows = min(ROW_CHUNK, batch - lo)
+        bit_gen = np.random.PCG64()
+        bit_gen.state = rng.bit_generator.state
+        streams.append((np.random.Generator(bit_gen.advance(offset)), rows))
+        offset += steps * rows * n
+    return streams
+
+
+def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: int,
+                          streams: list[tuple[np.random.Generator, int]]) -> np.ndarray:
+    """(rows, h*w) int64 orders for a block of row chunks (``streams`` from :func:`_chunk_key_streams`):
+    the body of :func:`locality_aware`.
+
+    Layout: every row's grid is padded by ``pad = max(radius, 1)`` cells on each side and the padded
+    grids of all rows are laid end to end in one flat array, so a neighbour or a Chebyshev window is a
+    constant offset and never leaves its own grid. Per step: proximity codes by eight shifted sums
+    (uint8), the c1 cells and their keys (sparse), the walk (:func:`_walk`) and farthest-point filling
+    (:func:`_farthest_fill`) for the rows still short of g_k.
+    """
+    batch = sum(rows for _, rows in streams)
     n = h * w
     cell_bits = max(1, (n - 1).bit_length())
-    cells = np.arange(n, dtype=np.int64)
-    # levels rank proximities descending, so c1 (free, proximity >= tau) is a key range
-    c1_below = np.int64(int((_PROX_OF_CODE >= tau - PROXIMITY_EPS).sum())) << _LEVEL_SHIFT
+    cell_mask = (1 << cell_bits) - 1
+    pad = max(radius, 1)
+    hp, wp = h + 2 * pad, w + 2 * pad
+    plane = hp * wp
+    size = batch * plane
+    y, x = np.divmod(np.arange(n, dtype=np.int64), w)
+    flat_of_cell = (y + pad) * wp + x + pad  # (N,) position of a cell in its padded grid
+    cell_of_flat = np.zeros(plane, dtype=np.int64)
+    cell_of_flat[flat_of_cell] = np.arange(n)
+    row_base = np.arange(batch, dtype=np.int64) * plane  # (B,) start of each row's padded grid
+    # selected: 1 at selected cells (neighbour counts); blocked: 32 at selected and padding cells, so
+    # codes >= 32 mean "not a free cell"
+    selected = np.zeros(size, dtype=np.uint8)
+    blocked = np.full((batch, hp, wp), _SELECTED_CODE, dtype=np.uint8)
+    blocked[:, pad:pad + h, pad:pad + w] = 0
+    blocked = blocked.ravel()
+    code = blocked.copy()  # entries outside [lo, hi) are padding and keep their code
+    lo, hi = wp + 1, size - wp - 1
+    is_c1 = np.zeros(64, dtype=bool)
+    is_c1[:25] = _PROX_OF_CODE >= tau - PROXIMITY_EPS
+    window = np.array([dy * wp + dx for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)],
+                      dtype=np.int64)
+    geometry = (size, row_base, flat_of_cell, cell_mask, window)
+    dist_rows = _DistanceRanks(h, w)
+    free = np.ones((batch, n), dtype=np.uint8)  # 1 at cells not selected yet
     rows_b = np.arange(batch)[:, None]
-    selected = np.zeros((batch, h + 2, w + 2), dtype=np.uint8)  # padded by one cell: every cell has 8 neighbours
-    free = np.ones((batch, n), dtype=bool)
     out = np.empty((batch, n), dtype=np.int64)
     start = 0
     for k, g in enumerate(sizes):
-        # code = 5 (selected edge neighbours) + (selected diagonal neighbours) + 32 if selected itself
-        edge = selected[:, :-2, 1:-1] + selected[:, 2:, 1:-1] + selected[:, 1:-1, :-2] + selected[:, 1:-1, 2:]
-        diag = selected[:, :-2, :-2] + selected[:, :-2, 2:] + selected[:, 2:, :-2] + selected[:, 2:, 2:]
-        cell_code = (5 * edge + diag + _SELECTED_CODE * selected[:, 1:-1, 1:-1]).reshape(batch, n)  # (B, N)
-        key = np.take(_LEVEL_KEY_OF_CODE, cell_code) | (tie_break_keys(rng, batch, n) << cell_bits) | cells  # (B, N)
-        c1 = key < c1_below if k > 0 else np.zeros_like(free)  # step 1 never walks c1
-        taken = _greedy_repulsion(key, c1, h, w, radius)
-        # the first g taken cells in key order are this step's walk; keys are unique and end in the cell
-        taken_key = np.where(taken, key, _NOT_FREE)
-        first = np.sort(np.partition(taken_key, g - 1, axis=1)[:, :g] if g < n else taken_key, axis=1)  # (B, g)
-        n_chosen = (first < _NOT_FREE).sum(axis=1)  # (B,)
-        picks = first & ((1 << cell_bits) - 1)
-        need = n_chosen < g
-        if need.any():
-            rows = np.flatnonzero(need)
-            # pool order: c2, then set-aside c1 (rejected before the stop), then untried c1 (after it)
-            stop = np.where(n_chosen == g, first[:, -1], _NOT_FREE)[rows, None]
-            c1_r, key_r = c1[rows], key[rows]
-            group = np.where(c1_r, np.where(key_r < stop, 1, 2), 0)
-            in_pool = free[rows] & ~(taken[rows] & (key_r <= stop))
-            picks[rows] = _farthest_fill(picks[rows], n_chosen[rows], in_pool, group, key_r,
-                                         _SquaredDistances(h, w), cell_bits)
+        rnd = np.concatenate([tie_break_keys(gen, rows, n) for gen, rows in streams])  # (B, N)
+        picks = np.zeros((batch, g), dtype=np.int64)
+        n_chosen = np.zeros(batch, dtype=np.int64)
+        stop = np.full(batch, _NOT_FREE)  # key of the walk's g-th cell (the stop), per row
+        if k > 0:  # step 1 never walks c1
+            # code = 5 (selected edge neighbours) + (selected diagonal neighbours) + 32 if not free
+            c, s = code[lo:hi], selected
+            np.add(s[lo - wp:hi - wp], s[lo + wp:hi + wp], out=c)
+            c += s[lo - 1:hi - 1]
+            c += s[lo + 1:hi + 1]
+            c *= 5
+            for off in (-wp - 1, -wp + 1, wp - 1, wp + 1):
+                c += s[lo + off:hi + off]
+            c += blocked[lo:hi]
+            c1_flat = np.flatnonzero(np.take(is_c1, code))  # by row, then raster order
+            if c1_flat.size:
+                _walk(c1_flat, code, rnd, cell_of_flat, plane, g, cell_bits, geometry, picks, n_chosen, stop)
+        rows = np.flatnonzero(n_chosen < g)
+        if rows.size:
+            c1_table = is_c1 if k > 0 else np.zeros_like(is_c1)
+            _farthest_fill(picks, n_chosen, rows, free, rnd, stop, code, row_base, flat_of_cell, c1_table,
+                           dist_rows, cell_bits)
         out[:, start:start + g] = picks
-        free[rows_b, picks] = False
-        selected[rows_b, picks // w + 1, picks % w + 1] = 1
+        free[rows_b, picks] = 0
+        flat = (row_base[:, None] + flat_of_cell[picks]).ravel()
+        selected[flat] = 1
+        blocked[flat] = _SELECTED_CODE
         start += g
     return out
 
 
-def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, in_pool: np.ndarray, group: np.ndarray,
-                   key: np.ndarray, dist2_rows: _SquaredDistances, cell_bits: int) -> np.ndarray:
-    """Fill columns n_chosen.. of ``picks`` (R, g) by farthest-point sampling over ``in_pool`` (R, N).
-    Ties in distance go to the first cell in pool order (``group``, then ``key``); squared integer
-    distances keep ties exact. A row with no cell yet starts from its pool cell of smallest key."""
+def _walk(c1_flat: np.ndarray, code: np.ndarray, rnd: np.ndarray, cell_of_flat: np.ndarray, plane: int, g: int,
+          cell_bits: int, geometry: tuple, picks: np.ndarray, n_chosen: np.ndarray, stop: np.ndarray) -> None:
+    """SPEC §5 step 3 for every row at once: walk the c1 cells (``c1_flat``, flat padded positions) in
+    key order, taking a cell unless a cell taken before it lies within its Chebyshev window. Writes the
+    first g taken cells of each row to ``picks`` (in walk order), their count to ``n_chosen`` and the
+    key of the g-th (where reached) to ``stop``.
+
+    The c1 cells of each row are sorted by key into a (B, L) matrix (L = the longest c1, ~100 cells at
+    16x16), then the walk is L vectorised iterations over its columns, each a gather of the "not within
+    reach of a taken cell" flags and a scatter of the new takes' windows. The walk does not stop at g:
+    a cell's fate depends only on earlier cells, so the first g takes are those of the stopped walk.
+    """
+    size, row_base, flat_of_cell, cell_mask, window = geometry
+    batch, n = rnd.shape
+    row = c1_flat // plane
+    cell = cell_of_flat[c1_flat - row * plane]
+    key = np.take(_LEVEL_KEY_OF_CODE, code[c1_flat]) | (rnd.ravel()[row * n + cell] << cell_bits) | cell
+    starts = np.searchsorted(c1_flat, row_base)  # c1_flat is sorted by row
+    width = int(np.diff(starts, append=c1_flat.size).max())
+    ranked = np.full((batch, width), _NOT_FREE)
+    ranked[row, np.arange(c1_flat.size) - starts[row]] = key
+    ranked.sort(axis=1)  # (B, L) keys in walk order, _NOT_FREE after the row's c1
+    # flat positions, column by column; the end of a row points at position `size`, never allowed
+    walk = np.where(ranked < _NOT_FREE, row_base[:, None] + flat_of_cell[ranked & cell_mask], size).T.copy()
+    allowed = np.ones(size + 1, dtype=bool)
+    allowed[size] = False
+    taken, counts = [], []
+    for i in range(width):
+        pos = walk[i]
+        new = pos[np.take(allowed, pos)]
+        allowed[(new[:, None] + window).ravel()] = False
+        taken.append(new)
+        counts.append(new.size)
+    # the takes in walk order, then by row (stable): rank within the row = position in the walk
+    taken = np.concatenate(taken)
+    column = np.repeat(np.arange(width), counts)
+    row = taken // plane
+    by_row = np.argsort(row.astype(np.int32), kind="stable")  # radix sort
+    taken, column, row = taken[by_row], column[by_row], row[by_row]
+    per_row = np.bincount(row, minlength=batch)
+    rank = np.arange(taken.size) - (np.cumsum(per_row) - per_row)[row]
+    keep = rank < g
+    row, rank, column = row[keep], rank[keep], column[keep]
+    picks[row, rank] = cell_of_flat[taken[keep] - row * plane]
+    np.minimum(per_row, g, out=n_chosen)
+    last = rank == g - 1
+    stop[row[last]] = ranked[row[last], column[last]]
+
+
+def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, rows: np.ndarray, free: np.ndarray, rnd: np.ndarray,
+                   stop: np.ndarray, code: np.ndarray, row_base: np.ndarray, flat_of_cell: np.ndarray,
+                   is_c1: np.ndarray, dist_rows: _DistanceRanks, cell_bits: int) -> None:
+    """Fill columns n_chosen.. of ``picks[rows]`` by farthest-point sampling (SPEC §5 step 4) over the
+    free cells (``free``, (B, N) uint8) not picked yet, in place. Ties in distance go to the first cell
+    in pool order: group (c2, set-aside = c1 below ``stop``, untried = c1 above it), then key; distance
+    ranks keep ties exact, and pool-order keys are computed for the tied cells only. A row with no cell
+    yet starts from its free cell of smallest random key.
+
+    The running min distance (rank) to the step's cells is 0 exactly outside the pool: at the step's
+    own cells, and at cells selected before (masked with ``free``); pool cells are >= 1. Rows are
+    handled in ascending order of n_chosen, so the rows filling at any column are a prefix (views)."""
     g = picks.shape[1]
-    n_chosen = n_chosen.copy()
-    empty = np.flatnonzero(n_chosen == 0)
-    if empty.size:
-        random_bits = key[empty] & ((1 << _LEVEL_SHIFT) - 1)  # drop the level: uniform over the pool
-        picks[empty, 0] = np.where(in_pool[empty], random_bits, _NOT_FREE).argmin(axis=1)
-        in_pool[empty, picks[empty, 0]] = False
-        n_chosen[empty] = 1
-    # min squared distance to the step's cells so far (-1 outside the pool); unfilled columns repeat
-    # column 0, which leaves the min unchanged
-    width = int(n_chosen.max())
-    col = np.arange(width)
-    filled = np.where(col[None] < n_chosen[:, None], picks[:, :width], picks[:, :1])  # (R, width)
-    if filled.size * in_pool.shape[1] <= 1 << 22:
-        dist2 = dist2_rows(filled).min(axis=1)  # (R, width, N) -> (R, N)
+    rows = rows[np.argsort(n_chosen[rows], kind="stable")]
+    n_chosen = n_chosen[rows]
+    sub = picks[rows]
+    num = len(rows)
+    all_rows = np.arange(num)
+    empty = int(np.searchsorted(n_chosen, 0, side="right"))  # rows [0, empty) have no cell yet
+    if empty:
+        # smallest random key (then cell) among the free cells
+        sub[:empty, 0] = np.where(free[rows[:empty]] > 0, rnd[rows[:empty]], _NOT_FREE).argmin(axis=1)
+        n_chosen[:empty] = 1
+    # unfilled columns repeat column 0, which leaves the min unchanged
+    width = int(n_chosen[-1])
+    filled = np.where(np.arange(width) < n_chosen[:, None], sub[:, :width], sub[:, :1])  # (R, width)
+    if filled.size * free.shape[1] <= 1 << 22:
+        dist = dist_rows(filled).min(axis=1)  # (R, width, N) -> (R, N)
     else:  # column by column: bounded memory on big grids and groups
-        dist2 = dist2_rows(filled[:, 0])
+        dist = dist_rows(filled[:, 0])
         for j in range(1, width):
-            np.minimum(dist2, dist2_rows(filled[:, j]), out=dist2)
-    dist2 = np.where(in_pool, dist2, -1)
-    pool_order = (group << 61) + key  # group (2 bits) above the key's level, random bits and cell
-    cell_mask = (1 << cell_bits) - 1  # a key's low bits are its cell
-    all_rows = np.arange(len(picks))
-    for t in range(int(n_chosen.min()), g):
-        filling = np.flatnonzero(n_chosen <= t)  # rows past their walk picks (the set only grows)
-        every = filling.size == len(picks)  # then skip the row gathers
-        d = dist2 if every else dist2[filling]
-        order = pool_order if every else pool_order[filling]
-        # farthest cells of each row (few), then the first of them in pool order
-        rows, cols = np.nonzero(d == d.max(axis=1, keepdims=True))
-        first = np.minimum.reduceat(order[rows, cols], np.searchsorted(rows, all_rows[:filling.size]))
-        pick = first & cell_mask
-        np.minimum(d, dist2_rows(pick), out=d)
-        d[all_rows[:filling.size], pick] = -1
-        if not every:
-            dist2[filling] = d
-        picks[filling, t] = pick
-    return picks
+            np.minimum(dist, dist_rows(filled[:, j]), out=dist)
+    dist *= free[rows]
+    filling_at = np.searchsorted(n_chosen, np.arange(g), side="right")  # rows filling column t: [0, filling_at[t])
+    cell_mask = (1 << cell_bits) - 1
+    for t in range(int(n_chosen[0]), g):
+        m = int(filling_at[t])
+        d = dist[:m]
+        rows_t, cells_t = np.nonzero(d == d.max(axis=1, keepdims=True))  # the farthest cells (few)
+        if rows_t.size == m:  # no ties
+            pick = cells_t
+        else:  # first in pool order: group above the key's level, random bits and cell
+            r = rows[rows_t]
+            c = code[row_base[r] + flat_of_cell[cells_t]]
+            key = np.take(_LEVEL_KEY_OF_CODE, c) | (rnd[r, cells_t] << cell_bits) | cells_t
+            group = np.where(np.take(is_c1, c), np.where(key < stop[r], 1, 2), 0)
+            pick = np.minimum.reduceat((group << 61) + key, np.searchsorted(rows_t, all_rows[:m])) & cell_mask
+        np.minimum(d, dist_rows(pick), out=d)  # the pick's own distance is 0: out of the pool
+        sub[:m, t] = pick
+    picks[rows] = sub
 
 
 def build_orders(kind: str, grid: int | tuple[int, int], group_sizes: list[int] | None = None, batch: int = 1,
