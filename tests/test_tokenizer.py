@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from lpdgen.data import FashionMNIST
 from lpdgen.tokenizer import (AttnBlock, VectorQuantizer, VQConfig, VQTokenizer, codebook_stats, float_to_uint8,
                               load_tokenizer, psnr, uint8_to_float)
-from lpdgen.train_tokenizer import TokenizerTrainConfig, batch_indices, restart_dead_codes, train_tokenizer
+from lpdgen.train_tokenizer import (TokenizerTrainConfig, batch_indices, evaluate_tokenizer, restart_dead_codes,
+                                    train_tokenizer)
 
 SHAPES = Path(__file__).parents[2] / "shared" / "data" / "llamagen_vq16_state_dict_shapes.json"
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -178,6 +179,17 @@ class _Blobs(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return self.images[i], int(self.labels[i])
+
+
+def test_evaluate_tokenizer_matches_direct_computation():
+    model, data = tiny(seed=5), _Blobs(n=20)
+    m = evaluate_tokenizer(model, data, batch_size=7, progress=False)  # uneven batches
+    x = data.images
+    codes = model.encode(x)
+    recon = model.decode(codes)
+    assert m["psnr"] == pytest.approx(psnr(recon, x).mean().item(), rel=1e-5)
+    assert m["round_trip"] == pytest.approx((model.encode(recon.clamp(-1, 1)) == codes).float().mean().item())
+    assert m["usage"] == codebook_stats(codes, 32)["usage"] and m["images"] == 20
 
 
 def test_batch_indices_are_epoch_permutations():

@@ -95,19 +95,23 @@ def restart_dead_codes(quantizer: VectorQuantizer, z: torch.Tensor, generator: t
 
 @torch.no_grad()
 def evaluate_tokenizer(model: VQTokenizer, dataset: Dataset, batch_size: int = 250, progress: bool = True) -> dict[str, float]:
-    """Mean reconstruction PSNR (dB, images in [0, 1]) and codebook usage / perplexity over ``dataset``."""
+    """Over ``dataset``: mean reconstruction PSNR (dB, images in [0, 1]), codebook usage / perplexity, and
+    ``round_trip``: the fraction of codes that encode(clamp(decode(codes))) leaves unchanged."""
     was_training = model.training
     model.eval()
-    scores, codes = [], []
+    scores, codes, kept = [], [], []
     order = torch.arange(len(dataset))
     for start in tqdm(range(0, len(dataset), batch_size), desc="eval", disable=not progress, leave=False):
         x = image_batch(dataset, order[start:start + batch_size]).to(model.device)
         c = model.encode(x)
-        scores.append(psnr(model.decode(c), x).cpu())
+        recon = model.decode(c)
+        scores.append(psnr(recon, x).cpu())
+        kept.append((model.encode(recon.clamp(-1, 1)) == c).flatten().cpu())
         codes.append(c.cpu())
     model.train(was_training)
     stats = codebook_stats(torch.cat(codes), model.config.codebook_size)
-    return {"psnr": float(torch.cat(scores).mean()), **stats, "images": len(dataset)}
+    return {"psnr": float(torch.cat(scores).mean()), **stats, "round_trip": float(torch.cat(kept).float().mean()),
+            "images": len(dataset)}
 
 
 def train_tokenizer(
