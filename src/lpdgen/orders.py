@@ -262,8 +262,20 @@ _PROX_OF_CODE = np.array([ne + nd / math.sqrt(2.0) for ne in range(5) for nd in 
 _LEVEL_OF_CODE = np.argsort(np.argsort(-_PROX_OF_CODE, kind="stable"), kind="stable").astype(np.int64)
 _LEVEL_SHIFT = 56  # key = level << 56 | random bits << cell_bits | cell: sorts by proximity desc, then random
 _NOT_FREE = np.int64(31) << _LEVEL_SHIFT  # level 31: above every real level (0..24)
-_SELECTED_CODE = 32  # added to the code of selected cells: codes >= 32 mean "not free"
-_LEVEL_KEY_OF_CODE = np.concatenate([_LEVEL_OF_CODE << _LEVEL_SHIFT, np.full(64 - 25, _NOT_FREE)])  # (64,)
+# The builder carries the *value* 17 ne + 12 nd + 1 at free cells (0 elsewhere; at most 117, uint8). It
+# orders the 25 (ne, nd) pairs exactly as their proximities do (12/17 lies strictly between 2/3 and 3/4,
+# the fractions with terms <= 4 nearest 1/sqrt 2), so c1 (proximity >= tau) is "value >= threshold".
+_EDGE_WEIGHT, _DIAG_WEIGHT = 17, 12
+_VALUE_OF_CODE = np.array([_EDGE_WEIGHT * ne + _DIAG_WEIGHT * nd + 1 for ne in range(5) for nd in range(5)])
+assert (np.argsort(-_VALUE_OF_CODE, kind="stable") == np.argsort(-_PROX_OF_CODE, kind="stable")).all()
+_LEVEL_KEY_OF_VALUE = np.full(256, _NOT_FREE)  # (256,) the level part of a free cell's key
+_LEVEL_KEY_OF_VALUE[_VALUE_OF_CODE] = _LEVEL_OF_CODE << _LEVEL_SHIFT
+
+
+def _c1_threshold(tau: float) -> int:
+    """The smallest value of a free cell in c1 (proximity >= tau); 256 (none) if no proximity reaches tau."""
+    values = _VALUE_OF_CODE[_PROX_OF_CODE >= tau - PROXIMITY_EPS]
+    return int(values.min()) if values.size else 256
 
 
 def tie_break_rng(seed: int | torch.Generator | None) -> np.random.Generator:
@@ -299,6 +311,14 @@ class _DistanceRanks:
             return self.table[cells]
         dy = self.y[cells][..., None] - self.y
         dx = self.x[cells][..., None] - self.x
+        return self.rank_of[dy * dy + dx * dx]
+
+    def between(self, cells: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """``cells`` (R,), ``targets`` (R, F) -> (R, F) distance ranks from cells[r] to targets[r]."""
+        if self.table is not None:
+            return self.table.ravel()[cells[:, None] * len(self.y) + targets]
+        dy = self.y[cells][:, None] - self.y[targets]
+        dx = self.x[cells][:, None] - self.x[targets]
         return self.rank_of[dy * dy + dx * dx]
 
 
@@ -398,21 +418,20 @@ def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: 
     cell_of_flat = np.zeros(plane, dtype=np.int64)
     cell_of_flat[flat_of_cell] = np.arange(n)
     row_base = np.arange(batch, dtype=np.int64) * plane  # (B,) start of each row's padded grid
-    # selected: 1 at selected cells (neighbour counts); blocked: 32 at selected and padding cells, so
-    # codes >= 32 mean "not a free cell"
+    # selected: 1 at selected cells (neighbour counts); free_flat: 1 at free cells (0 on the padding)
     selected = np.zeros(size, dtype=np.uint8)
-    blocked = np.full((batch, hp, wp), _SELECTED_CODE, dtype=np.uint8)
-    blocked[:, pad:pad + h, pad:pad + w] = 0
-    blocked = blocked.ravel()
-    code = blocked.copy()  # entries outside [lo, hi) are padding and keep their code
+    free_flat = np.zeros((batch, hp, wp), dtype=np.uint8)
+    free_flat[:, pad:pad + h, pad:pad + w] = 1
+    free_flat = free_flat.ravel()
+    value = free_flat.copy()  # 17 ne + 12 nd + 1 at free cells, 0 elsewhere; outside [lo, hi) only padding
     lo, hi = wp + 1, size - wp - 1
-    is_c1 = np.zeros(64, dtype=bool)
-    is_c1[:25] = _PROX_OF_CODE >= tau - PROXIMITY_EPS
+    c1_from = _c1_threshold(tau)
     window = np.array([dy * wp + dx for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)],
                       dtype=np.int64)
     geometry = (size, row_base, flat_of_cell, cell_mask, window)
     dist_rows = _DistanceRanks(h, w)
     free = np.ones((batch, n), dtype=np.uint8)  # 1 at cells not selected yet
+    scratch = np.empty(size, dtype=np.uint8)
     rows_b = np.arange(batch)[:, None]
     out = np.empty((batch, n), dtype=np.int64)
     start = 0
@@ -422,33 +441,35 @@ def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: 
         n_chosen = np.zeros(batch, dtype=np.int64)
         stop = np.full(batch, _NOT_FREE)  # key of the walk's g-th cell (the stop), per row
         if k > 0:  # step 1 never walks c1
-            # code = 5 (selected edge neighbours) + (selected diagonal neighbours) + 32 if not free
-            c, s = code[lo:hi], selected
-            np.add(s[lo - wp:hi - wp], s[lo + wp:hi + wp], out=c)
-            c += s[lo - 1:hi - 1]
-            c += s[lo + 1:hi + 1]
-            c *= 5
-            for off in (-wp - 1, -wp + 1, wp - 1, wp + 1):
-                c += s[lo + off:hi + off]
-            c += blocked[lo:hi]
-            c1_flat = np.flatnonzero(np.take(is_c1, code))  # by row, then raster order
+            v, s, tmp = value[lo:hi], selected, scratch[lo:hi]
+            np.add(s[lo - wp:hi - wp], s[lo + wp:hi + wp], out=v)
+            v += s[lo - 1:hi - 1]
+            v += s[lo + 1:hi + 1]
+            v *= _EDGE_WEIGHT
+            np.add(s[lo - wp - 1:hi - wp - 1], s[lo - wp + 1:hi - wp + 1], out=tmp)
+            tmp += s[lo + wp - 1:hi + wp - 1]
+            tmp += s[lo + wp + 1:hi + wp + 1]
+            tmp *= _DIAG_WEIGHT
+            v += tmp
+            v += free_flat[lo:hi]
+            v *= free_flat[lo:hi]
+            c1_flat = np.flatnonzero(value >= c1_from)  # by row, then raster order
             if c1_flat.size:
-                _walk(c1_flat, code, rnd, cell_of_flat, plane, g, cell_bits, geometry, picks, n_chosen, stop)
+                _walk(c1_flat, value, rnd, cell_of_flat, plane, g, cell_bits, geometry, picks, n_chosen, stop)
         rows = np.flatnonzero(n_chosen < g)
-        if rows.size:
-            c1_table = is_c1 if k > 0 else np.zeros_like(is_c1)
-            _farthest_fill(picks, n_chosen, rows, free, rnd, stop, code, row_base, flat_of_cell, c1_table,
-                           dist_rows, cell_bits)
+        if rows.size:  # step 1 has no c1: every pool cell is in group 0
+            _farthest_fill(picks, n_chosen, rows, free, rnd, stop, value, c1_from if k > 0 else 256, row_base,
+                           flat_of_cell, dist_rows, cell_bits)
         out[:, start:start + g] = picks
         free[rows_b, picks] = 0
         flat = (row_base[:, None] + flat_of_cell[picks]).ravel()
         selected[flat] = 1
-        blocked[flat] = _SELECTED_CODE
+        free_flat[flat] = 0
         start += g
     return out
 
 
-def _walk(c1_flat: np.ndarray, code: np.ndarray, rnd: np.ndarray, cell_of_flat: np.ndarray, plane: int, g: int,
+def _walk(c1_flat: np.ndarray, value: np.ndarray, rnd: np.ndarray, cell_of_flat: np.ndarray, plane: int, g: int,
           cell_bits: int, geometry: tuple, picks: np.ndarray, n_chosen: np.ndarray, stop: np.ndarray) -> None:
     """SPEC §5 step 3 for every row at once: walk the c1 cells (``c1_flat``, flat padded positions) in
     key order, taking a cell unless a cell taken before it lies within its Chebyshev window. Writes the
@@ -464,7 +485,7 @@ def _walk(c1_flat: np.ndarray, code: np.ndarray, rnd: np.ndarray, cell_of_flat: 
     batch, n = rnd.shape
     row = c1_flat // plane
     cell = cell_of_flat[c1_flat - row * plane]
-    key = np.take(_LEVEL_KEY_OF_CODE, code[c1_flat]) | (rnd.ravel()[row * n + cell] << cell_bits) | cell
+    key = np.take(_LEVEL_KEY_OF_VALUE, value[c1_flat]) | (rnd.ravel()[row * n + cell] << cell_bits) | cell
     starts = np.searchsorted(c1_flat, row_base)  # c1_flat is sorted by row
     width = int(np.diff(starts, append=c1_flat.size).max())
     ranked = np.full((batch, width), _NOT_FREE)
@@ -498,53 +519,67 @@ def _walk(c1_flat: np.ndarray, code: np.ndarray, rnd: np.ndarray, cell_of_flat: 
 
 
 def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, rows: np.ndarray, free: np.ndarray, rnd: np.ndarray,
-                   stop: np.ndarray, code: np.ndarray, row_base: np.ndarray, flat_of_cell: np.ndarray,
-                   is_c1: np.ndarray, dist_rows: _DistanceRanks, cell_bits: int) -> None:
+                   stop: np.ndarray, value: np.ndarray, c1_from: int, row_base: np.ndarray, flat_of_cell: np.ndarray,
+                   dist_rows: _DistanceRanks, cell_bits: int) -> None:
     """Fill columns n_chosen.. of ``picks[rows]`` by farthest-point sampling (SPEC §5 step 4) over the
     free cells (``free``, (B, N) uint8) not picked yet, in place. Ties in distance go to the first cell
     in pool order: group (c2, set-aside = c1 below ``stop``, untried = c1 above it), then key; distance
-    ranks keep ties exact, and pool-order keys are computed for the tied cells only. A row with no cell
-    yet starts from its free cell of smallest random key.
+    ranks keep ties exact, and pool-order keys are computed for the tied cells only (c1: ``value``
+    >= ``c1_from``). A row with no cell yet starts from its free cell of smallest random key.
 
-    The running min distance (rank) to the step's cells is 0 exactly outside the pool: at the step's
-    own cells, and at cells selected before (masked with ``free``); pool cells are >= 1. Rows are
-    handled in ascending order of n_chosen, so the rows filling at any column are a prefix (views)."""
+    Every row has the same number F of free cells, so once F <= N / 2 the work runs on (R, F) arrays of
+    the free cells only (F shrinks to g_K at the last step, where most of the filling happens). The
+    running min distance (rank) to the step's cells is 0 exactly outside the pool: at the step's own
+    cells and at cells selected before; pool cells are >= 1. Rows are handled in ascending order of
+    n_chosen, so the rows filling at any column are a prefix (views)."""
     g = picks.shape[1]
     rows = rows[np.argsort(n_chosen[rows], kind="stable")]
     n_chosen = n_chosen[rows]
     sub = picks[rows]
     num = len(rows)
     all_rows = np.arange(num)
+    n = free.shape[1]
+    free_r = free[rows].view(bool)
+    # late steps (few free cells, most of the filling) work on the free cells only: pool[r] lists row r's
+    # F free cells ascending; early steps keep all N columns (pool = None) and mask the selected ones
+    compact = 2 * int(free_r[0].sum()) <= n
+    pool = (np.flatnonzero(free_r) % n).reshape(num, -1) if compact else None
     empty = int(np.searchsorted(n_chosen, 0, side="right"))  # rows [0, empty) have no cell yet
-    if empty:
-        # smallest random key (then cell) among the free cells
-        sub[:empty, 0] = np.where(free[rows[:empty]] > 0, rnd[rows[:empty]], _NOT_FREE).argmin(axis=1)
+    if empty:  # the free cell of smallest random key (then cell)
+        sub[:empty, 0] = np.where(free_r[:empty], rnd[rows[:empty]], _NOT_FREE).argmin(axis=1)
         n_chosen[:empty] = 1
-    # unfilled columns repeat column 0, which leaves the min unchanged
+    # min distance to the step's cells; unfilled columns repeat column 0, which leaves the min unchanged
     width = int(n_chosen[-1])
     filled = np.where(np.arange(width) < n_chosen[:, None], sub[:, :width], sub[:, :1])  # (R, width)
-    if filled.size * free.shape[1] <= 1 << 22:
+    if filled.size * n <= 1 << 22:
         dist = dist_rows(filled).min(axis=1)  # (R, width, N) -> (R, N)
     else:  # column by column: bounded memory on big grids and groups
         dist = dist_rows(filled[:, 0])
         for j in range(1, width):
             np.minimum(dist, dist_rows(filled[:, j]), out=dist)
-    dist *= free[rows]
+    if compact:
+        dist = np.take_along_axis(dist, pool, axis=1)  # (R, F)
+    else:
+        dist *= free_r  # 0 at cells selected before
     filling_at = np.searchsorted(n_chosen, np.arange(g), side="right")  # rows filling column t: [0, filling_at[t])
     cell_mask = (1 << cell_bits) - 1
     for t in range(int(n_chosen[0]), g):
         m = int(filling_at[t])
         d = dist[:m]
-        rows_t, cells_t = np.nonzero(d == d.max(axis=1, keepdims=True))  # the farthest cells (few)
+        hits = np.flatnonzero(d == d.max(axis=1, keepdims=True))  # the farthest cells (few; 2-D nonzero is slow)
+        rows_t = hits // d.shape[1]
+        cols_t = hits - rows_t * d.shape[1]
+        cells_t = pool[rows_t, cols_t] if compact else cols_t
         if rows_t.size == m:  # no ties
             pick = cells_t
         else:  # first in pool order: group above the key's level, random bits and cell
             r = rows[rows_t]
-            c = code[row_base[r] + flat_of_cell[cells_t]]
-            key = np.take(_LEVEL_KEY_OF_CODE, c) | (rnd[r, cells_t] << cell_bits) | cells_t
-            group = np.where(np.take(is_c1, c), np.where(key < stop[r], 1, 2), 0)
+            c = value[row_base[r] + flat_of_cell[cells_t]]
+            key = np.take(_LEVEL_KEY_OF_VALUE, c) | (rnd[r, cells_t] << cell_bits) | cells_t
+            group = np.where(c >= c1_from, np.where(key < stop[r], 1, 2), 0)
             pick = np.minimum.reduceat((group << 61) + key, np.searchsorted(rows_t, all_rows[:m])) & cell_mask
-        np.minimum(d, dist_rows(pick), out=d)  # the pick's own distance is 0: out of the pool
+        # the pick's own distance is 0: out of the pool
+        np.minimum(d, dist_rows.between(pick, pool[:m]) if compact else dist_rows(pick), out=d)
         sub[:m, t] = pick
     picks[rows] = sub
 
