@@ -483,13 +483,14 @@ def _walk(c1_flat: np.ndarray, value: np.ndarray, rnd: np.ndarray, cell_of_flat:
     """
     size, row_base, flat_of_cell, cell_mask, window = geometry
     batch, n = rnd.shape
-    row = c1_flat // plane
-    cell = cell_of_flat[c1_flat - row * plane]
-    key = np.take(_LEVEL_KEY_OF_VALUE, value[c1_flat]) | (rnd.ravel()[row * n + cell] << cell_bits) | cell
     starts = np.searchsorted(c1_flat, row_base)  # c1_flat is sorted by row
-    width = int(np.diff(starts, append=c1_flat.size).max())
+    counts = np.diff(starts, append=c1_flat.size)
+    width = int(counts.max())
+    row = np.repeat(np.arange(batch), counts)
+    cell = cell_of_flat[c1_flat - row_base[row]]
+    key = np.take(_LEVEL_KEY_OF_VALUE, value[c1_flat]) | (np.take(rnd, row * n + cell) << cell_bits) | cell
     ranked = np.full((batch, width), _NOT_FREE)
-    ranked[row, np.arange(c1_flat.size) - starts[row]] = key
+    np.put(ranked, np.arange(c1_flat.size) + (np.arange(batch) * width - starts)[row], key)
     ranked.sort(axis=1)  # (B, L) keys in walk order, _NOT_FREE after the row's c1
     # flat positions, column by column; the end of a row points at position `size`, never allowed
     walk = np.where(ranked < _NOT_FREE, row_base[:, None] + flat_of_cell[ranked & cell_mask], size).T.copy()
@@ -506,7 +507,7 @@ def _walk(c1_flat: np.ndarray, value: np.ndarray, rnd: np.ndarray, cell_of_flat:
     taken = np.concatenate(taken)
     column = np.repeat(np.arange(width), counts)
     row = taken // plane
-    by_row = np.argsort(row.astype(np.int32), kind="stable")  # radix sort
+    by_row = np.argsort(row.astype(np.uint16 if batch <= 1 << 16 else np.int64), kind="stable")  # radix sort
     taken, column, row = taken[by_row], column[by_row], row[by_row]
     per_row = np.bincount(row, minlength=batch)
     rank = np.arange(taken.size) - (np.cumsum(per_row) - per_row)[row]
@@ -543,7 +544,7 @@ def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, rows: np.ndarray, fr
     # late steps (few free cells, most of the filling) work on the free cells only: pool[r] lists row r's
     # F free cells ascending; early steps keep all N columns (pool = None) and mask the selected ones
     compact = 2 * int(free_r[0].sum()) <= n
-    pool = (np.flatnonzero(free_r) % n).reshape(num, -1) if compact else None
+    pool = np.flatnonzero(free_r).reshape(num, -1) - (all_rows * n)[:, None] if compact else None
     empty = int(np.searchsorted(n_chosen, 0, side="right"))  # rows [0, empty) have no cell yet
     if empty:  # the free cell of smallest random key (then cell)
         sub[:empty, 0] = np.where(free_r[:empty], rnd[rows[:empty]], _NOT_FREE).argmin(axis=1)
@@ -551,12 +552,9 @@ def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, rows: np.ndarray, fr
     # min distance to the step's cells; unfilled columns repeat column 0, which leaves the min unchanged
     width = int(n_chosen[-1])
     filled = np.where(np.arange(width) < n_chosen[:, None], sub[:, :width], sub[:, :1])  # (R, width)
-    if filled.size * n <= 1 << 22:
-        dist = dist_rows(filled).min(axis=1)  # (R, width, N) -> (R, N)
-    else:  # column by column: bounded memory on big grids and groups
-        dist = dist_rows(filled[:, 0])
-        for j in range(1, width):
-            np.minimum(dist, dist_rows(filled[:, j]), out=dist)
+    dist = dist_rows(filled[:, 0])  # column by column: contiguous minima, bounded memory
+    for j in range(1, width):
+        np.minimum(dist, dist_rows(filled[:, j]), out=dist)
     if compact:
         dist = np.take_along_axis(dist, pool, axis=1)  # (R, F)
     else:
@@ -569,13 +567,13 @@ def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, rows: np.ndarray, fr
         hits = np.flatnonzero(d == d.max(axis=1, keepdims=True))  # the farthest cells (few; 2-D nonzero is slow)
         rows_t = hits // d.shape[1]
         cols_t = hits - rows_t * d.shape[1]
-        cells_t = pool[rows_t, cols_t] if compact else cols_t
+        cells_t = np.take(pool, hits) if compact else cols_t  # pool[:m] has the shape of d
         if rows_t.size == m:  # no ties
             pick = cells_t
         else:  # first in pool order: group above the key's level, random bits and cell
             r = rows[rows_t]
             c = value[row_base[r] + flat_of_cell[cells_t]]
-            key = np.take(_LEVEL_KEY_OF_VALUE, c) | (rnd[r, cells_t] << cell_bits) | cells_t
+            key = np.take(_LEVEL_KEY_OF_VALUE, c) | (np.take(rnd, r * n + cells_t) << cell_bits) | cells_t
             group = np.where(c >= c1_from, np.where(key < stop[r], 1, 2), 0)
             pick = np.minimum.reduceat((group << 61) + key, np.searchsorted(rows_t, all_rows[:m])) & cell_mask
         # the pick's own distance is 0: out of the pool
