@@ -453,9 +453,10 @@ def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: 
             v += tmp
             v += free_flat[lo:hi]
             v *= free_flat[lo:hi]
-            c1_flat = np.flatnonzero(value >= c1_from)  # by row, then raster order
+            c1_mask = value >= c1_from
+            c1_flat = np.flatnonzero(c1_mask)  # by row, then raster order
             if c1_flat.size:
-                _walk(c1_flat, value, rnd, cell_of_flat, plane, g, cell_bits, geometry, picks, n_chosen, stop)
+                _walk(c1_flat, c1_mask, value, rnd, cell_of_flat, plane, g, cell_bits, geometry, picks, n_chosen, stop)
         rows = np.flatnonzero(n_chosen < g)
         if rows.size:  # step 1 has no c1: every pool cell is in group 0
             _farthest_fill(picks, n_chosen, rows, free, rnd, stop, value, c1_from if k > 0 else 256, row_base,
@@ -469,10 +470,12 @@ def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: 
     return out
 
 
-def _walk(c1_flat: np.ndarray, value: np.ndarray, rnd: np.ndarray, cell_of_flat: np.ndarray, plane: int, g: int,
-          cell_bits: int, geometry: tuple, picks: np.ndarray, n_chosen: np.ndarray, stop: np.ndarray) -> None:
-    """SPEC §5 step 3 for every row at once: walk the c1 cells (``c1_flat``, flat padded positions) in
-    key order, taking a cell unless a cell taken before it lies within its Chebyshev window. Writes the
+def _walk(c1_flat: np.ndarray, allowed: np.ndarray, value: np.ndarray, rnd: np.ndarray, cell_of_flat: np.ndarray,
+          plane: int, g: int, cell_bits: int, geometry: tuple, picks: np.ndarray, n_chosen: np.ndarray,
+          stop: np.ndarray) -> None:
+    """SPEC §5 step 3 for every row at once: walk the c1 cells (``c1_flat``, flat padded positions; the
+    flat c1 mask ``allowed`` is used up as the walk's "may still be taken" flags) in key order, taking a
+    cell unless a cell taken before it lies within its Chebyshev window. Writes the
     first g taken cells of each row to ``picks`` (in walk order), their count to ``n_chosen`` and the
     key of the g-th (where reached) to ``stop``.
 
@@ -492,10 +495,9 @@ def _walk(c1_flat: np.ndarray, value: np.ndarray, rnd: np.ndarray, cell_of_flat:
     ranked = np.full((batch, width), _NOT_FREE)
     np.put(ranked, np.arange(c1_flat.size) + (np.arange(batch) * width - starts)[row], key)
     ranked.sort(axis=1)  # (B, L) keys in walk order, _NOT_FREE after the row's c1
-    # flat positions, column by column; the end of a row points at position `size`, never allowed
-    walk = np.where(ranked < _NOT_FREE, row_base[:, None] + flat_of_cell[ranked & cell_mask], size).T.copy()
-    allowed = np.ones(size + 1, dtype=bool)
-    allowed[size] = False
+    # flat positions, column by column. Past its c1, a row points at its cell 0 (the key _NOT_FREE ends
+    # in 0), which is not allowed by then: not in c1, or walked already (taken cells block themselves)
+    walk = (row_base[:, None] + flat_of_cell[ranked & cell_mask]).T.copy()
     taken, counts = [], []
     for i in range(width):
         pos = walk[i]
@@ -561,21 +563,29 @@ def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, rows: np.ndarray, fr
         dist *= free_r  # 0 at cells selected before
     filling_at = np.searchsorted(n_chosen, np.arange(g), side="right")  # rows filling column t: [0, filling_at[t])
     cell_mask = (1 << cell_bits) - 1
+
+    def pool_order(r: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """Pool-order keys of ``cells`` in rows ``r`` (block rows): group above the key's level, random
+        bits and cell."""
+        c = value[row_base[r] + flat_of_cell[cells]]
+        key = np.take(_LEVEL_KEY_OF_VALUE, c) | (np.take(rnd, r * n + cells) << cell_bits) | cells
+        return (np.where(c >= c1_from, np.where(key < stop[r], 1, 2), 0) << 61) + key
+
+    row_starts = all_rows * dist.shape[1]  # flat index of each row's first entry in dist
+    order = pool_order(rows[:, None], pool) if compact else None  # (R, F), few columns late in the order
     for t in range(int(n_chosen[0]), g):
         m = int(filling_at[t])
         d = dist[:m]
         hits = np.flatnonzero(d == d.max(axis=1, keepdims=True))  # the farthest cells (few; 2-D nonzero is slow)
-        rows_t = hits // d.shape[1]
-        cols_t = hits - rows_t * d.shape[1]
-        cells_t = np.take(pool, hits) if compact else cols_t  # pool[:m] has the shape of d
-        if rows_t.size == m:  # no ties
-            pick = cells_t
-        else:  # first in pool order: group above the key's level, random bits and cell
-            r = rows[rows_t]
-            c = value[row_base[r] + flat_of_cell[cells_t]]
-            key = np.take(_LEVEL_KEY_OF_VALUE, c) | (np.take(rnd, r * n + cells_t) << cell_bits) | cells_t
-            group = np.where(c >= c1_from, np.where(key < stop[r], 1, 2), 0)
-            pick = np.minimum.reduceat((group << 61) + key, np.searchsorted(rows_t, all_rows[:m])) & cell_mask
+        if hits.size == m:  # no ties
+            pick = np.take(pool, hits) if compact else hits - row_starts[:m]
+        else:  # the first in pool order of each row's farthest cells
+            if compact:
+                order_t = np.take(order, hits)  # order[:m] has the shape of d
+            else:
+                r = hits // d.shape[1]
+                order_t = pool_order(rows[r], hits - row_starts[r])
+            pick = np.minimum.reduceat(order_t, np.searchsorted(hits, row_starts[:m])) & cell_mask
         # the pick's own distance is 0: out of the pool
         np.minimum(d, dist_rows.between(pick, pool[:m]) if compact else dist_rows(pick), out=d)
         sub[:m, t] = pick
