@@ -286,11 +286,16 @@ def tie_break_rng(seed: int | torch.Generator | None) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(seed))
 
 
-def tie_break_keys(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
+def tie_break_keys(rng: np.random.Generator, batch: int, n: int, out: np.ndarray | None = None) -> np.ndarray:
     """(batch, n) int64 uniform random tie-break keys of one step, with ``56 - bit_length(n)`` bits (the
-    remaining bits of an order key carry the proximity level and the cell index)."""
+    remaining bits of an order key carry the proximity level and the cell index). ``out``: a C-contiguous
+    (batch, n) int64 array to write them to (the same keys)."""
     bits = _LEVEL_SHIFT - max(1, (n - 1).bit_length())
-    return (rng.bit_generator.random_raw((batch, n)) >> np.uint64(64 - bits)).view(np.int64)
+    raw = rng.bit_generator.random_raw((batch, n))
+    if out is None:
+        return (raw >> np.uint64(64 - bits)).view(np.int64)
+    np.right_shift(raw, np.uint64(64 - bits), out=out.view(np.uint64))
+    return out
 
 
 class _DistanceRanks:
@@ -434,9 +439,13 @@ def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: 
     scratch = np.empty(size, dtype=np.uint8)
     rows_b = np.arange(batch)[:, None]
     out = np.empty((batch, n), dtype=np.int64)
+    rnd = np.empty((batch, n), dtype=np.int64)  # this step's tie-break keys, chunk by chunk
+    bounds = np.cumsum([0] + [rows for _, rows in streams])
+    chunks = [rnd[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     start = 0
     for k, g in enumerate(sizes):
-        rnd = np.concatenate([tie_break_keys(gen, rows, n) for gen, rows in streams])  # (B, N)
+        for (gen, rows), chunk in zip(streams, chunks):
+            tie_break_keys(gen, rows, n, out=chunk)
         picks = np.zeros((batch, g), dtype=np.int64)
         n_chosen = np.zeros(batch, dtype=np.int64)
         stop = np.full(batch, _NOT_FREE)  # key of the walk's g-th cell (the stop), per row
@@ -493,7 +502,7 @@ def _walk(c1_flat: np.ndarray, allowed: np.ndarray, value: np.ndarray, rnd: np.n
     cell = cell_of_flat[c1_flat - row_base[row]]
     key = np.take(_LEVEL_KEY_OF_VALUE, value[c1_flat]) | (np.take(rnd, row * n + cell) << cell_bits) | cell
     ranked = np.full((batch, width), _NOT_FREE)
-    np.put(ranked, np.arange(c1_flat.size) + (np.arange(batch) * width - starts)[row], key)
+    ranked[np.arange(width) < counts[:, None]] = key  # row b's first counts[b] entries, row-major
     ranked.sort(axis=1)  # (B, L) keys in walk order, _NOT_FREE after the row's c1
     # flat positions, column by column. Past its c1, a row points at its cell 0 (the key _NOT_FREE ends
     # in 0), which is not allowed by then: not in c1, or walked already (taken cells block themselves)
