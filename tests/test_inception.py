@@ -120,3 +120,22 @@ def test_user_supplied_torchscript_via_env(tmp_path, monkeypatch):
     assert net.path == path and net.sha1 == file_sha1(path)
     feats = net(np.zeros((3, 28, 28, 1), np.uint8))
     assert feats.shape == (3, 5)  # spatial map averaged to (N, C)
+
+
+@pytest.mark.slow  # ~1-6 min on 2 shared cores: each 2048-d FID is a scipy sqrtm (twice when singular)
+def test_fashion_mnist_sanity_with_the_real_network(inception):
+    """Tiny-N version of benchmarks/fid_sanity.py: same-distribution FID well below a corrupted set's.
+    (With 48 images the covariance is singular and both FIDs are biased upwards; the order is what counts.)"""
+    from lpdgen.data import load_fashion_mnist
+    from lpdgen.metrics import feature_statistics, fid
+
+    n = 48
+    train = load_fashion_mnist(split="train")[0][:n]
+    test = load_fashion_mnist(split="test")[0][:n]
+    noise = np.random.default_rng(0).normal(0, 64, size=test.shape)
+    noisy = np.clip(test + noise, 0, 255).astype(np.uint8)
+    with pytest.warns(UserWarning, match="covariance is singular"):
+        stats = {k: feature_statistics(inception.features([v], progress=False))
+                 for k, v in (("train", train), ("test", test), ("noisy", noisy))}
+    same, corrupted = fid(stats["train"], stats["test"]), fid(stats["test"], stats["noisy"])
+    assert 0 < same < corrupted / 2
