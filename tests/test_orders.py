@@ -145,22 +145,37 @@ def order_cases(draw):
     return h, w, sizes, tau, rho, draw(st.integers(1, 4)), draw(st.integers(0, 2**31))
 
 
+def locality_with_walk(vector_walk: bool, *args, **kwargs) -> torch.Tensor:
+    """``O.locality_aware`` with the walk forced to its vectorised (or its plain-Python, few-row) form."""
+    saved = O._PYTHON_WALK_MAX_ROWS
+    O._PYTHON_WALK_MAX_ROWS = 0 if vector_walk else 1 << 30
+    try:
+        return O.locality_aware(*args, **kwargs)
+    finally:
+        O._PYTHON_WALK_MAX_ROWS = saved
+
+
 @settings(max_examples=300, deadline=None)
-@given(order_cases())
-def test_fast_orders_equal_the_loop_reference(case):
+@given(order_cases(), st.booleans())
+def test_fast_orders_equal_the_loop_reference(case, vector_walk):
     h, w, sizes, tau, rho, batch, seed = case
-    fast = O.locality_aware((h, w), sizes, tau=tau, rho=rho, batch=batch, seed=seed)
+    fast = locality_with_walk(vector_walk, (h, w), sizes, tau=tau, rho=rho, batch=batch, seed=seed)
     assert torch.equal(fast, locality_aware_reference(h, w, sizes, tau=tau, rho=rho, batch=batch, seed=seed))
 
 
+@pytest.mark.parametrize("vector_walk", [False, True])
 @pytest.mark.parametrize("side, steps, rho", [(16, 20, 2.0), (16, 8, 3.0), (12, 144, 2.0)])
-def test_fast_orders_equal_the_loop_reference_at_published_settings(side, steps, rho):
+def test_fast_orders_equal_the_loop_reference_at_published_settings(side, steps, rho, vector_walk):
     sizes = O.group_sizes(side * side, steps)
-    fast = O.locality_aware(side, sizes, rho=rho, batch=3, seed=11)
+    fast = locality_with_walk(vector_walk, side, sizes, rho=rho, batch=3, seed=11)
     assert torch.equal(fast, locality_aware_reference(side, side, sizes, rho=rho, batch=3, seed=11))
 
 
-def test_fast_orders_equal_the_reference_across_row_chunks():
+@pytest.mark.parametrize("block_cells", [None, 1])
+def test_fast_orders_equal_the_reference_across_row_chunks(monkeypatch, block_cells):
+    # one block holding both chunks (jumped-ahead key streams), or one block per chunk
+    if block_cells is not None:
+        monkeypatch.setattr(O, "BLOCK_CELLS", block_cells)
     sizes = O.group_sizes(25, 6)
     batch = O.ROW_CHUNK + 7
     fast = O.locality_aware(5, sizes, batch=batch, seed=5)

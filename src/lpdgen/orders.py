@@ -5,13 +5,15 @@ generation order. A *schedule* (group-size list) g_1..g_K says how many of them 
 Both are pure data, so the model, the sampler and the trainer all take them as arguments.
 
 Why the locality-aware order is vectorised rather than a per-image loop: every sampling call builds a
-fresh order per image, so the order must cost far less than a forward pass. The per-step work splits
-into parts that are parallel over cells (proximity codes from shifted sums, one integer key per cell
-that encodes the whole ranking, so no row is ever fully sorted) and one inherently sequential greedy
-walk over the candidates. The walk is the greedy independent set of the Chebyshev conflict graph in
-key order, which we compute in a few parallel *rounds* (a candidate is decided once every earlier
-conflicting candidate is), each round being two separable windowed minima over the padded grids. Only
-farthest-point sampling stays a loop over picks, vectorised across the batch.
+fresh order per image, so the order must cost far less than a forward pass. Each step is vectorised over
+a whole block of rows (up to :data:`BLOCK_CELLS` cells; the per-chunk tie-break key streams are reached
+by jumping the generator ahead, so blocking does not change the keys): proximity as a weighted count of
+selected neighbours from shifted uint8 sums on padded grids laid end to end, the c1 cells as a
+threshold on it, their integer keys (which encode the whole ranking) sorted per row, and then the two
+inherently sequential parts as loops vectorised across rows: the greedy repulsion walk, one column of
+the sorted c1 per iteration (a gather of "may still be taken" flags and a scatter of the new takes'
+windows), and farthest-point sampling, one pick per iteration on uint8 distance ranks over the free
+cells.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ DISTANCE_TABLE_MAX_CELLS = 2048
 # chunks are built together in blocks of up to this many cells (rows x N, at least one chunk): bigger
 # blocks spread numpy's per-call overhead over more rows, smaller ones keep the working set in cache
 BLOCK_CELLS = 1 << 18
+# blocks of at most this many rows walk c1 in a plain Python loop (per-call overhead of the vectorised walk)
+_PYTHON_WALK_MAX_ROWS = 8
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -406,9 +410,10 @@ def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: 
 
     Layout: every row's grid is padded by ``pad = max(radius, 1)`` cells on each side and the padded
     grids of all rows are laid end to end in one flat array, so a neighbour or a Chebyshev window is a
-    constant offset and never leaves its own grid. Per step: proximity codes by eight shifted sums
-    (uint8), the c1 cells and their keys (sparse), the walk (:func:`_walk`) and farthest-point filling
-    (:func:`_farthest_fill`) for the rows still short of g_k.
+    constant offset and never leaves its own grid. Per step: the tie-break keys of every chunk, the
+    proximity values 17 ne + 12 nd + 1 of the free cells by eight shifted sums (uint8), the c1 cells
+    (value >= threshold), the walk (:func:`_walk`) and farthest-point filling (:func:`_farthest_fill`)
+    for the rows still short of g_k.
     """
     batch = sum(rows for _, rows in streams)
     n = h * w
@@ -433,15 +438,14 @@ def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: 
     c1_from = _c1_threshold(tau)
     window = np.array([dy * wp + dx for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)],
                       dtype=np.int64)
-    geometry = (size, row_base, flat_of_cell, cell_mask, window)
+    geometry = (row_base, flat_of_cell, cell_mask, window)
     dist_rows = _DistanceRanks(h, w)
     free = np.ones((batch, n), dtype=np.uint8)  # 1 at cells not selected yet
     scratch = np.empty(size, dtype=np.uint8)
     rows_b = np.arange(batch)[:, None]
     out = np.empty((batch, n), dtype=np.int64)
     rnd = np.empty((batch, n), dtype=np.int64)  # this step's tie-break keys, chunk by chunk
-    bounds = np.cumsum([0] + [rows for _, rows in streams])
-    chunks = [rnd[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    chunks = np.split(rnd, np.cumsum([rows for _, rows in streams])[:-1])  # views
     start = 0
     for k, g in enumerate(sizes):
         for (gen, rows), chunk in zip(streams, chunks):
@@ -493,7 +497,7 @@ def _walk(c1_flat: np.ndarray, allowed: np.ndarray, value: np.ndarray, rnd: np.n
     reach of a taken cell" flags and a scatter of the new takes' windows. The walk does not stop at g:
     a cell's fate depends only on earlier cells, so the first g takes are those of the stopped walk.
     """
-    size, row_base, flat_of_cell, cell_mask, window = geometry
+    row_base, flat_of_cell, cell_mask, window = geometry
     batch, n = rnd.shape
     starts = np.searchsorted(c1_flat, row_base)  # c1_flat is sorted by row
     counts = np.diff(starts, append=c1_flat.size)
@@ -506,20 +510,25 @@ def _walk(c1_flat: np.ndarray, allowed: np.ndarray, value: np.ndarray, rnd: np.n
     ranked.sort(axis=1)  # (B, L) keys in walk order, _NOT_FREE after the row's c1
     # flat positions, column by column. Past its c1, a row points at its cell 0 (the key _NOT_FREE ends
     # in 0), which is not allowed by then: not in c1, or walked already (taken cells block themselves)
-    walk = (row_base[:, None] + flat_of_cell[ranked & cell_mask]).T.copy()
-    taken, counts = [], []
-    for i in range(width):
-        pos = walk[i]
-        new = pos[np.take(allowed, pos)]
-        allowed[(new[:, None] + window).ravel()] = False
-        taken.append(new)
-        counts.append(new.size)
-    # the takes in walk order, then by row (stable): rank within the row = position in the walk
-    taken = np.concatenate(taken)
-    column = np.repeat(np.arange(width), counts)
-    row = taken // plane
-    by_row = np.argsort(row.astype(np.uint16 if batch <= 1 << 16 else np.int64), kind="stable")  # radix sort
-    taken, column, row = taken[by_row], column[by_row], row[by_row]
+    walk = row_base[:, None] + flat_of_cell[ranked & cell_mask]  # (B, L)
+    if batch <= _PYTHON_WALK_MAX_ROWS:  # a plain loop beats L numpy calls on a few rows
+        taken, column = _walk_rows_python(walk, counts, allowed, window)
+        row = taken // plane
+    else:
+        walk = walk.T.copy()
+        taken, per_column = [], []
+        for i in range(width):
+            pos = walk[i]
+            new = pos[np.take(allowed, pos)]
+            allowed[(new[:, None] + window).ravel()] = False
+            taken.append(new)
+            per_column.append(new.size)
+        # the takes in walk order, then by row (stable): rank within the row = position in the walk
+        taken = np.concatenate(taken)
+        column = np.repeat(np.arange(width), per_column)
+        row = taken // plane
+        by_row = np.argsort(row.astype(np.uint16 if batch <= 1 << 16 else np.int64), kind="stable")  # radix sort
+        taken, column, row = taken[by_row], column[by_row], row[by_row]
     per_row = np.bincount(row, minlength=batch)
     rank = np.arange(taken.size) - (np.cumsum(per_row) - per_row)[row]
     keep = rank < g
@@ -528,6 +537,23 @@ def _walk(c1_flat: np.ndarray, allowed: np.ndarray, value: np.ndarray, rnd: np.n
     np.minimum(per_row, g, out=n_chosen)
     last = rank == g - 1
     stop[row[last]] = ranked[row[last], column[last]]
+
+
+def _walk_rows_python(walk: np.ndarray, counts: np.ndarray, allowed: np.ndarray,
+                      window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The walk of :func:`_walk` row by row in plain Python (for a few rows): the taken flat positions
+    and their walk columns, by row, then in walk order."""
+    flags = bytearray(allowed.view(np.uint8).tobytes())
+    offsets = window.tolist()
+    taken, column = [], []
+    for positions, count in zip(walk.tolist(), counts.tolist()):
+        for i, p in enumerate(positions[:count]):
+            if flags[p]:
+                for o in offsets:
+                    flags[p + o] = 0
+                taken.append(p)
+                column.append(i)
+    return np.array(taken, dtype=np.int64), np.array(column, dtype=np.int64)
 
 
 def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, rows: np.ndarray, free: np.ndarray, rnd: np.ndarray,
