@@ -38,10 +38,10 @@ PROXIMITY_EPS = 1e-9
 # (the published 256-token set is exactly {8, 12, 16, 20, 24, 32, 64, 128, 256} = these x 256).
 STEP_FRACTIONS: tuple[float, ...] = (1 / 32, 3 / 64, 1 / 16, 5 / 64, 3 / 32, 1 / 8, 1 / 4, 1 / 2, 1.0)
 HALTON_BASES: tuple[int, int] = (2, 3)  # (rows, columns)
-# locality-aware orders are built in chunks of this many rows: the working arrays stay in cache, and each
-# chunk draws its own tie-break keys, step by step (part of the randomness contract the tests replay)
+# locality-aware orders draw their tie-break keys in chunks of this many rows: chunk after chunk, one draw
+# per step (part of the randomness contract the tests replay; the builder works on blocks of chunks)
 ROW_CHUNK = 64
-# farthest-point sampling reads distance rows from an (N, N) table up to this many cells (2048^2 int16 =
+# farthest-point sampling reads distance ranks from an (N, N) table up to this many cells (2048^2 uint16 =
 # 8 MB), and computes them from coordinates on bigger grids
 DISTANCE_TABLE_MAX_CELLS = 2048
 # chunks are built together in blocks of up to this many cells (rows x N, at least one chunk): bigger
@@ -488,14 +488,14 @@ def _walk(c1_flat: np.ndarray, allowed: np.ndarray, value: np.ndarray, rnd: np.n
           stop: np.ndarray) -> None:
     """SPEC §5 step 3 for every row at once: walk the c1 cells (``c1_flat``, flat padded positions; the
     flat c1 mask ``allowed`` is used up as the walk's "may still be taken" flags) in key order, taking a
-    cell unless a cell taken before it lies within its Chebyshev window. Writes the
-    first g taken cells of each row to ``picks`` (in walk order), their count to ``n_chosen`` and the
-    key of the g-th (where reached) to ``stop``.
+    cell unless a cell taken before it lies within its Chebyshev window. Writes the first g taken cells
+    of each row to ``picks`` (in walk order), their count to ``n_chosen`` and the key of the g-th (where
+    reached) to ``stop``.
 
     The c1 cells of each row are sorted by key into a (B, L) matrix (L = the longest c1, ~100 cells at
-    16x16), then the walk is L vectorised iterations over its columns, each a gather of the "not within
-    reach of a taken cell" flags and a scatter of the new takes' windows. The walk does not stop at g:
-    a cell's fate depends only on earlier cells, so the first g takes are those of the stopped walk.
+    16x16), then the walk is L vectorised iterations over its columns, each a gather of the flags and a
+    scatter of the new takes' windows (a plain loop per row for a few rows). The walk does not stop at
+    g: a cell's fate depends only on earlier cells, so the first g takes are those of the stopped walk.
     """
     row_base, flat_of_cell, cell_mask, window = geometry
     batch, n = rnd.shape
