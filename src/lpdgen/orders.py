@@ -519,7 +519,7 @@ def _walk(c1_flat: np.ndarray, allowed: np.ndarray, value: np.ndarray, rnd: np.n
         taken, per_column = [], []
         for i in range(width):
             pos = walk[i]
-            new = pos[np.take(allowed, pos)]
+            new = pos[allowed[pos]]  # (fancy indexing: less fixed cost than np.take on small arrays)
             allowed[(new[:, None] + window).ravel()] = False
             taken.append(new)
             per_column.append(new.size)
@@ -603,7 +603,7 @@ def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, rows: np.ndarray, fr
         """Pool-order keys of ``cells`` in rows ``r`` (block rows): group above the key's level, random
         bits and cell."""
         c = value[row_base[r] + flat_of_cell[cells]]
-        key = np.take(_LEVEL_KEY_OF_VALUE, c) | (np.take(rnd, r * n + cells) << cell_bits) | cells
+        key = _LEVEL_KEY_OF_VALUE[c] | (rnd.ravel()[r * n + cells] << cell_bits) | cells
         return (np.where(c >= c1_from, np.where(key < stop[r], 1, 2), 0) << 61) + key
 
     row_starts = all_rows * dist.shape[1]  # flat index of each row's first entry in dist
@@ -613,10 +613,10 @@ def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, rows: np.ndarray, fr
         d = dist[:m]
         hits = np.flatnonzero(d == d.max(axis=1, keepdims=True))  # the farthest cells (few; 2-D nonzero is slow)
         if hits.size == m:  # no ties
-            pick = np.take(pool, hits) if compact else hits - row_starts[:m]
+            pick = pool.ravel()[hits] if compact else hits - row_starts[:m]
         else:  # the first in pool order of each row's farthest cells
             if compact:
-                order_t = np.take(order, hits)  # order[:m] has the shape of d
+                order_t = order.ravel()[hits]  # order[:m] has the shape of d
             else:
                 r = hits // d.shape[1]
                 order_t = pool_order(rows[r], hits - row_starts[r])
