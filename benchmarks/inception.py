@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> dict:
         images = rng.integers(0, 256, size=(args.num, size, size, channels), dtype=np.uint8)
         net = InceptionFeatures(batch_size=batch)
         net(images[:2])  # warm-up (TorchScript profiling runs)
-        total = _seconds(lambda: net.features([images], progress=False))
-        prep = _seconds(lambda: [preprocess(torch.from_numpy(images[i:i + batch])) for i in range(0, args.num, batch)])
+        total = _seconds(lambda net=net, images=images: net.features([images], progress=False))
+        prep = _seconds(lambda images=images, batch=batch: [preprocess(torch.from_numpy(images[i:i + batch]))
+                                                            for i in range(0, args.num, batch)])
         rows.append({"input": f"{size}x{size}x{channels}", "batch": batch,
                      "s_per_1000": 1000 * total / args.num, "preprocess_s_per_1000": 1000 * prep / args.num})
     d = 2048

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from lpdgen.classifier import ASSET, ClassifierConfig, FMNISTClassifier, to_classifier_input, train_classifier
+from lpdgen.classifier import (
+    ASSET,
+    ClassifierConfig,
+    FMNISTClassifier,
+    to_classifier_input,
+    train_classifier,
+)
 from lpdgen.data import load_fashion_mnist
 from lpdgen.evaluate import classifier_metrics, read_image_set, to_rgb
 
@@ -57,7 +63,7 @@ def test_classifier_metrics_on_an_npz(test_split, tmp_path):
 
 def test_training_is_seeded_and_learns(test_split, tmp_path):
     train_x, train_y = load_fashion_mnist(split="train")
-    kw = dict(epochs=2, batch_size=64, seed=3, config=ClassifierConfig(channels=(8, 8, 16)), progress=False)
+    kw = {"epochs": 2, "batch_size": 64, "seed": 3, "config": ClassifierConfig(channels=(8, 8, 16)), "progress": False}
     a = train_classifier(train_x[:3000], train_y[:3000], **kw)
     b = train_classifier(train_x[:3000], train_y[:3000], **kw)
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):

@@ -118,7 +118,7 @@ def test_npz_and_folder_give_the_same_fid_and_reference_stats_match(extractor, t
     write_png_folder(np.repeat(samples[..., None], 3, -1), tmp_path / "samples_png")
     assert read_image_set(tmp_path / "samples_png").shape == (16, 16, 1)  # gray PNGs stay 1 channel
 
-    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    kw = {"cache_dir": tmp_path / "cache", "progress": False}
     from_npz = compute_metrics(tmp_path / "samples.npz", tmp_path / "ref.npz", extractor, **kw)
     from_folder = compute_metrics(tmp_path / "samples_png", tmp_path / "ref.npz", extractor, **kw)
     assert from_npz["fid"] == from_folder["fid"] > 0
@@ -140,7 +140,7 @@ def test_metrics_errors_are_clear(extractor, tmp_path):
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "small.npz", arr_0=_random_set(rng, 30, 16))
     np.savez(tmp_path / "big.npz", arr_0=_random_set(rng, 30, 32))
-    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    kw = {"cache_dir": tmp_path / "cache", "progress": False}
     with pytest.raises(ValueError, match="resolution mismatch: samples are 16x16, reference images are 32x32"):
         compute_metrics(tmp_path / "small.npz", tmp_path / "big.npz", extractor, **kw)
     assert compute_metrics(tmp_path / "small.npz", tmp_path / "big.npz", extractor, allow_resolution_mismatch=True, **kw)["fid"] > 0

@@ -22,7 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .io import atomic_write_json, check_state_dict, load_state_dict_file, save_safetensors
+from .io import (
+    atomic_write_json,
+    check_state_dict,
+    load_state_dict_file,
+    save_safetensors,
+)
 from .utils import get_logger
 
 log = get_logger(__name__)

@@ -33,7 +33,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from .distributed import barrier
-from .io import atomic_write, atomic_write_json
+from .generation import eval_mode
+from .io import atomic_write_json
 from .metrics import (
     FIDStatistics,
     default_cache_dir,
@@ -42,6 +43,7 @@ from .metrics import (
     inception_score,
     load_statistics,
     precision_recall,
+    save_npz,
     save_statistics,
     statistics_cache_path,
 )
@@ -114,8 +116,8 @@ def sample_images(pipeline, indices: Sequence[int], config: SampleConfig) -> tup
                    output_type="codes")
     # Decode one image at a time: batched convolutions round differently with the batch size, which
     # moved a few pixels by one grey level between batch sizes 1 and 8. Codes are discrete and stable.
-    tokenizer = pipeline.tokenizer.eval()
-    with torch.inference_mode():
+    tokenizer = pipeline.tokenizer
+    with eval_mode(tokenizer), torch.inference_mode():
         images = np.concatenate([float_to_uint8(tokenizer.decode(codes[None])) for codes in out.codes])
     return to_rgb(images), labels
 
@@ -166,16 +168,6 @@ def _check_manifest(folder: Path, manifest: dict) -> None:
         atomic_write_json(manifest, path)
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> Path:
-    """``np.savez`` through :func:`lpdgen.io.atomic_write`."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a bare name
-            np.savez(f, **arrays)
-
-    return atomic_write(path, write)
-
-
 def sample_to_npz(pipeline, out_path: str | os.PathLike, config: SampleConfig, *, batch_size: int = 32,
                   rank: int = 0, world_size: int = 1, png_dir: str | os.PathLike | None = None,
                   model_id: str = "", progress: bool = True) -> Path | None:
@@ -205,7 +197,7 @@ def sample_to_npz(pipeline, out_path: str | os.PathLike, config: SampleConfig, *
               disable=not progress) as bar:
         for start, end in todo:
             images, labels = sample_images(pipeline, range(start, end), config)
-            _save_npz(folder / f"part-{start:08d}-{end:08d}.npz", images=images, labels=labels)
+            save_npz(folder / f"part-{start:08d}-{end:08d}.npz", images=images, labels=labels)
             bar.update(end - start)
     barrier()
     if rank != 0:
@@ -244,7 +236,7 @@ def merge_parts(out_path: str | os.PathLike, num_images: int, png_dir: str | os.
         e = min(e, num_images)
         images[s:e], labels[s:e] = batch_images[:e - s], batch_labels[:e - s]
         filled[s:e] = True
-    _save_npz(out_path, arr_0=images, arr_1=labels)
+    save_npz(out_path, arr_0=images, arr_1=labels)
     log.info("wrote %s: %d images of shape %s", out_path, num_images, images.shape[1:])
     if png_dir is not None:
         write_png_folder(images, png_dir)

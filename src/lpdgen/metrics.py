@@ -166,6 +166,11 @@ def save_statistics(path: str | os.PathLike, stats: FIDStatistics, features: np.
     arrays = {"mu": stats.mu, "sigma": stats.sigma, "num": np.asarray(stats.num)}
     if features is not None:
         arrays["features"] = np.asarray(features, dtype=np.float32)
+    return save_npz(path, **arrays)
+
+
+def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
+    """``np.savez`` (uncompressed) through :func:`lpdgen.io.atomic_write`."""
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a bare name
