@@ -3,6 +3,12 @@ reference statistics, cache, clear errors) on tiny models and a tiny stand-in fe
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -198,3 +204,22 @@ def test_cli_sample_then_metrics(pipeline, extractor, tmp_path, capsys):
     missing = ["eval", "metrics", str(out), "--ref", str(tmp_path / "ref.npz"), "--inception", str(tmp_path / "no.pt")]
     assert main(missing) == 2
     assert "FID Inception weights not found" in capsys.readouterr().err
+
+
+def test_torchrun_two_processes_write_the_same_npz_as_one(pipeline, tmp_path):
+    """Two real processes (torchrun, gloo; ~20 s, mostly start-up): same file as one process."""
+    ckpt, vq = pipeline.model.save(tmp_path / "lpd"), pipeline.tokenizer.save(tmp_path / "vq")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = str(Path(__file__).parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    args = ["-m", "lpdgen.cli", "eval", "sample", "--checkpoint", str(ckpt), "--tokenizer", str(vq), "--device", "cpu",
+            "--num-images", "10", "--steps", "4", "--cfg", "2.0", "--batch-size", "3", "--out", str(tmp_path / "two.npz")]
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                    "127.0.0.1", "--master_port", str(port), *args], env=env, check=True, timeout=600)
+    one = sample_to_npz(pipeline, tmp_path / "one.npz", SampleConfig(num_images=10, steps=4, cfg=2.0), batch_size=8,
+                        progress=False)
+    with np.load(one) as a, np.load(tmp_path / "two.npz") as b:
+        np.testing.assert_array_equal(a["arr_0"], b["arr_0"])
+        np.testing.assert_array_equal(a["arr_1"], b["arr_1"])
