@@ -29,7 +29,7 @@ from lpdgen.evaluate import (
     write_png_folder,
 )
 from lpdgen.inception import InceptionFeatures
-from lpdgen.metrics import feature_statistics, fid, save_statistics
+from lpdgen.metrics import FIDStatistics, feature_statistics, fid, save_statistics
 from lpdgen.pipeline import LPDPipeline
 
 
@@ -223,3 +223,17 @@ def test_torchrun_two_processes_write_the_same_npz_as_one(pipeline, tmp_path):
     with np.load(one) as a, np.load(tmp_path / "two.npz") as b:
         np.testing.assert_array_equal(a["arr_0"], b["arr_0"])
         np.testing.assert_array_equal(a["arr_1"], b["arr_1"])
+
+
+def test_adm_style_reference_uses_its_own_statistics_and_its_images_for_precision_recall(extractor, tmp_path):
+    rng = np.random.default_rng(4)
+    ref, samples = _random_set(rng, 30), _random_set(rng, 30)
+    stats = feature_statistics(extractor.features([ref], progress=False))
+    shifted_mu = stats.mu + 1.0  # statistics from "another evaluator": must be used as they are
+    np.savez(tmp_path / "adm.npz", arr_0=ref, mu=shifted_mu, sigma=stats.sigma)
+    np.savez(tmp_path / "samples.npz", arr_0=samples)
+    out = compute_metrics(tmp_path / "samples.npz", tmp_path / "adm.npz", extractor, cache_dir=tmp_path / "c",
+                          progress=False)
+    sample_stats = feature_statistics(extractor.features([samples], progress=False))
+    assert out["fid"] == pytest.approx(fid(sample_stats, FIDStatistics(shifted_mu, stats.sigma)), rel=1e-9)
+    assert "precision" in out and "recall" in out  # features from the reference's own images

@@ -334,17 +334,30 @@ def image_set_features(images: ImageSet, extractor, progress: bool = True) -> np
 def reference_statistics(reference: str | os.PathLike, extractor, *, cache_dir: str | os.PathLike | None = None,
                          need_features: bool = False, progress: bool = True) -> tuple[FIDStatistics, np.ndarray | None, ImageSet | None]:
     """Statistics (and features when available) of a reference: an ``.npz`` with ``mu``/``sigma``
-    (used as is; features come from its ``arr_0`` if present and needed), or an image set (``.npz``
-    or folder) whose statistics and features are computed once and cached under ``cache_dir``."""
+    (used as is, e.g. ADM's; when it also holds ``arr_0`` images and ``need_features``, features for
+    precision/recall come from those images), or an image set (``.npz`` or folder) whose statistics
+    and features are computed once and cached under ``cache_dir``.
+
+    Returns ``(statistics, features or None, the reference's ImageSet or None)``.
+    """
     reference = Path(reference)
     if reference.is_file() and reference.suffix == ".npz":
         with np.load(reference) as f:
             has_stats, has_images = "mu" in f.files, "arr_0" in f.files
-        if has_stats and not (need_features and has_images):
-            stats, features = load_statistics(reference, dim=None)
+        if has_stats:
+            stats, features = load_statistics(reference)
+            if need_features and features is None and has_images:
+                _, features, images = _image_set_statistics(reference, extractor, cache_dir, progress)
+                return stats, features, images
             return stats, features, None
-    images = read_image_set(reference)
-    cache = statistics_cache_path(cache_dir or default_cache_dir(), reference, extractor.sha1)
+    return _image_set_statistics(reference, extractor, cache_dir, progress)
+
+
+def _image_set_statistics(path: Path, extractor, cache_dir: str | os.PathLike | None,
+                          progress: bool) -> tuple[FIDStatistics, np.ndarray, ImageSet]:
+    """Statistics and features of an image set, through the cache."""
+    images = read_image_set(path)
+    cache = statistics_cache_path(cache_dir or default_cache_dir(), path, extractor.sha1)
     if cache.is_file():
         log.info("reference statistics from cache %s", cache)
         stats, features = load_statistics(cache)
