@@ -40,7 +40,7 @@ def best_time(fn, repeats: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256, 1024])
     parser.add_argument("--reference-orders", type=int, default=4, help="orders timed with the loop reference")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
