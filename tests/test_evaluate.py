@@ -237,3 +237,29 @@ def test_adm_style_reference_uses_its_own_statistics_and_its_images_for_precisio
     sample_stats = feature_statistics(extractor.features([samples], progress=False))
     assert out["fid"] == pytest.approx(fid(sample_stats, FIDStatistics(shifted_mu, stats.sigma)), rel=1e-9)
     assert "precision" in out and "recall" in out  # features from the reference's own images
+
+
+class _PoolNetWithLogits(torch.nn.Module):
+    """Stand-in for an Inception that also returns class logits: (12-d features, 4-way logits)."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = F.adaptive_avg_pool2d(x, 2).flatten(1)
+        return feats, 20 * feats[:, :4]
+
+
+def test_inception_score_is_reported_when_the_network_gives_logits(extractor, tmp_path):
+    from lpdgen.metrics import inception_score
+
+    path = tmp_path / "with_logits.pt"
+    torch.jit.save(torch.jit.script(_PoolNetWithLogits()), str(path))
+    net = InceptionFeatures(path, batch_size=7)
+    rng = np.random.default_rng(5)
+    samples, ref = _random_set(rng, 30), _random_set(rng, 30)
+    np.savez(tmp_path / "s.npz", arr_0=samples)
+    np.savez(tmp_path / "r.npz", arr_0=ref)
+    out = compute_metrics(tmp_path / "s.npz", tmp_path / "r.npz", net, cache_dir=tmp_path / "c", progress=False)
+    feats, logits = net.extract([samples], progress=False)
+    np.testing.assert_allclose(logits, 20 * feats[:, :4])
+    assert out["inception_score"] == pytest.approx(inception_score(logits)[0], rel=1e-12) and out["inception_score"] > 1
+    assert "inception_score" not in compute_metrics(tmp_path / "s.npz", tmp_path / "r.npz", extractor,
+                                                    cache_dir=tmp_path / "c", progress=False)

