@@ -4,10 +4,10 @@ metric computation against reference statistics or images, and the guidance-scal
 Protocol, made explicit so that numbers reproduce:
 
 - Image ``i`` of a run has class ``i % num_classes`` (any prefix is class-balanced; 50,000 images over
-  ImageNet's 1000 classes give 50 each) and its own seeds derived from ``(seed, i)`` alone
-  (:func:`image_seed`), which seeds a private ``torch.Generator`` that draws its generation order and
-  its sampling noise (:class:`lpdgen.pipeline.LPDPipeline`). An image therefore does not depend on the batch size, on the number of
-  processes, or on which process made it.
+  ImageNet's 1000 classes give 50 each) and its own seed derived from ``(seed, i)`` alone
+  (:func:`image_seed`). That seed drives a private ``torch.Generator`` for the image's generation
+  order and sampling noise (:class:`lpdgen.pipeline.LPDPipeline`), so an image does not depend on the
+  batch size, on the number of processes, or on which process made it.
 - Work is cut into batches of consecutive indices; batch ``b`` belongs to rank ``b % world_size``.
   Each finished batch is written atomically as a part file beside the output, so an interrupted run
   resumes where it stopped. When all parts exist they are merged into an ADM-style ``.npz``:
@@ -244,13 +244,12 @@ def merge_parts(out_path: str | os.PathLike, num_images: int, png_dir: str | os.
 
 
 def write_png_folder(images: np.ndarray, folder: str | os.PathLike) -> Path:
-    """Write uint8 ``(N, H, W, 3)`` images as ``000000.png``, ... (grayscale content saved as L)."""
+    """Write uint8 ``(N, H, W[, 1|3])`` images as ``000000.png``, ... (gray content saved as mode L)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for i, img in enumerate(images):
-        gray = img.ndim == 3 and img.shape[-1] == 3 and (img == img[..., :1]).all()
-        pil = Image.fromarray(img[..., 0] if gray else img.squeeze(-1) if img.shape[-1] == 1 else img)
-        pil.save(folder / f"{i:06d}.png")
+    for i, img in enumerate(to_rgb(images)):
+        gray = bool((img == img[..., :1]).all())
+        Image.fromarray(img[..., 0] if gray else img).save(folder / f"{i:06d}.png")
     return folder
 
 
