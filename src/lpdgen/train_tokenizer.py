@@ -32,7 +32,8 @@ WEIGHTS = "vq.safetensors"  # final weights (+ vq.json config) inside out_dir
 
 @dataclass
 class TokenizerTrainConfig:
-    """Hyper-parameters of :func:`train_tokenizer` (defaults: the shipped Fashion-MNIST tokenizer)."""
+    """Hyper-parameters of :func:`train_tokenizer` (defaults: stage 1 of the shipped Fashion-MNIST tokenizer,
+    which two short fine-tunes with ``consistency_weight`` then finish; see docs/tokenizer.md)."""
 
     out_dir: str = "runs/vq_fmnist"
     steps: int = 1600
