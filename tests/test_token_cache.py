@@ -82,6 +82,10 @@ def test_token_dataset_returns_image_or_flip_reproducibly(tok_path, tmp_path):
             codes, label = ds[i]
             assert codes.dtype == torch.long and codes.shape == (64,) and label == Synthetic().labels[i]
             assert torch.equal(codes, torch.from_numpy(raw[i, int(flip_choice(11, epoch, i))]))
+        order = torch.randperm(N_ITEMS, generator=torch.Generator().manual_seed(epoch))  # spans all shards
+        codes, labels = ds.batch(order)
+        assert torch.equal(codes, torch.stack([ds[int(i)][0] for i in order]))
+        assert labels.tolist() == [ds[int(i)][1] for i in order]
     flips = [flip_choice(11, 0, i) for i in range(N_ITEMS)]
     assert 0 < sum(flips) < N_ITEMS
     assert all(torch.equal(TokenDataset(tmp_path, flip_prob=0.0)[i][0], torch.from_numpy(raw[i, 0])) for i in range(3))

@@ -247,6 +247,19 @@ class TokenDataset(_FlipTokens):
         codes = self.shards[k][i - self.starts[k], int(self.use_flip(i))]  # (N,) row of a (count, 2, N) shard
         return torch.from_numpy(codes.astype(np.int64)), int(self.labels[i])
 
+    def batch(self, indices: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vectorised items: ((B, h*w) codes, (B,) labels), the same choices as ``__getitem__``."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"indices out of range for {len(self)} items")
+        flips = np.fromiter((self.use_flip(int(i)) for i in idx), dtype=np.int64, count=idx.size)
+        shard = np.searchsorted(self.starts, idx, side="right") - 1
+        out = np.empty((idx.size, self.grid[0] * self.grid[1]), dtype=np.int64)
+        for k in np.unique(shard):
+            rows = shard == k
+            out[rows] = self.shards[k][idx[rows] - self.starts[k], flips[rows]]  # (b, N) gathered from (count, 2, N)
+        return torch.from_numpy(out), torch.from_numpy(self.labels[idx])
+
 
 class NpzTokenDataset(_FlipTokens):
     """The per-image cache layout of the published LPD release: ``root/<class>/<name>.npz`` with arrays
