@@ -40,19 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_tokenizer(spec: str):
-    """'fmnist' -> the shipped tokenizer; anything else -> a VQ checkpoint path."""
-    from ..tokenizer import VQTokenizer
-
-    if spec == "fmnist":
-        return VQTokenizer.from_pretrained_fmnist()
-    return VQTokenizer.from_checkpoint(spec)
-
-
 def run(args: argparse.Namespace) -> int:
     from ..images import image_grid, save_png
     from ..model import LPD
     from ..pipeline import LPDPipeline
+    from ..tokenizer import load_tokenizer
     from ..utils import resolve_device
 
     device = resolve_device(args.device)
