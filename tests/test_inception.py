@@ -122,8 +122,7 @@ def test_user_supplied_torchscript_via_env(tmp_path, monkeypatch):
     assert feats.shape == (3, 5)  # spatial map averaged to (N, C)
 
 
-@pytest.mark.slow  # ~1-6 min on 2 shared cores: each 2048-d FID is a scipy sqrtm (twice when singular)
-def test_fashion_mnist_sanity_with_the_real_network(inception):
+def test_fashion_mnist_sanity_with_the_real_network(inception):  # ~1 min on 2 quiet cores (2048-d sqrtm)
     """Tiny-N version of benchmarks/fid_sanity.py: same-distribution FID well below a corrupted set's.
     (With 48 images the covariance is singular and both FIDs are biased upwards; the order is what counts.)"""
     from lpdgen.data import load_fashion_mnist
