@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything lpdgen and its tests need on a fresh machine (used by the README and by CI).
 set -euo pipefail
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 cd "$(dirname "$0")/.."
 
 # Fashion-MNIST (IDX files in /usr/share/datasets/fashion-mnist) from Debian, when apt is there and it is missing.
