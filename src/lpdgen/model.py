@@ -21,6 +21,7 @@ from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from .io import PathLike, check_state_dict, load_state_dict_file, save_safetensors
 from .masks import DecodeStep, flex_block_mask, training_mask
+from .sampling import draw_uniform
 from .utils import get_logger
 
 log = get_logger(__name__)
@@ -300,7 +301,7 @@ class LPD(nn.Module):
         tokens: torch.Tensor,
         labels: torch.Tensor,
         group_sizes,
-        orders: torch.Tensor | None = None,
+        orders: torch.Tensor,
         *,
         null: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
@@ -312,11 +313,9 @@ class LPD(nn.Module):
         self.check_labels(labels)
         if labels.shape[0] != b:
             raise ValueError(f"labels has {labels.shape[0]} entries for {b} token rows")
-        if orders is None:
-            orders = random_orders(b, n, generator=generator, device=tokens.device)
         sizes = self.check_schedule(group_sizes, orders, b)
         if null is None and self.training and self.cfg.label_drop > 0:
-            null = torch.rand(b, generator=generator, device=generator.device if generator else tokens.device).to(tokens.device) < self.cfg.label_drop
+            null = draw_uniform((b,), generator, tokens.device) < self.cfg.label_drop
 
         n_ctx = n - sizes[-1]  # the last group is never context
         pos = self.position_embeddings(orders)  # (B, N, D)
@@ -349,9 +348,11 @@ class LPD(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Mean cross-entropy of every position query against its true token (the training loss).
-        ``orders`` / ``null`` default to draws from ``generator`` (see :meth:`forward_logits`)."""
+        ``orders`` default to independent uniform permutations (SPEC §3) and ``null`` to label drop,
+        both drawn from ``generator``."""
         if orders is None:
-            orders = random_orders(tokens.shape[0], tokens.shape[-1], generator=generator, device=tokens.device)
+            self._check_tokens(tokens)
+            orders = draw_uniform(tuple(tokens.shape), generator, tokens.device).argsort(dim=1)  # (B, N)
         logits = self.forward_logits(tokens, labels, group_sizes, orders, null=null, generator=generator)
         targets = torch.gather(tokens, 1, orders)  # (B, N) in generation order
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
@@ -484,9 +485,3 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.Te
     log.info("resized pos_embed from %dx%d to %dx%d (bicubic, class slot kept)", side, side, *grid)
     return torch.cat([cls_slot, resized], dim=1)
 
-
-def random_orders(batch: int, num_tokens: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(B, N) independent uniform random permutations (the training orders of SPEC §3)."""
-    gen_device = generator.device if generator is not None else device
-    keys = torch.rand(batch, num_tokens, generator=generator, device=gen_device)
-    return keys.argsort(dim=1).to(device)
