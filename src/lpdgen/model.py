@@ -484,4 +484,3 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.Te
     resized = img.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], d).to(pos_embed.dtype)  # (1, N', D)
     log.info("resized pos_embed from %dx%d to %dx%d (bicubic, class slot kept)", side, side, *grid)
     return torch.cat([cls_slot, resized], dim=1)
-
