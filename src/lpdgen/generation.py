@@ -65,13 +65,13 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def run_steps(model: LPD, state: DecodeState, choose: Callable[[int, DecodeStep, torch.Tensor], torch.Tensor]) -> None:
-    """The decoding loop. ``choose(k, step, logits)`` receives the logits (B', g_k, V) of step k and returns
-    the codes (B', g_k) in generation order that become context at step k + 1."""
+def run_steps(model: LPD, state: DecodeState, choose: Callable[[DecodeStep, torch.Tensor], torch.Tensor]) -> None:
+    """The decoding loop. ``choose(step, logits)`` receives the logits (B', g_k, V) of a step and returns
+    the codes (B', g_k) in generation order that become context at the next step."""
     context = state.class_tokens
     for k, step in enumerate(state.steps):
         logits = model.decode_step(context, state.pos[:, step.q_start:step.q_end], state.cache, step, state.masks[k])
-        codes = choose(k, step, logits)
+        codes = choose(step, logits)
         if k + 1 < len(state.steps):  # the last group is never fed back
             context = model.embed_context(codes, state.pos[:, step.q_start:step.q_end])
 
@@ -117,13 +117,13 @@ def _generate(model: LPD, labels, group_sizes, orders, *, guided: bool, cfg: flo
     b, n = labels.shape[0], model.cfg.num_tokens
     device = state.pos.device
     out = torch.empty(b, n, dtype=torch.long, device=device)  # codes in generation order
-    positions = torch.arange(n, device=device)
+    scales = cfg_scales(torch.arange(n, device=device), n, cfg, cfg_schedule)  # s_t per generation position
 
-    def choose(k: int, step: DecodeStep, logits: torch.Tensor) -> torch.Tensor:
+    def choose(step: DecodeStep, logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         if guided:
             cond, uncond = logits.chunk(2)
-            logits = guide(cond, uncond, cfg_scales(positions[step.q_start:step.q_end], n, cfg, cfg_schedule))
+            logits = guide(cond, uncond, scales[step.q_start:step.q_end])
         uniform = draw_uniform((b, step.q_end - step.q_start), generator, device)
         codes = sample_tokens(logits, uniform, temperature, top_k, top_p)  # (B, g)
         out[:, step.q_start:step.q_end] = codes
@@ -144,7 +144,7 @@ def decode_logits(model: LPD, tokens: torch.Tensor, labels: torch.Tensor, group_
     ordered = torch.gather(tokens.to(state.pos.device), 1, orders.to(state.pos.device))  # (B, N)
     rows: list[torch.Tensor] = []
 
-    def choose(k: int, step: DecodeStep, logits: torch.Tensor) -> torch.Tensor:
+    def choose(step: DecodeStep, logits: torch.Tensor) -> torch.Tensor:
         rows.append(logits)
         return ordered[:, step.q_start:step.q_end]
 
