@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from lpdgen import LPD, LPDConfig, VQConfig, VQTokenizer
+from lpdgen.rng import image_seed
 from lpdgen.evaluate import (
     SampleConfig,
     batch_ranges,
     cfg_search,
     compute_metrics,
     image_labels,
-    image_seed,
     merge_parts,
     parts_dir,
     read_image_set,

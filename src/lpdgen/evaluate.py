@@ -47,6 +47,7 @@ from .metrics import (
     save_statistics,
     statistics_cache_path,
 )
+from .rng import image_seeds
 from .tokenizer import float_to_uint8
 from .utils import get_logger
 
@@ -58,18 +59,6 @@ PART_RE = re.compile(r"part-(\d{8})-(\d{8})\.npz$")
 
 
 # --- seeds and labels ---------------------------------------------------------------------------------
-
-def image_seed(seed: int, index: int) -> int:
-    """The seed of image ``index`` in a run with base ``seed``.
-
-    numpy's ``SeedSequence`` hashes the pair (a documented, platform-independent mix), so neighbouring
-    indices get unrelated streams and the result depends on nothing but ``(seed, index)``.
-    """
-    if seed < 0 or index < 0:
-        raise ValueError(f"seed and index must be >= 0, got seed={seed}, index={index}")
-    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)
-    return int(state[0]) >> 1  # 63 bits: valid for torch.Generator.manual_seed
-
 
 def image_labels(indices: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
     """Class of each image index: ``i % num_classes`` (every prefix of a run is class-balanced)."""
@@ -112,7 +101,7 @@ def sample_images(pipeline, indices: Sequence[int], config: SampleConfig) -> tup
     labels = image_labels(indices, num_classes)
     out = pipeline(labels.tolist(), num_inference_steps=config.steps, guidance_scale=config.cfg,
                    cfg_schedule=config.cfg_schedule, temperature=config.temperature, top_k=config.top_k,
-                   top_p=config.top_p, order=config.order, seeds=[image_seed(config.seed, i) for i in indices],
+                   top_p=config.top_p, order=config.order, seeds=image_seeds(config.seed, indices),
                    output_type="codes")
     # Decode one image at a time: batched convolutions round differently with the batch size, which
     # moved a few pixels by one grey level between batch sizes 1 and 8. Codes are discrete and stable.

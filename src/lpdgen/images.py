@@ -4,6 +4,7 @@ previews and the docs' pictures)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,3 +34,57 @@ def save_png(array: np.ndarray, path: PathLike) -> Path:
 
     img = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of an (H, W, C) image (small samples are hard to see)."""
+    if factor < 1:
+        raise ValueError(f"upscale factor must be >= 1, got {factor}")
+    return image if factor == 1 else np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: a fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def label_image(image: np.ndarray, title: str | None = None, *, row_labels: Sequence[str] | None = None,
+                rows: int | None = None, scale: int = 1, background: int = 255) -> np.ndarray:
+    """Add a title strip above an (H, W, C) mosaic and/or a label at the left of each of its ``rows``
+    equal-height rows (``len(row_labels)`` rows by default). Returns an RGB uint8 array."""
+    from PIL import Image, ImageDraw
+
+    rgb = np.repeat(image, 3, axis=-1) if image.ndim == 3 and image.shape[-1] == 1 else image
+    font = _font(max(10, 4 * scale + 4))
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    line_h = measure.textbbox((0, 0), "Ag", font=font)[3] + 4
+    left = 0
+    if row_labels:
+        left = max(measure.textbbox((0, 0), str(t), font=font)[2] for t in row_labels) + 8
+    top = line_h + 2 if title else 0
+    canvas = Image.new("RGB", (rgb.shape[1] + left, rgb.shape[0] + top), (background,) * 3)
+    canvas.paste(Image.fromarray(rgb), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((left + 2, 2), title, fill=(0, 0, 0), font=font)
+    if row_labels:
+        n = rows or len(row_labels)
+        row_h = rgb.shape[0] / n
+        for r, text in enumerate(row_labels[:n]):
+            y = top + (r + 0.5) * row_h - line_h / 2
+            draw.text((4, y), str(text), fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
+
+
+def labelled_grid(images: np.ndarray, row_labels: Sequence[str], columns: int, *, scale: int = 2,
+                  title: str | None = None) -> np.ndarray:
+    """A mosaic with ``columns`` images per row and each row's label (e.g. its class name) at the left."""
+    rows = max(1, math.ceil(images.shape[0] / columns))
+    if len(row_labels) != rows:
+        raise ValueError(f"{len(row_labels)} row labels for {rows} rows")
+    return label_image(upscale(image_grid(images, columns=columns), scale), title, row_labels=row_labels,
+                       rows=rows, scale=scale)

@@ -3,35 +3,118 @@
 Why a pipeline object: sampling for people (``lpdgen sample``), for evaluation (50k images with
 per-image seeds) and for training previews all do the same glue - pick the schedule for a step count,
 build one order per image, decode with guidance, turn codes into pixels - and it belongs in one place.
-Shaped like a diffusers pipeline: keyword arguments, ``torch.Generator`` or per-image seeds, an output
-dataclass, ``output_type``.
+Shaped like a diffusers pipeline: ``from_pretrained`` / ``save_pretrained``, keyword arguments,
+``torch.Generator`` or per-image seeds, an output dataclass, ``output_type``.
+
+A pretrained pipeline is a folder::
+
+    model.safetensors  model.json        the LPD weights and LPDConfig (LPD.save)
+    tokenizer.safetensors tokenizer.json the VQ tokenizer (VQTokenizer.save), or a shipped name in pipeline.json
+    pipeline.json                        class names and the model's own sampling defaults
+
+The embedded Fashion-MNIST model (``LPDPipeline.from_pretrained()``) is such a folder inside the package.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from .classes import class_ids, default_class_names
 from .generation import eval_mode
+from .io import PathLike, atomic_write_json
 from .model import LPD
 from .orders import ORDER_TYPES, build_orders, group_sizes
-from .tokenizer import float_to_uint8
+from . import rng
+from .sampling import CFG_SCHEDULES
+from .tokenizer import float_to_uint8, load_tokenizer
 
 OUTPUT_TYPES = ("pil", "np", "pt", "codes")
+PIPELINE_FILE = "pipeline.json"
+EMBEDDED = "lpd_fmnist"  # src/lpdgen/assets/lpd_fmnist/: the default model of from_pretrained()
+HF_TOKENIZER = ("FoundationVision/LlamaGen", "vq_ds16_c2i.pt")  # the paper's tokenizer on the Hugging Face Hub
+
+
+def check_sampling(steps: int, guidance_scale: float, cfg_schedule: str, order: str, temperature: float,
+                   top_k: int, top_p: float, num_tokens: int | None = None) -> None:
+    """Reject sampling settings that make no sense, naming the setting (negative guidance, top-p 0 ...)."""
+    if int(steps) != steps or steps < 1 or (num_tokens is not None and steps > num_tokens):
+        limit = f" (this model has {num_tokens} tokens per image)" if num_tokens is not None else ""
+        raise ValueError(f"steps must be an integer in [1, number of tokens]{limit}, got {steps!r}")
+    if not guidance_scale >= 0:  # also catches NaN
+        raise ValueError(f"guidance scale must be >= 0 (1.0 = no guidance), got {guidance_scale}")
+    if cfg_schedule not in CFG_SCHEDULES:
+        raise ValueError(f"unknown cfg_schedule {cfg_schedule!r}; choose one of {CFG_SCHEDULES}")
+    if order not in ORDER_TYPES:
+        raise ValueError(f"unknown order {order!r}; choose one of {ORDER_TYPES}")
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if int(top_k) != top_k or top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {top_k}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1] (1 = off), got {top_p}")
+
+
+@dataclass
+class SamplingConfig:
+    """How a model samples unless told otherwise; stored with the model (``pipeline.json``) so that
+    ``pipe(labels)`` and ``lpdgen sample`` use the settings its authors measured to work best."""
+
+    num_inference_steps: int = 20  # forward passes (groups); 1 <= steps <= number of tokens
+    guidance_scale: float = 1.0  # classifier-free guidance s (1.0: none)
+    cfg_schedule: str = "linear"  # "linear": s_t ramps from 1 to s over the generation order
+    order: str = "locality"  # locality | raster | random | halton
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1.0: off
+    tau: float = 1.0  # proximity threshold of the locality-aware order
+    rho: float = 2.0  # repulsion threshold of the locality-aware order
+
+    def __post_init__(self) -> None:
+        check_sampling(self.num_inference_steps, self.guidance_scale, self.cfg_schedule, self.order,
+                       self.temperature, self.top_k, self.top_p)
+        if self.tau < 0 or self.rho < 0:
+            raise ValueError(f"tau and rho must be >= 0, got tau={self.tau}, rho={self.rho}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SamplingConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        if set(d) - known:
+            raise ValueError(f"unknown sampling settings {sorted(set(d) - known)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+# Published sampling settings of the released ImageNet models: (config, image size) -> settings.
+PUBLISHED_SAMPLING: dict[tuple[str, int], SamplingConfig] = {
+    ("lpd-l", 256): SamplingConfig(num_inference_steps=20, guidance_scale=4.8, rho=2.0),
+    ("lpd-xl", 256): SamplingConfig(num_inference_steps=20, guidance_scale=4.9, rho=2.0),
+    ("lpd-xxl", 256): SamplingConfig(num_inference_steps=20, guidance_scale=5.9, rho=3.0),
+    ("lpd-l", 512): SamplingConfig(num_inference_steps=48, guidance_scale=7.3, rho=4.0),
+    ("lpd-xl", 512): SamplingConfig(num_inference_steps=48, guidance_scale=6.0, rho=4.0),
+}
 
 
 @dataclass
 class PipelineOutput:
     """``images``: list of PIL images ("pil"), uint8 (B, H, W, C) array ("np"), float (B, C, H, W) in
-    [-1, 1] ("pt"), or None ("codes"). ``codes`` (B, h, w) and ``orders`` (B, N) are always returned."""
+    [-1, 1] ("pt"), or None ("codes"). ``codes`` (B, h, w), ``orders`` (B, N) (raster index generated
+    j-th), ``group_sizes`` (tokens per step) and ``labels`` (class ids) are always returned."""
 
     images: list | np.ndarray | torch.Tensor | None
     codes: torch.Tensor
     orders: torch.Tensor
     group_sizes: list[int]
+    labels: list[int]
 
 
 class LPDPipeline:
@@ -41,71 +124,105 @@ class LPDPipeline:
         model: the LPD network, on the device you want (decoding runs it without dropout).
         tokenizer: anything with ``decode(codes (B, h, w)) -> (B, C, H, W)`` floats in [-1, 1]
             (e.g. :class:`lpdgen.VQTokenizer`); None allows ``output_type="codes"`` only.
-        tau, rho: proximity and repulsion thresholds of the locality-aware order (published 1 and 2).
+        sampling: the defaults of every call (steps, guidance, order, ...); :class:`SamplingConfig`'s
+            own defaults when None.
+        class_names: one name per class (labels may then be names); ImageNet's for 1,000-class models.
+        tau, rho: override the locality-aware order's thresholds of ``sampling``.
     """
 
-    def __init__(self, model: LPD, tokenizer: torch.nn.Module | None = None, *, tau: float = 1.0, rho: float = 2.0):
+    def __init__(self, model: LPD, tokenizer: torch.nn.Module | None = None, *, sampling: SamplingConfig | None = None,
+                 class_names: Sequence[str] | None = None, tau: float | None = None, rho: float | None = None):
         self.model = model
         self.tokenizer = tokenizer
-        self.tau, self.rho = tau, rho
+        sampling = sampling or SamplingConfig()
+        overrides = {k: v for k, v in (("tau", tau), ("rho", rho)) if v is not None}
+        self.sampling = dataclasses.replace(sampling, **overrides) if overrides else sampling
+        if self.sampling.num_inference_steps > model.cfg.num_tokens:
+            raise ValueError(f"default steps {self.sampling.num_inference_steps} exceed the model's {model.cfg.num_tokens} tokens")
+        names = tuple(class_names) if class_names is not None else default_class_names(model.cfg.num_classes)
+        if names is not None and len(names) != model.cfg.num_classes:
+            raise ValueError(f"got {len(names)} class names for a model of {model.cfg.num_classes} classes")
+        self.class_names = names
 
     @property
     def device(self) -> torch.device:
         return self.model.pos_embed.device
 
+    @property
+    def tau(self) -> float:
+        return self.sampling.tau
+
+    @property
+    def rho(self) -> float:
+        return self.sampling.rho
+
+    def class_ids(self, labels: Sequence[int | str] | torch.Tensor | int | str) -> list[int]:
+        """Labels (ids or names) as class ids of this model; an unknown name suggests close ones."""
+        return class_ids(labels, self.model.cfg.num_classes, self.class_names)
+
     @torch.inference_mode()
     def __call__(
         self,
-        class_labels: Sequence[int] | torch.Tensor,
+        class_labels: Sequence[int | str] | torch.Tensor | int | str,
         *,
-        num_inference_steps: int = 20,
-        guidance_scale: float = 1.0,
-        cfg_schedule: str = "linear",
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        order: str = "locality",
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        cfg_schedule: str | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        order: str | None = None,
         generator: torch.Generator | None = None,
         seeds: Sequence[int] | None = None,
         output_type: str = "pil",
     ) -> PipelineOutput:
-        """Generate one image per class label.
+        """Generate one image per class label (an id or a name such as ``"sneaker"``).
 
+        Every sampling argument left None takes the model's own default (:attr:`sampling`).
         Randomness: ``seeds`` (one int per image) makes each image a function of its own seed only -
-        the same whatever batch it is generated in (evaluation seeds images by index); otherwise one
-        ``generator`` (or the default stream) drives orders and sampling of the whole batch.
+        the same whatever batch it is generated in (see :mod:`lpdgen.rng`); otherwise one ``generator``
+        (or torch's default stream) drives orders and sampling of the whole batch.
         """
+        d = self.sampling
+        steps = d.num_inference_steps if num_inference_steps is None else num_inference_steps
+        scale = d.guidance_scale if guidance_scale is None else guidance_scale
+        schedule = d.cfg_schedule if cfg_schedule is None else cfg_schedule
+        temperature = d.temperature if temperature is None else temperature
+        top_k = d.top_k if top_k is None else top_k
+        top_p = d.top_p if top_p is None else top_p
+        order = d.order if order is None else order
+        check_sampling(steps, scale, schedule, order, temperature, top_k, top_p, self.model.cfg.num_tokens)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"unknown output_type {output_type!r}; choose one of {OUTPUT_TYPES}")
-        if order not in ORDER_TYPES:
-            raise ValueError(f"unknown order {order!r}; choose one of {ORDER_TYPES}")
         if output_type != "codes" and self.tokenizer is None:
             raise ValueError("this pipeline has no tokenizer: use output_type='codes' or pass a tokenizer")
-        labels = torch.as_tensor(class_labels, dtype=torch.long).reshape(-1).to(self.device)
-        b, cfg = labels.shape[0], self.model.cfg
-        sizes = group_sizes(cfg.num_tokens, num_inference_steps)
+        ids = self.class_ids(class_labels)
+        labels = torch.tensor(ids, dtype=torch.long, device=self.device)
+        b, grid = labels.shape[0], self.model.cfg.grid
+        sizes = group_sizes(self.model.cfg.num_tokens, steps)
         if seeds is not None:
             if len(seeds) != b or generator is not None:
                 raise ValueError(f"pass either one seed per image ({b}) or a generator, got {len(seeds)} seeds")
-            gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+            gens = [rng.generator(s) for s in seeds]
             orders = torch.cat([self._orders(order, sizes, 1, g) for g in gens])
             sample_gen: torch.Generator | list[torch.Generator] | None = gens
         else:
-            orders = self._orders(order, sizes, b, generator if generator is not None else _fresh_generator())
+            orders = self._orders(order, sizes, b, generator if generator is not None else rng.generator(rng.fresh_seed()))
             sample_gen = generator
-        codes = self.model.generate(labels, sizes, orders.to(self.device), cfg=guidance_scale, cfg_schedule=cfg_schedule,
+        codes = self.model.generate(labels, sizes, orders.to(self.device), cfg=scale, cfg_schedule=schedule,
                                     temperature=temperature, top_k=top_k, top_p=top_p, generator=sample_gen)
-        codes = codes.view(b, *cfg.grid)  # (B, N) raster -> (B, h, w)
-        return PipelineOutput(self._decode(codes, output_type), codes, orders, sizes)
+        codes = codes.view(b, *grid)  # (B, N) raster -> (B, h, w)
+        return PipelineOutput(self.decode(codes, output_type), codes, orders, sizes, ids)
 
-    def _orders(self, kind: str, sizes: list[int], batch: int, generator: torch.Generator) -> torch.Tensor:
-        return build_orders(kind, self.model.cfg.grid, sizes, batch=batch, seed=generator, tau=self.tau, rho=self.rho)
+    def _orders(self, kind: str, sizes: list[int], batch: int, gen: torch.Generator) -> torch.Tensor:
+        return build_orders(kind, self.model.cfg.grid, sizes, batch=batch, seed=gen, tau=self.tau, rho=self.rho)
 
-    def _decode(self, codes: torch.Tensor, output_type: str):
+    def decode(self, codes: torch.Tensor, output_type: str = "np"):
+        """Codes (B, h, w) -> images in ``output_type`` (None for "codes")."""
         if output_type == "codes":
             return None
         with eval_mode(self.tokenizer):
-            images = self.tokenizer.decode(codes).float().clamp(-1, 1)  # (B, C, H, W)
+            images = self.tokenizer.decode(codes.to(self.tokenizer.device)).float().clamp(-1, 1)  # (B, C, H, W)
         if output_type == "pt":
             return images
         arr = float_to_uint8(images)  # (B, H, W, C)
@@ -115,7 +232,136 @@ class LPDPipeline:
 
         return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arr]
 
+    # ------------------------------------------------------------------------------------------------
+    # loading and saving
+    # ------------------------------------------------------------------------------------------------
 
-def _fresh_generator() -> torch.Generator:
-    """A CPU generator seeded from torch's default stream (so ``torch.manual_seed`` still governs)."""
-    return torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: PathLike | None = None,
+        *,
+        checkpoint: PathLike | None = None,
+        config: str | None = None,
+        tokenizer: PathLike | None = None,
+        image_size: int = 256,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | None = None,
+    ) -> LPDPipeline:
+        """Load a pipeline, in eval mode, on ``device``.
+
+        - no argument: the embedded Fashion-MNIST model (no network);
+        - ``path``: a folder written by :meth:`save_pretrained`, or a Hugging Face repo id such as
+          ``"mit-han-lab/lpd_l_256"`` (needs ``pip install huggingface_hub`` and a network);
+        - ``checkpoint=`` (+ ``config=`` for published files, which carry no config) and ``tokenizer=``:
+          a published pair such as ``lpd_l_256.pth`` + ``vq_ds16_c2i.pt``, or lpdgen's own files.
+
+        ``dtype``: weights dtype (default float32; the embedded model is stored in float16).
+        """
+        if path is not None and checkpoint is not None:
+            raise ValueError("pass either a pretrained folder / repo id or checkpoint=, not both")
+        if checkpoint is not None:
+            pipe = cls._from_files(checkpoint, config, tokenizer, image_size)
+        elif path is None:
+            with resources.as_file(resources.files("lpdgen") / "assets" / EMBEDDED) as folder:
+                pipe = cls._from_folder(Path(folder))
+        elif Path(path).is_dir():
+            pipe = cls._from_folder(Path(path))
+        elif Path(path).exists():
+            raise ValueError(f"{path} is a file: pass a pretrained folder, or the file as checkpoint=")
+        elif _looks_like_repo_id(str(path)):
+            pipe = cls._from_hub(str(path), tokenizer)
+        else:
+            raise FileNotFoundError(f"pretrained folder not found: {path}")
+        return pipe.to(device, dtype)
+
+    def to(self, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> LPDPipeline:
+        """Move the model (and tokenizer) to ``device``; weights in ``dtype`` (float32 when None). Eval mode."""
+        self.model.to(device=device, dtype=dtype or torch.float32).eval()
+        if self.tokenizer is not None:
+            self.tokenizer.to(device=device, dtype=torch.float32).eval()
+        return self
+
+    @classmethod
+    def _from_folder(cls, folder: Path) -> LPDPipeline:
+        meta_path = folder / PIPELINE_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{folder} has no {PIPELINE_FILE}: not a folder written by LPDPipeline.save_pretrained")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{meta_path} is not valid JSON: {e}") from None
+        if not isinstance(meta, dict) or "model" not in meta or "tokenizer" not in meta:
+            raise ValueError(f"{meta_path} must name the 'model' and 'tokenizer' files")
+        model = LPD.from_checkpoint(folder / meta["model"])
+        tok_spec = meta["tokenizer"]
+        tokenizer = None if tok_spec is None else load_tokenizer(tok_spec if tok_spec == "fmnist" else str(folder / tok_spec))
+        if tokenizer is not None:
+            check_compatible(model, tokenizer)
+        return cls(model, tokenizer, sampling=SamplingConfig.from_dict(meta.get("sampling", {})),
+                   class_names=meta.get("class_names"))
+
+    @classmethod
+    def _from_files(cls, checkpoint: PathLike, config: str | None, tokenizer: PathLike | None, image_size: int) -> LPDPipeline:
+        model = LPD.from_checkpoint(checkpoint, config=config, image_size=image_size)
+        tok = load_tokenizer(str(tokenizer)) if tokenizer is not None else None
+        if tok is not None:
+            check_compatible(model, tok)
+        published = PUBLISHED_SAMPLING.get((config, image_size)) if isinstance(config, str) else None
+        return cls(model, tok, sampling=published)
+
+    @classmethod
+    def _from_hub(cls, repo_id: str, tokenizer: PathLike | None) -> LPDPipeline:
+        try:
+            import huggingface_hub
+        except ImportError:
+            raise ValueError(f"{repo_id!r} is not a local folder; to download it from the Hugging Face Hub, "
+                             "pip install huggingface_hub") from None
+        files = huggingface_hub.list_repo_files(repo_id)
+        if PIPELINE_FILE in files:
+            folder = huggingface_hub.snapshot_download(repo_id)
+            return cls._from_folder(Path(folder))
+        weights = [f for f in files if f.endswith((".pth", ".pt", ".safetensors", ".bin"))]
+        if len(weights) != 1:
+            raise ValueError(f"{repo_id}: expected one weights file, found {weights or 'none'}")
+        name = repo_id.rsplit("/", 1)[-1].lower()  # e.g. lpd_l_256 -> config lpd-l at 256px
+        parts = name.split("_")
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise ValueError(f"{repo_id}: cannot tell the config from the name; download the file and pass "
+                             "checkpoint= and config=")
+        config, size = f"{parts[0]}-{parts[1]}", int(parts[2])
+        ckpt = huggingface_hub.hf_hub_download(repo_id, weights[0])
+        tok = tokenizer if tokenizer is not None else huggingface_hub.hf_hub_download(*HF_TOKENIZER)
+        return cls._from_files(ckpt, config, tok, size)
+
+    def save_pretrained(self, folder: PathLike, *, dtype: torch.dtype = torch.float32,
+                        tokenizer_name: str | None = None) -> Path:
+        """Write the pipeline as a folder that :meth:`from_pretrained` reads (weights in ``dtype``).
+        ``tokenizer_name``: name a shipped tokenizer (``"fmnist"``) instead of writing its weights."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        model = self.model
+        if dtype != torch.float32:
+            model = LPD(model.cfg)
+            model.load_state_dict({k: v.to(dtype) for k, v in self.model.state_dict().items()}, assign=True)
+        model.save(folder / "model")
+        tok_spec = tokenizer_name
+        if tok_spec is None and self.tokenizer is not None:
+            self.tokenizer.save(folder / "tokenizer")
+            tok_spec = "tokenizer.safetensors"
+        meta = {"model": "model.safetensors", "tokenizer": tok_spec, "sampling": self.sampling.to_dict(),
+                "class_names": list(self.class_names) if self.class_names is not None else None}
+        atomic_write_json(meta, folder / PIPELINE_FILE)
+        return folder
+
+
+def check_compatible(model: LPD, tokenizer: torch.nn.Module) -> None:
+    """The tokenizer must speak the model's vocabulary (it is convolutional: any code grid decodes)."""
+    if tokenizer.config.codebook_size != model.cfg.vocab_size:
+        raise ValueError(f"tokenizer codebook has {tokenizer.config.codebook_size} entries "
+                         f"but the model's vocabulary is {model.cfg.vocab_size}: they were not trained together")
+
+
+def _looks_like_repo_id(s: str) -> bool:
+    parts = s.split("/")
+    return len(parts) == 2 and all(parts) and not s.startswith((".", "/", "~"))

@@ -17,7 +17,6 @@ consumes (it is checkpointed per rank). The loop lives in :class:`Trainer`; the 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import re
@@ -44,6 +43,7 @@ from .images import image_grid, save_png
 from .io import PathLike, atomic_torch_save, atomic_write
 from .model import LPD, Block, LPDConfig
 from .orders import all_group_sizes, group_sizes, validate_group_sizes
+from .rng import derive_seed, image_seeds
 from .utils import get_logger
 
 log = get_logger(__name__)
@@ -132,12 +132,6 @@ class TrainConfig:
 # ----------------------------------------------------------------------------------------------------
 # pure pieces: seeds, lr schedule, parameter groups, sharded data order
 # ----------------------------------------------------------------------------------------------------
-
-
-def derive_seed(*parts: int | str) -> int:
-    """A 63-bit seed that is a fixed function of ``parts`` (stable across processes, runs and platforms)."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 def _generator(*parts: int | str) -> torch.Generator:
@@ -313,7 +307,7 @@ def sample_grid(model: LPD, *, count: int, steps: int, cfg_scale: float, seed: i
     c = model.cfg
     out = LPDPipeline(model, tokenizer)(
         torch.arange(count) % c.num_classes, num_inference_steps=min(steps, c.num_tokens), guidance_scale=cfg_scale,
-        seeds=[derive_seed(seed, i) for i in range(count)], output_type="np" if tokenizer is not None else "codes")
+        seeds=image_seeds(seed, range(count)), output_type="np" if tokenizer is not None else "codes")
     images = out.images if tokenizer is not None else code_maps(out.codes, c.vocab_size)
     return image_grid(images)
 
@@ -653,7 +647,7 @@ class Trainer:
         if model is not None:
             c = self.cfg
             grid = sample_grid(model, count=c.sample_count, steps=c.sample_steps, cfg_scale=c.sample_cfg,
-                               seed=derive_seed(c.seed, "samples"), tokenizer=self.tokenizer)
+                               seed=c.seed, tokenizer=self.tokenizer)
             path = save_png(grid, self.out_dir / "samples" / f"step_{self.step:08d}.png")
         barrier()
         return path
