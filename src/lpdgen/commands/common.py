@@ -38,7 +38,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        quiet = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "default" in text.lower() or quiet or not action.option_strings:
             return text
         return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 
@@ -154,7 +155,8 @@ def add_sampling_args(
     parser.add_argument("--order", default=ORDER_TYPES[0], choices=ORDER_TYPES,
                         help="generation order of the token positions (locality = the locality-aware order)")
     parser.add_argument("--tau", type=float, default=1.0,
-                        help="locality order: a new position counts as near the decoded ones within this distance")
+                        help="locality order: a free position counts as next to the decoded ones when its proximity "
+                             "(sum of 1/distance to decoded neighbours) is at least this")
     parser.add_argument("--rho", type=float, default=2.0,
                         help="locality order: positions decoded in the same step keep at least this (Chebyshev) distance; "
                              "< 1 disables the repulsion")
@@ -212,3 +214,50 @@ def check_device_arg(device: str):
         return resolve_device(device)
     except ValueError as e:
         raise UserError(f"--device: {e}") from None
+
+
+# ---- model and tokenizer files -----------------------------------------------------------------------
+
+
+def _has_saved_config(path: Path) -> bool:
+    """Whether an lpdgen-saved config comes with the weights (a JSON beside them, or safetensors metadata)."""
+    if path.with_suffix(".json").is_file():
+        return True
+    if path.suffix != ".safetensors":
+        return False
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return "lpdgen_config" in (f.metadata() or {})
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise UserError(f"--checkpoint {path}: not a readable safetensors file ({e})") from None
+
+
+def load_model(checkpoint: str | os.PathLike, config: str | None, image_size: int, device):
+    """The LPD network named by ``--checkpoint`` / ``--config`` / ``--image-size``, with the question
+    "which architecture?" answered before any weights are read."""
+    from ..model import LPD, NAMED_CONFIGS
+
+    path = check_input_file(checkpoint, flag="--checkpoint")
+    if config is None and not _has_saved_config(path):
+        raise UserError(f"--checkpoint {path}: no model config with these weights (no {path.with_suffix('.json').name} "
+                        f"beside them); pass --config with one of {', '.join(NAMED_CONFIGS)}")
+    return LPD.from_checkpoint(path, config=config, image_size=image_size, device=device)
+
+
+def load_tokenizer_arg(spec: str, device=None):
+    """The tokenizer named by ``--tokenizer``: "fmnist" (shipped) or a checkpoint file."""
+    from ..tokenizer import load_tokenizer
+
+    if spec != "fmnist":
+        check_input_file(spec, flag="--tokenizer")
+    tokenizer = load_tokenizer(spec)
+    return tokenizer if device is None else tokenizer.to(device)
+
+
+def check_compatible(model, tokenizer) -> None:
+    """The tokenizer must speak the model's vocabulary (it is convolutional: any code grid decodes)."""
+    if tokenizer.config.codebook_size != model.cfg.vocab_size:
+        raise UserError(f"tokenizer codebook has {tokenizer.config.codebook_size} entries "
+                        f"but the model's vocabulary is {model.cfg.vocab_size}")
