@@ -22,6 +22,7 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 _FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
                         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FASHION_MNIST_PAD = 32  # the shipped tokenizer's input side: 28x28 images zero-padded to 32x32 (8x8 codes)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 _IDX_UBYTE = 0x08  # IDX type code of unsigned bytes (the only type Fashion-MNIST uses)
 
@@ -68,6 +69,13 @@ def _find_idx(root: Path, stem: str) -> Path:
     raise FileNotFoundError(f"Fashion-MNIST file {stem}(.gz) not found in {root}")
 
 
+def fashion_mnist_image_file(root: PathLike, split: str) -> Path:
+    """The IDX image file of ``split`` in ``root`` (gzipped or not); identifies the data in cache keys."""
+    if split not in _FASHION_MNIST_FILES:
+        raise ValueError(f"Fashion-MNIST split must be one of {sorted(_FASHION_MNIST_FILES)}, got {split!r}")
+    return _find_idx(Path(root), _FASHION_MNIST_FILES[split][0])
+
+
 def load_fashion_mnist(root: PathLike = FASHION_MNIST_DIR, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """The ``split`` ("train": 60,000 or "test": 10,000) as (uint8 images (N, 28, 28), int64 labels (N,)).
 
@@ -107,7 +115,7 @@ class FashionMNIST(Dataset):
     with 4x downsampling sees 32x32 and yields 8x8 codes.
     """
 
-    def __init__(self, root: PathLike = FASHION_MNIST_DIR, split: str = "train", pad_to: int = 32):
+    def __init__(self, root: PathLike = FASHION_MNIST_DIR, split: str = "train", pad_to: int = FASHION_MNIST_PAD):
         images, self.labels = load_fashion_mnist(root, split)
         h, w = images.shape[1:]
         if pad_to < max(h, w):
@@ -286,7 +294,7 @@ def image_dataset(name: str, root: PathLike | None = None, split: str = "train",
     """An image dataset by name, for the CLIs: ``fmnist`` (``root`` defaults to the Debian path; 32x32
     padded) or ``imagefolder`` (``root`` required; ``split`` is ignored, point ``root`` at e.g. ``train/``)."""
     if name == "fmnist":
-        return FashionMNIST(root or FASHION_MNIST_DIR, split=split, pad_to=32)
+        return FashionMNIST(root or FASHION_MNIST_DIR, split=split, pad_to=FASHION_MNIST_PAD)
     if name == "imagefolder":
         if root is None:
             raise ValueError("the imagefolder dataset needs --data-root")

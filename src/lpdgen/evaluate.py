@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from .data import FASHION_MNIST_DIR, FASHION_MNIST_PAD, FashionMNIST, fashion_mnist_image_file
 from .distributed import barrier
 from .generation import eval_mode
 from .io import atomic_write_json
@@ -56,6 +58,8 @@ log = get_logger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 GRAY_MODES = ("L", "1", "I;16", "I")  # PIL modes read as one grey channel
 PART_RE = re.compile(r"part-(\d{8})-(\d{8})\.npz$")
+# Reference name for the Fashion-MNIST test split as the shipped tokenizer sees it (zero-padded to 32x32).
+FMNIST_REFERENCE = "fmnist"
 
 
 # --- seeds and labels ---------------------------------------------------------------------------------
@@ -262,6 +266,13 @@ class ImageSet:
             else:
                 yield np.stack([_read_image(p, self.shape) for p in self._files[start:start + batch_size]])
 
+    def head(self, n: int) -> ImageSet:
+        """The first ``n`` images (quick reference statistics)."""
+        n = min(int(n), self.num)
+        labels = None if self.labels is None else self.labels[:n]
+        array = None if self._array is None else self._array[:n]
+        return ImageSet(self.path, n, self.shape, labels, _array=array, _files=self._files[:n])
+
     def all(self) -> np.ndarray:
         """Every image in one array (small sets)."""
         return self._array if self._array is not None else np.concatenate(list(self.batches()))
@@ -319,56 +330,123 @@ def image_set_features(images: ImageSet, extractor, progress: bool = True) -> np
     return extractor.features(images.batches(), total=images.num, desc=f"features {images.path.name}", progress=progress)
 
 
+def fashion_mnist_image_set(root: str | os.PathLike | None = None, split: str = "test") -> ImageSet:
+    """A Fashion-MNIST split as uint8 ``(N, 32, 32, 1)``, zero-padded exactly as the tokenizer (and so
+    every generated image) sees it; its path is the IDX image file, which keys the statistics cache."""
+    root = root or FASHION_MNIST_DIR
+    data = FashionMNIST(root, split=split, pad_to=FASHION_MNIST_PAD)
+    images = data.images.numpy()[..., None]  # (N, S, S) -> (N, S, S, 1)
+    return ImageSet(fashion_mnist_image_file(root, split), len(images), tuple(images.shape[1:]), data.labels,
+                    _array=images)
+
+
+def open_reference_images(reference: str | os.PathLike, data_root: str | os.PathLike | None = None) -> ImageSet:
+    """The images of a reference given by name (:data:`FMNIST_REFERENCE`: the Fashion-MNIST test split
+    from ``data_root``) or path (an ``.npz`` with ``arr_0``, or a folder)."""
+    if str(reference) == FMNIST_REFERENCE:
+        return fashion_mnist_image_set(data_root, "test")
+    return read_image_set(reference)
+
+
+def _npz_array_shape(path: Path, key: str) -> tuple[int, ...] | None:
+    """Shape of array ``key`` in an ``.npz`` from its header alone (ADM reference batches are GBs)."""
+    try:
+        with zipfile.ZipFile(path) as z, z.open(f"{key}.npy") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            return tuple(read(f)[0])
+    except KeyError:
+        return None
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not a readable .npz file ({e})") from e
+
+
+def reference_resolution(reference: str | os.PathLike, data_root: str | os.PathLike | None = None) -> tuple[int, int] | None:
+    """(H, W) of a reference's images without reading pixels or features; None when unknown (ADM
+    statistics carry no images)."""
+    if str(reference) == FMNIST_REFERENCE:
+        return FASHION_MNIST_PAD, FASHION_MNIST_PAD
+    path = Path(reference)
+    if path.is_dir():
+        return read_image_set(path).shape[:2]
+    if not path.is_file():
+        raise FileNotFoundError(f"reference not found: {path} (give a statistics .npz, an image .npz or folder, "
+                                f"or '{FMNIST_REFERENCE}')")
+    images = _npz_array_shape(path, "arr_0")
+    if images is not None:
+        return tuple(images[1:3])
+    if _npz_array_shape(path, "image_shape") is not None:
+        with np.load(path) as f:
+            return tuple(int(v) for v in f["image_shape"][:2])
+    return None
+
+
+def check_resolution(samples: ImageSet, reference: str | os.PathLike, data_root: str | os.PathLike | None = None) -> None:
+    """Raise ``ValueError`` when samples and reference images differ in resolution: both would be resized
+    to 299 anyway, but the protocol compares like with like. Cheap: runs before any feature extraction."""
+    ref = reference_resolution(reference, data_root)
+    if ref is not None and tuple(ref) != tuple(samples.shape[:2]):
+        raise ValueError(f"resolution mismatch: samples are {samples.shape[1]}x{samples.shape[0]}, reference "
+                         f"images are {ref[1]}x{ref[0]} (pass allow_resolution_mismatch / "
+                         "--allow-resolution-mismatch to compare anyway)")
+
+
 def reference_statistics(reference: str | os.PathLike, extractor, *, cache_dir: str | os.PathLike | None = None,
-                         need_features: bool = False, progress: bool = True) -> tuple[FIDStatistics, np.ndarray | None, ImageSet | None]:
+                         need_features: bool = False, progress: bool = True,
+                         data_root: str | os.PathLike | None = None) -> tuple[FIDStatistics, np.ndarray | None, ImageSet | None]:
     """Statistics (and features when available) of a reference: an ``.npz`` with ``mu``/``sigma``
     (used as is, e.g. ADM's; when it also holds ``arr_0`` images and ``need_features``, features for
-    precision/recall come from those images), or an image set (``.npz`` or folder) whose statistics
-    and features are computed once and cached under ``cache_dir``.
+    precision/recall come from those images), or an image set (``.npz``, folder, or
+    :data:`FMNIST_REFERENCE` read from ``data_root``) whose statistics and features are computed once
+    and cached under ``cache_dir``.
 
     Returns ``(statistics, features or None, the reference's ImageSet or None)``.
     """
-    reference = Path(reference)
-    if reference.is_file() and reference.suffix == ".npz":
-        with np.load(reference) as f:
+    path = Path(reference)
+    if str(reference) != FMNIST_REFERENCE and path.is_file() and path.suffix == ".npz":
+        with np.load(path) as f:
             has_stats, has_images = "mu" in f.files, "arr_0" in f.files
         if has_stats:
-            stats, features = load_statistics(reference)
+            stats, features = load_statistics(path)
             if need_features and features is None and has_images:
-                _, features, images = _image_set_statistics(reference, extractor, cache_dir, progress)
+                _, features, images = image_set_statistics(read_image_set(path), extractor, cache_dir, progress)
                 return stats, features, images
             return stats, features, None
-    return _image_set_statistics(reference, extractor, cache_dir, progress)
+    return image_set_statistics(open_reference_images(reference, data_root), extractor, cache_dir, progress)
 
 
-def _image_set_statistics(path: Path, extractor, cache_dir: str | os.PathLike | None,
-                          progress: bool) -> tuple[FIDStatistics, np.ndarray, ImageSet]:
-    """Statistics and features of an image set, through the cache."""
-    images = read_image_set(path)
-    cache = statistics_cache_path(cache_dir or default_cache_dir(), path, extractor.sha1)
+def image_set_statistics(images: ImageSet, extractor, cache_dir: str | os.PathLike | None = None,
+                         progress: bool = True) -> tuple[FIDStatistics, np.ndarray, ImageSet]:
+    """Statistics and features of a whole image set, through the cache (keyed by the set's files, its
+    resolution and the feature network)."""
+    cache = statistics_cache_path(cache_dir or default_cache_dir(), images.path, extractor.sha1)
+    cache = cache.with_name(f"{'x'.join(map(str, images.shape))}-{cache.name}")
     if cache.is_file():
         log.info("reference statistics from cache %s", cache)
         stats, features = load_statistics(cache)
         return stats, features, images
     features = image_set_features(images, extractor, progress)
     stats = feature_statistics(features)
-    save_statistics(cache, stats, features)
+    save_statistics(cache, stats, features, image_shape=images.shape)
     return stats, features, images
 
 
 def compute_metrics(samples: str | os.PathLike, reference: str | os.PathLike, extractor, *,
                     cache_dir: str | os.PathLike | None = None, with_precision_recall: bool = True,
-                    classifier=None, allow_resolution_mismatch: bool = False, progress: bool = True) -> dict:
+                    classifier=None, allow_resolution_mismatch: bool = False, progress: bool = True,
+                    data_root: str | os.PathLike | None = None) -> dict:
     """FID (and precision/recall, Inception Score, classifier accuracy where possible) of a sample set.
 
     Args:
         samples: ``.npz`` (``arr_0``, optional ``arr_1`` labels) or image folder.
-        reference: ``.npz`` with ``mu``/``sigma`` (e.g. ADM's ImageNet statistics), or an image set.
+        reference: ``.npz`` with ``mu``/``sigma`` (e.g. ADM's ImageNet statistics), an image set, or
+            :data:`FMNIST_REFERENCE` (the Fashion-MNIST test split in ``data_root``, padded to 32x32).
         extractor: an :class:`lpdgen.inception.InceptionFeatures`.
         classifier: optional :class:`lpdgen.classifier.FMNISTClassifier`; with labels in the samples it
             adds class accuracy, and always its Inception-Score analogue ("classifier IS").
         allow_resolution_mismatch: compare image sets of different resolutions (both are resized to
-            299 anyway, but the protocol compares like with like, so this is an error by default).
+            299 anyway, but the protocol compares like with like, so this is an error by default,
+            raised before any features are extracted).
 
     Returns:
         A dict with ``fid``, ``num_samples``, ``num_reference`` and, where computed, ``precision``,
@@ -376,12 +454,11 @@ def compute_metrics(samples: str | os.PathLike, reference: str | os.PathLike, ex
         ``classifier_is``.
     """
     sample_set = read_image_set(samples)
-    ref_stats, ref_features, ref_images = reference_statistics(
-        reference, extractor, cache_dir=cache_dir, need_features=with_precision_recall, progress=progress)
-    if ref_images is not None and ref_images.shape[:2] != sample_set.shape[:2] and not allow_resolution_mismatch:
-        raise ValueError(f"resolution mismatch: samples are {sample_set.shape[1]}x{sample_set.shape[0]}, reference "
-                         f"images are {ref_images.shape[1]}x{ref_images.shape[0]} (pass allow_resolution_mismatch / "
-                         "--allow-resolution-mismatch to compare anyway)")
+    if not allow_resolution_mismatch:
+        check_resolution(sample_set, reference, data_root)
+    ref_stats, ref_features, _ = reference_statistics(
+        reference, extractor, cache_dir=cache_dir, need_features=with_precision_recall, progress=progress,
+        data_root=data_root)
     features, logits = extractor.extract(sample_set.batches(), total=sample_set.num,
                                          desc=f"features {sample_set.path.name}", progress=progress)
     if features.shape[1] != ref_stats.dim:
@@ -414,7 +491,8 @@ def classifier_metrics(classifier, images: ImageSet) -> dict:
 
 def cfg_search(pipeline, scales: Sequence[float], config: SampleConfig, out_dir: str | os.PathLike,
                reference: str | os.PathLike, extractor, *, batch_size: int = 32, rank: int = 0, world_size: int = 1,
-               cache_dir: str | os.PathLike | None = None, model_id: str = "", progress: bool = True) -> list[dict]:
+               cache_dir: str | os.PathLike | None = None, model_id: str = "", progress: bool = True,
+               data_root: str | os.PathLike | None = None) -> list[dict]:
     """FID for each guidance scale on ``config.num_images`` samples (keep it small: the sweep only
     ranks scales; rerun the best at full size). Samples go to ``out_dir/cfg-<s>.npz`` (resumable).
     Returns one row per scale, ``{"cfg", "fid", ...}``, in the order given; the best has the lowest FID."""
@@ -427,7 +505,7 @@ def cfg_search(pipeline, scales: Sequence[float], config: SampleConfig, out_dir:
         if path is None:
             continue
         metrics = compute_metrics(path, reference, extractor, cache_dir=cache_dir, with_precision_recall=False,
-                                  progress=progress)
+                                  progress=progress, data_root=data_root)
         rows.append({"cfg": float(scale), **metrics})
         log.info("cfg %.3g: FID %.3f", scale, metrics["fid"])
     return rows

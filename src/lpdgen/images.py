@@ -28,12 +28,32 @@ def image_grid(images: np.ndarray, columns: int | None = None, pad: int = 2, bac
     return out
 
 
-def save_png(array: np.ndarray, path: PathLike) -> Path:
-    """Write an (H, W, C) or (H, W) uint8 array as a PNG, atomically."""
+# File suffix -> the format Pillow writes (the suffix decides; PNG bytes under a .jpg name fool viewers).
+IMAGE_FORMATS: dict[str, str] = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+JPEG_QUALITY = 95  # high: these are samples to inspect, and JPEG artefacts look like model artefacts
+
+
+def _to_pil(array: np.ndarray):
     from PIL import Image
 
-    img = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
+    return Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
+
+
+def save_png(array: np.ndarray, path: PathLike) -> Path:
+    """Write an (H, W, C) or (H, W) uint8 array as a PNG, atomically."""
+    img = _to_pil(array)
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def save_image(array: np.ndarray, path: PathLike) -> Path:
+    """Write an (H, W, C) or (H, W) uint8 array atomically in the format its suffix names
+    (:data:`IMAGE_FORMATS`: PNG, JPEG, WebP lossless); ``ValueError`` for any other suffix."""
+    fmt = IMAGE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unsupported image type; use a name ending in {', '.join(IMAGE_FORMATS)}")
+    img = _to_pil(array)
+    options = {"JPEG": {"quality": JPEG_QUALITY}, "WEBP": {"lossless": True}}.get(fmt, {})
+    return atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **options))
 
 
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:

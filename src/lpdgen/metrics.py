@@ -160,12 +160,16 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = PR_NEIGHBOURS,
 
 # --- statistics files --------------------------------------------------------------------------------
 
-def save_statistics(path: str | os.PathLike, stats: FIDStatistics, features: np.ndarray | None = None) -> Path:
+def save_statistics(path: str | os.PathLike, stats: FIDStatistics, features: np.ndarray | None = None,
+                    image_shape: tuple[int, ...] | None = None) -> Path:
     """Write ``mu``, ``sigma`` (float64), ``num`` and optionally ``features`` (float32, for
-    precision/recall) to an ``.npz`` atomically; ADM-compatible (``mu``/``sigma`` keys)."""
+    precision/recall) and ``image_shape`` (H, W, C of the source images, so a resolution mismatch is
+    caught before any features are extracted) to an ``.npz`` atomically; ADM-compatible (``mu``/``sigma``)."""
     arrays = {"mu": stats.mu, "sigma": stats.sigma, "num": np.asarray(stats.num)}
     if features is not None:
         arrays["features"] = np.asarray(features, dtype=np.float32)
+    if image_shape is not None:
+        arrays["image_shape"] = np.asarray(image_shape, dtype=np.int64)
     return save_npz(path, **arrays)
 
 

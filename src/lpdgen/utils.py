@@ -28,11 +28,34 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/"auto" -> :func:`default_device`; anything else -> ``torch.device``."""
+    """``None``/"auto" -> :func:`default_device`; anything else -> ``torch.device``, checked to exist.
+
+    Raises ``ValueError`` for an unknown name (e.g. "gpu") and for a backend this PyTorch build or
+    machine lacks (e.g. "cuda" on a CPU-only build), instead of failing later at the first tensor move.
+    """
     if device is None or device == "auto":
         return default_device()
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use {DEVICE_NAMES}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this PyTorch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"device {device!r} is not available: {why} (torch {torch.__version__}); "
+                             "use cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} is not available: {torch.cuda.device_count()} CUDA device(s) visible")
+    elif dev.type == "mps":
+        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
+            raise ValueError(f"device {device!r} is not available on this machine; use cpu or auto")
+    elif dev.type not in ("cpu", "meta"):
+        raise ValueError(f"unsupported device {device!r}; use {DEVICE_NAMES}")
+    return dev
 
 
 def make_generator(seed: int | None, device: str | torch.device = "cpu") -> torch.Generator | None:

@@ -1,0 +1,263 @@
+"""Pieces every `lpdgen` command shares: the user-error type, output-path checks that run before any
+work, the one definition of the sampling flags, and a help formatter.
+
+Why here: a user mistake must be one line and exit code 2 *before* minutes of generation or feature
+extraction, whichever command made it. Defining the checks and the flags once keeps `sample`,
+`eval sample` and `eval cfg-search` from drifting apart (help texts, choices, limits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..utils import get_logger
+
+log = get_logger(__name__)
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad flag, unusable path). The CLI prints it as one line, exit code 2."""
+
+
+# What the CLI reports as one line (exit 2) instead of a traceback. ValueError / FileNotFoundError are
+# the library's convention for bad input (the math modules never import this module).
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, ValueError, FileNotFoundError)
+
+# Called with the parsed arguments when Ctrl-C stops a command: says what was kept and how to resume.
+InterruptHint = Callable[[argparse.Namespace], str]
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" once: not when the help text already speaks of the default, and not for
+    defaults that say nothing (None, False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        quiet = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "default" in text.lower() or quiet or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (multi-line messages, e.g. key lists, joined with '; ')."""
+    text = str(error).strip() or type(error).__name__
+    if isinstance(error, OSError) and error.strerror and error.filename:  # "[Errno 2] ..." -> plain words
+        text = f"{error.strerror}: {error.filename}"
+    parts = [line.strip() for line in text.splitlines() if line.strip()]
+    return "; ".join(parts)
+
+
+def _probe_writable(directory: Path) -> bool:
+    """Whether a file can be created in ``directory`` (tried for real: ``os.access`` says yes to root on
+    read-only mounts and pseudo file systems such as /proc)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".lpdgen-probe.", dir=directory)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(tmp)
+    return True
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_creatable_dir(directory: Path, flag: str, what: str) -> None:
+    """The folder ``directory`` exists and is writable, or can be created."""
+    base = _nearest_existing(directory)
+    if not base.is_dir():
+        raise UserError(f"{flag} {what}: {base} is a file, not a folder; choose another path")
+    if not _probe_writable(base):
+        raise UserError(f"{flag} {what}: cannot write in {base} (read-only or not a real folder); choose another path")
+
+
+def check_output_file(path: str | os.PathLike, allowed_suffixes: Iterable[str], *, flag: str = "--out") -> Path:
+    """Check before any work that ``path`` can be written as a file with one of ``allowed_suffixes``
+    (e.g. ``(".png", ".jpg")``, compared case-insensitively). Raises :class:`UserError` naming ``flag``."""
+    path = Path(path)
+    allowed = tuple(s.lower() for s in allowed_suffixes)
+    if str(path).endswith(os.sep) or path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name ending in {' or '.join(allowed)}")
+    if path.suffix.lower() not in allowed:
+        raise UserError(f"{flag} {path}: unsupported file type {path.suffix or '(none)'!r}; "
+                        f"use a name ending in {' or '.join(allowed)}")
+    if path.exists() and not path.is_file():
+        raise UserError(f"{flag} {path} exists and is not a regular file; choose another path")
+    _check_creatable_dir(path.parent, flag, str(path))
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, *, flag: str = "--out-dir") -> Path:
+    """Check before any work that ``path`` is (or can become) a writable folder. Raises :class:`UserError`."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder; choose a folder (it is created if missing)")
+    _check_creatable_dir(path, flag, str(path))
+    return path
+
+
+def check_input_file(path: str | os.PathLike, *, flag: str) -> Path:
+    """An existing regular file, else :class:`UserError` naming ``flag``."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file")
+    if not path.is_file():
+        raise UserError(f"{flag} {path}: file not found")
+    return path
+
+
+# ---- sampling flags -----------------------------------------------------------------------------------
+
+
+def add_sampling_args(
+    parser: argparse.ArgumentParser,
+    *,
+    steps: int | None = 20,
+    cfg: float | None = 1.0,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> None:
+    """Add the sampling flags, one definition for every command that samples.
+
+    ``steps`` / ``cfg`` are the defaults; None means "the model's own default" (the caller resolves it).
+    Choices come from the library (:data:`lpdgen.orders.ORDER_TYPES`, :data:`lpdgen.sampling.CFG_SCHEDULES`).
+    Validate with :func:`check_sampling_args` before loading anything.
+    """
+    from ..orders import ORDER_TYPES
+    from ..sampling import CFG_SCHEDULES
+
+    model_default = " (default: the model's own)"
+    parser.add_argument("--steps", type=int, default=steps, metavar="K",
+                        help="decoding steps = forward passes; fewer is faster, each then places more tokens"
+                             + (model_default if steps is None else ""))
+    parser.add_argument("--cfg", type=float, default=cfg, metavar="S",
+                        help="classifier-free guidance scale: 1 = none, larger = closer to the class, less varied; "
+                             "0 <= S < 1 pushes away from the class (allowed, warned)"
+                             + (model_default if cfg is None else ""))
+    parser.add_argument("--cfg-schedule", default=CFG_SCHEDULES[0], choices=CFG_SCHEDULES,
+                        help="how guidance grows over the order: linear (weak early, full at the end) or constant")
+    parser.add_argument("--temperature", type=float, default=1.0, metavar="T",
+                        help="softmax temperature: < 1 sharper, > 1 more varied, 0 = always the most likely code")
+    parser.add_argument("--top-k", type=int, default=0, metavar="N",
+                        help="sample among the N most likely codes only (0 = no limit, 1 = greedy)")
+    parser.add_argument("--top-p", type=float, default=1.0, metavar="P",
+                        help="sample within the smallest set of codes whose probability reaches P (1 = no limit)")
+    parser.add_argument("--order", default=ORDER_TYPES[0], choices=ORDER_TYPES,
+                        help="generation order of the token positions (locality = the locality-aware order)")
+    parser.add_argument("--tau", type=float, default=1.0,
+                        help="locality order: a free position counts as next to the decoded ones when its proximity "
+                             "(sum of 1/distance to decoded neighbours) is at least this")
+    parser.add_argument("--rho", type=float, default=2.0,
+                        help="locality order: positions decoded in the same step keep at least this (Chebyshev) distance; "
+                             "< 1 disables the repulsion")
+    parser.add_argument("--seed", type=int, default=seed,
+                        help="base seed; image i gets its own seed from (seed, i), whatever the batch size")
+    parser.add_argument("--batch-size", type=int, default=batch_size, metavar="B",
+                        help="images generated per forward pass (memory, not results, depends on it)")
+    add_device_arg(parser)
+
+
+def add_device_arg(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    """``--device``: auto (CUDA, then Apple MPS, else CPU), cpu, cuda, cuda:N or mps."""
+    parser.add_argument("--device", default=default,
+                        help="auto (CUDA if available, then Apple MPS, else CPU), cpu, cuda, cuda:N or mps")
+
+
+def _finite(name: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise UserError(f"{name} must be a finite number, got {value}")
+
+
+def check_sampling_args(args: argparse.Namespace) -> None:
+    """Refuse impossible sampling flags with one line each, before anything is loaded; warn when the
+    guidance scale is below 1 (legal, but it steers away from the requested class)."""
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be >= 1, got {args.steps}")
+    if args.cfg is not None:
+        _finite("--cfg", args.cfg)
+        if args.cfg < 0:
+            raise UserError(f"--cfg must be >= 0 (1 = no guidance), got {args.cfg}")
+        if args.cfg < 1:
+            log.warning("--cfg %g < 1 steers images away from their class; 1 disables guidance, "
+                        "published models use 1.5-4", args.cfg)
+    _finite("--temperature", args.temperature)
+    if args.temperature < 0:
+        raise UserError(f"--temperature must be >= 0 (0 = greedy), got {args.temperature}")
+    if args.top_k < 0:
+        raise UserError(f"--top-k must be >= 0 (0 = no limit), got {args.top_k}")
+    if not 0.0 < args.top_p <= 1.0:  # also refuses nan
+        raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
+    for flag, value in (("--tau", args.tau), ("--rho", args.rho)):
+        _finite(flag, value)
+        if value < 0:
+            raise UserError(f"{flag} must be >= 0, got {value}")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_device_arg(args.device)
+
+
+def check_device_arg(device: str):
+    """The ``--device`` value as a torch.device, or :class:`UserError` saying what is available."""
+    from ..utils import resolve_device
+
+    try:
+        return resolve_device(device)
+    except ValueError as e:
+        raise UserError(f"--device: {e}") from None
+
+
+# ---- model and tokenizer files -----------------------------------------------------------------------
+
+
+def _has_saved_config(path: Path) -> bool:
+    """Whether an lpdgen-saved config comes with the weights (a JSON beside them, or safetensors metadata)."""
+    if path.with_suffix(".json").is_file():
+        return True
+    if path.suffix != ".safetensors":
+        return False
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return "lpdgen_config" in (f.metadata() or {})
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise UserError(f"--checkpoint {path}: not a readable safetensors file ({e})") from None
+
+
+def load_model(checkpoint: str | os.PathLike, config: str | None, image_size: int, device):
+    """The LPD network named by ``--checkpoint`` / ``--config`` / ``--image-size``, with the question
+    "which architecture?" answered before any weights are read."""
+    from ..model import LPD, NAMED_CONFIGS
+
+    path = check_input_file(checkpoint, flag="--checkpoint")
+    if config is None and not _has_saved_config(path):
+        raise UserError(f"--checkpoint {path}: no model config with these weights (no {path.with_suffix('.json').name} "
+                        f"beside them); pass --config with one of {', '.join(NAMED_CONFIGS)}")
+    return LPD.from_checkpoint(path, config=config, image_size=image_size, device=device)
+
+
+def load_tokenizer_arg(spec: str, device=None):
+    """The tokenizer named by ``--tokenizer``: "fmnist" (shipped) or a checkpoint file."""
+    from ..tokenizer import load_tokenizer
+
+    if spec != "fmnist":
+        check_input_file(spec, flag="--tokenizer")
+    tokenizer = load_tokenizer(spec)
+    return tokenizer if device is None else tokenizer.to(device)
+
+
+def check_compatible(model, tokenizer) -> None:
+    """The tokenizer must speak the model's vocabulary (it is convolutional: any code grid decodes)."""
+    if tokenizer.config.codebook_size != model.cfg.vocab_size:
+        raise UserError(f"tokenizer codebook has {tokenizer.config.codebook_size} entries "
+                        f"but the model's vocabulary is {model.cfg.vocab_size}")
