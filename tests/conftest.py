@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny LPD configs and paths to the published-fact files in ../shared."""
+"""Shared fixtures: deterministic torch, tiny random schedules/orders, and the published-fact files in tests/data."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"  # state-dict names and shapes of the published checkpoints
 
 
 @pytest.fixture(autouse=True)
@@ -22,10 +22,8 @@ def _deterministic_torch():
 
 
 @pytest.fixture
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"../shared/data not found beside the repository (looked in {SHARED_DATA})")
-    return SHARED_DATA
+def published_data() -> Path:
+    return DATA
 
 
 def random_schedule(n: int, gen: torch.Generator) -> list[int]:

@@ -37,8 +37,8 @@ def test_counting_formula_matches_built_models_of_other_shapes():
 
 
 @pytest.mark.parametrize("name,image_size", [(n, s) for n in NAMED_CONFIGS for s in (256, 512)])
-def test_state_dict_layout_equals_the_published_checkpoint(shared_data, name, image_size):
-    published = json.loads((shared_data / "lpd_l_256_state_dict_shapes.json").read_text())["state_dict"]
+def test_state_dict_layout_equals_the_published_checkpoint(published_data, name, image_size):
+    published = json.loads((published_data / "lpd_l_256_state_dict_shapes.json").read_text())["state_dict"]
     cfg = LPDConfig.named(name, image_size=image_size)
     d, depth = cfg.width, cfg.depth
     # The facts file is LPD-L at 256px; XL/XXL differ only in width and depth, 512px only in pos_embed.

@@ -17,7 +17,7 @@ from lpdgen.tokenizer import (AttnBlock, VectorQuantizer, VQConfig, VQTokenizer,
 from lpdgen.train_tokenizer import (TokenizerTrainConfig, batch_indices, evaluate_tokenizer, restart_dead_codes,
                                     train_tokenizer)
 
-SHAPES = Path(__file__).parents[2] / "shared" / "data" / "llamagen_vq16_state_dict_shapes.json"
+SHAPES = Path(__file__).parent / "data" / "llamagen_vq16_state_dict_shapes.json"
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 

@@ -30,7 +30,7 @@ import torch
 from .classes import class_ids, default_class_names
 from .generation import eval_mode
 from .io import PathLike, atomic_write_json
-from .model import LPD
+from .model import LPD, LPDConfig
 from .orders import ORDER_TYPES, build_orders, group_sizes
 from . import rng
 from .sampling import CFG_SCHEDULES
@@ -134,7 +134,7 @@ class LPDPipeline:
                  class_names: Sequence[str] | None = None, tau: float | None = None, rho: float | None = None):
         self.model = model
         self.tokenizer = tokenizer
-        sampling = sampling or SamplingConfig()
+        sampling = sampling or SamplingConfig(num_inference_steps=min(20, model.cfg.num_tokens))
         overrides = {k: v for k, v in (("tau", tau), ("rho", rho)) if v is not None}
         self.sampling = dataclasses.replace(sampling, **overrides) if overrides else sampling
         if self.sampling.num_inference_steps > model.cfg.num_tokens:
@@ -242,8 +242,8 @@ class LPDPipeline:
         path: PathLike | None = None,
         *,
         checkpoint: PathLike | None = None,
-        config: str | None = None,
-        tokenizer: PathLike | None = None,
+        config: str | LPDConfig | None = None,
+        tokenizer: PathLike | torch.nn.Module | None = None,
         image_size: int = 256,
         device: torch.device | str = "cpu",
         dtype: torch.dtype | None = None,
@@ -254,7 +254,8 @@ class LPDPipeline:
         - ``path``: a folder written by :meth:`save_pretrained`, or a Hugging Face repo id such as
           ``"mit-han-lab/lpd_l_256"`` (needs ``pip install huggingface_hub`` and a network);
         - ``checkpoint=`` (+ ``config=`` for published files, which carry no config) and ``tokenizer=``:
-          a published pair such as ``lpd_l_256.pth`` + ``vq_ds16_c2i.pt``, or lpdgen's own files.
+          a published pair such as ``lpd_l_256.pth`` + ``vq_ds16_c2i.pt``, or lpdgen's own files
+          (``config`` may also be an :class:`LPDConfig`, ``tokenizer`` a loaded tokenizer or ``"fmnist"``).
 
         ``dtype``: weights dtype (default float32; the embedded model is stored in float16).
         """
@@ -302,9 +303,9 @@ class LPDPipeline:
                    class_names=meta.get("class_names"))
 
     @classmethod
-    def _from_files(cls, checkpoint: PathLike, config: str | None, tokenizer: PathLike | None, image_size: int) -> LPDPipeline:
+    def _from_files(cls, checkpoint: PathLike, config: str | LPDConfig | None, tokenizer, image_size: int) -> LPDPipeline:
         model = LPD.from_checkpoint(checkpoint, config=config, image_size=image_size)
-        tok = load_tokenizer(str(tokenizer)) if tokenizer is not None else None
+        tok = load_tokenizer(str(tokenizer)) if isinstance(tokenizer, (str, Path)) else tokenizer
         if tok is not None:
             check_compatible(model, tok)
         published = PUBLISHED_SAMPLING.get((config, image_size)) if isinstance(config, str) else None

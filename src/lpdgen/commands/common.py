@@ -126,10 +126,13 @@ def add_sampling_args(
     cfg: float | None = 1.0,
     batch_size: int = 32,
     seed: int = 0,
+    model_defaults: bool = False,
 ) -> None:
     """Add the sampling flags, one definition for every command that samples.
 
     ``steps`` / ``cfg`` are the defaults; None means "the model's own default" (the caller resolves it).
+    ``model_defaults``: every sampling setting (also order, schedule, temperature, top-k/p, tau, rho)
+    defaults to None, i.e. to the model's own (:class:`lpdgen.pipeline.SamplingConfig` of the model).
     Choices come from the library (:data:`lpdgen.orders.ORDER_TYPES`, :data:`lpdgen.sampling.CFG_SCHEDULES`).
     Validate with :func:`check_sampling_args` before loading anything.
     """
@@ -137,6 +140,13 @@ def add_sampling_args(
     from ..sampling import CFG_SCHEDULES
 
     model_default = " (default: the model's own)"
+    if model_defaults:
+        steps = cfg = None
+
+    def default(value):
+        return None if model_defaults else value
+    own = model_default if model_defaults else ""
+
     parser.add_argument("--steps", type=int, default=steps, metavar="K",
                         help="decoding steps = forward passes; fewer is faster, each then places more tokens"
                              + (model_default if steps is None else ""))
@@ -144,22 +154,22 @@ def add_sampling_args(
                         help="classifier-free guidance scale: 1 = none, larger = closer to the class, less varied; "
                              "0 <= S < 1 pushes away from the class (allowed, warned)"
                              + (model_default if cfg is None else ""))
-    parser.add_argument("--cfg-schedule", default=CFG_SCHEDULES[0], choices=CFG_SCHEDULES,
-                        help="how guidance grows over the order: linear (weak early, full at the end) or constant")
-    parser.add_argument("--temperature", type=float, default=1.0, metavar="T",
-                        help="softmax temperature: < 1 sharper, > 1 more varied, 0 = always the most likely code")
-    parser.add_argument("--top-k", type=int, default=0, metavar="N",
-                        help="sample among the N most likely codes only (0 = no limit, 1 = greedy)")
-    parser.add_argument("--top-p", type=float, default=1.0, metavar="P",
-                        help="sample within the smallest set of codes whose probability reaches P (1 = no limit)")
-    parser.add_argument("--order", default=ORDER_TYPES[0], choices=ORDER_TYPES,
-                        help="generation order of the token positions (locality = the locality-aware order)")
-    parser.add_argument("--tau", type=float, default=1.0,
+    parser.add_argument("--cfg-schedule", default=default(CFG_SCHEDULES[0]), choices=CFG_SCHEDULES,
+                        help="how guidance grows over the order: linear (weak early, full at the end) or constant" + own)
+    parser.add_argument("--temperature", type=float, default=default(1.0), metavar="T",
+                        help="softmax temperature: < 1 sharper, > 1 more varied, 0 = always the most likely code" + own)
+    parser.add_argument("--top-k", type=int, default=default(0), metavar="N",
+                        help="sample among the N most likely codes only (0 = no limit, 1 = greedy)" + own)
+    parser.add_argument("--top-p", type=float, default=default(1.0), metavar="P",
+                        help="sample within the smallest set of codes whose probability reaches P (1 = no limit)" + own)
+    parser.add_argument("--order", default=default(ORDER_TYPES[0]), choices=ORDER_TYPES,
+                        help="generation order of the token positions (locality = the locality-aware order)" + own)
+    parser.add_argument("--tau", type=float, default=default(1.0),
                         help="locality order: a free position counts as next to the decoded ones when its proximity "
-                             "(sum of 1/distance to decoded neighbours) is at least this")
-    parser.add_argument("--rho", type=float, default=2.0,
+                             "(sum of 1/distance to decoded neighbours) is at least this" + own)
+    parser.add_argument("--rho", type=float, default=default(2.0),
                         help="locality order: positions decoded in the same step keep at least this (Chebyshev) distance; "
-                             "< 1 disables the repulsion")
+                             "< 1 disables the repulsion" + own)
     parser.add_argument("--seed", type=int, default=seed,
                         help="base seed; image i gets its own seed from (seed, i), whatever the batch size")
     parser.add_argument("--batch-size", type=int, default=batch_size, metavar="B",
@@ -190,14 +200,17 @@ def check_sampling_args(args: argparse.Namespace) -> None:
         if args.cfg < 1:
             log.warning("--cfg %g < 1 steers images away from their class; 1 disables guidance, "
                         "published models use 1.5-4", args.cfg)
-    _finite("--temperature", args.temperature)
-    if args.temperature < 0:
+    if args.temperature is not None:
+        _finite("--temperature", args.temperature)
+    if args.temperature is not None and args.temperature < 0:
         raise UserError(f"--temperature must be >= 0 (0 = greedy), got {args.temperature}")
-    if args.top_k < 0:
+    if args.top_k is not None and args.top_k < 0:
         raise UserError(f"--top-k must be >= 0 (0 = no limit), got {args.top_k}")
-    if not 0.0 < args.top_p <= 1.0:  # also refuses nan
+    if args.top_p is not None and not 0.0 < args.top_p <= 1.0:  # also refuses nan
         raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
     for flag, value in (("--tau", args.tau), ("--rho", args.rho)):
+        if value is None:
+            continue
         _finite(flag, value)
         if value < 0:
             raise UserError(f"{flag} must be >= 0, got {value}")
@@ -261,3 +274,59 @@ def check_compatible(model, tokenizer) -> None:
     if tokenizer.config.codebook_size != model.cfg.vocab_size:
         raise UserError(f"tokenizer codebook has {tokenizer.config.codebook_size} entries "
                         f"but the model's vocabulary is {model.cfg.vocab_size}")
+
+
+# ---- which model: the embedded default, a pretrained folder / repo, or a checkpoint pair ----------------
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """``--model`` or ``--checkpoint/--config/--tokenizer`` (default: the embedded Fashion-MNIST model), ``--dtype``."""
+    parser.add_argument("--model", default=None, metavar="DIR|REPO",
+                        help="a folder written by LPDPipeline.save_pretrained, or a Hugging Face repo id such as "
+                             "mit-han-lab/lpd_l_256 (needs huggingface_hub and a network); default: the embedded "
+                             "Fashion-MNIST model")
+    parser.add_argument("--checkpoint", default=None,
+                        help="LPD weights instead of --model: .safetensors saved by lpdgen, or a published .pth")
+    parser.add_argument("--config", default=None,
+                        help="with --checkpoint: config name for weights saved without one (lpd-l, lpd-xl, lpd-xxl)")
+    parser.add_argument("--image-size", type=int, default=256, help="with --config: 256 or 512")
+    parser.add_argument("--tokenizer", default=None,
+                        help="with --checkpoint: 'fmnist' (the shipped tokenizer) or a VQ checkpoint such as vq_ds16_c2i.pt")
+    parser.add_argument("--dtype", default="float32", choices=DTYPES,
+                        help="weights dtype (bfloat16/float16 are for GPUs; on CPUs float32 is fastest)")
+
+
+def load_pipeline(args: argparse.Namespace):
+    """The pipeline the model flags name, on ``--device`` in ``--dtype``, with ``--tau``/``--rho`` applied."""
+    import dataclasses
+
+    import torch
+
+    from ..pipeline import LPDPipeline
+
+    device = check_device_arg(args.device)
+    if args.model is not None and args.checkpoint is not None:
+        raise UserError("pass either --model or --checkpoint, not both")
+    if args.checkpoint is None and (args.config is not None or args.tokenizer is not None):
+        raise UserError("--config and --tokenizer go with --checkpoint")
+    if args.checkpoint is not None:
+        path = check_input_file(args.checkpoint, flag="--checkpoint")
+        if args.config is None and not _has_saved_config(path):
+            from ..model import NAMED_CONFIGS
+
+            raise UserError(f"--checkpoint {path}: no model config with these weights (no "
+                            f"{path.with_suffix('.json').name} beside them); pass --config with one of "
+                            f"{', '.join(NAMED_CONFIGS)}")
+        if args.tokenizer is None:
+            raise UserError("--checkpoint needs --tokenizer ('fmnist' or a VQ checkpoint file) to turn codes into images")
+        if args.tokenizer != "fmnist":
+            check_input_file(args.tokenizer, flag="--tokenizer")
+    pipe = LPDPipeline.from_pretrained(args.model, checkpoint=args.checkpoint, config=args.config,
+                                       tokenizer=args.tokenizer, image_size=args.image_size, device=device,
+                                       dtype=getattr(torch, args.dtype))
+    overrides = {k: getattr(args, k) for k in ("tau", "rho") if getattr(args, k, None) is not None}
+    if overrides:
+        pipe.sampling = dataclasses.replace(pipe.sampling, **overrides)
+    return pipe

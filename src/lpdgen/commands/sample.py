@@ -1,85 +1,108 @@
-"""`lpdgen sample`: class-conditional images from an LPD checkpoint, as a PNG grid and/or a folder."""
+"""`lpdgen sample`: class-conditional images as a labelled grid (one row per class), optionally a folder
+of PNGs and a GIF of the decoding. With no arguments it uses the embedded Fashion-MNIST model."""
 
 from __future__ import annotations
 
 import argparse
-import math
-from pathlib import Path
-
-import torch
-from tqdm.auto import tqdm
+import time
 
 from ..utils import get_logger
+from .common import (
+    add_model_args,
+    add_sampling_args,
+    check_output_dir,
+    check_output_file,
+    check_sampling_args,
+    load_pipeline,
+)
 
 log = get_logger(__name__)
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+GIF_ROWS = 10  # the animation shows the first image of at most this many rows
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sample", help="generate class-conditional images with an LPD model",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="LPD weights: .safetensors saved by lpdgen, or a published .pth")
-    p.add_argument("--config", default=None, help="config name for checkpoints without a JSON config (e.g. lpd-l)")
-    p.add_argument("--image-size", type=int, default=256, help="with --config: 256 or 512")
-    p.add_argument("--tokenizer", default="fmnist",
-                   help="'fmnist' (the shipped Fashion-MNIST tokenizer) or a VQ checkpoint such as vq_ds16_c2i.pt")
-    p.add_argument("--classes", type=int, nargs="*", default=None, help="class ids (default: every class once)")
-    p.add_argument("--per-class", type=int, default=1, help="images per listed class")
-    p.add_argument("--steps", type=int, default=20, help="decoding steps (forward passes)")
-    p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale")
-    p.add_argument("--cfg-schedule", default="linear", choices=("linear", "constant"))
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--order", default="locality", choices=("locality", "raster", "random", "halton"))
-    p.add_argument("--rho", type=float, default=2.0, help="repulsion threshold of the locality-aware order")
-    p.add_argument("--seed", type=int, default=0, help="image i uses seed + i, whatever the batch size")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", default="samples.png", help="PNG grid of all images ('' to skip)")
-    p.add_argument("--out-dir", default=None, help="also write one PNG per image here")
+    p = sub.add_parser("sample", help="generate class-conditional images (default: the embedded Fashion-MNIST model)",
+                       description="Generate a grid of images, one row per class. With no arguments: every class of "
+                                   "the embedded Fashion-MNIST model, at its own steps and guidance.")
+    p.add_argument("--class", "--classes", dest="classes", nargs="+", default=None, metavar="C",
+                   help="class ids or names, e.g. 'sneaker' 'ankle boot' or 207 (default: every class of the model, "
+                        "the first 10 of a 1000-class model)")
+    p.add_argument("--num", type=int, default=8, metavar="N", help="images per class (one grid row each)")
+    add_model_args(p)
+    add_sampling_args(p, model_defaults=True, batch_size=64)
+    p.add_argument("--out", default="samples.png", help="the grid: .png, .jpg or .webp ('' to skip)")
+    p.add_argument("--out-dir", default=None, help="also write one PNG per image into this folder")
+    p.add_argument("--gif", default=None, metavar="FILE.gif",
+                   help="also write an animation of the decoding: per step, the image from the tokens known so far "
+                        "beside the cells chosen at that step (first image of each row)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..images import image_grid, save_png
-    from ..model import LPD
-    from ..pipeline import LPDPipeline
-    from ..tokenizer import load_tokenizer
-    from ..utils import resolve_device
-
-    device = resolve_device(args.device)
-    model = LPD.from_checkpoint(args.checkpoint, config=args.config, image_size=args.image_size, device=device)
-    tokenizer = load_tokenizer(args.tokenizer).to(device)
-    check_compatible(model, tokenizer)
-    classes = args.classes if args.classes else list(range(model.cfg.num_classes))
-    labels = [c for c in classes for _ in range(args.per_class)]
-    if args.batch_size < 1 or args.per_class < 1:
-        raise ValueError("--batch-size and --per-class must be >= 1")
-    pipe = LPDPipeline(model, tokenizer, rho=args.rho)
-    images = []
-    for start in tqdm(range(0, len(labels), args.batch_size), desc="sampling", unit="batch"):
-        chunk = labels[start:start + args.batch_size]
-        out = pipe(chunk, num_inference_steps=args.steps, guidance_scale=args.cfg, cfg_schedule=args.cfg_schedule,
-                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, order=args.order,
-                   seeds=[args.seed + start + i for i in range(len(chunk))], output_type="np")
-        images.append(out.images)
     import numpy as np
 
-    arr = np.concatenate(images)
+    from ..animation import decoding_frames, save_gif
+    from ..classes import short_name
+    from ..images import labelled_grid, save_image, save_png
+    from ..rng import image_seeds
+
+    check_sampling_args(args)
+    if args.num < 1:
+        raise ValueError(f"--num must be >= 1, got {args.num}")
+    if args.out:
+        check_output_file(args.out, IMAGE_SUFFIXES, flag="--out")
     if args.out_dir:
+        check_output_dir(args.out_dir)
+    if args.gif:
+        check_output_file(args.gif, (".gif",), flag="--gif")
+    pipe = load_pipeline(args)
+    classes = pipe.class_ids(args.classes) if args.classes else list(range(min(pipe.model.cfg.num_classes, 10)))
+    labels = [c for c in classes for _ in range(args.num)]
+    sampling = dict(num_inference_steps=args.steps, guidance_scale=args.cfg, cfg_schedule=args.cfg_schedule,
+                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, order=args.order)
+    steps = args.steps or pipe.sampling.num_inference_steps
+    pipe(labels[:1], **sampling, seeds=[0], output_type="codes")  # validates everything on one image, and warms up
+
+    from tqdm.auto import tqdm
+
+    images, codes, orders = [], [], []
+    t0 = time.perf_counter()
+    for start in tqdm(range(0, len(labels), args.batch_size), desc="sampling", unit="batch"):
+        chunk = labels[start:start + args.batch_size]
+        out = pipe(chunk, **sampling, seeds=image_seeds(args.seed, range(start, start + len(chunk))), output_type="np")
+        images.append(out.images)
+        codes.append(out.codes)
+        orders.append(out.orders)
+    seconds = time.perf_counter() - t0
+    arr = np.concatenate(images)
+    names = [short_name(pipe.class_names[c]) if pipe.class_names else f"class {c}" for c in classes]
+    guidance = pipe.sampling.guidance_scale if args.cfg is None else args.cfg
+    print(f"{len(arr)} images in {seconds:.2f} s ({1e3 * seconds / len(arr):.1f} ms per image), "
+          f"{steps} steps ({steps} forward passes for {pipe.model.cfg.num_tokens} tokens), guidance {guidance:g}, "
+          f"order {args.order or pipe.sampling.order}, device {pipe.device}")
+    if args.out_dir:
+        from pathlib import Path
+
         folder = Path(args.out_dir)
         for i, (im, label) in enumerate(zip(arr, labels)):
             save_png(im, folder / f"{i:06d}_class{label}.png")
-        log.info("wrote %d images to %s", len(arr), folder)
+        print(f"wrote {len(arr)} images to {folder}")
     if args.out:
-        columns = args.per_class if args.per_class > 1 else max(1, math.ceil(math.sqrt(len(arr))))
-        save_png(image_grid(arr, columns=columns), args.out)
-        log.info("wrote a grid of %d images to %s", len(arr), args.out)
+        scale = max(1, 64 // arr.shape[1])  # small images (32 px) are shown twice as large
+        title = f"{steps} steps, guidance {guidance:g}, seed {args.seed}"
+        save_image(labelled_grid(arr, names, columns=args.num, scale=scale, title=title), args.out)
+        print(f"wrote {args.out}")
+    if args.gif:
+        import torch
+
+        first = list(range(0, len(labels), args.num))[:GIF_ROWS]
+        all_codes, all_orders = torch.cat(codes), torch.cat(orders)
+        frames = decoding_frames(all_codes[first], all_orders[first], out.group_sizes,
+                                 lambda c: pipe.decode(c, "np"), scale=max(2, 128 // arr.shape[1]),
+                                 captions=names[:GIF_ROWS])
+        save_gif(frames, args.gif)
+        print(f"wrote {args.gif} ({len(frames)} frames)")
     return 0
 
-
-def check_compatible(model: torch.nn.Module, tokenizer: torch.nn.Module) -> None:
-    """The tokenizer must speak the model's vocabulary (it is convolutional: any code grid decodes)."""
-    if tokenizer.config.codebook_size != model.cfg.vocab_size:
-        raise ValueError(f"tokenizer codebook has {tokenizer.config.codebook_size} entries "
-                         f"but the model's vocabulary is {model.cfg.vocab_size}")
