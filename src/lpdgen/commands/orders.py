@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         path = save_orders(orders, args.out)
         log.info("wrote %d %s orders (%dx%d grid, %d steps) to %s", len(orders), args.kind, h, w, len(sizes), path)
     if args.draw is not None:
-        from ..orders_draw import draw_order, save_order_picture
+        from ..orders.draw import draw_order, save_order_picture
 
         title = f"{args.kind} order, {h}x{w} grid, {len(sizes)} steps"
         if args.kind == "locality":
