@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from lpdgen.data import FashionMNIST
-from lpdgen.tokenizer import (AttnBlock, VectorQuantizer, VQConfig, VQTokenizer, codebook_stats, float_to_uint8,
-                              load_tokenizer, psnr, uint8_to_float)
+from lpdgen.images import float_to_uint8, uint8_to_float
+from lpdgen.tokenizer import AttnBlock, VectorQuantizer, VQConfig, VQTokenizer, codebook_stats, load_tokenizer, psnr
 from lpdgen.train_tokenizer import (TokenizerTrainConfig, batch_indices, evaluate_tokenizer, restart_dead_codes,
                                     train_tokenizer)
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .images import uint8_to_float
 from .io import (
     atomic_write_json,
     check_state_dict,
@@ -103,8 +104,6 @@ class FMNISTClassifier(nn.Module):
 
 def to_classifier_input(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Either input convention -> float ``(B, 1, 28, 28)`` in ``[-1, 1]``."""
-    from .tokenizer import uint8_to_float
-
     if isinstance(images, np.ndarray) and not images.flags.writeable:
         images = images.copy()  # torch warns on read-only arrays (np.load, npz slices)
     x = torch.as_tensor(images)

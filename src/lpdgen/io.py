@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 PathLike = str | os.PathLike
@@ -58,6 +59,16 @@ def atomic_write_json(obj: Any, path: PathLike) -> Path:
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True)
             f.write("\n")
+
+    return atomic_write(path, write)
+
+
+def save_npz(path: PathLike, **arrays: np.ndarray) -> Path:
+    """``np.savez`` (uncompressed) through :func:`atomic_write`."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a bare name
+            np.savez(f, **arrays)
 
     return atomic_write(path, write)
 

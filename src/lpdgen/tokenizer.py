@@ -17,12 +17,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .images import float_to_uint8, uint8_to_float
 from .io import PathLike, atomic_write_json, check_state_dict, load_state_dict_file, save_safetensors
 
 GROUPNORM_EPS = 1e-6  # LlamaGen's GroupNorm epsilon (taming-transformers heritage)
@@ -449,24 +451,6 @@ class VQTokenizer(nn.Module):
             return cls.from_checkpoint(weights, config)
 
 
-def uint8_to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(B, H, W) or (B, H, W, C) uint8 -> (B, C, H, W) float32 in [-1, 1]."""
-    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
-    if x.dtype != torch.uint8:
-        raise ValueError(f"expected uint8 images, got {x.dtype}")
-    if x.dim() == 3:
-        x = x.unsqueeze(-1)
-    if x.dim() != 4:
-        raise ValueError(f"expected (B, H, W) or (B, H, W, C) uint8 images, got shape {tuple(x.shape)}")
-    return x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)  # (B, H, W, C) -> (B, C, H, W)
-
-
-def float_to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B, C, H, W) float in [-1, 1] -> (B, H, W, C) uint8 (clamped, rounded)."""
-    x = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()  # (B, C, H, W) -> (B, H, W, C)
-
-
 def codebook_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
     """Usage (fraction of entries that occur) and perplexity (exp entropy of the code histogram)."""
     counts = torch.bincount(codes.reshape(-1).long().cpu(), minlength=codebook_size).double()
@@ -486,3 +470,24 @@ def load_tokenizer(spec: str, config: VQConfig | None = None) -> VQTokenizer:
     if spec == "fmnist":
         return VQTokenizer.from_pretrained_fmnist()
     return VQTokenizer.from_checkpoint(spec, config)
+
+
+class TokenSpace(Protocol):
+    """What a tokenizer must fit: a model's vocabulary and token grid (e.g. an ``LPDConfig``)."""
+
+    vocab_size: int
+    grid: tuple[int, int]
+
+
+def load_sample_tokenizer(path: PathLike | None, model_cfg: TokenSpace) -> VQTokenizer | None:
+    """The tokenizer that decodes training sample grids: ``path`` when given, else the shipped
+    Fashion-MNIST one when it exists and fits the model (codebook = vocabulary, code grid = token grid),
+    else None (grids then show code maps)."""
+    if path is not None:
+        return VQTokenizer.from_checkpoint(path)
+    shipped = resources.files("lpdgen") / "assets" / f"{FMNIST_ASSET}.safetensors"
+    if not shipped.is_file():
+        return None
+    tok = VQTokenizer.from_pretrained_fmnist()
+    fits = tok.config.codebook_size == model_cfg.vocab_size and tuple(tok.config.grid) == tuple(model_cfg.grid)
+    return tok if fits else None
