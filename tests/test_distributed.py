@@ -66,6 +66,7 @@ def test_plain_process_helpers_are_no_ops():
         wrap_model(module, info, "zero3")
 
 
+@pytest.mark.integration
 def test_two_gloo_processes_equal_one_process(tmp_path):
     """DDP (with 2 micro-batches per process) and FSDP over 2 CPU processes vs 1 process, global batch 8,
     label drop on, dropout off."""

@@ -206,6 +206,7 @@ def test_cli_sample_then_metrics(pipeline, extractor, tmp_path, capsys):
     assert "FID Inception weights not found" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_torchrun_two_processes_write_the_same_npz_as_one(pipeline, tmp_path):
     """Two real processes (torchrun, gloo; ~20 s, mostly start-up): same file as one process."""
     ckpt, vq = pipeline.model.save(tmp_path / "lpd"), pipeline.tokenizer.save(tmp_path / "vq")

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
 import pytest
 import torch
 
-from lpdgen.io import atomic_torch_save, atomic_write, check_state_dict, load_state_dict_file, save_safetensors
+from lpdgen.io import (
+    CHECKPOINT_CONFIG_KEY,
+    CHECKPOINT_KIND_KEY,
+    atomic_torch_save,
+    atomic_write,
+    atomic_write_json,
+    check_state_dict,
+    load_state_dict_file,
+    read_checkpoint_config,
+    save_safetensors,
+)
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -68,3 +79,68 @@ def test_check_state_dict_names_every_problem():
     assert "test ckpt does not match" in msg and "missing keys: c" in msg
     assert "unexpected keys: d" in msg and "b: checkpoint (3, 4) vs model (3, 3)" in msg
     check_state_dict(expected, {"a": torch.zeros(2), "b": torch.zeros(3, 3), "c": torch.zeros(1)})
+
+
+# ---------------------------------------------------------------------------------------------------
+# the one checkpoint convention (network, tokenizer, classifier)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _components():
+    """One small instance of each component that saves checkpoints, with its loader."""
+    from lpdgen.classifier import ClassifierConfig, FMNISTClassifier
+    from lpdgen.model import LPD, LPDConfig
+    from lpdgen.tokenizer import VQConfig, VQTokenizer
+
+    torch.manual_seed(0)
+    lpd = LPD(LPDConfig(width=32, depth=2, heads=4, vocab_size=40, num_classes=5, grid=(3, 4), dropout=0.1))
+    return [(lpd, LPD.from_checkpoint, "LPD"),
+            (VQTokenizer(VQConfig.named("tiny")), VQTokenizer.from_checkpoint, "VQTokenizer"),
+            (FMNISTClassifier(ClassifierConfig(channels=(4, 4, 8))), FMNISTClassifier.from_checkpoint, "FMNISTClassifier")]
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_every_component_saves_the_same_format_and_loads_it_in_eval_mode(tmp_path, index):
+    module, load, kind = _components()[index]
+    module.train()
+    path = module.save(tmp_path / "w")
+    assert path == tmp_path / "w.safetensors"
+    sidecar = json.loads((tmp_path / "w.json").read_text())
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    assert sidecar["kind"] == meta[CHECKPOINT_KIND_KEY] == kind
+    assert sidecar["config"] == json.loads(meta[CHECKPOINT_CONFIG_KEY]) == read_checkpoint_config(path, kind)
+    for only_metadata in (False, True):
+        if only_metadata:  # the weights file alone carries its config
+            (tmp_path / "w.json").unlink()
+        loaded = load(path)
+        assert not loaded.training and all(not m.training for m in loaded.modules())
+        for (k, a), (k2, b) in zip(module.state_dict().items(), loaded.state_dict().items()):
+            assert k == k2 and torch.equal(a, b)
+
+
+def test_checkpoints_say_what_they_hold(tmp_path):
+    from lpdgen.model import LPD
+
+    tokenizer = _components()[1][0]
+    path = tokenizer.save(tmp_path / "vq")
+    with pytest.raises(ValueError, match="describes VQTokenizer weights, not LPD weights"):
+        LPD.from_checkpoint(path)
+    (tmp_path / "vq.json").unlink()
+    with pytest.raises(ValueError, match="describes VQTokenizer weights, not LPD weights"):
+        LPD.from_checkpoint(path)
+
+
+def test_sidecars_of_lpdgen_0_1_hold_the_bare_config(tmp_path):
+    from lpdgen.model import LPD
+
+    model = _components()[0][0]
+    path = save_safetensors(model.state_dict(), tmp_path / "old.safetensors")  # no metadata, as 0.1 wrote them
+    atomic_write_json(model.cfg.to_dict(), tmp_path / "old.json")
+    assert LPD.from_checkpoint(path).cfg == model.cfg
+    assert read_checkpoint_config(tmp_path / "none.safetensors", "LPD") is None
+    (tmp_path / "old.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="JSON object"):
+        read_checkpoint_config(path, "LPD")

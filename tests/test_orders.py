@@ -1,7 +1,7 @@
 """Tests of lpdgen.orders: group-size schedules, the four order types, validation and file interop.
 
 The locality-aware builder is checked three ways: identical output to the loop reference in
-tests/reference_orders.py for the same seed (hypothesis-driven cases), the hard properties of SPEC §5 on
+lpdgen.orders.reference for the same seed (hypothesis-driven cases), the hard properties of SPEC §5 on
 thousands of generated orders, and a chi-square test that the first cell is uniform.
 """
 
@@ -15,12 +15,13 @@ from itertools import pairwise
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from reference_orders import locality_aware_reference
 from scipy.stats import chisquare
 
 from lpdgen import orders as O
+from lpdgen.orders import locality as engine
+from lpdgen.orders.reference import locality_aware_reference
 
 
 def published_lists() -> dict[tuple[int, int], list[int]]:
@@ -59,10 +60,15 @@ def test_cosine_rule_is_within_one_token_per_step_of_every_published_list():
     assert worst == 1
 
 
-@pytest.mark.parametrize("n", [*range(1, 257), 300, 511, 512, 777, 1000, 1023, 1024])
-def test_generated_schedules_keep_the_invariants(n):
-    for steps in range(1, n + 1):
-        check_schedule(O.group_sizes(n, steps), n, steps)
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 1024).flatmap(lambda n: st.tuples(st.just(n), st.integers(1, n))))
+@example((1, 1))
+@example((256, 20))
+@example((400, 399))
+@example((1024, 1024))
+def test_generated_schedules_keep_the_invariants(case):
+    n, steps = case
+    check_schedule(O.group_sizes(n, steps), n, steps)
 
 
 @pytest.mark.slow
@@ -147,12 +153,12 @@ def order_cases(draw):
 
 def locality_with_walk(vector_walk: bool, *args, **kwargs) -> torch.Tensor:
     """``O.locality_aware`` with the walk forced to its vectorised (or its plain-Python, few-row) form."""
-    saved = O._PYTHON_WALK_MAX_ROWS
-    O._PYTHON_WALK_MAX_ROWS = 0 if vector_walk else 1 << 30
+    saved = engine._PYTHON_WALK_MAX_ROWS
+    engine._PYTHON_WALK_MAX_ROWS = 0 if vector_walk else 1 << 30
     try:
         return O.locality_aware(*args, **kwargs)
     finally:
-        O._PYTHON_WALK_MAX_ROWS = saved
+        engine._PYTHON_WALK_MAX_ROWS = saved
 
 
 @settings(max_examples=300, deadline=None)
@@ -175,7 +181,7 @@ def test_fast_orders_equal_the_loop_reference_at_published_settings(side, steps,
 def test_fast_orders_equal_the_reference_across_row_chunks(monkeypatch, block_cells):
     # one block holding both chunks (jumped-ahead key streams), or one block per chunk
     if block_cells is not None:
-        monkeypatch.setattr(O, "BLOCK_CELLS", block_cells)
+        monkeypatch.setattr(engine, "BLOCK_CELLS", block_cells)
     sizes = O.group_sizes(25, 6)
     batch = O.ROW_CHUNK + 7
     fast = O.locality_aware(5, sizes, batch=batch, seed=5)
@@ -185,7 +191,7 @@ def test_fast_orders_equal_the_reference_across_row_chunks(monkeypatch, block_ce
 def test_distance_rows_from_coordinates_equal_the_table(monkeypatch):
     sizes = O.group_sizes(144, 10)
     with_table = O.locality_aware(12, sizes, batch=6, seed=2)
-    monkeypatch.setattr(O, "DISTANCE_TABLE_MAX_CELLS", 0)
+    monkeypatch.setattr(engine, "DISTANCE_TABLE_MAX_CELLS", 0)
     assert torch.equal(O.locality_aware(12, sizes, batch=6, seed=2), with_table)
 
 
@@ -202,6 +208,49 @@ def test_locality_orders_are_seeded_and_differ_per_row():
     assert torch.equal(O.locality_aware(16, sizes, batch=2, seed=g1), O.locality_aware(16, sizes, batch=2, seed=g2))
     assert len({tuple(r) for r in a.tolist()}) == 8
     assert not torch.equal(a, O.locality_aware(16, sizes, batch=8, seed=4))
+
+
+@pytest.mark.parametrize("as_generators", [False, True])
+def test_per_row_seeds_give_each_row_its_batch_one_order(monkeypatch, as_generators):
+    # 70 rows in blocks of one chunk (64 rows): the per-row streams cross a block boundary; the batch
+    # walks c1 vectorised, the batch-1 calls in plain Python
+    monkeypatch.setattr(engine, "BLOCK_CELLS", 1)
+    sizes = O.group_sizes(36, 7)
+    seeds = [3 * i + 1 for i in range(70)]
+
+    def seed_of(s: int) -> int | torch.Generator:
+        return torch.Generator().manual_seed(s) if as_generators else s
+
+    batch_gens = [seed_of(s) for s in seeds]
+    single_gens = [seed_of(s) for s in seeds]
+    orders = O.locality_aware(6, sizes, rho=1.0, seed=batch_gens)
+    singles = torch.cat([O.locality_aware(6, sizes, rho=1.0, batch=1, seed=g) for g in single_gens])
+    assert orders.shape == (70, 36) and torch.equal(orders, singles)
+    if as_generators:  # each generator is advanced exactly as by its own batch-1 call
+        assert all(torch.equal(a.get_state(), b.get_state()) for a, b in zip(batch_gens, single_gens))
+    else:  # an int array (or tensor) of seeds is the same as the list
+        assert torch.equal(O.locality_aware(6, sizes, rho=1.0, batch=3, seed=np.array(seeds[:3])), orders[:3])
+        assert torch.equal(O.locality_aware(6, sizes, rho=1.0, seed=torch.tensor(seeds[:3])), orders[:3])
+
+
+@settings(max_examples=40, deadline=None)
+@given(order_cases(), st.lists(st.integers(0, 2**31), min_size=1, max_size=5))
+def test_fast_orders_with_per_row_seeds_equal_the_loop_reference(case, seeds):
+    h, w, sizes, tau, rho, _, _ = case
+    fast = O.locality_aware((h, w), sizes, tau=tau, rho=rho, seed=seeds)
+    assert torch.equal(fast, locality_aware_reference(h, w, sizes, tau=tau, rho=rho, seed=seeds))
+
+
+def test_per_row_seeds_reject_bad_input():
+    sizes = O.group_sizes(16, 4)
+    with pytest.raises(ValueError, match="3 per-row seeds for batch=2"):
+        O.locality_aware(4, sizes, batch=2, seed=[1, 2, 3])
+    with pytest.raises(ValueError, match="ints or torch.Generators"):
+        O.locality_aware(4, sizes, seed=[1, 2.5])
+    with pytest.raises(ValueError, match="one-dimensional"):
+        O.locality_aware(4, sizes, seed=np.zeros((2, 2), dtype=np.int64))
+    with pytest.raises(ValueError, match="batch"):
+        O.locality_aware(4, sizes, seed=[])
 
 
 def test_locality_aware_rejects_bad_input():
@@ -408,6 +457,20 @@ def test_build_orders_dispatches_and_rejects_unknown_types():
         O.build_orders("spiral", 4, sizes)
     with pytest.raises(ValueError, match="group_sizes"):
         O.build_orders("locality", 4, None)
+
+
+@pytest.mark.parametrize("kind", O.ORDER_TYPES)
+def test_build_orders_takes_one_seed_per_row_for_every_type(kind):
+    sizes = O.group_sizes(20, 5)
+    orders = O.build_orders(kind, (4, 5), sizes, seed=[7, 8, 9])
+    singles = torch.cat([O.build_orders(kind, (4, 5), sizes, batch=1, seed=s) for s in (7, 8, 9)])
+    assert orders.shape == (3, 20) and torch.equal(orders, singles)
+    gens = [torch.Generator().manual_seed(s) for s in (7, 8, 9)]
+    single_gens = [torch.Generator().manual_seed(s) for s in (7, 8, 9)]
+    assert torch.equal(O.build_orders(kind, (4, 5), sizes, seed=gens),
+                       torch.cat([O.build_orders(kind, (4, 5), sizes, seed=g) for g in single_gens]))
+    if kind != "raster":
+        assert len({tuple(r) for r in orders.tolist()}) == 3
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from PIL import Image
 
 from lpdgen import orders as O
 from lpdgen.cli import main
-from lpdgen.orders_draw import draw_order, ramp, step_map
+from lpdgen.orders.draw import draw_order, ramp, step_map
 
 
 def test_orders_command_writes_seeded_json_orders(tmp_path):

@@ -93,6 +93,7 @@ def test_token_dataset_returns_image_or_flip_reproducibly(tok_path, tmp_path):
         ds[N_ITEMS]
 
 
+@pytest.mark.integration
 def test_killed_build_resumes_to_identical_shards(tok_path, tmp_path):
     reference = tmp_path / "reference"
     run_build(tok_path, reference)

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from lpdgen.data import FashionMNIST
-from lpdgen.tokenizer import (AttnBlock, VectorQuantizer, VQConfig, VQTokenizer, codebook_stats, float_to_uint8,
-                              load_tokenizer, psnr, uint8_to_float)
+from lpdgen.images import float_to_uint8, uint8_to_float
+from lpdgen.io import save_safetensors
+from lpdgen.tokenizer import AttnBlock, VectorQuantizer, VQConfig, VQTokenizer, codebook_stats, load_tokenizer, psnr
 from lpdgen.train_tokenizer import (TokenizerTrainConfig, batch_indices, evaluate_tokenizer, restart_dead_codes,
                                     train_tokenizer)
 
@@ -240,3 +241,20 @@ def test_shipped_fmnist_tokenizer_is_small_and_reconstructs():
     assert psnr(recon, x).mean().item() > 20.0
     again = model.encode(recon.clamp(-1, 1))
     assert (again == codes).float().mean().item() >= 0.95  # encode -> decode -> encode is stable
+
+
+def test_weights_without_a_config_load_only_as_the_published_vq16(tmp_path):
+    from lpdgen.tokenizer import _check_published_vq16
+
+    with torch.device("meta"):  # names and shapes of vq_ds16_c2i.pt, no memory
+        published = VQTokenizer(VQConfig()).state_dict()
+    _check_published_vq16(published, tmp_path / "vq_ds16_c2i.pt")  # the one config a file may leave unsaid
+    with pytest.raises(ValueError, match="not the published VQ-16.*pass config="):
+        _check_published_vq16(tiny().state_dict(), tmp_path / "other.pt")
+    path = tiny().save(tmp_path / "own")
+    (tmp_path / "own.json").unlink()
+    save_safetensors(tiny().state_dict(), path)  # weights only: no sidecar, no metadata
+    with pytest.raises(ValueError, match="no config saved with these weights"):
+        VQTokenizer.from_checkpoint(path)
+    (tmp_path / "cfg.json").write_text(json.dumps(VQConfig.named("tiny").to_dict()))  # a bare config file
+    assert VQTokenizer.from_checkpoint(path, VQConfig.from_file(tmp_path / "cfg.json")).config == VQConfig.named("tiny")

@@ -236,6 +236,7 @@ def _losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())}
 
 
+@pytest.mark.integration
 def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
     straight, killed = tmp_path / "straight", tmp_path / "killed"

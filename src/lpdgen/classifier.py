@@ -10,7 +10,6 @@ C = 1, or 3 (averaged to gray); 28x28, or 32x32 zero-padded Fashion-MNIST (the c
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -22,12 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .io import (
-    atomic_write_json,
-    check_state_dict,
-    load_state_dict_file,
-    save_safetensors,
-)
+from .images import uint8_to_float
+from .io import load_state_dict_file, load_strict, read_checkpoint_config, save_checkpoint
 from .utils import get_logger
 
 log = get_logger(__name__)
@@ -35,6 +30,7 @@ log = get_logger(__name__)
 ASSET = Path(__file__).parent / "assets" / "fmnist_classifier.safetensors"
 IMAGE_SIZE = 28
 PADDED_SIZE = 32  # the tokenizer's padded Fashion-MNIST
+CHECKPOINT_KIND = "FMNISTClassifier"  # what the checkpoint files say they hold (lpdgen.io.save_checkpoint)
 
 
 @dataclass
@@ -81,30 +77,24 @@ class FMNISTClassifier(nn.Module):
         return float((pred == torch.as_tensor(labels, dtype=torch.long)).double().mean())
 
     def save(self, path: str | os.PathLike, **info) -> Path:
-        """``<path>.safetensors`` plus ``<path>.json`` (config and any ``info``, e.g. test accuracy)."""
-        path = Path(path).with_suffix(".safetensors")
-        save_safetensors(self.state_dict(), path)
-        atomic_write_json({"config": asdict(self.config), **info}, path.with_suffix(".json"))
-        return path
+        """``<path>.safetensors`` plus ``<path>.json`` (the project's checkpoint convention, see
+        :func:`lpdgen.io.save_checkpoint`; ``info`` is kept in the JSON, e.g. the test accuracy)."""
+        return save_checkpoint(self, CHECKPOINT_KIND, asdict(self.config), path, **info)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> FMNISTClassifier:
-        """Load weights saved by :meth:`save` (default: the shipped asset) strictly."""
+        """Load weights saved by :meth:`save` (default: the shipped asset) strictly, in eval mode."""
         path = Path(path) if path is not None else ASSET
-        sidecar = path.with_suffix(".json")
-        if not sidecar.is_file():
-            raise FileNotFoundError(f"classifier config {sidecar} not found (written beside the weights by save())")
-        model = cls(ClassifierConfig(**json.loads(sidecar.read_text())["config"]))
-        state = load_state_dict_file(path)
-        check_state_dict({k: v.shape for k, v in model.state_dict().items()}, state, what=f"classifier {path.name}")
-        model.load_state_dict(state, strict=True)
-        return model.to(device).eval()
+        config = read_checkpoint_config(path, CHECKPOINT_KIND)
+        if config is None:
+            raise FileNotFoundError(f"no classifier config saved with {path} (save() writes it to "
+                                    f"{path.with_suffix('.json').name} and the safetensors metadata)")
+        model = cls(ClassifierConfig(**config))
+        return load_strict(model, load_state_dict_file(path), what=f"classifier {path.name}").to(device)
 
 
 def to_classifier_input(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Either input convention -> float ``(B, 1, 28, 28)`` in ``[-1, 1]``."""
-    from .tokenizer import uint8_to_float
-
     if isinstance(images, np.ndarray) and not images.flags.writeable:
         images = images.copy()  # torch warns on read-only arrays (np.load, npz slices)
     x = torch.as_tensor(images)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .images import IMAGE_EXTENSIONS
 from .io import PathLike
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -23,7 +24,6 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 _FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
                         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 FASHION_MNIST_PAD = 32  # the shipped tokenizer's input side: 28x28 images zero-padded to 32x32 (8x8 codes)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 _IDX_UBYTE = 0x08  # IDX type code of unsigned bytes (the only type Fashion-MNIST uses)
 
 

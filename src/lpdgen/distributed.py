@@ -125,14 +125,3 @@ def wrap_model(module: nn.Module, info: DistInfo, mode: str = "ddp", shard: type
             if isinstance(sub, shard):
                 fully_shard(sub)
     return fully_shard(module)
-
-
-def unwrap_model(module: nn.Module) -> nn.Module:
-    """The module inside a DDP / torch.compile wrapper (FSDP2 shards in place, nothing to unwrap)."""
-    while True:
-        if hasattr(module, "module") and isinstance(module.module, nn.Module):
-            module = module.module
-        elif hasattr(module, "_orig_mod"):
-            module = module._orig_mod
-        else:
-            return module

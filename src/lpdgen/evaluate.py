@@ -35,8 +35,8 @@ from tqdm import tqdm
 
 from .data import FASHION_MNIST_DIR, FASHION_MNIST_PAD, FashionMNIST, fashion_mnist_image_file
 from .distributed import barrier
-from .generation import eval_mode
-from .io import atomic_write_json
+from .images import IMAGE_EXTENSIONS, float_to_uint8
+from .io import atomic_write_json, save_npz
 from .metrics import (
     FIDStatistics,
     default_cache_dir,
@@ -45,17 +45,14 @@ from .metrics import (
     inception_score,
     load_statistics,
     precision_recall,
-    save_npz,
     save_statistics,
     statistics_cache_path,
 )
 from .rng import image_seeds
-from .tokenizer import float_to_uint8
-from .utils import get_logger
+from .utils import eval_mode, get_logger
 
 log = get_logger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 GRAY_MODES = ("L", "1", "I;16", "I")  # PIL modes read as one grey channel
 PART_RE = re.compile(r"part-(\d{8})-(\d{8})\.npz$")
 # Reference name for the Fashion-MNIST test split as the shipped tokenizer sees it (zero-padded to 32x32).

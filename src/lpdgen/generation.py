@@ -9,8 +9,7 @@ equivalence with the training forward). Per-step masks and slot ranges come prec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +17,7 @@ import torch
 from .masks import DecodeStep, decode_steps
 from .model import LPD, KVCache
 from .sampling import CFG_SCHEDULES, Generators, cfg_scales, draw_uniform, guide, sample_tokens
+from .utils import eval_mode
 
 
 @dataclass
@@ -51,18 +51,6 @@ def prepare(model: LPD, labels: torch.Tensor, group_sizes, orders: torch.Tensor,
         pos=model.position_embeddings(orders),
         cache=model.new_cache(labels.shape[0], device),
     )
-
-
-@contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Decode without dropout, then give the model back in the mode it came in (training previews
-    call generation mid-run; generation must not change the model)."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def run_steps(model: LPD, state: DecodeState, choose: Callable[[DecodeStep, torch.Tensor], torch.Tensor]) -> None:

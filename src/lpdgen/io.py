@@ -3,6 +3,12 @@
 Why one module: checkpoints of the LPD network, of the VQ tokenizer and of training runs all need the
 same guarantees - load without executing pickled code (``weights_only=True`` or safetensors), fail
 with a message that names every wrong key, and never leave a half-written file behind on a crash.
+
+One checkpoint convention for every component (network, tokenizer, classifier), see
+:func:`save_checkpoint`: ``<stem>.safetensors`` holds the weights and, in its metadata, what they are
+(``kind``) and the config that rebuilds the module; ``<stem>.json`` beside it repeats both for people and
+tools (``{"kind", "config", ...}``). Loaders read the config from the file, never guess it, and return
+the module in eval mode.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 PathLike = str | os.PathLike
@@ -62,12 +69,87 @@ def atomic_write_json(obj: Any, path: PathLike) -> Path:
     return atomic_write(path, write)
 
 
+def save_npz(path: PathLike, **arrays: np.ndarray) -> Path:
+    """``np.savez`` (uncompressed) through :func:`atomic_write`."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a bare name
+            np.savez(f, **arrays)
+
+    return atomic_write(path, write)
+
+
 def save_safetensors(tensors: Mapping[str, torch.Tensor], path: PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Save tensors as safetensors atomically (tensors are made contiguous and moved to CPU)."""
     from safetensors.torch import save_file
 
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     return atomic_write(path, lambda tmp: save_file(flat, tmp, metadata=metadata))
+
+
+CHECKPOINT_KIND_KEY = "lpdgen_kind"  # safetensors metadata: which component the weights belong to
+CHECKPOINT_CONFIG_KEY = "lpdgen_config"  # safetensors metadata: the JSON config that rebuilds it
+
+
+def save_checkpoint(module: torch.nn.Module, kind: str, config: Mapping[str, Any], path: PathLike, **info: Any) -> Path:
+    """Write ``module``'s weights as ``<stem>.safetensors`` (kind and config in the metadata, so the file
+    alone loads) and ``<stem>.json`` = ``{"kind": kind, "config": config, **info}`` (``info``: anything
+    worth keeping with the weights, e.g. a test accuracy), both atomically. Returns the weights path."""
+    path = Path(path).with_suffix(".safetensors")
+    config = json.loads(json.dumps(dict(config)))  # tuples -> lists: what reading it back gives
+    save_safetensors(module.state_dict(), path,
+                     metadata={CHECKPOINT_KIND_KEY: kind, CHECKPOINT_CONFIG_KEY: json.dumps(config)})
+    atomic_write_json({"kind": kind, "config": config, **info}, path.with_suffix(".json"))
+    return path
+
+
+def read_checkpoint_config(path: PathLike, kind: str) -> dict[str, Any] | None:
+    """The config saved with the weights at ``path`` by :func:`save_checkpoint`: from ``<stem>.json``, else
+    from the safetensors metadata; None when there is neither (published pickles carry no config).
+
+    Also reads the sidecars of lpdgen 0.1, which held the bare config. Raises ``ValueError`` when the
+    files say they hold another kind of weights, or the sidecar is not a JSON object.
+    """
+    path = Path(path)
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            saved = json.loads(sidecar.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{sidecar}: not valid JSON ({e})") from None
+        if not isinstance(saved, dict):
+            raise ValueError(f"{sidecar}: expected a JSON object with the checkpoint's config")
+        if not isinstance(saved.get("config"), dict):
+            return saved  # an lpdgen 0.1 sidecar: the bare config
+        found, config, where = saved.get("kind"), saved["config"], sidecar
+    elif path.suffix == ".safetensors" and path.is_file():
+        meta = _safetensors_metadata(path)
+        if CHECKPOINT_CONFIG_KEY not in meta:
+            return None
+        found, config, where = meta.get(CHECKPOINT_KIND_KEY), json.loads(meta[CHECKPOINT_CONFIG_KEY]), path
+    else:
+        return None
+    if found is not None and found != kind:
+        raise ValueError(f"{where} describes {found} weights, not {kind} weights")
+    return config
+
+
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
+
+
+def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, what: str) -> torch.nn.Module:
+    """Load ``state`` into ``module`` with every name and shape checked (one ``ValueError`` listing all
+    mismatches, see :func:`check_state_dict`) and return the module in eval mode, ready to use."""
+    check_state_dict({k: v.shape for k, v in module.state_dict().items()}, state, what=what)
+    module.load_state_dict(state, strict=True)
+    return module.eval()
 
 
 def load_state_dict_file(path: PathLike, *, key: str | None = "model", map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from .io import atomic_write
+from .io import save_npz
 
 FID_EPS = 1e-6  # diagonal offset when sigma1 @ sigma2 is singular (pytorch-fid / ADM)
 IMAG_ATOL = 1e-3  # largest tolerated imaginary diagonal of sqrtm before the result is rejected (pytorch-fid)
@@ -171,16 +171,6 @@ def save_statistics(path: str | os.PathLike, stats: FIDStatistics, features: np.
     if image_shape is not None:
         arrays["image_shape"] = np.asarray(image_shape, dtype=np.int64)
     return save_npz(path, **arrays)
-
-
-def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
-    """``np.savez`` (uncompressed) through :func:`lpdgen.io.atomic_write`."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a bare name
-            np.savez(f, **arrays)
-
-    return atomic_write(path, write)
 
 
 def load_statistics(path: str | os.PathLike, dim: int | None = None) -> tuple[FIDStatistics, np.ndarray | None]:

@@ -8,7 +8,6 @@ equal those of the published checkpoints, so their state dicts load as they are.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
-from .io import PathLike, check_state_dict, load_state_dict_file, save_safetensors
+from .io import PathLike, check_state_dict, load_state_dict_file, read_checkpoint_config, save_checkpoint
 from .masks import DecodeStep, flex_block_mask, training_mask
 from .sampling import draw_uniform
 from .utils import get_logger
@@ -403,14 +402,9 @@ class LPD(nn.Module):
     # checkpoints
 
     def save(self, path: PathLike) -> Path:
-        """Write ``<path>.safetensors`` with the weights and ``<path>.json`` with the config (atomically)."""
-        from .io import atomic_write_json
-
-        path = Path(path).with_suffix(".safetensors")
-        config = self.cfg.to_dict()
-        save_safetensors(self.state_dict(), path, metadata={"lpdgen_config": json.dumps(config)})
-        atomic_write_json(config, path.with_suffix(".json"))
-        return path
+        """Write ``<path>.safetensors`` with the weights and ``<path>.json`` with the config (atomically;
+        the project's checkpoint convention, :func:`lpdgen.io.save_checkpoint`)."""
+        return save_checkpoint(self, "LPD", self.cfg.to_dict(), path)
 
     @classmethod
     def from_checkpoint(
@@ -444,7 +438,7 @@ class LPD(nn.Module):
             state["pos_embed"] = resize_pos_embed(state["pos_embed"], config.grid)
         check_state_dict(expected, state, what=f"checkpoint {path.name}")
         model.load_state_dict(state, strict=True, assign=True)
-        return model.to(device)
+        return model.to(device).eval()
 
 
 def _host_checked(t: torch.Tensor) -> bool:
@@ -455,16 +449,9 @@ def _host_checked(t: torch.Tensor) -> bool:
 
 def _read_saved_config(path: Path) -> LPDConfig:
     """Config of a checkpoint written by :meth:`LPD.save`: the JSON beside it, else safetensors metadata."""
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file():
-        return LPDConfig.from_dict(json.loads(sidecar.read_text()))
-    if path.suffix == ".safetensors" and path.is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        if "lpdgen_config" in meta:
-            return LPDConfig.from_dict(json.loads(meta["lpdgen_config"]))
+    saved = read_checkpoint_config(path, "LPD")
+    if saved is not None:
+        return LPDConfig.from_dict(saved)
     raise ValueError(f"{path}: no config found beside the weights; pass config= (an LPDConfig or a name such as 'lpd-l')")
 
 

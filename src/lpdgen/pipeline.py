@@ -28,13 +28,14 @@ import numpy as np
 import torch
 
 from .classes import class_ids, default_class_names
-from .generation import eval_mode
+from .images import float_to_uint8
 from .io import PathLike, atomic_write_json
 from .model import LPD, LPDConfig
-from .orders import ORDER_TYPES, build_orders, group_sizes
+from .orders import ORDER_TYPES, PUBLISHED_RHO, PUBLISHED_TAU, build_orders, group_sizes
 from . import rng
 from .sampling import CFG_SCHEDULES
-from .tokenizer import float_to_uint8, load_tokenizer
+from .tokenizer import load_tokenizer
+from .utils import eval_mode
 
 OUTPUT_TYPES = ("pil", "np", "pt", "codes")
 PIPELINE_FILE = "pipeline.json"
@@ -74,8 +75,8 @@ class SamplingConfig:
     temperature: float = 1.0
     top_k: int = 0  # 0: off
     top_p: float = 1.0  # 1.0: off
-    tau: float = 1.0  # proximity threshold of the locality-aware order
-    rho: float = 2.0  # repulsion threshold of the locality-aware order
+    tau: float = PUBLISHED_TAU  # proximity threshold of the locality-aware order
+    rho: float = PUBLISHED_RHO  # repulsion threshold of the locality-aware order
 
     def __post_init__(self) -> None:
         check_sampling(self.num_inference_steps, self.guidance_scale, self.cfg_schedule, self.order,
@@ -204,7 +205,7 @@ class LPDPipeline:
             if len(seeds) != b or generator is not None:
                 raise ValueError(f"pass either one seed per image ({b}) or a generator, got {len(seeds)} seeds")
             gens = [rng.generator(s) for s in seeds]
-            orders = torch.cat([self._orders(order, sizes, 1, g) for g in gens])
+            orders = self._orders(order, sizes, None, gens)  # row i: the batch-1 order of seed i
             sample_gen: torch.Generator | list[torch.Generator] | None = gens
         else:
             orders = self._orders(order, sizes, b, generator if generator is not None else rng.generator(rng.fresh_seed()))
@@ -214,7 +215,7 @@ class LPDPipeline:
         codes = codes.view(b, *grid)  # (B, N) raster -> (B, h, w)
         return PipelineOutput(self.decode(codes, output_type), codes, orders, sizes, ids)
 
-    def _orders(self, kind: str, sizes: list[int], batch: int, gen: torch.Generator) -> torch.Tensor:
+    def _orders(self, kind: str, sizes: list[int], batch: int | None, gen) -> torch.Tensor:
         return build_orders(kind, self.model.cfg.grid, sizes, batch=batch, seed=gen, tau=self.tau, rho=self.rho)
 
     def decode(self, codes: torch.Tensor, output_type: str = "np"):

@@ -12,21 +12,22 @@ Images are float NCHW in [-1, 1]; code grids are (B, h, w) LongTensors in raster
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .io import PathLike, atomic_write_json, check_state_dict, load_state_dict_file, save_safetensors
+from .images import float_to_uint8, uint8_to_float
+from .io import PathLike, check_state_dict, load_state_dict_file, load_strict, read_checkpoint_config, save_checkpoint
 
 GROUPNORM_EPS = 1e-6  # LlamaGen's GroupNorm epsilon (taming-transformers heritage)
-FMNIST_ASSET = "vq_fmnist"  # src/lpdgen/assets/vq_fmnist.{safetensors,json}
+FMNIST_WEIGHTS = Path(__file__).parent / "assets" / "vq_fmnist.safetensors"  # + vq_fmnist.json (config)
+CHECKPOINT_KIND = "VQTokenizer"  # what the checkpoint files say they hold (lpdgen.io.save_checkpoint)
 
 
 @dataclass
@@ -79,6 +80,15 @@ class VQConfig:
         if unknown:
             raise ValueError(f"VQConfig: unknown fields {unknown}")
         return cls(**d)
+
+    @classmethod
+    def from_file(cls, path: PathLike) -> VQConfig:
+        """The config in a JSON file: a checkpoint's ``<stem>.json`` (see :meth:`VQTokenizer.save`) or a
+        bare config object."""
+        saved = read_checkpoint_config(Path(path).with_suffix(".json"), CHECKPOINT_KIND)
+        if saved is None:
+            raise FileNotFoundError(f"tokenizer config not found: {path}")
+        return cls.from_dict(saved)
 
     @classmethod
     def named(cls, name: str) -> VQConfig:
@@ -414,57 +424,50 @@ class VQTokenizer(nn.Module):
     # --- files ----------------------------------------------------------------------------------------
 
     def save(self, path: PathLike) -> Path:
-        """Write ``<path>.safetensors`` and its config ``<path>.json`` atomically; returns the weights path."""
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            path = path.with_suffix(".safetensors")
-        save_safetensors(self.state_dict(), path)
-        atomic_write_json(self.config.to_dict(), path.with_suffix(".json"))
-        return path
+        """Write ``<path>.safetensors`` and ``<path>.json`` (the project's checkpoint convention, see
+        :func:`lpdgen.io.save_checkpoint`) atomically; returns the weights path."""
+        return save_checkpoint(self, CHECKPOINT_KIND, self.config.to_dict(), path)
 
     @classmethod
     def from_checkpoint(cls, path: PathLike, config: VQConfig | None = None, *, map_location: str | torch.device = "cpu") -> VQTokenizer:
-        """Load weights strictly (names and shapes must match).
+        """Load weights strictly (names and shapes must match), in eval mode.
 
-        The config is, in order: ``config`` if given; else the JSON written by :meth:`save` beside the
-        weights (``<stem>.json``); else VQ-16 (the published ``vq_ds16_c2i.pt`` carries no config).
+        The config is ``config`` if given, else the one saved with the weights by :meth:`save`. Weights
+        without a saved config load only as the published LlamaGen VQ-16 (``vq_ds16_c2i.pt``, a
+        ``{"model": state_dict}`` pickle whose config is the default :class:`VQConfig`), checked name by
+        name and shape by shape; anything else raises ``ValueError`` asking for ``config``.
         """
         path = Path(path)
         if config is None:
-            sidecar = path.with_suffix(".json")
-            config = VQConfig.from_dict(json.loads(sidecar.read_text())) if sidecar.is_file() else VQConfig()
+            saved = read_checkpoint_config(path, CHECKPOINT_KIND)
+            config = VQConfig.from_dict(saved) if saved is not None else None
         state = load_state_dict_file(path, key="model", map_location=map_location)
-        model = cls(config)
-        check_state_dict({k: v.shape for k, v in model.state_dict().items()}, state, what=f"tokenizer checkpoint {path}")
-        model.load_state_dict(state, strict=True)
-        return model.eval()
+        what = f"tokenizer checkpoint {path}"
+        if config is None:
+            _check_published_vq16(state, path)
+            config = VQConfig()
+        return load_strict(cls(config), state, what=what)
 
     @classmethod
     def from_pretrained_fmnist(cls) -> VQTokenizer:
         """The Fashion-MNIST tokenizer trained in this project and shipped as package data
         (1x32x32 padded images -> 8x8 codes, 512 entries; see docs/tokenizer.md)."""
-        assets = resources.files("lpdgen") / "assets"
-        config = VQConfig.from_dict(json.loads((assets / f"{FMNIST_ASSET}.json").read_text()))
-        with resources.as_file(assets / f"{FMNIST_ASSET}.safetensors") as weights:  # a real file even from a zip
-            return cls.from_checkpoint(weights, config)
+        return cls.from_checkpoint(FMNIST_WEIGHTS)
 
 
-def uint8_to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(B, H, W) or (B, H, W, C) uint8 -> (B, C, H, W) float32 in [-1, 1]."""
-    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
-    if x.dtype != torch.uint8:
-        raise ValueError(f"expected uint8 images, got {x.dtype}")
-    if x.dim() == 3:
-        x = x.unsqueeze(-1)
-    if x.dim() != 4:
-        raise ValueError(f"expected (B, H, W) or (B, H, W, C) uint8 images, got shape {tuple(x.shape)}")
-    return x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)  # (B, H, W, C) -> (B, C, H, W)
-
-
-def float_to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B, C, H, W) float in [-1, 1] -> (B, H, W, C) uint8 (clamped, rounded)."""
-    x = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()  # (B, C, H, W) -> (B, H, W, C)
+def _check_published_vq16(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Raise ``ValueError`` unless ``state`` (weights without a saved config) has exactly the names and
+    shapes of the published VQ-16, the one config a checkpoint may leave unsaid."""
+    if path.suffix == ".safetensors":  # the published weights are a pickle; lpdgen's own files carry a config
+        raise ValueError(f"{path}: no config saved with these weights ({path.with_suffix('.json').name} or the "
+                         "safetensors metadata); pass config= (a VQConfig, e.g. VQConfig.named('vq-16'))")
+    with torch.device("meta"):  # shapes only, no memory
+        expected = {k: v.shape for k, v in VQTokenizer(VQConfig()).state_dict().items()}
+    try:
+        check_state_dict(expected, state, what="the published LlamaGen VQ-16")
+    except ValueError as e:
+        raise ValueError(f"{path}: no config saved with these weights ({path.with_suffix('.json').name}), and "
+                         f"they are not the published VQ-16 either; pass config= (a VQConfig). {e}") from None
 
 
 def codebook_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
@@ -486,3 +489,23 @@ def load_tokenizer(spec: str, config: VQConfig | None = None) -> VQTokenizer:
     if spec == "fmnist":
         return VQTokenizer.from_pretrained_fmnist()
     return VQTokenizer.from_checkpoint(spec, config)
+
+
+class TokenSpace(Protocol):
+    """What a tokenizer must fit: a model's vocabulary and token grid (e.g. an ``LPDConfig``)."""
+
+    vocab_size: int
+    grid: tuple[int, int]
+
+
+def load_sample_tokenizer(path: PathLike | None, model_cfg: TokenSpace) -> VQTokenizer | None:
+    """The tokenizer that decodes training sample grids: ``path`` when given, else the shipped
+    Fashion-MNIST one when it exists and fits the model (codebook = vocabulary, code grid = token grid),
+    else None (grids then show code maps)."""
+    if path is not None:
+        return VQTokenizer.from_checkpoint(path)
+    if not FMNIST_WEIGHTS.is_file():
+        return None
+    tok = VQTokenizer.from_pretrained_fmnist()
+    fits = tok.config.codebook_size == model_cfg.vocab_size and tuple(tok.config.grid) == tuple(model_cfg.grid)
+    return tok if fits else None

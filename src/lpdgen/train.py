@@ -39,7 +39,7 @@ from .distributed import (
     init_distributed,
     wrap_model,
 )
-from .images import image_grid, save_png
+from .images import code_maps, image_grid, save_png
 from .io import PathLike, atomic_torch_save, atomic_write
 from .model import LPD, Block, LPDConfig
 from .orders import all_group_sizes, group_sizes, validate_group_sizes
@@ -292,13 +292,6 @@ def config_differences(saved: dict, current: dict, ignore: frozenset = frozenset
 # ----------------------------------------------------------------------------------------------------
 
 
-def code_maps(codes: torch.Tensor, vocab_size: int, scale: int = 4) -> np.ndarray:
-    """(B, h, w) codes -> (B, h*scale, w*scale, 1) uint8 grey levels: a picture of the code map, for
-    sample grids of runs without a tokenizer."""
-    grey = (codes.float() * (255.0 / max(1, vocab_size - 1))).round().to(torch.uint8)[..., None]  # (B, h, w, 1)
-    return grey.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2).cpu().numpy()
-
-
 def sample_grid(model: LPD, *, count: int, steps: int, cfg_scale: float, seed: int, tokenizer=None) -> np.ndarray:
     """A mosaic of ``count`` samples (labels cycling over the classes) decoded in ``steps`` steps with
     locality-aware orders, image i seeded by ``(seed, i)``; decoding leaves the training mode as it was."""
@@ -310,24 +303,6 @@ def sample_grid(model: LPD, *, count: int, steps: int, cfg_scale: float, seed: i
         seeds=image_seeds(seed, range(count)), output_type="np" if tokenizer is not None else "codes")
     images = out.images if tokenizer is not None else code_maps(out.codes, c.vocab_size)
     return image_grid(images)
-
-
-def load_sample_tokenizer(path: PathLike | None, model_cfg: LPDConfig):
-    """The tokenizer that decodes sample grids: ``path`` when given, else the shipped Fashion-MNIST one
-    when it exists and fits the model (codebook = vocabulary, code grid = token grid), else None (grids
-    then show code maps)."""
-    from importlib import resources
-
-    from .tokenizer import FMNIST_ASSET, VQTokenizer
-
-    if path is not None:
-        return VQTokenizer.from_checkpoint(path)
-    shipped = resources.files("lpdgen") / "assets" / f"{FMNIST_ASSET}.safetensors"
-    if not shipped.is_file():
-        return None
-    tok = VQTokenizer.from_pretrained_fmnist()
-    fits = tok.config.codebook_size == model_cfg.vocab_size and tuple(tok.config.grid) == tuple(model_cfg.grid)
-    return tok if fits else None
 
 
 # ----------------------------------------------------------------------------------------------------

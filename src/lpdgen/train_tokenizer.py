@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from .data import image_batch
 from .images import image_grid
 from .io import atomic_torch_save, atomic_write_json
-from .tokenizer import VectorQuantizer, VQTokenizer, codebook_stats, float_to_uint8, psnr
+from .images import float_to_uint8
+from .tokenizer import VectorQuantizer, VQTokenizer, codebook_stats, psnr
 from .utils import get_logger, make_generator
 
 log = get_logger(__name__)

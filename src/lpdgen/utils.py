@@ -1,8 +1,10 @@
-"""Small shared helpers: device choice, seeding, logging."""
+"""Small shared helpers: device choice, seeding, logging, running a module in eval mode."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -79,3 +81,15 @@ def parse_dtype(name: str | torch.dtype) -> torch.dtype:
         return DTYPES[name]
     except KeyError:
         raise ValueError(f"unknown dtype {name!r}; choose one of {sorted(DTYPES)}") from None
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Run ``model`` without dropout, then give it back in the mode it came in (training previews
+    decode mid-run; decoding must not change the model)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)

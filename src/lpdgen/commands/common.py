@@ -136,7 +136,7 @@ def add_sampling_args(
     Choices come from the library (:data:`lpdgen.orders.ORDER_TYPES`, :data:`lpdgen.sampling.CFG_SCHEDULES`).
     Validate with :func:`check_sampling_args` before loading anything.
     """
-    from ..orders import ORDER_TYPES
+    from ..orders import ORDER_TYPES, PUBLISHED_RHO, PUBLISHED_TAU
     from ..sampling import CFG_SCHEDULES
 
     model_default = " (default: the model's own)"
@@ -164,10 +164,10 @@ def add_sampling_args(
                         help="sample within the smallest set of codes whose probability reaches P (1 = no limit)" + own)
     parser.add_argument("--order", default=default(ORDER_TYPES[0]), choices=ORDER_TYPES,
                         help="generation order of the token positions (locality = the locality-aware order)" + own)
-    parser.add_argument("--tau", type=float, default=default(1.0),
+    parser.add_argument("--tau", type=float, default=default(PUBLISHED_TAU),
                         help="locality order: a free position counts as next to the decoded ones when its proximity "
                              "(sum of 1/distance to decoded neighbours) is at least this" + own)
-    parser.add_argument("--rho", type=float, default=default(2.0),
+    parser.add_argument("--rho", type=float, default=default(PUBLISHED_RHO),
                         help="locality order: positions decoded in the same step keep at least this (Chebyshev) distance; "
                              "< 1 disables the repulsion" + own)
     parser.add_argument("--seed", type=int, default=seed,

@@ -26,15 +26,15 @@ def parse_grid(text: str) -> tuple[int, int]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..orders import ORDER_TYPES
+    from ..orders import ORDER_TYPES, PUBLISHED_RHO, PUBLISHED_TAU
 
     p = sub.add_parser("orders", help="pre-generate generation orders (.json/.npy) or draw one (.png)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", type=parse_grid, default=(16, 16), help="token grid: 16 or HxW (default 16)")
     p.add_argument("--steps", type=int, default=20, help="generation steps K (default 20)")
     p.add_argument("--type", dest="kind", choices=ORDER_TYPES, default="locality", help="order type")
-    p.add_argument("--tau", type=float, default=1.0, help="proximity threshold (locality; default 1)")
-    p.add_argument("--rho", type=float, default=2.0, help="Chebyshev repulsion threshold (locality; default 2)")
+    p.add_argument("--tau", type=float, default=PUBLISHED_TAU, help="proximity threshold (locality)")
+    p.add_argument("--rho", type=float, default=PUBLISHED_RHO, help="Chebyshev repulsion threshold (locality)")
     p.add_argument("--count", type=int, default=1, help="number of orders to write with --out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=1024, help="orders built per call (memory/progress granularity)")
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         path = save_orders(orders, args.out)
         log.info("wrote %d %s orders (%dx%d grid, %d steps) to %s", len(orders), args.kind, h, w, len(sizes), path)
     if args.draw is not None:
-        from ..orders_draw import draw_order, save_order_picture
+        from ..orders.draw import draw_order, save_order_picture
 
         title = f"{args.kind} order, {h}x{w} grid, {len(sizes)} steps"
         if args.kind == "locality":

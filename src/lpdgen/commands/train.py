@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..distributed import destroy_distributed, is_main
-    from ..train import TrainConfig, load_sample_tokenizer, train
+    from ..tokenizer import load_sample_tokenizer
+    from ..train import TrainConfig, train
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     path = Path(args.config)
-    config = VQConfig.from_dict(json.loads(path.read_text())) if path.suffix == ".json" else VQConfig.named(args.config)
+    config = VQConfig.from_file(path) if path.suffix == ".json" else VQConfig.named(args.config)
     cfg = TokenizerTrainConfig(out_dir=args.out_dir, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                warmup_steps=args.warmup_steps, beta=args.beta, consistency_weight=args.consistency_weight,
                                dead_code_every=args.dead_code_every,

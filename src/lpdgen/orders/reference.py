@@ -1,10 +1,23 @@
-"""Straightforward loop implementation of the locality-aware order (SPEC §5), the reference that the
-vectorised :func:`lpdgen.orders.locality_aware` is tested and benchmarked against.
+"""The locality-aware order as a plain loop, one image at a time: the rule to read.
 
-Written to read like the SPEC, one image at a time, with plain Python lists. It consumes randomness
-exactly like the fast version (one :func:`lpdgen.orders.tie_break_keys` draw per step from
-:func:`lpdgen.orders.tie_break_rng`), so both must give identical orders for the same seed. Squared euclidean distances stand in for distances in the
-farthest-point step (same argmax, exact ties).
+:func:`lpdgen.orders.locality_aware` is the same rule vectorised over a batch; the tests require both to
+give identical orders for the same seed, and ``benchmarks/orders.py`` times one against the other. This
+version uses plain Python lists and consumes randomness exactly like the fast one (one
+:func:`~lpdgen.orders.locality.tie_break_keys` draw per step from
+:func:`~lpdgen.orders.locality.tie_break_rng`). Squared euclidean distances stand in for distances in
+the farthest-point step (same argmax, exact ties).
+
+One step k with group size g_k, given the cells selected so far:
+
+1. proximity of a free cell = sum of 1/distance over its selected 8-neighbours (1 for an edge
+   neighbour, 1/sqrt 2 for a diagonal one); rank the free cells by proximity, descending, ties broken
+   by the step's random key;
+2. c1 = the ranked cells with proximity >= tau (empty at step 1), c2 = the rest;
+3. walk c1 in rank order, taking a cell unless it lies within Chebyshev distance rho of a cell taken
+   this step (then it is set aside), until g_k cells are taken;
+4. fill any shortfall by farthest-point sampling over c2 ++ set-aside ++ untried c1: the cell with the
+   largest minimum distance to this step's cells, first in that pool order on ties (an empty step
+   starts from the pool cell with the smallest key, a uniformly random one).
 """
 
 from __future__ import annotations
@@ -13,7 +26,8 @@ import math
 
 import torch
 
-from lpdgen.orders import ROW_CHUNK, tie_break_keys, tie_break_rng
+from .locality import PROXIMITY_EPS, PUBLISHED_RHO, PUBLISHED_TAU, ROW_CHUNK, tie_break_keys, tie_break_rng
+from .simple import Seeds, row_seeds
 
 NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
@@ -48,8 +62,8 @@ def locality_aware_one(h: int, w: int, group_sizes: list[int], tau: float, rho: 
         if k == 0:
             c1, c2 = [], free
         else:
-            c1 = [c for c in free if p[c] >= tau - 1e-9]
-            c2 = [c for c in free if p[c] < tau - 1e-9]
+            c1 = [c for c in free if p[c] >= tau - PROXIMITY_EPS]
+            c2 = [c for c in free if p[c] < tau - PROXIMITY_EPS]
         step: list[int] = []
         aside: list[int] = []
         untried: list[int] = []
@@ -80,9 +94,13 @@ def locality_aware_one(h: int, w: int, group_sizes: list[int], tau: float, rho: 
     return order
 
 
-def locality_aware_reference(h: int, w: int, group_sizes: list[int], tau: float = 1.0, rho: float = 2.0,
-                             batch: int = 1, seed: int = 0) -> torch.Tensor:
-    """(batch, h*w) orders from the loop reference, drawing keys like the fast version."""
+def locality_aware_reference(h: int, w: int, group_sizes: list[int], tau: float = PUBLISHED_TAU,
+                             rho: float = PUBLISHED_RHO, batch: int | None = None, seed: Seeds = 0) -> torch.Tensor:
+    """(batch, h*w) orders from the loop, drawing keys like the fast version (``seed``: one seed for the
+    batch, or one per row)."""
+    seeds, batch = row_seeds(seed, batch)
+    if seeds is not None:  # each row is the batch-1 order of its own seed
+        return torch.cat([locality_aware_reference(h, w, group_sizes, tau, rho, 1, s) for s in seeds])
     rng = tie_break_rng(seed)
     rows = []
     for lo in range(0, batch, ROW_CHUNK):  # keys are drawn per chunk of rows, step by step

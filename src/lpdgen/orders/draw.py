@@ -1,7 +1,7 @@
 """Pictures of generation orders (pillow only): a colour map of the step at which each cell is generated,
 and a strip of small panels showing what is known after each step, as in the paper's order figures.
 
-Kept apart from :mod:`lpdgen.orders` so the math module does not import an imaging library.
+Not imported by ``import lpdgen.orders``, so the order math does not import an imaging library.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .io import PathLike, atomic_write
-from .orders import grid_shape, validate_group_sizes, validate_orders
+from ..io import PathLike, atomic_write
+from .schedules import validate_group_sizes
+from .simple import grid_shape, validate_orders
 
 # Anchor colours of a viridis-like ramp (dark purple -> blue -> teal -> green -> yellow): perceptually
 # ordered, so early and late steps read apart at a glance without a plotting library.

@@ -1,43 +1,38 @@
-"""Generation orders and group-size schedules (SPEC §5): what LPD generates at each step, and where.
+"""The fast locality-aware order builder: the readable rule of :mod:`lpdgen.orders.reference`, vectorised.
 
-An *order* is a (B, N) LongTensor of raster indices: row b lists the N = h*w grid cells of image b in
-generation order. A *schedule* (group-size list) g_1..g_K says how many of them each step generates.
-Both are pure data, so the model, the sampler and the trainer all take them as arguments.
+Why vectorised rather than a per-image loop: every sampling call builds a fresh order per image, so the
+order must cost far less than a forward pass. Each step is vectorised over a whole block of rows (up to
+:data:`BLOCK_CELLS` cells; the per-chunk tie-break key streams are reached by jumping the generator
+ahead, so blocking does not change the keys): proximity as a weighted count of selected neighbours from
+shifted uint8 sums on padded grids laid end to end, the c1 cells as a threshold on it, their integer keys
+(which encode the whole ranking) sorted per row, and then the two inherently sequential parts as loops
+vectorised across rows: the greedy repulsion walk, one column of the sorted c1 per iteration (a gather of
+"may still be taken" flags and a scatter of the new takes' windows), and farthest-point sampling, one
+pick per iteration on uint8 distance ranks over the free cells.
 
-Why the locality-aware order is vectorised rather than a per-image loop: every sampling call builds a
-fresh order per image, so the order must cost far less than a forward pass. Each step is vectorised over
-a whole block of rows (up to :data:`BLOCK_CELLS` cells; the per-chunk tie-break key streams are reached
-by jumping the generator ahead, so blocking does not change the keys): proximity as a weighted count of
-selected neighbours from shifted uint8 sums on padded grids laid end to end, the c1 cells as a
-threshold on it, their integer keys (which encode the whole ranking) sorted per row, and then the two
-inherently sequential parts as loops vectorised across rows: the greedy repulsion walk, one column of
-the sorted c1 per iteration (a gather of "may still be taken" flags and a scatter of the new takes'
-windows), and farthest-point sampling, one pick per iteration on uint8 distance ranks over the free
-cells.
+The tests compare this module with the reference on hypothesis-drawn cases, cell for cell: both draw
+their randomness through :func:`tie_break_rng` and :func:`tie_break_keys`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from functools import lru_cache
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .io import PathLike, atomic_write
+from .schedules import validate_group_sizes
+from .simple import Seeds, grid_shape, row_seeds
 
-ORDER_TYPES: tuple[str, ...] = ("locality", "raster", "random", "halton")
-
+# The published thresholds (the paper's 256px setting): a free cell is a candidate once its proximity
+# reaches TAU (one selected edge neighbour), and a step's cells stay more than RHO apart in Chebyshev
+# distance. The paper also uses rho = 3 and 4 at larger step counts and resolutions.
+PUBLISHED_TAU = 1.0
+PUBLISHED_RHO = 2.0
 # Proximity is a sum of 1 (edge neighbour) and 1/sqrt 2 (diagonal neighbour) terms; comparisons with tau
 # allow this much rounding so thresholds such as tau = 1/sqrt 2 behave as written.
 PROXIMITY_EPS = 1e-9
-# Generated schedules for token counts without published ones use these fractions of N as step counts
-# (the published 256-token set is exactly {8, 12, 16, 20, 24, 32, 64, 128, 256} = these x 256).
-STEP_FRACTIONS: tuple[float, ...] = (1 / 32, 3 / 64, 1 / 16, 5 / 64, 3 / 32, 1 / 8, 1 / 4, 1 / 2, 1.0)
-HALTON_BASES: tuple[int, int] = (2, 3)  # (rows, columns)
 # locality-aware orders draw their tie-break keys in chunks of this many rows: chunk after chunk, one draw
 # per step (part of the randomness contract the tests replay; the builder works on blocks of chunks)
 ROW_CHUNK = 64
@@ -50,216 +45,6 @@ BLOCK_CELLS = 1 << 18
 # blocks of at most this many rows walk c1 in a plain Python loop (per-call overhead of the vectorised walk)
 _PYTHON_WALK_MAX_ROWS = 8
 
-
-# ----------------------------------------------------------------------------------------------------
-# Group-size schedules
-# ----------------------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def published_group_sizes() -> dict[int, dict[int, tuple[int, ...]]]:
-    """The published schedules, ``{num_tokens: {steps: group sizes}}`` (package data, read once)."""
-    text = resources.files("lpdgen").joinpath("assets/group_sizes.json").read_text()
-    raw = json.loads(text)["schedules"]
-    # the file is keyed by image size (256 / 512 px); index it by token count, which is what callers know
-    table: dict[int, dict[int, tuple[int, ...]]] = {}
-    for lists in raw.values():
-        for steps, sizes in lists.items():
-            table.setdefault(sum(sizes), {})[int(steps)] = tuple(int(g) for g in sizes)
-    return table
-
-
-def cosine_group_sizes(num_tokens: int, steps: int) -> list[int]:
-    """The generating rule behind :func:`group_sizes` for counts without a published list.
-
-    g_1 = 1; the other N - 1 tokens follow the increments of the cosine schedule (the fraction generated
-    after step k grows like 1 - cos(pi/2 * k/K), so early steps are small and late ones large), each
-    increment raised to at least one token by water-filling (steps whose share would be < 1 get exactly
-    1, the rest are rescaled), rounded cumulatively to integers and sorted ascending. Sorting keeps the
-    sum and the ">= 1" property and makes the list non-decreasing. Within one token per step of every
-    published list (see tests/test_orders.py).
-    """
-    _check_steps(num_tokens, steps)
-    if steps == 1:
-        return [num_tokens]
-    k = np.arange(2, steps + 1, dtype=np.float64)
-    # share of step k under 1 - cos(pi/2 k/K); increasing in k
-    weight = np.cos(np.pi / 2 * (k - 1) / steps) - np.cos(np.pi / 2 * k / steps)
-    rest = num_tokens - 1
-    # water-filling: the smallest m with steps m.. scaled to (rest - m) all >= 1 (weights are increasing,
-    # so clamped steps are a prefix)
-    tail = np.cumsum(weight[::-1])[::-1]  # tail[m] = sum of weight[m:]
-    m = np.arange(len(weight))
-    ok = (rest - m) * weight / tail >= 1.0
-    first = int(np.argmax(ok)) if ok.any() else len(weight)
-    share = np.ones_like(weight)
-    if first < len(weight):
-        share[first:] = (rest - first) * weight[first:] / tail[first]
-    cum = np.floor(np.cumsum(share) + 0.5)
-    cum[-1] = rest  # exact total despite float rounding
-    sizes = np.diff(np.concatenate([[0.0], cum])).astype(np.int64)
-    return [1, *sorted(int(g) for g in sizes)]
-
-
-def group_sizes(num_tokens: int, steps: int) -> list[int]:
-    """Tokens generated at each of ``steps`` steps for an image of ``num_tokens`` tokens.
-
-    Returns the published list where one exists (256 tokens: 8..256 steps; 1024 tokens: 32..1024
-    steps), else :func:`cosine_group_sizes`. Every list starts at 1, never decreases and sums to
-    ``num_tokens``. Raises ``ValueError`` unless 1 <= steps <= num_tokens.
-    """
-    _check_steps(num_tokens, steps)
-    published = published_group_sizes().get(num_tokens, {}).get(steps)
-    return list(published) if published is not None else cosine_group_sizes(num_tokens, steps)
-
-
-def all_group_sizes(num_tokens: int) -> list[list[int]]:
-    """Every schedule of a token count, fewest steps first: the published set for 256 / 1024 tokens,
-    else one list per step count in ``round(f * N)`` for f in :data:`STEP_FRACTIONS` (the 256-token
-    set scaled). Training draws one of these uniformly per iteration (SPEC §3)."""
-    if num_tokens < 1:
-        raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
-    published = published_group_sizes().get(num_tokens)
-    if published:
-        return [list(published[s]) for s in sorted(published)]
-    steps = sorted({min(num_tokens, max(1, round(f * num_tokens))) for f in STEP_FRACTIONS})
-    return [group_sizes(num_tokens, s) for s in steps]
-
-
-def _check_steps(num_tokens: int, steps: int) -> None:
-    if int(num_tokens) != num_tokens or num_tokens < 1:
-        raise ValueError(f"num_tokens must be a positive integer, got {num_tokens!r}")
-    if int(steps) != steps or not 1 <= steps <= num_tokens:
-        raise ValueError(f"steps must be an integer in [1, num_tokens={num_tokens}], got {steps!r}")
-
-
-def validate_group_sizes(group_sizes: list[int] | tuple[int, ...] | torch.Tensor, num_tokens: int) -> list[int]:
-    """Check a schedule against a token count and return it as a list of ints.
-
-    Raises ``ValueError`` naming the problem: empty, non-integer, an entry < 1, or a sum != num_tokens.
-    (A first group larger than 1 is allowed: orders fill it with one random cell plus farthest points.)
-    """
-    sizes = group_sizes.tolist() if isinstance(group_sizes, torch.Tensor) else list(group_sizes)
-    if not sizes:
-        raise ValueError("group sizes are empty")
-    if any(isinstance(g, bool) or int(g) != g for g in sizes):
-        raise ValueError(f"group sizes must be integers, got {sizes}")
-    sizes = [int(g) for g in sizes]
-    bad = [(k, g) for k, g in enumerate(sizes) if g < 1]
-    if bad:
-        raise ValueError(f"every group size must be >= 1; (step index, size) pairs violating it: {bad[:5]}")
-    if sum(sizes) != num_tokens:
-        raise ValueError(f"group sizes sum to {sum(sizes)} but the grid has {num_tokens} tokens")
-    return sizes
-
-
-def validate_orders(orders: torch.Tensor, num_tokens: int) -> None:
-    """Raise ``ValueError`` unless ``orders`` is a (B, N) integer tensor whose rows are permutations of
-    0..N-1. Vectorised (one sort), cheap enough to call on every model call."""
-    if not isinstance(orders, torch.Tensor):  # bad input is a ValueError project-wide (clean CLI errors)
-        raise ValueError(f"orders must be a torch.Tensor, got {type(orders).__name__}")  # noqa: TRY004
-    if orders.dim() != 2 or orders.shape[1] != num_tokens:
-        raise ValueError(f"orders must have shape (B, {num_tokens}), got {tuple(orders.shape)}")
-    if orders.dtype.is_floating_point or orders.dtype.is_complex or orders.dtype == torch.bool:
-        raise ValueError(f"orders must be an integer tensor, got {orders.dtype}")
-    expected = torch.arange(num_tokens, device=orders.device)
-    bad = (orders.sort(dim=1).values != expected).any(dim=1)  # (B,)
-    if bad.any():
-        rows = bad.nonzero().flatten()[:5].tolist()
-        raise ValueError(f"orders rows {rows} are not permutations of 0..{num_tokens - 1}")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Orders
-# ----------------------------------------------------------------------------------------------------
-
-
-def grid_shape(grid: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    """``16`` -> (16, 16); ``(h, w)`` -> (h, w); ValueError on anything else."""
-    if isinstance(grid, int) and not isinstance(grid, bool):
-        h = w = grid
-    elif isinstance(grid, (tuple, list)) and len(grid) == 2 and all(isinstance(x, int) for x in grid):
-        h, w = grid
-    else:
-        raise ValueError(f"grid must be an int or a pair (h, w) of ints, got {grid!r}")
-    if h < 1 or w < 1:
-        raise ValueError(f"grid sides must be >= 1, got {(h, w)}")
-    return int(h), int(w)
-
-
-def make_rng(seed: int | torch.Generator | None, device: str | torch.device = "cpu") -> torch.Generator:
-    """A generator from a seed (``None``: a fresh non-deterministic seed; a Generator passes through)."""
-    if isinstance(seed, torch.Generator):
-        return seed
-    gen = torch.Generator(device=torch.device(device))
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(int(seed))
-    return gen
-
-
-def _check_batch(batch: int) -> None:
-    if int(batch) != batch or batch < 1:
-        raise ValueError(f"batch must be a positive integer, got {batch!r}")
-
-
-def raster(grid: int | tuple[int, int], batch: int = 1, device: str | torch.device = "cpu") -> torch.Tensor:
-    """(batch, h*w) raster orders: row-major, one token per position, as in plain autoregression."""
-    h, w = grid_shape(grid)
-    _check_batch(batch)
-    return torch.arange(h * w, device=device).expand(batch, h * w).clone()
-
-
-def random(grid: int | tuple[int, int], batch: int = 1, seed: int | torch.Generator | None = None,
-           device: str | torch.device = "cpu") -> torch.Tensor:
-    """(batch, h*w) uniformly random permutations, independent per row (the order LPD trains on)."""
-    h, w = grid_shape(grid)
-    _check_batch(batch)
-    gen = make_rng(seed, device)
-    return torch.rand((batch, h * w), generator=gen, device=device).argsort(dim=1)
-
-
-def _radical_inverse(index: torch.Tensor, base: int) -> torch.Tensor:
-    """Van der Corput radical inverse of integer ``index`` in ``base`` (float64)."""
-    out = torch.zeros(index.shape, dtype=torch.float64, device=index.device)
-    frac = 1.0 / base
-    i = index.clone()
-    while bool((i > 0).any()):
-        out += frac * (i % base)
-        i = i // base
-        frac /= base
-    return out
-
-
-def halton(grid: int | tuple[int, int], batch: int = 1, seed: int | torch.Generator | None = None,
-           device: str | torch.device = "cpu") -> torch.Tensor:
-    """(batch, h*w) Halton-sequence orders, the low-discrepancy baseline of the paper's ablation.
-
-    Points (radical inverse base 2 -> row, base 3 -> column) are mapped to grid cells and each cell is
-    ordered by the first point that lands in it, so successive tokens spread evenly over the image.
-    Each row applies its own random toroidal shift (Cranley-Patterson rotation) to the points, which
-    keeps the low discrepancy while making the orders of a batch differ.
-    """
-    h, w = grid_shape(grid)
-    _check_batch(batch)
-    n = h * w
-    gen = make_rng(seed, device)
-    shift = torch.rand((batch, 2), generator=gen, dtype=torch.float64, device=device)  # (B, 2)
-    count = 8 * n
-    while True:
-        idx = torch.arange(1, count + 1, device=device)
-        ys = (_radical_inverse(idx, HALTON_BASES[0])[None] + shift[:, :1]) % 1.0  # (B, M)
-        xs = (_radical_inverse(idx, HALTON_BASES[1])[None] + shift[:, 1:]) % 1.0
-        cells = (ys * h).long().clamp_(max=h - 1) * w + (xs * w).long().clamp_(max=w - 1)  # (B, M)
-        first = torch.full((batch, n), count, dtype=torch.long, device=device)
-        first.scatter_reduce_(1, cells, idx.expand(batch, -1) - 1, reduce="amin")
-        if bool((first < count).all()):
-            return first.argsort(dim=1)
-        count *= 2  # some cell not hit yet: more points
-
-
-# Proximity of a cell is determined by its counts of selected edge neighbours (ne) and diagonal
 # neighbours (nd), each 0..4; we carry the code 5 ne + nd and compare proximities through exact tables.
 _PROX_OF_CODE = np.array([ne + nd / math.sqrt(2.0) for ne in range(5) for nd in range(5)])  # (25,)
 # rank of each code by proximity, descending (distinct codes have distinct proximities: sqrt 2 is irrational)
@@ -346,10 +131,11 @@ def _distance_rank_table(h: int, w: int) -> np.ndarray:
     return _rank_of_squared_distance(h, w)[(y[:, None] - y[None]) ** 2 + (x[:, None] - x[None]) ** 2]
 
 
-def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[int, ...], tau: float = 1.0,
-                   rho: float = 2.0, batch: int = 1, seed: int | torch.Generator | None = None,
-                   device: str | torch.device = "cpu") -> torch.Tensor:
-    """(batch, h*w) locality-aware generation orders (SPEC §5), each row built independently.
+def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[int, ...],
+                   tau: float = PUBLISHED_TAU, rho: float = PUBLISHED_RHO, batch: int | None = None,
+                   seed: Seeds = None, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(batch, h*w) locality-aware generation orders, each row built independently (the rule, written
+    as a plain loop, is :func:`lpdgen.orders.reference.locality_aware_reference`).
 
     Step 1 takes one cell uniformly at random (a first group larger than 1 adds farthest points to it).
     Step k ranks the free cells by proximity (sum of 1/distance to selected 8-neighbours), descending,
@@ -362,29 +148,46 @@ def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[i
 
     Built with numpy on the CPU (the work is small integer bookkeeping that torch's per-op overhead
     would dominate); the result is moved to ``device``. Randomness: :func:`tie_break_rng` from
-    ``seed``; for each chunk of :data:`ROW_CHUNK` rows, one :func:`tie_break_keys` draw per step.
+    ``seed``; for each chunk of :data:`ROW_CHUNK` rows, one :func:`tie_break_keys` draw per step. With
+    one seed per row, row i has its own ``tie_break_rng(seed[i])`` and is exactly the batch-1 order of
+    ``seed[i]`` (a seeded batch in one call, each image independent of the batch it is built in).
 
     Args:
         grid: side of a square grid or (h, w).
         group_sizes: g_1..g_K, each >= 1, summing to h*w.
-        tau: proximity threshold (published 1).
-        rho: repulsion threshold in Chebyshev distance (published 2, 3 or 4); < 1 disables repulsion.
-        batch: number of orders B.
-        seed: int seed, a ``torch.Generator``, or ``None`` for a fresh random seed.
+        tau: proximity threshold (:data:`PUBLISHED_TAU`).
+        rho: repulsion threshold in Chebyshev distance (:data:`PUBLISHED_RHO`; the paper also uses 3
+            and 4); < 1 disables repulsion.
+        batch: number of orders B (default: the number of per-row seeds, else 1).
+        seed: int seed, a ``torch.Generator``, or ``None`` for a fresh random seed; or a sequence of
+            ints / generators, one per row.
         device: where to return the orders.
     Returns:
         (batch, h*w) LongTensor of raster indices.
     """
     h, w = grid_shape(grid)
     sizes = validate_group_sizes(group_sizes, h * w)
-    _check_batch(batch)
-    rng = tie_break_rng(seed)
+    seeds, batch = row_seeds(seed, batch)
     radius = math.floor(rho) if rho >= 1 else 0
-    streams = _chunk_key_streams(rng, batch, h * w, len(sizes))
-    per_block = max(1, BLOCK_CELLS // (ROW_CHUNK * h * w))  # chunks per block
-    blocks = [_locality_aware_block(h, w, sizes, tau, radius, streams[i:i + per_block])
-              for i in range(0, len(streams), per_block)]
+    if seeds is None:
+        streams = _chunk_key_streams(tie_break_rng(seed), batch, h * w, len(sizes))
+    else:  # a batch-1 call per seed draws its keys from its own generator, one row per step
+        streams = [(tie_break_rng(s), 1) for s in seeds]
+    block_rows = max(1, BLOCK_CELLS // (ROW_CHUNK * h * w)) * ROW_CHUNK  # whole chunks per block
+    blocks = [_locality_aware_block(h, w, sizes, tau, radius, block) for block in _blocks(streams, block_rows)]
     return torch.from_numpy(np.concatenate(blocks)).to(device)
+
+
+def _blocks(streams: list[tuple[np.random.Generator, int]], max_rows: int) -> list[list[tuple[np.random.Generator, int]]]:
+    """Consecutive streams grouped into blocks of at most ``max_rows`` rows (at least one stream each)."""
+    blocks, rows = [], max_rows
+    for stream in streams:
+        if rows + stream[1] > max_rows:
+            blocks.append([])
+            rows = 0
+        blocks[-1].append(stream)
+        rows += stream[1]
+    return blocks
 
 
 def _chunk_key_streams(rng: np.random.Generator, batch: int, n: int, steps: int) -> list[tuple[np.random.Generator, int]]:
@@ -405,8 +208,8 @@ def _chunk_key_streams(rng: np.random.Generator, batch: int, n: int, steps: int)
 
 def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: int,
                           streams: list[tuple[np.random.Generator, int]]) -> np.ndarray:
-    """(rows, h*w) int64 orders for a block of row chunks (``streams`` from :func:`_chunk_key_streams`):
-    the body of :func:`locality_aware`.
+    """(rows, h*w) int64 orders for a block of row chunks (``(generator, rows)`` pairs, one per chunk of
+    rows sharing a key stream): the body of :func:`locality_aware`.
 
     Layout: every row's grid is padded by ``pad = max(radius, 1)`` cells on each side and the padded
     grids of all rows are laid end to end in one flat array, so a neighbour or a Chebyshev window is a
@@ -486,7 +289,7 @@ def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: 
 def _walk(c1_flat: np.ndarray, allowed: np.ndarray, value: np.ndarray, rnd: np.ndarray, cell_of_flat: np.ndarray,
           plane: int, g: int, cell_bits: int, geometry: tuple, picks: np.ndarray, n_chosen: np.ndarray,
           stop: np.ndarray) -> None:
-    """SPEC §5 step 3 for every row at once: walk the c1 cells (``c1_flat``, flat padded positions; the
+    """The repulsion walk of a step for every row at once: walk the c1 cells (``c1_flat``, flat padded positions; the
     flat c1 mask ``allowed`` is used up as the walk's "may still be taken" flags) in key order, taking a
     cell unless a cell taken before it lies within its Chebyshev window. Writes the first g taken cells
     of each row to ``picks`` (in walk order), their count to ``n_chosen`` and the key of the g-th (where
@@ -559,7 +362,7 @@ def _walk_rows_python(walk: np.ndarray, counts: np.ndarray, allowed: np.ndarray,
 def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, rows: np.ndarray, free: np.ndarray, rnd: np.ndarray,
                    stop: np.ndarray, value: np.ndarray, c1_from: int, row_base: np.ndarray, flat_of_cell: np.ndarray,
                    dist_rows: _DistanceRanks, cell_bits: int) -> None:
-    """Fill columns n_chosen.. of ``picks[rows]`` by farthest-point sampling (SPEC §5 step 4) over the
+    """Fill columns n_chosen.. of ``picks[rows]`` by farthest-point sampling (the fill of a step) over the
     free cells (``free``, (B, N) uint8) not picked yet, in place. Ties in distance go to the first cell
     in pool order: group (c2, set-aside = c1 below ``stop``, untried = c1 above it), then key; distance
     ranks keep ties exact, and pool-order keys are computed for the tied cells only (c1: ``value``
@@ -627,74 +430,3 @@ def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, rows: np.ndarray, fr
     picks[rows] = sub
 
 
-def build_orders(kind: str, grid: int | tuple[int, int], group_sizes: list[int] | None = None, batch: int = 1,
-                 seed: int | torch.Generator | None = None, tau: float = 1.0, rho: float = 2.0,
-                 device: str | torch.device = "cpu") -> torch.Tensor:
-    """Dispatch on ``kind`` in :data:`ORDER_TYPES` (``group_sizes`` is needed by "locality" only)."""
-    if kind == "locality":
-        if group_sizes is None:
-            raise ValueError("locality-aware orders need group_sizes")
-        return locality_aware(grid, group_sizes, tau=tau, rho=rho, batch=batch, seed=seed, device=device)
-    if kind == "raster":
-        return raster(grid, batch=batch, device=device)
-    if kind == "random":
-        return random(grid, batch=batch, seed=seed, device=device)
-    if kind == "halton":
-        return halton(grid, batch=batch, seed=seed, device=device)
-    raise ValueError(f"unknown order type {kind!r}; choose one of {ORDER_TYPES}")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Interop
-# ----------------------------------------------------------------------------------------------------
-
-
-def save_orders(orders: torch.Tensor, path: PathLike) -> Path:
-    """Write (B, N) orders atomically as ``.json`` (a list of lists of raster indices, the format of the
-    published pre-generated order files) or ``.npy`` (int64), chosen by the suffix."""
-    path = Path(path)
-    if orders.dim() != 2:
-        raise ValueError(f"orders must have shape (B, N), got {tuple(orders.shape)}")
-    array = orders.detach().cpu().numpy().astype(np.int64)
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        def write(tmp: str) -> None:
-            with open(tmp, "w") as f:
-                json.dump(array.tolist(), f, separators=(",", ":"))
-                f.write("\n")
-    elif suffix == ".npy":
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:
-                np.save(f, array)
-    else:
-        raise ValueError(f"orders file must end in .json or .npy, got {path.name!r}")
-    return atomic_write(path, write)
-
-
-def load_orders(path: PathLike) -> torch.Tensor:
-    """Read orders written by :func:`save_orders` (or a published JSON order file) as a (B, N)
-    LongTensor, checking that every row is a permutation."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"orders file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        try:
-            data = json.loads(path.read_text())
-            orders = torch.tensor(data, dtype=torch.long)
-        except (json.JSONDecodeError, TypeError, ValueError) as e:
-            raise ValueError(f"{path} is not a JSON list of equal-length integer lists: {e}") from None
-    elif suffix == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise ValueError(f"{path} is not a valid .npy file: {e}") from None
-        if not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(f"{path} holds {array.dtype}, expected integers")
-        orders = torch.from_numpy(array.astype(np.int64))
-    else:
-        raise ValueError(f"orders file must end in .json or .npy, got {path.name!r}")
-    if orders.dim() != 2:
-        raise ValueError(f"{path} must hold a list of orders (B, N), got shape {tuple(orders.shape)}")
-    validate_orders(orders, orders.shape[1])
-    return orders
