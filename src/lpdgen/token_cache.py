@@ -160,34 +160,40 @@ def build_token_cache(
     n_tokens = plan["grid"][0] * plan["grid"][1]
     done_items = sum(s["count"] for s in mine) - sum(s["count"] for s in todo)
     log.info("rank %d/%d: %d of my %d shards to build in %s", rank, world_size, len(todo), len(mine), out)
-    bar = tqdm(total=sum(s["count"] for s in mine), initial=done_items, desc=f"cache[{rank}]", unit="img", disable=not progress)
-    for shard in todo:
-        codes = np.empty((shard["count"], 2, n_tokens), dtype=dtype)
-        partial = out / partial_name(shard["file"])
-        pos = _load_partial(partial, codes)
-        bar.update(pos)
-        subset = Subset(dataset, range(shard["start"] + pos, shard["start"] + shard["count"]))
-        saved_at, saved_pos = time.monotonic(), pos
-        try:
-            for images, _ in DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers):
-                c = encode_with_flips(tokenizer, images.to(tokenizer.device)).cpu().numpy()
-                if c.shape[-1] != n_tokens:
-                    raise ValueError(f"item {shard['start'] + pos}: {c.shape[-1]} codes, expected {n_tokens} "
-                                     "(images of different sizes?)")
-                codes[pos:pos + len(c)] = c
-                pos += len(c)
-                bar.update(len(c))
-                if time.monotonic() - saved_at >= save_every_s and pos < shard["count"]:
-                    _save_npy(codes[:pos], partial)
-                    saved_at, saved_pos = time.monotonic(), pos
-        except KeyboardInterrupt:
-            if pos > saved_pos:
-                _save_npy(codes[:pos], partial)  # whole batches only: pos is where the next batch starts
-            raise
-        _save_npy(codes, out / shard["file"])
-        partial.unlink(missing_ok=True)
-    bar.close()
+    with tqdm(total=sum(s["count"] for s in mine), initial=done_items, desc=f"cache[{rank}]", unit="img",
+              disable=not progress) as bar:  # closed on Ctrl-C too, before the CLI prints its resume hint
+        for shard in todo:
+            _build_shard(tokenizer, dataset, shard, out, n_tokens, dtype, batch_size, num_workers, save_every_s, bar)
     return index_path
+
+
+def _build_shard(tokenizer: VQTokenizer, dataset: Dataset, shard: dict, out: Path, n_tokens: int, dtype: np.dtype,
+                 batch_size: int, num_workers: int, save_every_s: float, bar: tqdm) -> None:
+    """Encode one shard, continuing its partial file if any; write it, then drop the partial file."""
+    codes = np.empty((shard["count"], 2, n_tokens), dtype=dtype)
+    partial = out / partial_name(shard["file"])
+    pos = _load_partial(partial, codes)
+    bar.update(pos)
+    subset = Subset(dataset, range(shard["start"] + pos, shard["start"] + shard["count"]))
+    saved_at, saved_pos = time.monotonic(), pos
+    try:
+        for images, _ in DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers):
+            c = encode_with_flips(tokenizer, images.to(tokenizer.device)).cpu().numpy()
+            if c.shape[-1] != n_tokens:
+                raise ValueError(f"item {shard['start'] + pos}: {c.shape[-1]} codes, expected {n_tokens} "
+                                 "(images of different sizes?)")
+            codes[pos:pos + len(c)] = c
+            pos += len(c)
+            bar.update(len(c))
+            if time.monotonic() - saved_at >= save_every_s and pos < shard["count"]:
+                _save_npy(codes[:pos], partial)
+                saved_at, saved_pos = time.monotonic(), pos
+    except KeyboardInterrupt:
+        if pos > saved_pos:
+            _save_npy(codes[:pos], partial)  # whole batches only: pos is where the next batch starts
+        raise
+    _save_npy(codes, out / shard["file"])
+    partial.unlink(missing_ok=True)
 
 
 def _load_partial(path: Path, codes: np.ndarray) -> int:

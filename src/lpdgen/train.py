@@ -590,7 +590,7 @@ class Trainer:
         norm_sum = torch.zeros((), device=self.device)
         window, t0, last = 0, time.perf_counter(), {}
         timing_from, timing_start = self.step + 1, 0.0
-        with _deferred_interrupt(enabled=not self.dist.enabled) as interrupted:
+        with bar, _deferred_interrupt(enabled=not self.dist.enabled) as interrupted:  # bar closed on Ctrl-C too
             while self.step < self.total_steps:
                 if interrupted():  # between steps: the checkpoint is a consistent state
                     raise TrainingInterrupted(self.save_checkpoint(), self.step)
@@ -624,7 +624,6 @@ class Trainer:
                 if window == 0:  # throughput windows exclude logging, sampling and checkpoint time
                     t0 = time.perf_counter()
                 bar.update(1)
-        bar.close()
         weights = self.export()
         if self._tb is not None:
             self._tb.close()
