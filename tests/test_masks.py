@@ -1,4 +1,4 @@
-"""The vectorised masks agree with a per-pair reading of SPEC §3 / §4."""
+"""The vectorised masks agree with a per-pair reading of the attention rules in docs/decoding.md."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from lpdgen.masks import decode_steps, training_mask
 
 
 def naive_training_mask(group_sizes: list[int]) -> torch.Tensor:
-    """SPEC §3 rules, one pair at a time."""
+    """The training attention rules, one pair at a time."""
     step = []
     for k, g in enumerate(group_sizes, start=1):
         step += [k] * g
@@ -49,7 +49,7 @@ def test_training_mask_for_raster_steps_is_causal_context_plus_diagonal_queries(
 
 
 def naive_step_visibility(group_sizes: list[int], k: int) -> torch.Tensor:
-    """SPEC §4 for step k (0-based): rows = fed tokens, cols = cache slots up to C_k."""
+    """The decoding attention rule for step k (0-based): rows = fed tokens, cols = cache slots up to C_k."""
     c = [1]
     for g in group_sizes:
         c.append(c[-1] + g)

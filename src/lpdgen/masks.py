@@ -1,4 +1,4 @@
-"""Attention masks of LPD, as pure functions of the group-size list (SPEC §3 and §4).
+"""Attention masks of LPD, as pure functions of the group-size list (training: docs/decoding.md "Sequences and masks"; decoding: one step per group).
 
 Why a module of its own: the masks are the whole trick of LPD - context tokens are block-causal,
 position queries see the context of earlier steps and the other queries of their own step - and both
@@ -33,7 +33,7 @@ def training_layout(group_sizes: tuple[int, ...]) -> tuple[torch.Tensor, torch.T
 
 
 def visible(g_row: torch.Tensor, q_row: torch.Tensor, g_key: torch.Tensor, q_key: torch.Tensor) -> torch.Tensor:
-    """SPEC §3's attention rule, elementwise on broadcastable group ids and query flags."""
+    """The training attention rule (docs/decoding.md), elementwise on broadcastable group ids and query flags."""
     context_rule = ~q_row & ~q_key & (g_key <= g_row)  # block-causal over context groups
     query_to_context = q_row & ~q_key & (g_key < g_row)  # queries see earlier steps' context
     query_to_query = q_row & q_key & (g_key == g_row)  # mutual visibility within a step
@@ -49,7 +49,7 @@ def _training_mask(group_sizes: tuple[int, ...], device: torch.device) -> torch.
 
 def training_mask(group_sizes: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
     """(L, L) boolean mask of the teacher-forcing sequence ``context ++ queries`` with
-    L = 1 + 2N - g_K (SPEC §3). Built once per (schedule, device) and cached: training draws from a
+    L = 1 + 2N - g_K (the last group is never fed back as context). Built once per (schedule, device) and cached: training draws from a
     handful of schedules, so after the first iterations no step builds or copies a mask."""
     return _training_mask(tuple(group_sizes), torch.device(device))
 
@@ -75,7 +75,7 @@ def _flex_block_mask(group_sizes: tuple[int, ...], device: torch.device):
 
 @dataclass(frozen=True)
 class DecodeStep:
-    """What one decoding step feeds (SPEC §4). Positions are indices into the generation order; slots
+    """What one decoding step feeds (docs/decoding.md). Positions are indices into the generation order; slots
     are KV-cache indices (slot 0 = class token, slot t = t-th token in generation order)."""
 
     ctx_start: int  # generation-order positions [ctx_start, q_start) are fed back as context (none at step 1)

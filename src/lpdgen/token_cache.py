@@ -9,15 +9,20 @@ Layout of a cache directory (read by :class:`lpdgen.data.TokenDataset`):
   raster order, in the smallest integer dtype that holds the codebook.
 
 Shard ``k`` always covers items ``[k * shard_size, (k + 1) * shard_size)`` and is written atomically
-(temporary file, then rename), so an interrupted build leaves only whole shards; a rerun skips them and
-produces byte-identical files (batches restart at each shard's first item). Under ``torchrun`` rank r
-of W builds shards r, r + W, ... (from ``RANK`` / ``WORLD_SIZE``); no process group is needed.
+(temporary file, then rename). Progress inside the shard being built is kept too: every
+``save_every_s`` seconds, and when the build is interrupted (Ctrl-C), the codes encoded so far are
+written atomically to ``shard_k.partial.npy``. A rerun skips finished shards, continues a partial one
+from its last whole batch and produces byte-identical files: batches always start at the shard's first
+item plus a multiple of the batch size, so every batch holds the same images as in an uninterrupted run.
+Under ``torchrun`` rank r of W builds shards r, r + W, ... (from ``RANK`` / ``WORLD_SIZE``); no
+process group is needed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +40,17 @@ log = get_logger(__name__)
 FORMAT = "lpdgen-token-cache-v1"
 INDEX = "index.json"
 LABELS = "labels.npy"
-DEFAULT_SHARD_SIZE = 50_000  # ~50 MB per shard at 256 tokens in uint16: few files, cheap to redo one
+DEFAULT_SHARD_SIZE = 50_000  # ~50 MB per shard at 256 tokens in uint16: few files
+DEFAULT_SAVE_EVERY_S = 30.0  # progress inside a shard is saved this often: a kill loses at most this much work
 
 
 def shard_name(k: int) -> str:
     return f"shard_{k:05d}.npy"
+
+
+def partial_name(shard_file: str) -> str:
+    """File of the codes already encoded for an unfinished shard: ``shard_00000.partial.npy``."""
+    return shard_file.removesuffix(".npy") + ".partial.npy"
 
 
 def code_dtype(codebook_size: int) -> np.dtype:
@@ -117,12 +128,14 @@ def build_token_cache(
     rank: int | None = None,
     world_size: int | None = None,
     progress: bool = True,
+    save_every_s: float = DEFAULT_SAVE_EVERY_S,
 ) -> Path:
     """Tokenize ``dataset`` (items ``(image, label)``, with a ``labels`` attribute) into ``out_dir``.
 
-    Resumable: finished shards are skipped. A rerun must use the same tokenizer config, dataset size
-    and shard size (else ``ValueError``); a different ``batch_size`` is allowed but may change codes
-    where two entries tie within floating-point noise. Returns the index path.
+    Resumable: finished shards are skipped and a partial shard continues from its saved batches
+    (saved every ``save_every_s`` seconds and on interruption). A rerun must use the same tokenizer
+    config, dataset size and shard size (else ``ValueError``); a different ``batch_size`` is allowed
+    but may change codes where two entries tie within floating-point noise. Returns the index path.
     """
     out = Path(out_dir)
     rank, world_size = dist_rank_world(rank, world_size)
@@ -147,21 +160,69 @@ def build_token_cache(
     n_tokens = plan["grid"][0] * plan["grid"][1]
     done_items = sum(s["count"] for s in mine) - sum(s["count"] for s in todo)
     log.info("rank %d/%d: %d of my %d shards to build in %s", rank, world_size, len(todo), len(mine), out)
-    bar = tqdm(total=sum(s["count"] for s in mine), initial=done_items, desc=f"cache[{rank}]", unit="img", disable=not progress)
-    for shard in todo:
-        codes = np.empty((shard["count"], 2, n_tokens), dtype=dtype)
-        subset = Subset(dataset, range(shard["start"], shard["start"] + shard["count"]))
-        pos = 0
+    with tqdm(total=sum(s["count"] for s in mine), initial=done_items, desc=f"cache[{rank}]", unit="img",
+              disable=not progress) as bar:  # closed on Ctrl-C too, before the CLI prints its resume hint
+        for shard in todo:
+            _build_shard(tokenizer, dataset, shard, out, n_tokens, dtype, batch_size, num_workers, save_every_s, bar)
+    return index_path
+
+
+def _build_shard(tokenizer: VQTokenizer, dataset: Dataset, shard: dict, out: Path, n_tokens: int, dtype: np.dtype,
+                 batch_size: int, num_workers: int, save_every_s: float, bar: tqdm) -> None:
+    """Encode one shard, continuing its partial file if any; write it, then drop the partial file."""
+    codes = np.empty((shard["count"], 2, n_tokens), dtype=dtype)
+    partial = out / partial_name(shard["file"])
+    pos = _load_partial(partial, codes)
+    bar.update(pos)
+    subset = Subset(dataset, range(shard["start"] + pos, shard["start"] + shard["count"]))
+    saved_at, saved_pos = time.monotonic(), pos
+    try:
         for images, _ in DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers):
             c = encode_with_flips(tokenizer, images.to(tokenizer.device)).cpu().numpy()
             if c.shape[-1] != n_tokens:
-                raise ValueError(f"item {shard['start'] + pos}: {c.shape[-1]} codes, expected {n_tokens} (images of different sizes?)")
+                raise ValueError(f"item {shard['start'] + pos}: {c.shape[-1]} codes, expected {n_tokens} "
+                                 "(images of different sizes?)")
             codes[pos:pos + len(c)] = c
             pos += len(c)
             bar.update(len(c))
-        _save_npy(codes, out / shard["file"])
-    bar.close()
-    return index_path
+            if time.monotonic() - saved_at >= save_every_s and pos < shard["count"]:
+                _save_npy(codes[:pos], partial)
+                saved_at, saved_pos = time.monotonic(), pos
+    except KeyboardInterrupt:
+        if pos > saved_pos:
+            _save_npy(codes[:pos], partial)  # whole batches only: pos is where the next batch starts
+        raise
+    _save_npy(codes, out / shard["file"])
+    partial.unlink(missing_ok=True)
+
+
+def _load_partial(path: Path, codes: np.ndarray) -> int:
+    """Copy the codes of an unfinished shard saved at ``path`` into ``codes``; returns how many items."""
+    if not path.is_file():
+        return 0
+    done = np.load(path)
+    if done.dtype != codes.dtype or done.ndim != 3 or done.shape[1:] != codes.shape[1:] or len(done) > len(codes):
+        raise ValueError(f"{path}: shape {done.shape} {done.dtype} does not fit its shard {codes.shape} {codes.dtype}; "
+                         "delete it to redo that shard")
+    codes[:len(done)] = done
+    return len(done)
+
+
+def cache_progress(cache_dir: PathLike) -> tuple[int, int]:
+    """(items encoded and kept on disk, items in all) of a cache directory, finished or not; (0, 0)
+    before its index exists."""
+    root = Path(cache_dir)
+    index_path = root / INDEX
+    if not index_path.is_file():
+        return 0, 0
+    index = json.loads(index_path.read_text())
+    done = 0
+    for s in index["shards"]:
+        if (root / s["file"]).is_file():
+            done += s["count"]
+        elif (root / partial_name(s["file"])).is_file():
+            done += len(np.load(root / partial_name(s["file"]), mmap_mode="r"))
+    return done, index["num_items"]
 
 
 def open_cache(cache_dir: PathLike) -> tuple[dict[str, Any], list[np.ndarray], np.ndarray]:

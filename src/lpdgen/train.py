@@ -1,4 +1,4 @@
-"""Training LPD with the published recipe (SPEC §3): one engine for one process, DDP and FSDP.
+"""Training LPD with the published recipe (random orders and group-size schedules, AdamW, warm-up + cosine): one engine for one process, DDP and FSDP.
 
 Why the randomness is organised the way it is: every per-iteration draw is a pure function of
 ``(seed, step, ...)`` rather than the state of a long-lived generator.
@@ -20,8 +20,11 @@ import dataclasses
 import json
 import math
 import re
+import signal
+import threading
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +49,8 @@ from .orders import all_group_sizes, group_sizes, validate_group_sizes
 from .rng import derive_seed, image_seeds
 from .utils import get_logger
 
+TIMING_STEPS = 5  # steps timed (after the first, which pays one-off costs) for the time-per-step estimate
+
 log = get_logger(__name__)
 
 CHECKPOINT_FORMAT = "lpdgen-train-1"
@@ -66,7 +71,7 @@ RESUMABLE_CHANGES = frozenset({
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of a training run; defaults are the published LPD recipe (SPEC §3)."""
+    """Hyper-parameters of a training run; defaults are the published LPD recipe (docs/training.md)."""
 
     out_dir: str = "runs/lpd"
     global_batch: int = 2048  # over all processes (LPD-L 2048; XL / XXL 1024)
@@ -548,42 +553,70 @@ class Trainer:
             log.info("training %s (%d params) for %d steps (%d per epoch), global batch %d on %d process(es), "
                      "peak lr %.3g, %d schedules", self.model_cfg.name, sum(p.numel() for p in self.model.parameters()),
                      self.total_steps, self.steps_per_epoch, c.global_batch, self.dist.world_size, c.peak_lr, len(self.schedules))
+            log.info("%s", self.schedule_summary())
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not main, desc="train", dynamic_ncols=True)
         loss_sum = torch.zeros((), device=self.device)
         norm_sum = torch.zeros((), device=self.device)
         window, t0, last = 0, time.perf_counter(), {}
-        while self.step < self.total_steps:
-            loss, norm = self.train_step(self.step)
-            loss_sum += loss
-            norm_sum += norm
-            window += 1
-            self.step += 1
-            at_end = self.step == self.total_steps
-            if self.step % c.log_every == 0 or at_end:
-                elapsed = time.perf_counter() - t0
-                mean_loss = float(all_reduce_mean(loss_sum / window))
-                images = window * c.global_batch
-                last = {"step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": mean_loss, "lr": self.lr_at(self.step - 1), "grad_norm": float(norm_sum / window),
-                        "img_per_s": images / elapsed, "tokens_per_s": images * self.model_cfg.num_tokens / elapsed}
-                if main:
-                    self._write_log(last)
-                    bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{last['img_per_s']:.1f}",
-                                    tok_s=f"{last['tokens_per_s']:.0f}")
-                loss_sum.zero_()
-                norm_sum.zero_()
-                window = 0
-            if c.sample_every and (self.step % c.sample_every == 0 or at_end):
-                self.write_samples()
-            if self.step % c.checkpoint_every == 0 or at_end:
-                self.save_checkpoint()
-            if window == 0:  # throughput windows exclude logging, sampling and checkpoint time
-                t0 = time.perf_counter()
-            bar.update(1)
-        bar.close()
+        timing_from, timing_start = self.step + 1, 0.0
+        with bar, _deferred_interrupt(enabled=not self.dist.enabled) as interrupted:  # bar closed on Ctrl-C too
+            while self.step < self.total_steps:
+                if interrupted():  # between steps: the checkpoint is a consistent state
+                    raise TrainingInterrupted(self.save_checkpoint(), self.step)
+                if self.step == timing_from:  # the first step pays one-off costs: time the next ones
+                    timing_start = time.perf_counter()
+                elif main and self.step == timing_from + TIMING_STEPS:
+                    self._log_time_estimate((time.perf_counter() - timing_start) / TIMING_STEPS)
+                loss, norm = self.train_step(self.step)
+                loss_sum += loss
+                norm_sum += norm
+                window += 1
+                self.step += 1
+                at_end = self.step == self.total_steps
+                if self.step % c.log_every == 0 or at_end:
+                    elapsed = time.perf_counter() - t0
+                    mean_loss = float(all_reduce_mean(loss_sum / window))
+                    images = window * c.global_batch
+                    last = {"step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": mean_loss, "lr": self.lr_at(self.step - 1), "grad_norm": float(norm_sum / window),
+                            "img_per_s": images / elapsed, "tokens_per_s": images * self.model_cfg.num_tokens / elapsed}
+                    if main:
+                        self._write_log(last)
+                        bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{last['img_per_s']:.1f}",
+                                        tok_s=f"{last['tokens_per_s']:.0f}")
+                    loss_sum.zero_()
+                    norm_sum.zero_()
+                    window = 0
+                if c.sample_every and (self.step % c.sample_every == 0 or at_end):
+                    self.write_samples()
+                if self.step % c.checkpoint_every == 0 or at_end:
+                    self.save_checkpoint()
+                if window == 0:  # throughput windows exclude logging, sampling and checkpoint time
+                    t0 = time.perf_counter()
+                bar.update(1)
         weights = self.export()
         if self._tb is not None:
             self._tb.close()
         return {**last, "weights": str(weights) if weights else None, "total_steps": self.total_steps}
+
+    def schedule_summary(self) -> str:
+        """One line stating the learning-rate schedule in steps (and epochs), so a user sees at start
+        whether e.g. a 50-epoch warm-up swallows a short run."""
+        c = self.cfg
+        per_unit = self.steps_per_epoch if c.lr_unit == "epoch" else 1
+        warm = min(self.total_steps, round(c.warmup * per_unit))
+        decay = min(self.total_steps, round(c.decay_start * per_unit))
+        unit = "epochs" if c.lr_unit == "epoch" else "steps"
+        text = (f"lr schedule: linear warm-up to {c.peak_lr:.3g} over {warm} steps ({c.warmup:g} {unit}), constant "
+                f"until step {decay}, cosine to {c.min_lr:.3g} at step {self.total_steps} "
+                f"({self.total_steps / max(1, self.steps_per_epoch):.3g} epochs)")
+        if round(c.warmup * per_unit) >= self.total_steps:
+            text += "; the run ends inside the warm-up: shorten --warmup or train longer"
+        return text
+
+    def _log_time_estimate(self, seconds_per_step: float) -> None:
+        remaining = (self.total_steps - self.step) * seconds_per_step
+        log.info("%.3g s per step (measured over %d steps); the remaining %d steps take about %s",
+                 seconds_per_step, TIMING_STEPS, self.total_steps - self.step, _duration(remaining))
 
     # --- outputs --------------------------------------------------------------------------------------
 
@@ -633,6 +666,45 @@ class Trainer:
         path = model.save(self.out_dir / FINAL_WEIGHTS) if model is not None else None
         barrier()
         return path
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training between two steps, after writing ``checkpoint`` at ``step``."""
+
+    def __init__(self, checkpoint: Path | None, step: int):
+        super().__init__(f"interrupted at step {step}; checkpoint {checkpoint}")
+        self.checkpoint, self.step = checkpoint, step
+
+
+@contextmanager
+def _deferred_interrupt(enabled: bool = True) -> Iterator:
+    """Turn the first Ctrl-C into a flag read between steps (a step cut in half, e.g. inside the
+    optimizer update, is no state to save); a second Ctrl-C interrupts at once. Yields ``interrupted()``.
+    Off under torchrun (every rank must agree to stop) and outside the main thread."""
+    hits = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame) -> None:
+        hits.append(signum)
+        if len(hits) > 1:
+            raise KeyboardInterrupt
+        log.warning("Ctrl-C: stopping after this step and saving a checkpoint (press again to stop at once)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(hits)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _duration(seconds: float) -> str:
+    """``5400`` -> "1 h 30 min"; short spans in seconds."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 def train(model_cfg: LPDConfig, cfg: TrainConfig, dataset: Dataset, tokenizer=None) -> dict:

@@ -269,13 +269,6 @@ def load_tokenizer_arg(spec: str, device=None):
     return tokenizer if device is None else tokenizer.to(device)
 
 
-def check_compatible(model, tokenizer) -> None:
-    """The tokenizer must speak the model's vocabulary (it is convolutional: any code grid decodes)."""
-    if tokenizer.config.codebook_size != model.cfg.vocab_size:
-        raise UserError(f"tokenizer codebook has {tokenizer.config.codebook_size} entries "
-                        f"but the model's vocabulary is {model.cfg.vocab_size}")
-
-
 # ---- which model: the embedded default, a pretrained folder / repo, or a checkpoint pair ----------------
 
 DTYPES = ("float32", "float16", "bfloat16")

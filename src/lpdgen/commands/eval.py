@@ -135,8 +135,7 @@ def _sample_config(args: argparse.Namespace, num_images: int, cfg: float):
 def _pipeline(args: argparse.Namespace):
     """(pipeline, rank, world size) from the model arguments, joining torchrun's process group if any."""
     from ..distributed import init_distributed
-    from ..pipeline import LPDPipeline
-    from .common import check_compatible
+    from ..pipeline import LPDPipeline, check_compatible
 
     info = init_distributed(args.device)
     model = load_model(args.checkpoint, args.config, args.image_size, info.device)

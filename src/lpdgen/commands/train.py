@@ -11,21 +11,42 @@ import dataclasses
 import json
 from pathlib import Path
 
+from .common import UserError, check_device_arg, check_output_dir
+
 # TrainConfig fields whose default is None, and so carry no type of their own
 _OPTIONAL_TYPES = {"steps": int, "tokenizer": str, "init": str, "resume": str}
 _HELP = {
+    "out_dir": "checkpoints (ckpt_<step>.pt), log.jsonl, samples/ and the final lpd.safetensors",
     "global_batch": "images per optimizer step over all processes (must divide by the process count)",
     "epochs": "training length in epochs (ignored when --steps is given)",
+    "steps": "training length in optimizer steps (overrides --epochs)",
     "lr_unit": "unit of --warmup and --decay-start: epoch or step",
+    "warmup": "linear learning-rate warm-up from 0 over this many --lr-unit",
+    "decay_start": "constant learning rate until here (in --lr-unit), then cosine to --min-lr at the end",
     "base_lr": "lr = base_lr * global_batch / 256",
+    "min_lr": "learning rate at the end of the cosine decay (absolute, not scaled)",
+    "weight_decay": "AdamW weight decay (not on biases and LayerNorm gains)",
+    "beta1": "AdamW first-moment decay",
+    "beta2": "AdamW second-moment decay",
+    "grad_clip": "clip the global gradient norm to this (0 disables)",
+    "accum_steps": "split each process's batch into this many micro-batches (same result, less memory)",
     "schedules": "'auto' (all schedules of the grid), step counts '8,16,32', or a JSON list of group-size lists",
     "precision": "auto = bf16 autocast on CUDA, fp32 on CPU",
+    "gradient_checkpointing": "recompute activations in the backward pass (less memory, ~30%% slower)",
     "parallel": "under torchrun: ddp (replicated) or fsdp (sharded)",
+    "checkpoint_every": "steps between checkpoints (one is also written at the end and on Ctrl-C)",
     "keep_last": "keep this many newest checkpoints (0 = all)",
+    "log_every": "steps between log.jsonl records (loss, lr, throughput)",
     "sample_every": "write a sample grid PNG every N steps (0 = never)",
+    "sample_count": "images in each sample grid",
+    "sample_steps": "decoding steps of the sample grids",
+    "sample_cfg": "guidance scale of the sample grids",
     "tokenizer": "VQ checkpoint to decode sample grids (default: the shipped one when it matches the model)",
+    "tensorboard": "also write TensorBoard scalars (when tensorboard is installed)",
     "init": "initial weights: a published .pth ({'model': state_dict}) or .safetensors; pos_embed is resized",
     "resume": "a checkpoint path, or 'auto' for the newest checkpoint in --out-dir",
+    "seed": "seed of weights, data order, generation orders and dropout",
+    "device": "auto (CUDA if available, then Apple MPS, else CPU), cpu, cuda, cuda:N or mps",
 }
 
 
@@ -50,8 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         else:
             kind = _OPTIONAL_TYPES.get(f.name, type(f.default))
             p.add_argument(flag, type=kind, default=f.default, choices=choices.get(f.name),
-                           help=_HELP.get(f.name, f"default: {f.default}"))
-    p.set_defaults(func=run)
+                           help=_HELP[f.name])
+    p.set_defaults(func=run, interrupt_hint=_interrupt_hint)
 
 
 def model_config(name: str, image_size: int, dropout: float | None, label_drop: float | None):
@@ -79,6 +100,16 @@ def token_dataset(path: Path, flip_prob: float, seed: int):
     return NpzTokenDataset(path, flip_prob=flip_prob, seed=seed)
 
 
+def _interrupt_hint(args: argparse.Namespace) -> str:
+    from ..train import list_checkpoints
+
+    found = list_checkpoints(args.out_dir) if Path(args.out_dir).is_dir() else []
+    if not found:
+        return "no checkpoint had been written yet, nothing was saved"
+    again = "rerun the same command" if args.resume == "auto" else "rerun the same command with --resume auto"
+    return f"checkpoint {found[-1]} kept; {again} to continue from it"
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -86,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     from ..tokenizer import load_sample_tokenizer
     from ..train import TrainConfig, train
 
+    if args.threads < 0:
+        raise UserError(f"--threads must be >= 0 (0: torch default), got {args.threads}")
+    check_device_arg(args.device)
+    check_output_dir(args.out_dir)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
