@@ -114,3 +114,23 @@ def decode_steps(group_sizes: tuple[int, ...]) -> tuple[DecodeStep, ...]:
         steps.append(DecodeStep(ctx_start, q_start, q_end, slot_start, slot_end, cols < visible_end))
         prev_start, q_start = q_start, q_end
     return tuple(steps)
+
+
+def decode_slot_masks(group_sizes, num_slots: int, device: torch.device | str) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """Per step of :func:`decode_steps`, on ``device``: the cache slots it writes (L,) and its mask
+    (L, num_slots) over *every* cache slot, False beyond the step's block. Attending over all slots gives
+    each step a shape that depends only on its row count (compilable, CUDA-graph friendly); the extra
+    slots get weight exactly 0. Built once per (schedule, size, device) and cached."""
+    return _decode_slot_masks(tuple(int(g) for g in group_sizes), int(num_slots), torch.device(device))
+
+
+@lru_cache(maxsize=32)
+def _decode_slot_masks(group_sizes: tuple[int, ...], num_slots: int, device: torch.device) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    if num_slots < 1 + sum(group_sizes):
+        raise ValueError(f"{num_slots} cache slots cannot hold the class token and {sum(group_sizes)} tokens")
+    out = []
+    for s in decode_steps(group_sizes):
+        mask = torch.zeros(s.mask.shape[0], num_slots, dtype=torch.bool)
+        mask[:, :s.slot_end] = s.mask
+        out.append((torch.arange(s.slot_start, s.slot_end, device=device), mask.to(device)))
+    return tuple(out)
