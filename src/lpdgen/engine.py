@@ -45,9 +45,10 @@ class Engine:
         model: the LPD network (fp32, bf16, autocast or :meth:`LPD.quantize`-d).
         compile: compile the decoding step (the first calls pay the compile time).
         mode: ``torch.compile`` mode; None picks "reduce-overhead" on CUDA and the default elsewhere.
+        backend: ``torch.compile`` backend ("inductor"; tests use "aot_eager", which compiles in seconds).
     """
 
-    def __init__(self, model: LPD, *, compile: bool = False, mode: str | None = None):
+    def __init__(self, model: LPD, *, compile: bool = False, mode: str | None = None, backend: str = "inductor"):
         self.model = model
         self.compile = compile
         device = model.pos_embed.device
@@ -55,7 +56,8 @@ class Engine:
         self._cache: KVCache | None = None
         self._step: Callable[..., torch.Tensor] | None = None
         if compile:
-            self._step = torch.compile(model.decode_step, mode=self.mode, dynamic=None)
+            # dynamic=None: the first shape change recompiles once with symbolic row counts, not per step
+            self._step = torch.compile(model.decode_step, mode=self.mode, dynamic=None, backend=backend)
 
     @property
     def compiled(self) -> bool:
@@ -88,9 +90,7 @@ class Engine:
             except Exception as e:  # noqa: BLE001 - any compiler failure; a real bug re-raises eagerly below
                 warnings.warn(f"compiling the decoding step failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                               "decoding eagerly instead", RuntimeWarning, stacklevel=2)
-                self._step = None
-                self._cache = None  # its addresses may have been marked static for graphs
-                cache = self.cache(cache.batch, cache.k.device)
+                self._step = None  # the failed call ran nothing: the cache is as it was
         return self.model.decode_step(context, queries_pos, cache, slots, mask)
 
     def generate(self, labels: torch.Tensor, group_sizes, orders: torch.Tensor, **kwargs) -> torch.Tensor:
