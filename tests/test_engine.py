@@ -65,17 +65,32 @@ def test_fixed_shape_steps_give_the_growing_view_decoders_greedy_tokens_on_rando
         assert torch.equal(model.generate(labels, sizes, orders, cfg=3.0, top_k=1), want), sizes
 
 
-def test_slot_masks_pad_the_step_masks_with_hidden_slots():
+@pytest.mark.parametrize("span", [1, 4, 7, 64])
+def test_slot_masks_pad_the_step_masks_with_hidden_slots_to_whole_spans(span):
     gen = torch.Generator().manual_seed(3)
     for _ in range(20):
         sizes = random_schedule(N, gen)
-        padded = decode_slot_masks(sizes, N + 4, "cpu")
+        padded = decode_slot_masks(sizes, N + 4, "cpu", span=span)
         for step, (slots, mask) in zip(decode_steps(tuple(sizes)), padded):
             assert torch.equal(slots, torch.arange(step.slot_start, step.slot_end))
-            assert mask.shape == (step.slot_end - step.slot_start, N + 4)
+            width = min(N + 4, span * ((step.slot_end + span - 1) // span))
+            assert mask.shape == (step.slot_end - step.slot_start, width)
             assert torch.equal(mask[:, :step.slot_end], step.mask) and not mask[:, step.slot_end:].any()
     with pytest.raises(ValueError, match="slots"):
         decode_slot_masks([1, N - 1], N, "cpu")
+
+
+def test_every_span_gives_the_same_tokens(model, monkeypatch):
+    """Hidden slots get weight 0 whatever the span (7: several shapes per decode; 1 + N: all slots)."""
+    import lpdgen.masks
+
+    gen = torch.Generator().manual_seed(12)
+    labels, orders, sizes = torch.tensor([2, 4]), random_orders(2, N, gen), random_schedule(N, gen)
+    want = growing_view_greedy(model, labels, sizes, orders, cfg=3.0)
+    for span in (7, N + 1):
+        monkeypatch.setattr(lpdgen.masks, "KV_SPAN", span)
+        monkeypatch.setattr(lpdgen.masks.decode_slot_masks, "__defaults__", (span,))
+        assert torch.equal(model.generate(labels, sizes, orders, cfg=3.0, top_k=1), want)
 
 
 def test_engine_reuses_its_cache_and_stale_slots_never_leak(model):

@@ -115,10 +115,10 @@ def count_parameters(cfg: LPDConfig) -> int:
 class KVCache:
     """Preallocated keys and values of every layer, (depth, B, H, 1 + N, Dh) each.
 
-    Slot 0 holds the class token, slot t the t-th token in generation order. Every decoding step attends
-    over all 1 + N slots under a mask that hides the slots not yet written, so each step has a shape that
-    does not depend on how far decoding has got (it can be compiled or captured as a CUDA graph), and the
-    buffers can be reused across calls (:class:`lpdgen.engine.Engine`). Zero-filled once: hidden slots
+    Slot 0 holds the class token, slot t the t-th token in generation order. A decoding step attends over
+    a fixed span of slots under a mask that hides the slots not yet written, so its shapes do not depend
+    on how far decoding has got (it can be compiled or captured as a CUDA graph), and the buffers can be
+    reused across calls (:class:`lpdgen.engine.Engine`). Zero-filled once: hidden slots
     must hold finite numbers, since a masked weight of 0 times NaN would still be NaN. It lives outside
     the model so that generation never mutates the module.
     """
@@ -134,7 +134,7 @@ class KVCache:
 
     def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (B, H, L, Dh) into the cache slots ``slots`` (L,) (a device tensor, so that the step
-        does not depend on a host integer) and return the layer's whole (B, H, 1 + N, Dh) keys and values."""
+        does not depend on a host integer) and return the layer's (B, H, 1 + N, Dh) keys and values."""
         keys, values = self.k[layer], self.v[layer]
         keys.index_copy_(2, slots, k)
         values.index_copy_(2, slots, v)
@@ -172,11 +172,13 @@ class Attention(nn.Module):
         return self._out(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
 
     def forward_cached(self, x: torch.Tensor, cache: KVCache, layer: int, slots: torch.Tensor, mask: torch.Tensor, queries: int | None) -> torch.Tensor:
-        """One decoding step: write this block's K/V into cache slots ``slots`` and attend over all slots
-        under ``mask`` (L, 1 + N). With ``queries`` (the last layer) only the last ``queries`` rows are
+        """One decoding step: write this block's K/V into cache slots ``slots`` and attend over the first
+        S slots under ``mask`` (L, S). With ``queries`` (the last layer) only the last ``queries`` rows are
         computed: context tokens only ever contribute their K/V."""
         q, k, v = self._qkv(x)
         keys, values = cache.write(layer, slots, k, v)
+        span = mask.shape[-1]
+        keys, values = keys[:, :, :span], values[:, :, :span]  # (B, H, S, Dh)
         if queries is not None:
             q, mask = q[:, :, -queries:], mask[-queries:]
         return self._out(F.scaled_dot_product_attention(q, keys, values, attn_mask=mask))
@@ -389,8 +391,9 @@ class LPD(nn.Module):
     def decode_step(self, context: torch.Tensor, queries_pos: torch.Tensor, cache: KVCache, slots: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """One forward pass of decoding: ``context`` (B, c, D) embedded context tokens (the class token at
         step 1) and ``queries_pos`` (B, g, D) position embeddings of this step's targets, written into cache
-        slots ``slots`` (c + g,). ``mask`` (c + g, 1 + N) says which slots each row sees. Returns the logits
-        (B, g, V) of the queries. Shapes depend on (c, g) only, never on the step index."""
+        slots ``slots`` (c + g,). ``mask`` (c + g, S) says which of the first S slots each row sees
+        (:func:`lpdgen.masks.decode_slot_masks`). Returns the logits (B, g, V) of the queries. Shapes
+        depend on (c, g, S) only, never on the step index."""
         g = queries_pos.shape[1]
         x = self.z_proj_ln(torch.cat([context, self.mask_token + queries_pos], dim=1))  # (B, c + g, D)
         last = len(self.blocks) - 1
