@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "cache",
     "orders",
     "eval",
+    "bench",
 )
 
 
