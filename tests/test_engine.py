@@ -80,17 +80,15 @@ def test_slot_masks_pad_the_step_masks_with_hidden_slots_to_whole_spans(span):
         decode_slot_masks([1, N - 1], N, "cpu")
 
 
-def test_every_span_gives_the_same_tokens(model, monkeypatch):
-    """Hidden slots get weight 0 whatever the span (7: several shapes per decode; 1 + N: all slots)."""
-    import lpdgen.masks
-
+def test_every_span_gives_the_same_tokens(model):
+    """Hidden slots get weight 0 whatever the span (1: exactly the written slots; 7: several key
+    lengths per decode; 1 + N: every slot at every step)."""
     gen = torch.Generator().manual_seed(12)
     labels, orders, sizes = torch.tensor([2, 4]), random_orders(2, N, gen), random_schedule(N, gen)
     want = growing_view_greedy(model, labels, sizes, orders, cfg=3.0)
-    for span in (7, N + 1):
-        monkeypatch.setattr(lpdgen.masks, "KV_SPAN", span)
-        monkeypatch.setattr(lpdgen.masks.decode_slot_masks, "__defaults__", (span,))
-        assert torch.equal(model.generate(labels, sizes, orders, cfg=3.0, top_k=1), want)
+    for span in (1, 7, N + 1):
+        got = model.generate(labels, sizes, orders, cfg=3.0, top_k=1, engine=Engine(model, kv_span=span))
+        assert torch.equal(got, want), span
 
 
 def test_engine_reuses_its_cache_and_stale_slots_never_leak(model):

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .masks import KV_SPAN
 from .model import LPD, KVCache
 from .utils import get_logger
 
@@ -46,11 +47,17 @@ class Engine:
         compile: compile the decoding step (the first calls pay the compile time).
         mode: ``torch.compile`` mode; None picks "reduce-overhead" on CUDA and the default elsewhere.
         backend: ``torch.compile`` backend ("inductor"; tests use "aot_eager", which compiles in seconds).
+        kv_span: steps attend over the cache in whole spans of this many slots
+            (:func:`lpdgen.masks.decode_slot_masks`; ``1 + N`` or more: every slot at every step).
     """
 
-    def __init__(self, model: LPD, *, compile: bool = False, mode: str | None = None, backend: str = "inductor"):
+    def __init__(self, model: LPD, *, compile: bool = False, mode: str | None = None, backend: str = "inductor",
+                 kv_span: int = KV_SPAN):
+        if kv_span < 1:
+            raise ValueError(f"kv_span must be >= 1, got {kv_span}")
         self.model = model
         self.compile = compile
+        self.kv_span = kv_span
         device = model.pos_embed.device
         self.mode = mode if mode is not None or device.type != "cuda" else "reduce-overhead"
         self._cache: KVCache | None = None
@@ -112,13 +119,14 @@ def compiled_engine(model: LPD) -> Engine:
     return engine
 
 
-def quantize_model(model: LPD, mode: str = "int8") -> LPD:
+def quantize_model(model: LPD, mode: str = "int8", *, skip: tuple[str, ...] = INT8_SKIP) -> LPD:
     """Convert ``model``'s Linear layers in place for inference; returns the model.
 
     ``"int8"``: int8 weights (per output channel) and int8 activations quantized on the fly, through
     PyTorch's fbgemm/x86 kernels (``torch.ao.quantization.quantize_dynamic``): CPU only, the fastest
     path measured on CPU. ``"int8-weight"`` / ``"int4-weight"``: weight-only quantization for GPUs through
-    the optional ``torchao`` package. Layers named in :data:`INT8_SKIP` stay fp32.
+    the optional ``torchao`` package. Linear layers named in ``skip`` (default :data:`INT8_SKIP`) stay
+    as they are; embeddings always do (lookups, no matrix product).
     """
     if mode not in QUANTIZE_MODES:
         raise ValueError(f"unknown quantize mode {mode!r}; choose one of {QUANTIZE_MODES}")
@@ -132,33 +140,37 @@ def quantize_model(model: LPD, mode: str = "int8") -> LPD:
         if device.type != "cpu":
             raise ValueError(f"int8 (dynamic activations) runs on CPU only, the model is on {device}; "
                              "on a GPU use 'int8-weight' or 'int4-weight' (needs torchao)")
-        _quantize_dynamic_int8(model)
+        _quantize_dynamic_int8(model, skip)
     else:
-        _quantize_torchao(model, mode)
+        _quantize_torchao(model, mode, skip)
     model.quantized = mode
     return model
 
 
-def _quantized_linears(model: nn.Module) -> set[str]:
-    """Names of the Linear layers to quantize (all but :data:`INT8_SKIP`)."""
-    return {name for name, m in model.named_modules() if isinstance(m, nn.Linear) and name not in INT8_SKIP}
+def _quantized_linears(model: nn.Module, skip: tuple[str, ...]) -> set[str]:
+    """Names of the Linear layers to quantize (all but ``skip``)."""
+    linears = {name for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    unknown = set(skip) - linears
+    if unknown:
+        raise ValueError(f"skip names no Linear layer of the model: {sorted(unknown)}")
+    return linears - set(skip)
 
 
-def _quantize_dynamic_int8(model: LPD) -> None:
+def _quantize_dynamic_int8(model: LPD, skip: tuple[str, ...]) -> None:
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao on every call
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
-        quantize_dynamic(model, {name: per_channel_dynamic_qconfig for name in _quantized_linears(model)},
+        quantize_dynamic(model, {name: per_channel_dynamic_qconfig for name in _quantized_linears(model, skip)},
                          dtype=torch.qint8, inplace=True)
 
 
-def _quantize_torchao(model: LPD, mode: str) -> None:
+def _quantize_torchao(model: LPD, mode: str, skip: tuple[str, ...]) -> None:
     try:
         from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
     except ImportError:
         raise ValueError(f"quantize mode {mode!r} needs the optional torchao package (pip install torchao)") from None
-    names = _quantized_linears(model)
+    names = _quantized_linears(model, skip)
     config = Int8WeightOnlyConfig() if mode == "int8-weight" else Int4WeightOnlyConfig()
     quantize_(model, config, filter_fn=lambda m, fqn: isinstance(m, nn.Linear) and fqn in names)

@@ -49,7 +49,7 @@ def prepare(model: LPD, labels: torch.Tensor, group_sizes, orders: torch.Tensor,
     steps = decode_steps(sizes)
     return DecodeState(
         steps=steps,
-        slot_masks=decode_slot_masks(sizes, model.cfg.num_tokens + 1, device),
+        slot_masks=decode_slot_masks(sizes, model.cfg.num_tokens + 1, device, span=engine.kv_span),
         class_tokens=model.class_tokens(labels, null),
         pos=model.position_embeddings(orders),
         cache=engine.cache(labels.shape[0], device),
