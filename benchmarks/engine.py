@@ -9,7 +9,7 @@ steps, guidance 4.8, greedy tokens, random weights (speed does not depend on the
 - ``floor``: the decode's matrix products alone - every Linear of every step replayed with the same
   weights and row counts (``F.linear``), nothing else (attention, norms, GELU, sampling excluded);
 - ``int8``: the same decoder after ``model.quantize("int8")``;
-- ``compiled`` (with ``--compile``): the fp32 decoder with the step compiled (inductor on CPU).
+- ``compiled``, ``int8-compiled`` (with ``--compile``): the step compiled (inductor on CPU).
 
 Variants are timed round-robin (repeat r of every variant, then repeat r + 1), so load drift on a
 shared machine hits them alike; medians are reported with the load average. ``--profile`` adds the
@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     engines = {"fp32": Engine(model), "int8": Engine(int8)}
     if args.compile:
         engines["compiled"] = Engine(model, compile=True)
+        engines["int8-compiled"] = Engine(int8, compile=True)
 
     print(f"width {cfg.width} depth {cfg.depth} ({count_parameters(cfg) / 1e6:.0f}M params), {args.steps} steps, cfg {args.cfg}, "
           f"greedy, {torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
@@ -161,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         if "compiled" in tokens:
             row["compiled_tokens_equal_fp32"] = bool(torch.equal(tokens["compiled"], tokens["fp32"]))
             row["fp32_over_compiled"] = sec["fp32"] / sec["compiled"]
+            row["int8_compiled_tokens_equal_int8"] = bool(torch.equal(tokens["int8-compiled"], tokens["int8"]))
+            if baseline is not None:
+                row["baseline_over_int8_compiled"] = sec["baseline"] / sec["int8-compiled"]
         result["rows"].append(row)
         print(f"batch {batch} (load avg {load_before:.2f} -> {os.getloadavg()[0]:.2f}): "
               + ", ".join(f"{k} {v:.3f} s" for k, v in sec.items()), flush=True)

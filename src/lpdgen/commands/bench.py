@@ -26,7 +26,7 @@ from ..utils import get_logger
 
 log = get_logger(__name__)
 
-VARIANTS = ("fp32", "bf16", "int8", "compiled", "bf16-compiled")
+VARIANTS = ("fp32", "bf16", "int8", "compiled", "bf16-compiled", "int8-compiled")
 # Free-form sizes beside the published ones (VQ-16 vocabulary, ImageNet classes).
 BENCH_CONFIGS: dict[str, dict] = {
     "base-111m": dict(width=768, depth=12, heads=12),
@@ -91,7 +91,7 @@ def make_engines(model, variants: list[str]) -> dict:
 
     engines = {}
     for v in variants:
-        m = copy.deepcopy(model).quantize("int8") if v == "int8" else model
+        m = copy.deepcopy(model).quantize("int8") if v.startswith("int8") else model
         dtype = torch.bfloat16 if v.startswith("bf16") else None
         engines[v] = (Engine(m, compile=v.endswith("compiled")), dtype)
     return engines
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     variants = args.variants or (["fp32", "bf16", "bf16-compiled"] if device.type == "cuda" else ["fp32", "int8", "compiled"])
-    if "int8" in variants and device.type != "cpu":
+    if any(v.startswith("int8") for v in variants) and device.type != "cpu":
         raise ValueError("the int8 variant runs on CPU only (dynamic int8 kernels)")
     if args.repeats < 1 or args.latency_batch < 1 or args.throughput_batch < 0:
         raise ValueError("need --repeats >= 1, --latency-batch >= 1 and --throughput-batch >= 0")
