@@ -63,6 +63,9 @@ class Engine:
         self.mode = mode if mode is not None or device.type != "cuda" else "reduce-overhead"
         self._cache: KVCache | None = None
         self._step: Callable[..., torch.Tensor] | None = None
+        if compile and getattr(model, "quantized", None) == "int8":
+            warnings.warn("compiling an int8 model: its dynamic int8 Linear layers break the graph at every layer; "
+                          "measured slower than eager int8 on CPU (docs/engine.md)", RuntimeWarning, stacklevel=2)
         if compile:
             # dynamic=None: the first shape change recompiles once with symbolic row counts, not per step
             self._step = torch.compile(model.decode_step, mode=self.mode, dynamic=None, backend=backend)
