@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "cache",
     "orders",
     "eval",
+    "bench",
 )
 
 DEBUG_ENV = "LPDGEN_DEBUG"

@@ -4,7 +4,9 @@ The parts are separate functions: :func:`prepare` embeds what every step needs o
 is the step loop (shared by sampling and by teacher-forced scoring), :func:`generate` samples and
 :func:`decode_logits` scores given tokens through exactly the same cached path (used by tests to prove
 equivalence with the training forward). Per-step masks and slot ranges come precomputed from
-:func:`lpdgen.masks.decode_steps`; nothing in the loop syncs with the host.
+:func:`lpdgen.masks.decode_slot_masks` (device tensors, cached per schedule); every step attends over
+all cache slots, so a step's shapes depend on its row count alone; nothing in the loop syncs with the
+host. Steps run through an :class:`lpdgen.engine.Engine` (reused KV cache, optionally compiled step).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .masks import DecodeStep, decode_steps
+from .engine import Engine, compiled_engine
+from .masks import DecodeStep, decode_slot_masks, decode_steps
 from .model import LPD, KVCache
 from .sampling import CFG_SCHEDULES, Generators, cfg_scales, draw_uniform, guide, sample_tokens
 from .utils import eval_mode
@@ -25,15 +28,15 @@ class DecodeState:
     """Everything the step loop reads, built once per call. Batch is 2B when guidance doubles it."""
 
     steps: tuple[DecodeStep, ...]
-    masks: list[torch.Tensor]  # step masks on the device
+    slot_masks: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per step: written slots (L,), mask (L, 1 + N)
     class_tokens: torch.Tensor  # (B', 1, D)
     pos: torch.Tensor  # (B', N, D) position embeddings in generation order
     cache: KVCache
 
 
-def prepare(model: LPD, labels: torch.Tensor, group_sizes, orders: torch.Tensor, *, guided: bool) -> DecodeState:
+def prepare(model: LPD, labels: torch.Tensor, group_sizes, orders: torch.Tensor, *, guided: bool, engine: Engine) -> DecodeState:
     """Validate inputs and embed class tokens and positions once; with ``guided`` the batch is
-    [conditional; null class]. Allocates the KV cache."""
+    [conditional; null class]. The KV cache comes from ``engine`` (reused when it fits)."""
     model.check_labels(labels)
     sizes = model.check_schedule(group_sizes, orders, labels.shape[0])
     device = model.pos_embed.device
@@ -46,19 +49,20 @@ def prepare(model: LPD, labels: torch.Tensor, group_sizes, orders: torch.Tensor,
     steps = decode_steps(sizes)
     return DecodeState(
         steps=steps,
-        masks=[s.mask.to(device) for s in steps],
+        slot_masks=decode_slot_masks(sizes, model.cfg.num_tokens + 1, device, span=engine.kv_span),
         class_tokens=model.class_tokens(labels, null),
         pos=model.position_embeddings(orders),
-        cache=model.new_cache(labels.shape[0], device),
+        cache=engine.cache(labels.shape[0], device),
     )
 
 
-def run_steps(model: LPD, state: DecodeState, choose: Callable[[DecodeStep, torch.Tensor], torch.Tensor]) -> None:
+def run_steps(model: LPD, state: DecodeState, choose: Callable[[DecodeStep, torch.Tensor], torch.Tensor], engine: Engine) -> None:
     """The decoding loop. ``choose(step, logits)`` receives the logits (B', g_k, V) of a step and returns
-    the codes (B', g_k) in generation order that become context at the next step."""
+    the codes (B', g_k) in generation order that become context at the next step. ``logits`` may be
+    overwritten by the next step (CUDA graphs): ``choose`` copies what it keeps."""
     context = state.class_tokens
-    for k, step in enumerate(state.steps):
-        logits = model.decode_step(context, state.pos[:, step.q_start:step.q_end], state.cache, step, state.masks[k])
+    for k, (step, (slots, mask)) in enumerate(zip(state.steps, state.slot_masks)):
+        logits = engine.step(context, state.pos[:, step.q_start:step.q_end], state.cache, slots, mask)
         codes = choose(step, logits)
         if k + 1 < len(state.steps):  # the last group is never fed back
             context = model.embed_context(codes, state.pos[:, step.q_start:step.q_end])
@@ -77,6 +81,8 @@ def generate(
     top_k: int = 0,
     top_p: float = 1.0,
     generator: Generators = None,
+    compile: bool = False,
+    engine: Engine | None = None,
 ) -> torch.Tensor:
     """Sample images as token grids, one forward pass per group.
 
@@ -89,6 +95,10 @@ def generate(
         temperature, top_k, top_p: sampling controls; ``top_k=1`` is greedy.
         generator: a ``torch.Generator``, or one per sample so that each image depends only on its own
             seed (not on the batch it is generated in), or None for the default stream.
+        compile: run the steps compiled (``torch.compile``; CUDA graphs on CUDA) through the model's
+            one compiled :class:`~lpdgen.engine.Engine`, kept while the model lives; same tokens as eager.
+        engine: an :class:`~lpdgen.engine.Engine` of this model to run the steps (its KV cache is reused
+            across calls); overrides ``compile``. None: a fresh eager engine for this call.
 
     Returns:
         (B, N) codes in raster order, on the model's device.
@@ -96,12 +106,22 @@ def generate(
     if cfg_schedule not in CFG_SCHEDULES:
         raise ValueError(f"unknown cfg_schedule {cfg_schedule!r}; choose one of {CFG_SCHEDULES}")
     return _generate(model, labels, group_sizes, orders, guided=cfg != 1.0, cfg=cfg, cfg_schedule=cfg_schedule,
-                     temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+                     temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+                     engine=_engine(model, compile, engine))
+
+
+def _engine(model: LPD, compile: bool, engine: Engine | None) -> Engine:
+    if engine is None:
+        return compiled_engine(model) if compile else Engine(model)
+    if engine.model is not model:
+        raise ValueError("engine belongs to another model")
+    return engine
 
 
 def _generate(model: LPD, labels, group_sizes, orders, *, guided: bool, cfg: float, cfg_schedule: str,
-              temperature: float, top_k: int, top_p: float, generator: Generators) -> torch.Tensor:
-    state = prepare(model, labels, group_sizes, orders, guided=guided)
+              temperature: float, top_k: int, top_p: float, generator: Generators, engine: Engine | None = None) -> torch.Tensor:
+    engine = _engine(model, False, engine)
+    state = prepare(model, labels, group_sizes, orders, guided=guided, engine=engine)
     b, n = labels.shape[0], model.cfg.num_tokens
     device = state.pos.device
     out = torch.empty(b, n, dtype=torch.long, device=device)  # codes in generation order
@@ -118,24 +138,26 @@ def _generate(model: LPD, labels, group_sizes, orders, *, guided: bool, cfg: flo
         return torch.cat([codes, codes]) if guided else codes
 
     with eval_mode(model):
-        run_steps(model, state, choose)
+        run_steps(model, state, choose, engine)
     return torch.empty_like(out).scatter_(1, orders.to(device), out)  # back to raster order
 
 
 @torch.inference_mode()
-def decode_logits(model: LPD, tokens: torch.Tensor, labels: torch.Tensor, group_sizes, orders: torch.Tensor) -> torch.Tensor:
+def decode_logits(model: LPD, tokens: torch.Tensor, labels: torch.Tensor, group_sizes, orders: torch.Tensor, *,
+                  compile: bool = False, engine: Engine | None = None) -> torch.Tensor:
     """Teacher-forced logits (B, N, V) through the cached decoding path: row j is the query logit for
     raster position ``orders[:, j]`` when the true tokens are fed back as context. Equals
     :meth:`LPD.forward_logits` in eval mode (the contract tested in ``tests/test_generation.py``)."""
     model._check_tokens(tokens)
-    state = prepare(model, labels, group_sizes, orders, guided=False)
+    engine = _engine(model, compile, engine)
+    state = prepare(model, labels, group_sizes, orders, guided=False, engine=engine)
     ordered = torch.gather(tokens.to(state.pos.device), 1, orders.to(state.pos.device))  # (B, N)
     rows: list[torch.Tensor] = []
 
     def choose(step: DecodeStep, logits: torch.Tensor) -> torch.Tensor:
-        rows.append(logits)
+        rows.append(logits.clone())  # kept past the next step
         return ordered[:, step.q_start:step.q_end]
 
     with eval_mode(model):
-        run_steps(model, state, choose)
+        run_steps(model, state, choose, engine)
     return torch.cat(rows, dim=1)

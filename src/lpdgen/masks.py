@@ -114,3 +114,36 @@ def decode_steps(group_sizes: tuple[int, ...]) -> tuple[DecodeStep, ...]:
         steps.append(DecodeStep(ctx_start, q_start, q_end, slot_start, slot_end, cols < visible_end))
         prev_start, q_start = q_start, q_end
     return tuple(steps)
+
+
+# Decoding steps attend over the cache in spans of this many slots (the last span ends at 1 + N).
+# Measured on CPU (docs/engine.md): attending over all 1 + N slots at every step doubles attention's
+# work against the slots actually written; rounding up to 64 slots keeps the extra work under 64 slots
+# while a 256-token image still has only 5 distinct key lengths (compiled graphs / CUDA graphs per shape).
+KV_SPAN = 64
+
+
+def decode_slot_masks(group_sizes, num_slots: int, device: torch.device | str, span: int = KV_SPAN) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """Per step of :func:`decode_steps`, on ``device``: the cache slots it writes (L,) and its mask
+    (L, S) over the first S cache slots, S = the step's last slot rounded up to a multiple of ``span``
+    (at most ``num_slots``), False beyond the step's block: hidden slots get weight exactly 0. A step's
+    shapes then depend on its row count and S only, never on where decoding stands (compilable, CUDA-graph
+    friendly); ``span >= num_slots`` attends over every slot at every step. Built once per
+    (schedule, size, span, device) and cached."""
+    if span < 1:
+        raise ValueError(f"span must be >= 1, got {span}")
+    return _decode_slot_masks(tuple(int(g) for g in group_sizes), int(num_slots), int(span), torch.device(device))
+
+
+@lru_cache(maxsize=32)
+def _decode_slot_masks(group_sizes: tuple[int, ...], num_slots: int, span: int, device: torch.device) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    if num_slots < 1 + sum(group_sizes):
+        raise ValueError(f"{num_slots} cache slots cannot hold the class token and {sum(group_sizes)} tokens")
+    out = []
+    with torch.inference_mode(False):  # cached: must also serve callers outside inference mode
+        for s in decode_steps(group_sizes):
+            width = min(num_slots, -(-s.slot_end // span) * span)
+            mask = torch.zeros(s.mask.shape[0], width, dtype=torch.bool)
+            mask[:, :s.slot_end] = s.mask
+            out.append((torch.arange(s.slot_start, s.slot_end, device=device), mask.to(device)))
+    return tuple(out)

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from .io import PathLike, check_state_dict, load_state_dict_file, read_checkpoint_config, save_checkpoint
-from .masks import DecodeStep, flex_block_mask, training_mask
+from .masks import flex_block_mask, training_mask
 from .sampling import draw_uniform
 from .utils import get_logger
 
@@ -114,9 +114,12 @@ def count_parameters(cfg: LPDConfig) -> int:
 class KVCache:
     """Preallocated keys and values of every layer, (depth, B, H, 1 + N, Dh) each.
 
-    Slot 0 holds the class token, slot t the t-th token in generation order. Allocated once per
-    generation call and written in place; it lives outside the model so that generation never mutates
-    the module.
+    Slot 0 holds the class token, slot t the t-th token in generation order. A decoding step attends over
+    a fixed span of slots under a mask that hides the slots not yet written, so its shapes do not depend
+    on how far decoding has got (it can be compiled or captured as a CUDA graph), and the buffers can be
+    reused across calls (:class:`lpdgen.engine.Engine`). Zero-filled once: hidden slots
+    must hold finite numbers, since a masked weight of 0 times NaN would still be NaN. It lives outside
+    the model so that generation never mutates the module.
     """
 
     def __init__(self, depth: int, batch: int, heads: int, slots: int, head_dim: int, *, dtype: torch.dtype, device: torch.device):
@@ -124,12 +127,17 @@ class KVCache:
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
 
-    def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k, v (B, H, L, Dh) into slots [start, start + L) and return views of slots [0, start + L)."""
-        end = start + k.shape[2]
-        self.k[layer, :, :, start:end] = k
-        self.v[layer, :, :, start:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+    @property
+    def batch(self) -> int:
+        return self.k.shape[1]
+
+    def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v (B, H, L, Dh) into the cache slots ``slots`` (L,) (a device tensor, so that the step
+        does not depend on a host integer) and return the layer's (B, H, 1 + N, Dh) keys and values."""
+        keys, values = self.k[layer], self.v[layer]
+        keys.index_copy_(2, slots, k)
+        values.index_copy_(2, slots, v)
+        return keys, values
 
 
 class Attention(nn.Module):
@@ -162,17 +170,16 @@ class Attention(nn.Module):
             return self._out(attend(q, k, v, block_mask=mask))
         return self._out(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
 
-    def forward_cached(self, x: torch.Tensor, cache: KVCache, layer: int, step: DecodeStep, mask: torch.Tensor | None, queries_only: bool) -> torch.Tensor:
-        """One decoding step: write this block's K/V into the cache, attend over slots [0, step.slot_end).
-
-        ``queries_only``: return outputs for the query rows alone (the last layer: context tokens only
-        ever contribute their K/V, and the queries see every slot, so no mask is needed for them).
-        """
+    def forward_cached(self, x: torch.Tensor, cache: KVCache, layer: int, slots: torch.Tensor, mask: torch.Tensor, queries: int | None) -> torch.Tensor:
+        """One decoding step: write this block's K/V into cache slots ``slots`` and attend over the first
+        S slots under ``mask`` (L, S). With ``queries`` (the last layer) only the last ``queries`` rows are
+        computed: context tokens only ever contribute their K/V."""
         q, k, v = self._qkv(x)
-        keys, values = cache.update(layer, step.slot_start, k, v)
-        if queries_only:
-            q = q[:, :, step.n_ctx_in:]
-            mask = None
+        keys, values = cache.write(layer, slots, k, v)
+        span = mask.shape[-1]
+        keys, values = keys[:, :, :span], values[:, :, :span]  # (B, H, S, Dh)
+        if queries is not None:
+            q, mask = q[:, :, -queries:], mask[-queries:]
         return self._out(F.scaled_dot_product_attention(q, keys, values, attn_mask=mask))
 
 
@@ -209,11 +216,11 @@ class Block(nn.Module):
         x = x + self.attn(self.norm1(x), mask)
         return x + self.mlp(self.norm2(x))
 
-    def forward_cached(self, x: torch.Tensor, cache: KVCache, layer: int, step: DecodeStep, mask: torch.Tensor, queries_only: bool) -> torch.Tensor:
-        """Cached step; with ``queries_only`` the context rows are dropped after their K/V are written."""
-        y = self.attn.forward_cached(self.norm1(x), cache, layer, step, mask, queries_only)
-        if queries_only:
-            x = x[:, step.n_ctx_in:]
+    def forward_cached(self, x: torch.Tensor, cache: KVCache, layer: int, slots: torch.Tensor, mask: torch.Tensor, queries: int | None) -> torch.Tensor:
+        """Cached step; with ``queries`` only the last ``queries`` rows are kept once their K/V are written."""
+        y = self.attn.forward_cached(self.norm1(x), cache, layer, slots, mask, queries)
+        if queries is not None:
+            x = x[:, -queries:]
         x = x + y
         return x + self.mlp(self.norm2(x))
 
@@ -368,28 +375,42 @@ class LPD(nn.Module):
     # ----------------------------------------------------------------------------------------------
     # cached decoding (SPEC §4); the loop lives in lpdgen.generation
 
+    def cache_dtype(self, device: torch.device) -> torch.dtype:
+        """dtype of decoding's K/V: the autocast dtype when autocast is on, else that of the weights."""
+        if torch.is_autocast_enabled(device.type):
+            return torch.get_autocast_dtype(device.type)
+        return self.pos_embed.dtype
+
     def new_cache(self, batch: int, device: torch.device, dtype: torch.dtype | None = None) -> KVCache:
-        """A KV cache for ``batch`` sequences; dtype follows autocast when it is on, else the weights."""
-        if dtype is None:
-            dtype = self.pos_embed.dtype
-            if torch.is_autocast_enabled(device.type):
-                dtype = torch.get_autocast_dtype(device.type)
+        """A zero-filled KV cache for ``batch`` sequences (dtype: :meth:`cache_dtype` unless given)."""
         c = self.cfg
+        dtype = self.cache_dtype(device) if dtype is None else dtype
         return KVCache(c.depth, batch, c.heads, c.num_tokens + 1, c.head_dim, dtype=dtype, device=device)
 
-    def decode_step(self, context: torch.Tensor, queries_pos: torch.Tensor, cache: KVCache, step: DecodeStep, mask: torch.Tensor) -> torch.Tensor:
-        """One forward pass of decoding: ``context`` (B, n_ctx, D) embedded context tokens (the class token
-        at step 1) and ``queries_pos`` (B, g, D) position embeddings of this step's targets. Returns the
-        logits (B, g, V) of the queries. ``mask`` is ``step.mask`` on the right device."""
-        x = self.z_proj_ln(torch.cat([context, self.mask_token + queries_pos], dim=1))  # (B, n_ctx + g, D)
+    def decode_step(self, context: torch.Tensor, queries_pos: torch.Tensor, cache: KVCache, slots: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One forward pass of decoding: ``context`` (B, c, D) embedded context tokens (the class token at
+        step 1) and ``queries_pos`` (B, g, D) position embeddings of this step's targets, written into cache
+        slots ``slots`` (c + g,). ``mask`` (c + g, S) says which of the first S slots each row sees
+        (:func:`lpdgen.masks.decode_slot_masks`). Returns the logits (B, g, V) of the queries. Shapes
+        depend on (c, g, S) only, never on the step index."""
+        g = queries_pos.shape[1]
+        x = self.z_proj_ln(torch.cat([context, self.mask_token + queries_pos], dim=1))  # (B, c + g, D)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x = block.forward_cached(x, cache, i, step, mask, queries_only=i == last)
+            x = block.forward_cached(x, cache, i, slots, mask, g if i == last else None)
         return self.head(self.norm(x))  # (B, g, V): only query rows survive the last layer
 
     def embed_context(self, codes: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """(B, n, D) context tokens from codes (B, n) and their position embeddings (B, n, D)."""
         return self.token_emb(codes) + pos
+
+    def quantize(self, mode: str = "int8") -> LPD:
+        """Quantize the Linear layers in place for inference and return the model: ``"int8"`` (CPU, int8
+        weights and activations), ``"int8-weight"`` / ``"int4-weight"`` (GPU, needs torchao). See
+        :func:`lpdgen.engine.quantize_model`. A quantized model decodes but cannot be trained or saved."""
+        from .engine import quantize_model
+
+        return quantize_model(self, mode)
 
     @torch.inference_mode()
     def generate(self, labels: torch.Tensor, group_sizes, orders: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -404,6 +425,8 @@ class LPD(nn.Module):
     def save(self, path: PathLike) -> Path:
         """Write ``<path>.safetensors`` with the weights and ``<path>.json`` with the config (atomically;
         the project's checkpoint convention, :func:`lpdgen.io.save_checkpoint`)."""
+        if getattr(self, "quantized", None):
+            raise ValueError(f"cannot save a {self.quantized}-quantized model: save the fp32 weights and quantize after loading")
         return save_checkpoint(self, "LPD", self.cfg.to_dict(), path)
 
     @classmethod

@@ -1,0 +1,187 @@
+"""The decoding engine against its floor and against the decoder it replaced, in one interleaved run.
+
+For one config (default: width 768, depth 12, 111M parameters, 16x16 tokens, VQ-16 vocabulary), 20
+steps, guidance 4.8, greedy tokens, random weights (speed does not depend on them), it times per batch:
+
+- ``baseline``: the growing-view decoder of git ref ``--baseline`` (the code before fixed-shape steps,
+  loaded from git as a second package, same weights);
+- ``fp32``: today's fixed-shape decoder through an :class:`lpdgen.engine.Engine` (cache reused);
+- ``floor``: the decode's matrix products alone - every Linear of every step replayed with the same
+  weights and row counts (``F.linear``), nothing else (attention, norms, GELU, sampling excluded);
+- ``int8``: the same decoder after ``model.quantize("int8")``;
+- ``compiled``, ``int8-compiled`` (with ``--compile``): the step compiled (inductor on CPU).
+
+Variants are timed round-robin (repeat r of every variant, then repeat r + 1), so load drift on a
+shared machine hits them alike; medians are reported with the load average. ``--profile`` adds the
+torch-profiler share of a batch-1 decode spent in matrix-product kernels, for baseline / fp32 / int8.
+
+    python benchmarks/engine.py                            # batches 1 and 8, ~3 min on 2 cores
+    python benchmarks/engine.py --profile --json docs/engine_bench.json
+    python benchmarks/engine.py --batches 1 --compile      # + compiled step (compiles for minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import torch
+import torch.nn.functional as F
+
+from lpdgen import LPD, LPDConfig
+from lpdgen.engine import Engine
+from lpdgen.masks import decode_steps
+from lpdgen.model import count_parameters
+from lpdgen.orders import group_sizes, locality_aware
+
+REPO = Path(__file__).resolve().parents[1]
+BASELINE_REF = "fd6f4b1"  # the last commit with the growing-view decoder
+MATMUL_KERNELS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "quantized::linear_dynamic")
+
+
+def load_baseline(ref: str) -> ModuleType:
+    """``src/lpdgen`` of git ``ref`` imported as the package ``lpdgen_baseline`` (its imports are relative)."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "src/lpdgen"], check=True, capture_output=True).stdout
+    root = Path(tempfile.mkdtemp(prefix="lpdgen_baseline_"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    pkg = root / "src" / "lpdgen"
+    spec = importlib.util.spec_from_file_location("lpdgen_baseline", pkg / "__init__.py", submodule_search_locations=[str(pkg)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["lpdgen_baseline"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def gemm_replay(model: LPD, sizes: list[int], batch: int) -> Callable[[], None]:
+    """A function that runs exactly the Linear products of one decode (rows per step as the decoder
+    feeds them: all rows in every layer but the last, query rows only in the last layer and the head)."""
+    width = model.cfg.width
+    calls = []
+    last = model.cfg.depth - 1
+    for step in decode_steps(tuple(sizes)):
+        rows, queries = step.slot_end - step.slot_start, step.q_end - step.q_start
+        for i, blk in enumerate(model.blocks):
+            r = queries if i == last else rows
+            calls += [(blk.attn.qkv, rows, width), (blk.attn.proj, r, width), (blk.mlp.fc1, r, width), (blk.mlp.fc2, r, blk.mlp.fc1.out_features)]
+        calls.append((model.head, queries, width))
+    inputs = [(torch.randn(batch, r, d), lin.weight, lin.bias) for lin, r, d in calls]
+
+    def run() -> None:
+        for x, w, b in inputs:
+            F.linear(x, w, b)
+
+    return run
+
+
+def matmul_share(fn: Callable[[], None]) -> float:
+    """Share of the profiled self CPU time of ``fn`` spent in matrix-product kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key in MATMUL_KERNELS) / total
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--width", type=int, default=768)
+    p.add_argument("--depth", type=int, default=12)
+    p.add_argument("--heads", type=int, default=12)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--cfg", type=float, default=4.8)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--baseline", default=BASELINE_REF, help="git ref of the decoder to compare with ('' skips it)")
+    p.add_argument("--compile", action="store_true", help="also time the compiled step")
+    p.add_argument("--profile", action="store_true", help="matrix-product share of a batch-1 decode")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = LPDConfig(width=args.width, depth=args.depth, heads=args.heads, grid=(16, 16))
+    model = LPD(cfg).eval()
+    int8 = copy.deepcopy(model).quantize("int8")
+    sizes = group_sizes(cfg.num_tokens, args.steps)
+    baseline = None
+    if args.baseline:
+        base_module = load_baseline(args.baseline)
+        baseline = base_module.LPD(base_module.LPDConfig(**cfg.to_dict())).eval()
+        baseline.load_state_dict(model.state_dict())
+    engines = {"fp32": Engine(model), "int8": Engine(int8)}
+    if args.compile:
+        engines["compiled"] = Engine(model, compile=True)
+        engines["int8-compiled"] = Engine(int8, compile=True)
+
+    print(f"width {cfg.width} depth {cfg.depth} ({count_parameters(cfg) / 1e6:.0f}M params), {args.steps} steps, cfg {args.cfg}, "
+          f"greedy, {torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
+    result = {"config": cfg.to_dict(), "params": count_parameters(cfg), "steps": args.steps, "cfg": args.cfg,
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "baseline": args.baseline,
+              "command": " ".join(["python", "benchmarks/engine.py", *(argv if argv is not None else sys.argv[1:])]), "rows": []}
+    for batch in args.batches:
+        labels = torch.arange(batch) % cfg.num_classes
+        orders = locality_aware(cfg.grid, sizes, batch=batch, seed=0)
+        run = {name: (lambda e=e: e.generate(labels, sizes, orders, cfg=args.cfg, top_k=1)) for name, e in engines.items()}
+        if baseline is not None:
+            run["baseline"] = lambda: baseline.generate(labels, sizes, orders, cfg=args.cfg, top_k=1)
+        replay = gemm_replay(model, sizes, 2 * batch if args.cfg != 1.0 else batch)
+        run["floor"] = lambda: torch.inference_mode()(replay)()
+        tokens = {name: fn() for name, fn in run.items() if name != "floor"}  # also warms up (compiles)
+        times: dict[str, list[float]] = {name: [] for name in run}
+        load_before = os.getloadavg()[0]
+        for _ in range(args.repeats):
+            for name, fn in run.items():
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+        sec = {name: statistics.median(t) for name, t in times.items()}
+        row = {"batch": batch, "seconds": sec, "load_avg": [load_before, os.getloadavg()[0]],
+               "fp32_over_floor": sec["fp32"] / sec["floor"],
+               "int8_agreement_with_fp32": (tokens["int8"] == tokens["fp32"]).float().mean().item()}
+        if baseline is not None:
+            row["fp32_tokens_equal_baseline"] = bool(torch.equal(tokens["fp32"], tokens["baseline"]))
+            row["baseline_over_fp32"] = sec["baseline"] / sec["fp32"]
+            row["baseline_over_int8"] = sec["baseline"] / sec["int8"]
+        if "compiled" in tokens:
+            row["compiled_tokens_equal_fp32"] = bool(torch.equal(tokens["compiled"], tokens["fp32"]))
+            row["fp32_over_compiled"] = sec["fp32"] / sec["compiled"]
+            row["int8_compiled_tokens_equal_int8"] = bool(torch.equal(tokens["int8-compiled"], tokens["int8"]))
+            if baseline is not None:
+                row["baseline_over_int8_compiled"] = sec["baseline"] / sec["int8-compiled"]
+        result["rows"].append(row)
+        print(f"batch {batch} (load avg {load_before:.2f} -> {os.getloadavg()[0]:.2f}): "
+              + ", ".join(f"{k} {v:.3f} s" for k, v in sec.items()), flush=True)
+        print("  " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+                               if k not in ("batch", "seconds", "load_avg")), flush=True)
+    if args.profile:
+        labels, orders = torch.tensor([0]), locality_aware(cfg.grid, sizes, batch=1, seed=0)
+        fns = {name: (lambda e=e: e.generate(labels, sizes, orders, cfg=args.cfg, top_k=1)) for name, e in engines.items()}
+        if baseline is not None:
+            fns["baseline"] = lambda: baseline.generate(labels, sizes, orders, cfg=args.cfg, top_k=1)
+        result["matmul_share_batch1"] = {name: matmul_share(fn) for name, fn in fns.items()}
+        print("matrix-product share of a batch-1 decode (torch profiler, self CPU time): "
+              + ", ".join(f"{k} {v:.1%}" for k, v in result["matmul_share_batch1"].items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
