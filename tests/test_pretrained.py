@@ -112,8 +112,8 @@ def test_published_format_files_load_through_from_pretrained(tmp_path):
     tokenizer = VQTokenizer.from_checkpoint(tmp_path / "vq_tiny.pt", VQConfig(**VQ))
     loaded = LPDPipeline.from_pretrained(checkpoint=tmp_path / "lpd_tiny.pth", config=TINY, tokenizer=tokenizer)
     assert not loaded.model.training
-    a = pipe([1, 2], num_inference_steps=4, seeds=[0, 1], output_type="np").images
-    b = loaded([1, 2], num_inference_steps=4, seeds=[0, 1], output_type="np").images
+    same = dict(num_inference_steps=4, guidance_scale=2.0, order="locality", seeds=[0, 1], output_type="np")
+    a, b = pipe([1, 2], **same).images, loaded([1, 2], **same).images
     assert np.array_equal(a, b)
     with pytest.raises(ValueError, match="config"):
         LPDPipeline.from_pretrained(checkpoint=tmp_path / "lpd_tiny.pth", tokenizer=tokenizer)
@@ -149,7 +149,7 @@ def test_hub_repo_ids_download_the_weights_and_the_paper_tokenizer(tmp_path, mon
     # the named config is far larger than the stand-in: loading must fail on the shapes, after the right downloads
     with pytest.raises(ValueError, match="checkpoint"):
         LPDPipeline.from_pretrained("mit-han-lab/lpd_l_256")
-    assert calls == [("mit-han-lab/lpd_l_256", "lpd_l_256.pth")]
+    assert calls == [("mit-han-lab/lpd_l_256", "lpd_l_256.pth"), ("FoundationVision/LlamaGen", "vq_ds16_c2i.pt")]
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # not installed
     with pytest.raises(ValueError, match="pip install huggingface_hub"):
         LPDPipeline.from_pretrained("mit-han-lab/lpd_l_256")

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .classes import class_ids, default_class_names
+from .engine import Engine
 from .images import float_to_uint8
 from .io import PathLike, atomic_write_json
 from .model import LPD, LPDConfig
@@ -129,11 +130,15 @@ class LPDPipeline:
             own defaults when None.
         class_names: one name per class (labels may then be names); ImageNet's for 1,000-class models.
         tau, rho: override the locality-aware order's thresholds of ``sampling``.
+        compile: compile the per-step decoding function (:class:`lpdgen.engine.Engine`; CUDA graphs on GPUs).
     """
 
     def __init__(self, model: LPD, tokenizer: torch.nn.Module | None = None, *, sampling: SamplingConfig | None = None,
-                 class_names: Sequence[str] | None = None, tau: float | None = None, rho: float | None = None):
+                 class_names: Sequence[str] | None = None, tau: float | None = None, rho: float | None = None,
+                 compile: bool = False):
         self.model = model
+        self.compile = compile
+        self._engine: Engine | None = None
         self.tokenizer = tokenizer
         sampling = sampling or SamplingConfig(num_inference_steps=min(20, model.cfg.num_tokens))
         overrides = {k: v for k, v in (("tau", tau), ("rho", rho)) if v is not None}
@@ -148,6 +153,13 @@ class LPDPipeline:
     @property
     def device(self) -> torch.device:
         return self.model.pos_embed.device
+
+    @property
+    def engine(self) -> Engine:
+        """The decoding engine (KV cache kept between calls, optionally compiled steps), made on first use."""
+        if self._engine is None or self._engine.model is not self.model:
+            self._engine = Engine(self.model, compile=self.compile)
+        return self._engine
 
     @property
     def tau(self) -> float:
@@ -210,7 +222,7 @@ class LPDPipeline:
         else:
             orders = self._orders(order, sizes, b, generator if generator is not None else rng.generator(rng.fresh_seed()))
             sample_gen = generator
-        codes = self.model.generate(labels, sizes, orders.to(self.device), cfg=scale, cfg_schedule=schedule,
+        codes = self.engine.generate(labels, sizes, orders.to(self.device), cfg=scale, cfg_schedule=schedule,
                                     temperature=temperature, top_k=top_k, top_p=top_p, generator=sample_gen)
         codes = codes.view(b, *grid)  # (B, N) raster -> (B, h, w)
         return PipelineOutput(self.decode(codes, output_type), codes, orders, sizes, ids)
@@ -248,6 +260,8 @@ class LPDPipeline:
         image_size: int = 256,
         device: torch.device | str = "cpu",
         dtype: torch.dtype | None = None,
+        quantize: str | None = None,
+        compile: bool = False,
     ) -> LPDPipeline:
         """Load a pipeline, in eval mode, on ``device``.
 
@@ -259,6 +273,8 @@ class LPDPipeline:
           (``config`` may also be an :class:`LPDConfig`, ``tokenizer`` a loaded tokenizer or ``"fmnist"``).
 
         ``dtype``: weights dtype (default float32; the embedded model is stored in float16).
+        ``quantize``: "int8" (CPU) or "int8-weight" / "int4-weight" (GPU, torchao): :meth:`LPD.quantize`.
+        ``compile``: compile the decoding step (:class:`lpdgen.engine.Engine`).
         """
         if path is not None and checkpoint is not None:
             raise ValueError("pass either a pretrained folder / repo id or checkpoint=, not both")
@@ -275,11 +291,16 @@ class LPDPipeline:
             pipe = cls._from_hub(str(path), tokenizer)
         else:
             raise FileNotFoundError(f"pretrained folder not found: {path}")
-        return pipe.to(device, dtype)
+        pipe.to(device, dtype)
+        if quantize is not None:
+            pipe.model.quantize(quantize)
+        pipe.compile = compile
+        return pipe
 
     def to(self, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> LPDPipeline:
         """Move the model (and tokenizer) to ``device``; weights in ``dtype`` (float32 when None). Eval mode."""
         self.model.to(device=device, dtype=dtype or torch.float32).eval()
+        self._engine = None  # its cache and compiled step belong to the old device
         if self.tokenizer is not None:
             self.tokenizer.to(device=device, dtype=torch.float32).eval()
         return self
