@@ -17,6 +17,8 @@ _EXPORTS = {
     "LPDConfig": "model",
     "VQTokenizer": "tokenizer",
     "VQConfig": "tokenizer",
+    "LPDPipeline": "pipeline",
+    "SamplingConfig": "pipeline",
 }
 
 __all__ = ["__version__", *_EXPORTS]
