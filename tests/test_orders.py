@@ -1,7 +1,7 @@
 """Tests of lpdgen.orders: group-size schedules, the four order types, validation and file interop.
 
 The locality-aware builder is checked three ways: identical output to the loop reference in
-lpdgen.orders.reference for the same seed (hypothesis-driven cases), the hard properties of SPEC §5 on
+lpdgen.orders.reference for the same seed (hypothesis-driven cases), the hard properties of the locality-aware rule on
 thousands of generated orders, and a chi-square test that the first cell is uniform.
 """
 
@@ -270,7 +270,7 @@ def test_locality_aware_rejects_bad_input():
 
 
 def proximity_map(selected: np.ndarray) -> np.ndarray:
-    """(h, w) bool -> (h, w) proximity, by the SPEC's definition (independent of the library)."""
+    """(h, w) bool -> (h, w) proximity, by the definition of proximity (independent of the library)."""
     h, w = selected.shape
     padded = np.pad(selected.astype(float), 1)
     prox = np.zeros((h, w))
@@ -287,7 +287,7 @@ def min_dist2(cell: int, others: list[int], w: int) -> int:
 
 
 def check_locality_properties(order: list[int], h: int, w: int, sizes: list[int], tau: float, rho: float) -> None:
-    """SPEC §5 properties of one order, checked from the order alone.
+    """The locality-aware rule's properties of one order, checked from the order alone.
 
     The walk's picks W are the longest prefix of a step whose cells are in c1 and pairwise farther than
     rho (Chebyshev). Then: W is in non-increasing proximity; c1 cells never come after c2 cells... unless

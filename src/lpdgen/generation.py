@@ -1,4 +1,4 @@
-"""Parallel decoding with a KV cache: one forward pass per step (SPEC §4).
+"""Parallel decoding with a KV cache: one forward pass per step.
 
 The parts are separate functions: :func:`prepare` embeds what every step needs once, :func:`run_steps`
 is the step loop (shared by sampling and by teacher-forced scoring), :func:`generate` samples and

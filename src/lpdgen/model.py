@@ -1,4 +1,4 @@
-"""The LPD network (SPEC §2): a pre-norm ViT decoder over [class, context tokens, position queries].
+"""The LPD network: a pre-norm ViT decoder over [class, context tokens, position queries].
 
 Reads top to bottom: config and size registry, the KV cache, attention, MLP, block, then the model with
 its training forward and the cached decoding step used by :mod:`lpdgen.generation`. Parameter names
@@ -300,7 +300,7 @@ class LPD(nn.Module):
         return self.pos_embed[0, 1:][orders]
 
     # ----------------------------------------------------------------------------------------------
-    # training forward (teacher forcing, SPEC §3)
+    # training forward (teacher forcing)
 
     def forward_logits(
         self,
@@ -354,7 +354,7 @@ class LPD(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Mean cross-entropy of every position query against its true token (the training loss).
-        ``orders`` default to independent uniform permutations (SPEC §3) and ``null`` to label drop,
+        ``orders`` default to independent uniform permutations and ``null`` to label drop,
         both drawn from ``generator``."""
         if orders is None:
             self._check_tokens(tokens)
@@ -373,7 +373,7 @@ class LPD(nn.Module):
         return tokens.shape[0], tokens.shape[1]
 
     # ----------------------------------------------------------------------------------------------
-    # cached decoding (SPEC §4); the loop lives in lpdgen.generation
+    # cached decoding; the loop lives in lpdgen.generation
 
     def cache_dtype(self, device: torch.device) -> torch.dtype:
         """dtype of decoding's K/V: the autocast dtype when autocast is on, else that of the weights."""
