@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lpdgen.inception import InceptionFeatures, preprocess
-from lpdgen.metrics import frechet_distance
+from lpdgen.evaluation.inception import InceptionFeatures, preprocess
+from lpdgen.evaluation.metrics import frechet_distance
 
 
 def _seconds(fn) -> float:

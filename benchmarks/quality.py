@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpdgen.classifier import FMNISTClassifier
+from lpdgen.evaluation.classifier import FMNISTClassifier
 from lpdgen.data import FASHION_MNIST_PAD, FashionMNIST
 from lpdgen.images import float_to_uint8, uint8_to_float
-from lpdgen.metrics import feature_statistics, fid
+from lpdgen.evaluation.metrics import feature_statistics, fid
 from lpdgen.pipeline import LPDPipeline
 from lpdgen.rng import image_seeds
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
                  "num": len(recon)})
     extractor = ref_real = ref_recon = None
     if not args.no_fid:
-        from lpdgen.inception import InceptionFeatures
+        from lpdgen.evaluation.inception import InceptionFeatures
 
         extractor = InceptionFeatures()
         cache = Path(args.cache_dir)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from lpdgen.token_cache import encode_with_flips
+from lpdgen.training.token_cache import encode_with_flips
 from lpdgen.tokenizer import VQTokenizer
 
 

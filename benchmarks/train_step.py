@@ -18,7 +18,7 @@ import time
 import torch
 
 from lpdgen.model import LPDConfig
-from lpdgen.train import Trainer, TrainConfig, sample_randomness
+from lpdgen.training.trainer import Trainer, TrainConfig, sample_randomness
 
 
 class RandomTokens:

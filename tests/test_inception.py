@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpdgen.inception import (
+from lpdgen.evaluation.inception import (
     FEATURE_DIM,
     FID_INCEPTION_SHA1,
     INPUT_SIZE,
@@ -96,7 +96,7 @@ def test_missing_and_wrong_hash_weights_are_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not a loadable TorchScript"):
         InceptionFeatures(fake)
     # the shipped file itself must carry the standard hash
-    monkeypatch.setattr("lpdgen.inception.find_fid_helper_weights", lambda: fake)
+    monkeypatch.setattr("lpdgen.evaluation.inception.find_fid_helper_weights", lambda: fake)
     with pytest.raises(ValueError, match="reinstall"):
         resolve_weights()
 
@@ -126,7 +126,7 @@ def test_fashion_mnist_sanity_with_the_real_network(inception):  # ~1 min on 2 q
     """Tiny-N version of benchmarks/fid_sanity.py: same-distribution FID well below a corrupted set's.
     (With 48 images the covariance is singular and both FIDs are biased upwards; the order is what counts.)"""
     from lpdgen.data import load_fashion_mnist
-    from lpdgen.metrics import feature_statistics, fid
+    from lpdgen.evaluation.metrics import feature_statistics, fid
 
     n = 48
     train = load_fashion_mnist(split="train")[0][:n]

@@ -88,7 +88,7 @@ def test_check_state_dict_names_every_problem():
 
 def _components():
     """One small instance of each component that saves checkpoints, with its loader."""
-    from lpdgen.classifier import ClassifierConfig, FMNISTClassifier
+    from lpdgen.evaluation.classifier import ClassifierConfig, FMNISTClassifier
     from lpdgen.model import LPD, LPDConfig
     from lpdgen.tokenizer import VQConfig, VQTokenizer
 

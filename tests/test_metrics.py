@@ -7,11 +7,13 @@ import time
 import numpy as np
 import pytest
 
-from lpdgen.metrics import (
+from lpdgen.evaluation.metrics import (
     FIDStatistics,
     feature_statistics,
     fid,
+    fid_from_features,
     frechet_distance,
+    frechet_distance_low_rank,
     inception_score,
     load_statistics,
     precision_recall,
@@ -40,6 +42,29 @@ def test_frechet_distance_matches_eigendecomposition(seed):
     mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
     s1, s2 = _random_spd(rng, d), _random_spd(rng, d)
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(_frechet_by_eigh(mu1, s1, mu2, s2), rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("n1,n2", [(5, 9), (12, 12), (30, 7)])
+def test_low_rank_frechet_distance_equals_the_full_covariance_form(n1, n2):
+    """Fewer images than dimensions: the (n1, n2) SVD route gives the (D, D) value (up to the eigensolver's
+    noise: the reference sums square roots of ~1e-15 eigenvalues that are exactly 0 in theory)."""
+    rng = np.random.default_rng(n1 * 100 + n2)
+    d = 40
+    f1, f2 = rng.normal(size=(n1, d)), rng.normal(loc=0.3, size=(n2, d)) * 1.5
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    expect = _frechet_by_eigh(f1.mean(0), s1, f2.mean(0), s2)
+    assert frechet_distance_low_rank(f1, f2) == pytest.approx(expect, rel=1e-7)
+    assert frechet_distance_low_rank(f2, f1) == pytest.approx(frechet_distance_low_rank(f1, f2), rel=1e-12)
+    assert fid_from_features(f1, f2) == frechet_distance_low_rank(f1, f2)
+
+
+def test_fid_from_features_uses_the_protocol_form_for_large_sets():
+    rng = np.random.default_rng(0)
+    f1, f2 = rng.normal(size=(200, 8)), rng.normal(size=(150, 8))
+    assert fid_from_features(f1, f2) == pytest.approx(fid(feature_statistics(f1), feature_statistics(f2)), rel=1e-12)
+    assert fid_from_features(f1, f2) == pytest.approx(frechet_distance_low_rank(f1, f2), rel=1e-7)
+    with pytest.raises(ValueError, match="one D"):
+        frechet_distance_low_rank(f1, rng.normal(size=(5, 9)))
 
 
 def test_frechet_distance_diagonal_closed_form():

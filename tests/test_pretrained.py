@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lpdgen import LPD, LPDConfig, VQConfig, VQTokenizer
-from lpdgen.classifier import FMNISTClassifier
+from lpdgen.evaluation.classifier import FMNISTClassifier
 from lpdgen.data import FASHION_MNIST_CLASSES
 from lpdgen.pipeline import LPDPipeline, SamplingConfig
 from lpdgen.rng import image_seeds

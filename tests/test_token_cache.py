@@ -16,8 +16,9 @@ import torch
 
 import lpdgen
 from lpdgen.cli import main
-from lpdgen.data import TokenDataset, flip_choice, write_idx
-from lpdgen.token_cache import build_token_cache, code_dtype, shard_ranges
+from lpdgen.data import write_idx
+from lpdgen.training.token_datasets import TokenDataset, flip_choice
+from lpdgen.training.token_cache import build_token_cache, code_dtype, shard_ranges
 from lpdgen.tokenizer import VQConfig, VQTokenizer
 
 N_ITEMS, SHARD, BATCH = 22, 4, 2  # 6 shards, the last one partial

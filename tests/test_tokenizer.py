@@ -15,7 +15,7 @@ from lpdgen.data import FashionMNIST
 from lpdgen.images import float_to_uint8, uint8_to_float
 from lpdgen.io import save_safetensors
 from lpdgen.tokenizer import AttnBlock, VectorQuantizer, VQConfig, VQTokenizer, codebook_stats, load_tokenizer, psnr
-from lpdgen.train_tokenizer import (TokenizerTrainConfig, batch_indices, evaluate_tokenizer, restart_dead_codes,
+from lpdgen.training.tokenizer_trainer import (TokenizerTrainConfig, batch_indices, evaluate_tokenizer, restart_dead_codes,
                                     train_tokenizer)
 
 SHAPES = Path(__file__).parent / "data" / "llamagen_vq16_state_dict_shapes.json"

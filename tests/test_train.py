@@ -19,7 +19,7 @@ import torch
 from lpdgen.distributed import DistInfo
 from lpdgen.model import LPD, LPDConfig
 from lpdgen.orders import all_group_sizes
-from lpdgen.train import (
+from lpdgen.training.trainer import (
     TrainConfig,
     Trainer,
     batch_position,
@@ -272,7 +272,7 @@ def token_cache(tmp_path_factory) -> Path:
     from torch.utils.data import Subset
 
     from lpdgen.data import FashionMNIST
-    from lpdgen.token_cache import build_token_cache
+    from lpdgen.training.token_cache import build_token_cache
     from lpdgen.tokenizer import VQConfig, VQTokenizer
 
     torch.manual_seed(0)

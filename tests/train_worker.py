@@ -16,7 +16,7 @@ import torch
 
 from lpdgen.data import FASHION_MNIST_DIR, load_fashion_mnist
 from lpdgen.model import LPDConfig
-from lpdgen.train import Trainer, TrainConfig
+from lpdgen.training.trainer import Trainer, TrainConfig
 
 PATCH = 4
 LEVELS = 8

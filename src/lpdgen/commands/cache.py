@@ -10,7 +10,7 @@ from .common import UserError, add_device_arg, check_device_arg, check_output_di
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..token_cache import DEFAULT_SAVE_EVERY_S, DEFAULT_SHARD_SIZE
+    from ..training.token_cache import DEFAULT_SAVE_EVERY_S, DEFAULT_SHARD_SIZE
 
     p = sub.add_parser("cache", help="tokenize a dataset into .npy shards (rerun to resume; torchrun to split)")
     p.add_argument("--dataset", default="fmnist", choices=("fmnist", "imagefolder"), help="which images to tokenize")
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import image_dataset
-    from ..token_cache import build_token_cache
+    from ..training.token_cache import build_token_cache
 
     for flag, value in (("--batch-size", args.batch_size), ("--shard-size", args.shard_size)):
         if value < 1:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _interrupt_hint(args: argparse.Namespace) -> str:
-    from ..token_cache import cache_progress
+    from ..training.token_cache import cache_progress
 
     done, total = cache_progress(args.out)
     if not done:

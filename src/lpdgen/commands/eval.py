@@ -1,7 +1,7 @@
 """`lpdgen eval sample|metrics|cfg-search|train-classifier`: the ADM evaluation protocol (docs/evaluation.md).
 
-Thin: argument parsing and wiring; the work is in :mod:`lpdgen.evaluate`, :mod:`lpdgen.metrics`,
-:mod:`lpdgen.inception` and :mod:`lpdgen.classifier`.
+Thin: argument parsing and wiring; the work is in :mod:`lpdgen.evaluation.protocol`, :mod:`lpdgen.evaluation.metrics`,
+:mod:`lpdgen.evaluation.inception` and :mod:`lpdgen.evaluation.classifier`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..evaluate import FMNIST_REFERENCE
+from ..evaluation.protocol import FMNIST_REFERENCE
 from ..utils import get_logger
 from .common import (
     UserError,
@@ -115,7 +115,7 @@ def _metric_args(p: argparse.ArgumentParser) -> None:
 
 def _check_metric_args(args: argparse.Namespace) -> None:
     """Reference and resolution problems before any network is loaded."""
-    from ..evaluate import FMNIST_REFERENCE, reference_resolution
+    from ..evaluation.protocol import FMNIST_REFERENCE, reference_resolution
 
     if args.inception_batch_size < 1:
         raise UserError(f"--inception-batch-size must be >= 1, got {args.inception_batch_size}")
@@ -125,7 +125,7 @@ def _check_metric_args(args: argparse.Namespace) -> None:
 
 
 def _sample_config(args: argparse.Namespace, num_images: int, cfg: float):
-    from ..evaluate import SampleConfig
+    from ..evaluation.protocol import SampleConfig
 
     return SampleConfig(num_images=num_images, steps=args.steps, cfg=cfg, cfg_schedule=args.cfg_schedule,
                         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, order=args.order,
@@ -145,7 +145,7 @@ def _pipeline(args: argparse.Namespace):
 
 
 def _extractor(args: argparse.Namespace):
-    from ..inception import InceptionFeatures
+    from ..evaluation.inception import InceptionFeatures
 
     return InceptionFeatures(args.inception, expected_sha1=args.inception_sha1, device=args.inception_device,
                              batch_size=args.inception_batch_size)
@@ -159,7 +159,7 @@ def _check_run_size(args: argparse.Namespace) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from ..evaluate import sample_to_npz
+    from ..evaluation.protocol import sample_to_npz
 
     check_sampling_args(args)
     _check_run_size(args)
@@ -175,7 +175,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def _sample_hint(args: argparse.Namespace) -> str:
-    from ..evaluate import parts_dir
+    from ..evaluation.protocol import parts_dir
 
     folder = parts_dir(args.out)
     done = len(list(folder.glob("part-*.npz"))) if folder.is_dir() else 0
@@ -184,7 +184,7 @@ def _sample_hint(args: argparse.Namespace) -> str:
 
 
 def run_metrics(args: argparse.Namespace) -> int:
-    from ..evaluate import check_resolution, compute_metrics, read_image_set
+    from ..evaluation.protocol import check_resolution, compute_metrics, read_image_set
 
     _check_metric_args(args)
     if args.json:
@@ -193,7 +193,7 @@ def run_metrics(args: argparse.Namespace) -> int:
         check_resolution(read_image_set(args.samples), args.ref, args.data_root)
     classifier = None
     if args.classifier:
-        from ..classifier import FMNISTClassifier
+        from ..evaluation.classifier import FMNISTClassifier
 
         if args.classifier != "fmnist":
             check_input_file(args.classifier, flag="--classifier")
@@ -211,8 +211,8 @@ def run_metrics(args: argparse.Namespace) -> int:
 
 
 def run_reference(args: argparse.Namespace) -> int:
-    from ..evaluate import fashion_mnist_image_set, image_set_features, read_image_set
-    from ..metrics import feature_statistics, save_statistics
+    from ..evaluation.protocol import fashion_mnist_image_set, image_set_features, read_image_set
+    from ..evaluation.metrics import feature_statistics, save_statistics
 
     if args.limit < 0:
         raise UserError(f"--limit must be >= 0 (0: all images), got {args.limit}")
@@ -236,7 +236,7 @@ def run_reference(args: argparse.Namespace) -> int:
 
 
 def run_cfg_search(args: argparse.Namespace) -> int:
-    from ..evaluate import cfg_search, sample_to_npz
+    from ..evaluation.protocol import cfg_search, sample_to_npz
     from ..io import atomic_write_json
 
     check_sampling_args(args)
@@ -272,7 +272,7 @@ def _cfg_search_hint(args: argparse.Namespace) -> str:
 
 
 def run_train_classifier(args: argparse.Namespace) -> int:
-    from ..classifier import ASSET, train_classifier
+    from ..evaluation.classifier import ASSET, train_classifier
     from ..data import FASHION_MNIST_DIR, load_fashion_mnist
 
     root = args.data_root or FASHION_MNIST_DIR

@@ -1,6 +1,6 @@
 """`lpdgen train`: train LPD on cached tokens; the same command runs alone or under torchrun.
 
-Every :class:`~lpdgen.train.TrainConfig` field is a flag (``--global-batch``, ``--lr-unit``, ...), with
+Every :class:`~lpdgen.training.trainer.TrainConfig` field is a flag (``--global-batch``, ``--lr-unit``, ...), with
 the published recipe as defaults; the model is a named size or a JSON file of LPDConfig fields.
 """
 
@@ -52,7 +52,7 @@ _HELP = {
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..distributed import PARALLEL_MODES
-    from ..train import LR_UNITS, PRECISIONS, TrainConfig
+    from ..training.trainer import LR_UNITS, PRECISIONS, TrainConfig
 
     choices = {"lr_unit": LR_UNITS, "precision": PRECISIONS, "parallel": PARALLEL_MODES}
     p = sub.add_parser("train", help="train LPD on cached tokens (one process, or torchrun DDP / FSDP)")
@@ -90,8 +90,8 @@ def model_config(name: str, image_size: int, dropout: float | None, label_drop: 
 
 def token_dataset(path: Path, flip_prob: float, seed: int):
     """The token dataset at ``path``: an ``lpdgen cache`` directory, else the published per-image .npz layout."""
-    from ..data import NpzTokenDataset, TokenDataset
-    from ..token_cache import INDEX
+    from ..training.token_datasets import NpzTokenDataset, TokenDataset
+    from ..training.token_cache import INDEX
 
     if not path.exists():
         raise FileNotFoundError(f"dataset not found: {path}")
@@ -101,7 +101,7 @@ def token_dataset(path: Path, flip_prob: float, seed: int):
 
 
 def _interrupt_hint(args: argparse.Namespace) -> str:
-    from ..train import list_checkpoints
+    from ..training.trainer import list_checkpoints
 
     found = list_checkpoints(args.out_dir) if Path(args.out_dir).is_dir() else []
     if not found:
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..distributed import destroy_distributed, is_main
     from ..tokenizer import load_sample_tokenizer
-    from ..train import TrainConfig, train
+    from ..training.trainer import TrainConfig, train
 
     if args.threads < 0:
         raise UserError(f"--threads must be >= 0 (0: torch default), got {args.threads}")

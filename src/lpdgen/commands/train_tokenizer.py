@@ -10,7 +10,7 @@ import torch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..train_tokenizer import TokenizerTrainConfig
+    from ..training.tokenizer_trainer import TokenizerTrainConfig
 
     d = TokenizerTrainConfig()
     p = sub.add_parser("train-tokenizer", help="train a VQ tokenizer (reconstruction + codebook + commitment losses)")
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import image_dataset
     from ..images import save_png
     from ..tokenizer import VQConfig, VQTokenizer
-    from ..train_tokenizer import TokenizerTrainConfig, reconstruction_figure, train_tokenizer
+    from ..training.tokenizer_trainer import TokenizerTrainConfig, reconstruction_figure, train_tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)

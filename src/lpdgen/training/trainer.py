@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .distributed import (
+from ..distributed import (
     DistInfo,
     all_gather_objects,
     all_reduce_mean,
@@ -42,12 +42,12 @@ from .distributed import (
     init_distributed,
     wrap_model,
 )
-from .images import code_maps, image_grid, save_png
-from .io import PathLike, atomic_torch_save, atomic_write
-from .model import LPD, Block, LPDConfig
-from .orders import all_group_sizes, group_sizes, validate_group_sizes
-from .rng import derive_seed, image_seeds
-from .utils import get_logger
+from ..images import code_maps, image_grid, save_png
+from ..io import PathLike, atomic_torch_save, atomic_write
+from ..model import LPD, Block, LPDConfig
+from ..orders import all_group_sizes, group_sizes, validate_group_sizes
+from ..rng import derive_seed, image_seeds
+from ..utils import get_logger
 
 TIMING_STEPS = 5  # steps timed (after the first, which pays one-off costs) for the time-per-step estimate
 
@@ -300,7 +300,7 @@ def config_differences(saved: dict, current: dict, ignore: frozenset = frozenset
 def sample_grid(model: LPD, *, count: int, steps: int, cfg_scale: float, seed: int, tokenizer=None) -> np.ndarray:
     """A mosaic of ``count`` samples (labels cycling over the classes) decoded in ``steps`` steps with
     locality-aware orders, image i seeded by ``(seed, i)``; decoding leaves the training mode as it was."""
-    from .pipeline import LPDPipeline
+    from ..pipeline import LPDPipeline
 
     c = model.cfg
     out = LPDPipeline(model, tokenizer)(

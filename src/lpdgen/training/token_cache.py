@@ -1,6 +1,6 @@
 """A token cache: every image of a dataset and its horizontal flip, tokenized once.
 
-Layout of a cache directory (read by :class:`lpdgen.data.TokenDataset`):
+Layout of a cache directory (read by :class:`lpdgen.training.token_datasets.TokenDataset`):
 
 - ``index.json``: format, item count, shard size, code grid, codebook size, dtype, the shard list
   (``file``, ``start``, ``count``) and the tokenizer config that produced the codes;
@@ -31,9 +31,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from .io import PathLike, atomic_write, atomic_write_json
-from .tokenizer import VQTokenizer
-from .utils import get_logger
+from ..io import PathLike, atomic_write, atomic_write_json
+from ..tokenizer import VQTokenizer
+from ..utils import get_logger
 
 log = get_logger(__name__)
 

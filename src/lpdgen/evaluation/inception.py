@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .utils import get_logger
+from ..utils import get_logger
 
 log = get_logger(__name__)
 
@@ -141,7 +141,7 @@ def preprocess(images: torch.Tensor) -> torch.Tensor:
 class InceptionFeatures:
     """The verified FID Inception and its preprocessing: uint8 images in, ``(N, 2048)`` features out.
 
-    Holds the network (state), so it is a class; the math around it is in :mod:`lpdgen.metrics`.
+    Holds the network (state), so it is a class; the math around it is in :mod:`lpdgen.evaluation.metrics`.
     """
 
     def __init__(self, path: str | os.PathLike | None = None, *, expected_sha1: str | None = None,

@@ -2,7 +2,7 @@
 precision/recall, and the on-disk format (and cache) of reference statistics.
 
 Everything here is a pure function of arrays, except the small file helpers at the end, so the math
-can be tested against independent computations. Feature extraction is in :mod:`lpdgen.inception`.
+can be tested against independent computations. Feature extraction is in :mod:`lpdgen.evaluation.inception`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from .io import save_npz
+from ..io import save_npz
 
 FID_EPS = 1e-6  # diagonal offset when sigma1 @ sigma2 is singular (pytorch-fid / ADM)
 IMAG_ATOL = 1e-3  # largest tolerated imaginary diagonal of sqrtm before the result is rejected (pytorch-fid)
@@ -106,6 +106,35 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 def fid(stats1: FIDStatistics, stats2: FIDStatistics) -> float:
     """FID between two :class:`FIDStatistics`."""
     return frechet_distance(stats1.mu, stats1.sigma, stats2.mu, stats2.sigma)
+
+
+def frechet_distance_low_rank(features1: np.ndarray, features2: np.ndarray) -> float:
+    """The Frechet distance of two feature sets' Gaussians, exact and fast when a set has fewer images
+    than dimensions (e.g. a quick check on 100 images of 2048-d Inception features).
+
+    With centred features A1 (n1, D), A2 (n2, D), sigma_i = A_i^T A_i / (n_i - 1), the nonzero
+    eigenvalues of sigma1 sigma2 are the squared singular values of A1 A2^T / sqrt((n1-1)(n2-1)), so
+    ``tr((sigma1 sigma2)^(1/2))`` is the sum of those singular values: an (n1, n2) SVD instead of a
+    (D, D) ``sqrtm``, which is both slow and inaccurate on the singular products of small sets.
+    """
+    f1, f2 = (np.asarray(f, dtype=np.float64) for f in (features1, features2))
+    if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
+        raise ValueError(f"features must be (N1, D) and (N2, D) with one D, got {f1.shape} and {f2.shape}")
+    if min(len(f1), len(f2)) < 2:
+        raise ValueError("need at least 2 feature vectors per set")
+    a1, a2 = f1 - f1.mean(axis=0), f2 - f2.mean(axis=0)
+    c1, c2 = len(f1) - 1, len(f2) - 1
+    diff = f1.mean(axis=0) - f2.mean(axis=0)
+    cross = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum() / np.sqrt(c1 * c2)
+    return float(diff @ diff + (a1 * a1).sum() / c1 + (a2 * a2).sum() / c2 - 2.0 * cross)
+
+
+def fid_from_features(features1: np.ndarray, features2: np.ndarray) -> float:
+    """FID of two feature sets: the protocol's ``sqrtm`` of the covariances when both sets have more
+    images than dimensions, else the exact low-rank form (:func:`frechet_distance_low_rank`)."""
+    if min(len(features1), len(features2)) <= np.shape(features1)[1]:
+        return frechet_distance_low_rank(features1, features2)
+    return fid(feature_statistics(features1), feature_statistics(features2))
 
 
 def inception_score(logits: np.ndarray | torch.Tensor, splits: int = IS_SPLITS) -> tuple[float, float]:

@@ -14,7 +14,7 @@ Protocol, made explicit so that numbers reproduce:
   ``arr_0`` uint8 ``(N, H, W, 3)`` (grayscale replicated, as the ADM evaluator expects) and
   ``arr_1`` int64 ``(N,)`` labels.
 - Metrics (:func:`compute_metrics`) read ``.npz`` files or image folders, extract Inception features
-  (:mod:`lpdgen.inception`) and compare with reference statistics (an ``.npz`` with ``mu``/``sigma``
+  (:mod:`lpdgen.evaluation.inception`) and compare with reference statistics (an ``.npz`` with ``mu``/``sigma``
   such as ADM's) or a reference image set, whose statistics are cached.
 """
 
@@ -33,23 +33,24 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .data import FASHION_MNIST_DIR, FASHION_MNIST_PAD, FashionMNIST, fashion_mnist_image_file
-from .distributed import barrier
-from .images import IMAGE_EXTENSIONS, float_to_uint8
-from .io import atomic_write_json, save_npz
+from ..data import FASHION_MNIST_DIR, FASHION_MNIST_PAD, FashionMNIST, fashion_mnist_image_file, find_files
+from ..distributed import barrier
+from ..images import IMAGE_EXTENSIONS, float_to_uint8
+from ..io import atomic_write_json, save_npz
+from ..rng import image_seeds
+from ..utils import eval_mode, get_logger
 from .metrics import (
     FIDStatistics,
     default_cache_dir,
     feature_statistics,
     fid,
+    fid_from_features,
     inception_score,
     load_statistics,
     precision_recall,
     save_statistics,
     statistics_cache_path,
 )
-from .rng import image_seeds
-from .utils import eval_mode, get_logger
 
 log = get_logger(__name__)
 
@@ -297,7 +298,7 @@ def read_image_set(path: str | os.PathLike) -> ImageSet:
     images (searched recursively, sorted by path; mixed gray/RGB folders are read as RGB)."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = find_files(path)
         if not files:
             raise ValueError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
         with Image.open(files[0]) as im:
@@ -438,8 +439,8 @@ def compute_metrics(samples: str | os.PathLike, reference: str | os.PathLike, ex
         samples: ``.npz`` (``arr_0``, optional ``arr_1`` labels) or image folder.
         reference: ``.npz`` with ``mu``/``sigma`` (e.g. ADM's ImageNet statistics), an image set, or
             :data:`FMNIST_REFERENCE` (the Fashion-MNIST test split in ``data_root``, padded to 32x32).
-        extractor: an :class:`lpdgen.inception.InceptionFeatures`.
-        classifier: optional :class:`lpdgen.classifier.FMNISTClassifier`; with labels in the samples it
+        extractor: an :class:`lpdgen.evaluation.inception.InceptionFeatures`.
+        classifier: optional :class:`lpdgen.evaluation.classifier.FMNISTClassifier`; with labels in the samples it
             adds class accuracy, and always its Inception-Score analogue ("classifier IS").
         allow_resolution_mismatch: compare image sets of different resolutions (both are resized to
             299 anyway, but the protocol compares like with like, so this is an error by default,
@@ -460,8 +461,9 @@ def compute_metrics(samples: str | os.PathLike, reference: str | os.PathLike, ex
                                          desc=f"features {sample_set.path.name}", progress=progress)
     if features.shape[1] != ref_stats.dim:
         raise ValueError(f"reference statistics have dimension {ref_stats.dim}, the feature network gives {features.shape[1]}")
-    stats = feature_statistics(features)
-    result: dict = {"fid": fid(stats, ref_stats), "num_samples": sample_set.num, "num_reference": ref_stats.num}
+    small = ref_features is not None and min(len(features), len(ref_features)) <= ref_stats.dim
+    value = fid_from_features(features, ref_features) if small else fid(feature_statistics(features), ref_stats)
+    result: dict = {"fid": value, "num_samples": sample_set.num, "num_reference": ref_stats.num}
     if with_precision_recall:
         if ref_features is None:
             log.warning("precision/recall skipped: the reference has statistics but no images/features")

@@ -21,13 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .images import uint8_to_float
-from .io import load_state_dict_file, load_strict, read_checkpoint_config, save_checkpoint
-from .utils import get_logger
+from ..images import uint8_to_float
+from ..io import load_state_dict_file, load_strict, read_checkpoint_config, save_checkpoint
+from ..utils import get_logger
 
 log = get_logger(__name__)
 
-ASSET = Path(__file__).parent / "assets" / "fmnist_classifier.safetensors"
+ASSET = Path(__file__).parent.parent / "assets" / "fmnist_classifier.safetensors"
 IMAGE_SIZE = 28
 PADDED_SIZE = 32  # the tokenizer's padded Fashion-MNIST
 CHECKPOINT_KIND = "FMNISTClassifier"  # what the checkpoint files say they hold (lpdgen.io.save_checkpoint)
