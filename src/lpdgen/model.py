@@ -20,6 +20,7 @@ from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from .io import PathLike, check_state_dict, load_state_dict_file, read_checkpoint_config, save_checkpoint
 from .masks import flex_block_mask, training_mask
+from .orders import validate_group_sizes, validate_orders
 from .sampling import draw_uniform
 from .utils import get_logger
 
@@ -275,8 +276,6 @@ class LPD(nn.Module):
 
     def check_schedule(self, group_sizes, orders: torch.Tensor | None, batch: int) -> tuple[int, ...]:
         """Validate group sizes and orders against this model's token count; returns sizes as a tuple."""
-        from .orders import validate_group_sizes, validate_orders
-
         sizes = tuple(int(g) for g in group_sizes)
         validate_group_sizes(sizes, self.cfg.num_tokens)
         if orders is not None:

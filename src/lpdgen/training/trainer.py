@@ -46,6 +46,7 @@ from ..images import code_maps, image_grid, save_png
 from ..io import PathLike, atomic_torch_save, atomic_write
 from ..model import LPD, Block, LPDConfig
 from ..orders import all_group_sizes, group_sizes, validate_group_sizes
+from ..pipeline import LPDPipeline
 from ..rng import derive_seed, image_seeds
 from ..utils import get_logger
 
@@ -300,8 +301,6 @@ def config_differences(saved: dict, current: dict, ignore: frozenset = frozenset
 def sample_grid(model: LPD, *, count: int, steps: int, cfg_scale: float, seed: int, tokenizer=None) -> np.ndarray:
     """A mosaic of ``count`` samples (labels cycling over the classes) decoded in ``steps`` steps with
     locality-aware orders, image i seeded by ``(seed, i)``; decoding leaves the training mode as it was."""
-    from ..pipeline import LPDPipeline
-
     c = model.cfg
     out = LPDPipeline(model, tokenizer)(
         torch.arange(count) % c.num_classes, num_inference_steps=min(steps, c.num_tokens), guidance_scale=cfg_scale,
