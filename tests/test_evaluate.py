@@ -30,7 +30,7 @@ from lpdgen.evaluation.protocol import (
 )
 from lpdgen.evaluation.inception import InceptionFeatures
 from lpdgen.evaluation.metrics import FIDStatistics, feature_statistics, fid, save_statistics
-from lpdgen.pipeline import LPDPipeline
+from lpdgen.pipeline import LPDPipeline, SamplingConfig
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_batch_ranges_split_every_index_once_over_ranks():
 
 
 def test_same_index_same_image_for_batch_sizes_1_and_8_and_for_1_or_2_processes(pipeline, tmp_path):
-    config = SampleConfig(num_images=10, steps=5, cfg=2.0, seed=7)
+    config = SampleConfig(num_images=10, seed=7, sampling=SamplingConfig(num_inference_steps=5, guidance_scale=2.0))
     one = sample_to_npz(pipeline, tmp_path / "bs1.npz", config, batch_size=1, progress=False)
     eight = sample_to_npz(pipeline, tmp_path / "bs8.npz", config, batch_size=8, progress=False)
     # two processes: rank 1 and rank 0 each make their share; rank 0 merges once everything exists
@@ -86,14 +86,14 @@ def test_same_index_same_image_for_batch_sizes_1_and_8_and_for_1_or_2_processes(
         np.testing.assert_array_equal(images, b["arr_0"])
         np.testing.assert_array_equal(images, c["arr_0"])
     assert len({images[i].tobytes() for i in range(10)}) == 10  # distinct seeds, distinct images
-    other = sample_to_npz(pipeline, tmp_path / "seed8.npz", SampleConfig(num_images=2, steps=5, cfg=2.0, seed=8),
+    other = sample_to_npz(pipeline, tmp_path / "seed8.npz", SampleConfig(num_images=2, seed=8, sampling=SamplingConfig(num_inference_steps=5, guidance_scale=2.0)),
                           progress=False)
     with np.load(other) as d:
         assert not np.array_equal(d["arr_0"], images[:2])
 
 
 def test_resume_reuses_finished_parts_and_refuses_another_run(pipeline, tmp_path):
-    config = SampleConfig(num_images=6, steps=4, seed=1)
+    config = SampleConfig(num_images=6, seed=1, sampling=SamplingConfig(num_inference_steps=4))
     out = tmp_path / "run.npz"
     first = sample_to_npz(pipeline, out, config, batch_size=2, progress=False)
     with np.load(first) as f:
@@ -109,7 +109,7 @@ def test_resume_reuses_finished_parts_and_refuses_another_run(pipeline, tmp_path
         np.testing.assert_array_equal(f["arr_0"], reference)
     assert parts[0].stat().st_mtime_ns == kept_mtime  # finished batches were not redone
     with pytest.raises(ValueError, match="different run"):
-        sample_to_npz(pipeline, out, SampleConfig(num_images=6, steps=4, seed=2), progress=False)
+        sample_to_npz(pipeline, out, SampleConfig(num_images=6, seed=2, sampling=SamplingConfig(num_inference_steps=4)), progress=False)
 
 
 def _random_set(rng, n, size=16):
@@ -174,7 +174,7 @@ def test_metrics_errors_are_clear(extractor, tmp_path):
 def test_cfg_search_reports_one_fid_per_scale(pipeline, extractor, tmp_path):
     rng = np.random.default_rng(2)
     np.savez(tmp_path / "ref.npz", arr_0=_random_set(rng, 20, 8))  # the tiny tokenizer makes 8x8 images
-    rows = cfg_search(pipeline, [1.0, 3.0], SampleConfig(num_images=15, steps=4), tmp_path / "sweep",
+    rows = cfg_search(pipeline, [1.0, 3.0], SampleConfig(num_images=15, sampling=SamplingConfig(num_inference_steps=4)), tmp_path / "sweep",
                       tmp_path / "ref.npz", extractor, batch_size=8, cache_dir=tmp_path / "cache", progress=False)
     assert [r["cfg"] for r in rows] == [1.0, 3.0]
     assert all(np.isfinite(r["fid"]) and r["num_samples"] == 15 for r in rows)
@@ -190,7 +190,7 @@ def test_cli_sample_then_metrics(pipeline, extractor, tmp_path, capsys):
     args = ["eval", "sample", "--checkpoint", str(ckpt), "--tokenizer", str(vq), "--num-images", "6", "--steps", "4",
             "--batch-size", "4", "--device", "cpu", "--out", str(out), "--png-dir", str(tmp_path / "png")]
     assert main(args) == 0
-    direct = sample_to_npz(pipeline, tmp_path / "direct.npz", SampleConfig(num_images=6, steps=4), progress=False)
+    direct = sample_to_npz(pipeline, tmp_path / "direct.npz", SampleConfig(num_images=6, sampling=SamplingConfig(num_inference_steps=4)), progress=False)
     with np.load(out) as a, np.load(direct) as b:
         np.testing.assert_array_equal(a["arr_0"], b["arr_0"])
     assert len(list((tmp_path / "png").glob("*.png"))) == 6
@@ -219,7 +219,7 @@ def test_torchrun_two_processes_write_the_same_npz_as_one(pipeline, tmp_path):
             "--num-images", "10", "--steps", "4", "--cfg", "2.0", "--batch-size", "3", "--out", str(tmp_path / "two.npz")]
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
                     "127.0.0.1", "--master_port", str(port), *args], env=env, check=True, timeout=600)
-    one = sample_to_npz(pipeline, tmp_path / "one.npz", SampleConfig(num_images=10, steps=4, cfg=2.0), batch_size=8,
+    one = sample_to_npz(pipeline, tmp_path / "one.npz", SampleConfig(num_images=10, sampling=SamplingConfig(num_inference_steps=4, guidance_scale=2.0)), batch_size=8,
                         progress=False)
     with np.load(one) as a, np.load(tmp_path / "two.npz") as b:
         np.testing.assert_array_equal(a["arr_0"], b["arr_0"])

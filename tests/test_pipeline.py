@@ -42,6 +42,20 @@ def test_output_types_and_shapes(pipe):
     assert pil.images[0].size == (16, 16) and pil.images[0].mode == "L"
 
 
+def test_tau_and_rho_are_call_settings_like_the_others(pipe):
+    """Per-call thresholds reach the order; the model's defaults stay as they were."""
+    sizes = group_sizes(64, 8)
+    out = pipe([5], num_inference_steps=8, tau=0.0, rho=0.0, seeds=[3], output_type="codes")
+    want = locality_aware((8, 8), sizes, batch=1, seed=torch.Generator().manual_seed(3), tau=0.0, rho=0.0)
+    published = locality_aware((8, 8), sizes, batch=1, seed=torch.Generator().manual_seed(3))
+    assert torch.equal(out.orders, want) and not torch.equal(want, published)
+    assert (pipe.sampling.tau, pipe.sampling.rho) != (0.0, 0.0)
+    s = pipe.settings(guidance_scale=2.5, rho=None)
+    assert s.guidance_scale == 2.5 and s.rho == pipe.sampling.rho
+    with pytest.raises(TypeError, match="cfg"):
+        pipe.settings(cfg=2.0)
+
+
 @pytest.mark.parametrize("kind", ["raster", "random", "halton"])
 def test_other_orders_are_accepted(pipe, kind):
     out = pipe([2], num_inference_steps=64, order=kind, seeds=[1], output_type="codes")

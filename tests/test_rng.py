@@ -11,7 +11,7 @@ from lpdgen import LPD, LPDConfig, VQConfig, VQTokenizer
 from lpdgen.cli import main
 from lpdgen.evaluation.protocol import SampleConfig, sample_images
 from lpdgen.images import code_maps, image_grid
-from lpdgen.pipeline import LPDPipeline
+from lpdgen.pipeline import LPDPipeline, SamplingConfig
 from lpdgen.rng import derive_seed, image_seed, image_seeds
 from lpdgen.training.trainer import sample_grid
 
@@ -40,7 +40,7 @@ def test_same_seed_same_image_in_sample_eval_and_previews(tmp_path):
     assert np.array_equal(preview, image_grid(code_maps(codes, 24)))
 
     # eval sample: image i has class i % C and seed (seed, i), in any batch
-    config = SampleConfig(num_images=4, steps=steps, cfg=cfg, seed=seed)
+    config = SampleConfig(num_images=4, seed=seed, sampling=SamplingConfig(num_inference_steps=steps, guidance_scale=cfg))
     evaluated, labels = sample_images(pipe, [2, 3], config)
     assert labels.tolist() == [2, 3]
     with torch.inference_mode():

@@ -45,7 +45,7 @@ EMBEDDED = "lpd_fmnist"  # src/lpdgen/assets/lpd_fmnist/: the default model of f
 HF_TOKENIZER = ("FoundationVision/LlamaGen", "vq_ds16_c2i.pt")  # the paper's tokenizer on the Hugging Face Hub
 
 
-def check_sampling(steps: int, guidance_scale: float, cfg_schedule: str, order: str, temperature: float,
+def check_sampling(steps: int, guidance_scale: float, guidance_schedule: str, order: str, temperature: float,
                    top_k: int, top_p: float, num_tokens: int | None = None) -> None:
     """Reject sampling settings that make no sense, naming the setting (negative guidance, top-p 0 ...)."""
     if int(steps) != steps or steps < 1 or (num_tokens is not None and steps > num_tokens):
@@ -53,8 +53,8 @@ def check_sampling(steps: int, guidance_scale: float, cfg_schedule: str, order: 
         raise ValueError(f"steps must be an integer in [1, number of tokens]{limit}, got {steps!r}")
     if not guidance_scale >= 0:  # also catches NaN
         raise ValueError(f"guidance scale must be >= 0 (1.0 = no guidance), got {guidance_scale}")
-    if cfg_schedule not in CFG_SCHEDULES:
-        raise ValueError(f"unknown cfg_schedule {cfg_schedule!r}; choose one of {CFG_SCHEDULES}")
+    if guidance_schedule not in CFG_SCHEDULES:
+        raise ValueError(f"unknown guidance_schedule {guidance_schedule!r}; choose one of {CFG_SCHEDULES}")
     if order not in ORDER_TYPES:
         raise ValueError(f"unknown order {order!r}; choose one of {ORDER_TYPES}")
     if not temperature >= 0:
@@ -72,7 +72,7 @@ class SamplingConfig:
 
     num_inference_steps: int = 20  # forward passes (groups); 1 <= steps <= number of tokens
     guidance_scale: float = 1.0  # classifier-free guidance s (1.0: none)
-    cfg_schedule: str = "linear"  # "linear": s_t ramps from 1 to s over the generation order
+    guidance_schedule: str = "linear"  # "linear": s_t ramps from 1 to s over the generation order
     order: str = "locality"  # locality | raster | random | halton
     temperature: float = 1.0
     top_k: int = 0  # 0: off
@@ -81,7 +81,7 @@ class SamplingConfig:
     rho: float = PUBLISHED_RHO  # repulsion threshold of the locality-aware order
 
     def __post_init__(self) -> None:
-        check_sampling(self.num_inference_steps, self.guidance_scale, self.cfg_schedule, self.order,
+        check_sampling(self.num_inference_steps, self.guidance_scale, self.guidance_schedule, self.order,
                        self.temperature, self.top_k, self.top_p)
         if self.tau < 0 or self.rho < 0:
             raise ValueError(f"tau and rho must be >= 0, got tau={self.tau}, rho={self.rho}")
@@ -135,20 +135,16 @@ class LPDPipeline:
         sampling: the defaults of every call (steps, guidance, order, ...); :class:`SamplingConfig`'s
             own defaults when None.
         class_names: one name per class (labels may then be names); ImageNet's for 1,000-class models.
-        tau, rho: override the locality-aware order's thresholds of ``sampling``.
         compile: compile the per-step decoding function (:class:`lpdgen.engine.Engine`; CUDA graphs on GPUs).
     """
 
     def __init__(self, model: LPD, tokenizer: torch.nn.Module | None = None, *, sampling: SamplingConfig | None = None,
-                 class_names: Sequence[str] | None = None, tau: float | None = None, rho: float | None = None,
-                 compile: bool = False):
+                 class_names: Sequence[str] | None = None, compile: bool = False):
         self.model = model
         self.compile = compile
         self._engine: Engine | None = None
         self.tokenizer = tokenizer
-        sampling = sampling or SamplingConfig(num_inference_steps=min(20, model.cfg.num_tokens))
-        overrides = {k: v for k, v in (("tau", tau), ("rho", rho)) if v is not None}
-        self.sampling = dataclasses.replace(sampling, **overrides) if overrides else sampling
+        self.sampling = sampling or SamplingConfig(num_inference_steps=min(20, model.cfg.num_tokens))
         if self.sampling.num_inference_steps > model.cfg.num_tokens:
             raise ValueError(f"default steps {self.sampling.num_inference_steps} exceed the model's {model.cfg.num_tokens} tokens")
         names = tuple(class_names) if class_names is not None else default_class_names(model.cfg.num_classes)
@@ -167,14 +163,6 @@ class LPDPipeline:
             self._engine = Engine(self.model, compile=self.compile)
         return self._engine
 
-    @property
-    def tau(self) -> float:
-        return self.sampling.tau
-
-    @property
-    def rho(self) -> float:
-        return self.sampling.rho
-
     def class_ids(self, labels: Sequence[int | str] | torch.Tensor | int | str) -> list[int]:
         """Labels (ids or names) as class ids of this model; an unknown name suggests close ones."""
         return class_ids(labels, self.model.cfg.num_classes, self.class_names)
@@ -186,55 +174,62 @@ class LPDPipeline:
         *,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
-        cfg_schedule: str | None = None,
+        guidance_schedule: str | None = None,
         temperature: float | None = None,
         top_k: int | None = None,
         top_p: float | None = None,
         order: str | None = None,
+        tau: float | None = None,
+        rho: float | None = None,
         generator: torch.Generator | None = None,
         seeds: Sequence[int] | None = None,
         output_type: str = "pil",
     ) -> PipelineOutput:
         """Generate one image per class label (an id or a name such as ``"sneaker"``).
 
-        Every sampling argument left None takes the model's own default (:attr:`sampling`).
+        Every sampling argument (the fields of :class:`SamplingConfig`) left None takes the model's own
+        default (:attr:`sampling`); ``tau``/``rho`` are the locality-aware order's thresholds.
         Randomness: ``seeds`` (one int per image) makes each image a function of its own seed only -
         the same whatever batch it is generated in (see :mod:`lpdgen.rng`); otherwise one ``generator``
         (or torch's default stream) drives orders and sampling of the whole batch.
         """
-        s = self._settings(num_inference_steps, guidance_scale, cfg_schedule, temperature, top_k, top_p, order)
-        steps, scale, schedule, order = s.num_inference_steps, s.guidance_scale, s.cfg_schedule, s.order
-        temperature, top_k, top_p = s.temperature, s.top_k, s.top_p
-        check_sampling(steps, scale, schedule, order, temperature, top_k, top_p, self.model.cfg.num_tokens)
+        s = self.settings(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                          guidance_schedule=guidance_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
+                          order=order, tau=tau, rho=rho)
         self._check_output_type(output_type)
         ids = self.class_ids(class_labels)
         labels = torch.tensor(ids, dtype=torch.long, device=self.device)
         b, grid = labels.shape[0], self.model.cfg.grid
-        sizes = group_sizes(self.model.cfg.num_tokens, steps)
+        sizes = group_sizes(self.model.cfg.num_tokens, s.num_inference_steps)
         if seeds is not None:
             if len(seeds) != b or generator is not None:
                 raise ValueError(f"pass either one seed per image ({b}) or a generator, got {len(seeds)} seeds")
             gens = [rng.generator(s) for s in seeds]
-            orders = self._orders(order, sizes, None, gens)  # row i: the batch-1 order of seed i
+            orders = self._orders(s, sizes, None, gens)  # row i: the batch-1 order of seed i
             sample_gen: torch.Generator | list[torch.Generator] | None = gens
         else:
-            orders = self._orders(order, sizes, b, generator if generator is not None else rng.generator(rng.fresh_seed()))
+            orders = self._orders(s, sizes, b, generator if generator is not None else rng.generator(rng.fresh_seed()))
             sample_gen = generator
-        codes = self.engine.generate(labels, sizes, orders.to(self.device), cfg=scale, cfg_schedule=schedule,
-                                    temperature=temperature, top_k=top_k, top_p=top_p, generator=sample_gen)
+        codes = self.engine.generate(labels, sizes, orders.to(self.device), cfg=s.guidance_scale,
+                                    cfg_schedule=s.guidance_schedule, temperature=s.temperature, top_k=s.top_k,
+                                    top_p=s.top_p, generator=sample_gen)
         codes = codes.view(b, *grid)  # (B, N) raster -> (B, h, w)
         return PipelineOutput(self.decode(codes, output_type), codes, orders, sizes, ids)
 
-    def _orders(self, kind: str, sizes: list[int], batch: int | None, gen, known=None) -> torch.Tensor:
-        return build_orders(kind, self.model.cfg.grid, sizes, batch=batch, seed=gen, tau=self.tau, rho=self.rho,
+    def _orders(self, s: SamplingConfig, sizes: list[int], batch: int | None, gen, known=None) -> torch.Tensor:
+        return build_orders(s.order, self.model.cfg.grid, sizes, batch=batch, seed=gen, tau=s.tau, rho=s.rho,
                             known=known)
 
-    def _settings(self, num_inference_steps, guidance_scale, cfg_schedule, temperature, top_k, top_p,
-                  order) -> SamplingConfig:
-        """The model's sampling defaults with the arguments that are not None put in, validated."""
-        given = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, cfg_schedule=cfg_schedule,
-                     temperature=temperature, top_k=top_k, top_p=top_p, order=order)
-        return dataclasses.replace(self.sampling, **{k: v for k, v in given.items() if v is not None})
+    def settings(self, **overrides) -> SamplingConfig:
+        """The model's sampling defaults (:attr:`sampling`) with every override that is not None put in,
+        validated, steps included against this model's token count. Keys: :class:`SamplingConfig` fields."""
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(SamplingConfig)}
+        if unknown:
+            raise TypeError(f"unknown sampling settings {sorted(unknown)}")
+        s = dataclasses.replace(self.sampling, **{k: v for k, v in overrides.items() if v is not None})
+        check_sampling(s.num_inference_steps, s.guidance_scale, s.guidance_schedule, s.order, s.temperature, s.top_k,
+                       s.top_p, self.model.cfg.num_tokens)
+        return s
 
     def _check_output_type(self, output_type: str) -> None:
         if output_type not in OUTPUT_TYPES:
@@ -274,11 +269,13 @@ class LPDPipeline:
         seeds: Sequence[int] | None = None,
         output_type: str = "pil",
         *,
-        cfg_schedule: str | None = None,
+        guidance_schedule: str | None = None,
         temperature: float | None = None,
         top_k: int | None = None,
         top_p: float | None = None,
         order: str | None = None,
+        tau: float | None = None,
+        rho: float | None = None,
     ) -> PipelineOutput:
         """Regenerate the masked part of each image, keeping the rest token for token.
 
@@ -301,11 +298,14 @@ class LPDPipeline:
             seeds: one int per image (default: fresh ones); image i depends on seed i alone. A full mask
                 gives exactly ``pipe(labels, seeds=seeds)``.
             output_type: "pil", "np", "pt" or "codes", as for :meth:`__call__`.
-            cfg_schedule, temperature, top_k, top_p, order: as for :meth:`__call__`.
+            guidance_schedule, temperature, top_k, top_p, order, tau, rho: as for :meth:`__call__`.
         Returns:
             :class:`PipelineOutput` with ``codes`` (B, h, w), ``known`` (B, h, w) and the images.
         """
-        s = self._settings(num_inference_steps, guidance_scale, cfg_schedule, temperature, top_k, top_p, order)
+        s = dataclasses.replace(  # the step count is checked per mask below, against the masked cells
+            self.settings(guidance_scale=guidance_scale, guidance_schedule=guidance_schedule, temperature=temperature,
+                          top_k=top_k, top_p=top_p, order=order, tau=tau, rho=rho),
+            **({} if num_inference_steps is None else {"num_inference_steps": num_inference_steps}))
         self._check_output_type(output_type)
         codes = self.encode(images)  # (B, h, w)
         b, (h, w), n = codes.shape[0], self.model.cfg.grid, self.model.cfg.num_tokens
@@ -331,10 +331,10 @@ class LPDPipeline:
                 raise ValueError(f"num_inference_steps {steps} exceeds the {count} token cells to regenerate")
             sizes = group_sizes(count, steps)
             gens = [rng.generator(seeds[i]) for i in rows.tolist()]
-            row_orders = self._orders(s.order, sizes, None, gens, known=~regen[rows])  # kept cells first
+            row_orders = self._orders(s, sizes, None, gens, known=~regen[rows])  # kept cells first
             out[rows.to(self.device)] = self.engine.generate(
                 labels[rows.to(self.device)], sizes, row_orders.to(self.device), cfg=s.guidance_scale,
-                cfg_schedule=s.cfg_schedule, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, generator=gens,
+                cfg_schedule=s.guidance_schedule, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, generator=gens,
                 num_known=n - count, known_tokens=flat[rows.to(self.device)])
             orders[rows] = row_orders
             for i in rows.tolist():

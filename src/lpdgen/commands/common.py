@@ -177,6 +177,14 @@ def add_sampling_args(
     add_device_arg(parser)
 
 
+def sampling_overrides(args: argparse.Namespace) -> dict:
+    """The sampling flags in the pipeline's names (``--steps`` -> ``num_inference_steps``, ``--cfg`` ->
+    ``guidance_scale``, ...), for ``pipe(..., **sampling_overrides(args))``; None = the model's own."""
+    return dict(num_inference_steps=args.steps, guidance_scale=args.cfg, guidance_schedule=args.cfg_schedule,
+                temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, order=args.order, tau=args.tau,
+                rho=args.rho)
+
+
 def add_device_arg(parser: argparse.ArgumentParser, default: str = "auto") -> None:
     """``--device``: auto (CUDA, then Apple MPS, else CPU), cpu, cuda, cuda:N or mps."""
     parser.add_argument("--device", default=default,
@@ -304,9 +312,8 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
 
 
 def load_pipeline(args: argparse.Namespace):
-    """The pipeline the model flags name, on ``--device`` in ``--dtype``, with ``--tau``/``--rho`` applied."""
-    import dataclasses
-
+    """The pipeline the model flags name, on ``--device`` in ``--dtype`` (sampling flags go to each call:
+    :func:`sampling_overrides`)."""
     import torch
 
     from ..pipeline import LPDPipeline
@@ -332,7 +339,4 @@ def load_pipeline(args: argparse.Namespace):
                                        tokenizer=args.tokenizer, image_size=args.image_size, device=device,
                                        dtype=getattr(torch, args.dtype), quantize=args.quantize,
                                        compile=args.compile)
-    overrides = {k: getattr(args, k) for k in ("tau", "rho") if getattr(args, k, None) is not None}
-    if overrides:
-        pipe.sampling = dataclasses.replace(pipe.sampling, **overrides)
     return pipe

@@ -11,6 +11,7 @@ from .common import (
     UserError,
     add_model_args,
     add_sampling_args,
+    sampling_overrides,
     check_input_file,
     check_output_file,
     check_sampling_args,
@@ -95,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
                             f"{image.size[0]}x{image.size[1]}")
         region = np.asarray(mask_image) > 0
     regenerate = region if op == "inpaint" else ~region
-    sampling = dict(cfg_schedule=args.cfg_schedule, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                    order=args.order)
-    out = pipe.inpaint([image], regenerate, label, args.steps, args.cfg, image_seeds(args.seed, [0]), "np", **sampling)
+    sampling = sampling_overrides(args)
+    steps, cfg = sampling.pop("num_inference_steps"), sampling.pop("guidance_scale")
+    out = pipe.inpaint([image], regenerate, label, steps, cfg, image_seeds(args.seed, [0]), "np", **sampling)
     kept = int(out.known.sum())
     save_image(out.images[0], args.out)
     print(f"{op}: kept {kept} of {out.known.numel()} token cells, generated {out.known.numel() - kept} in "

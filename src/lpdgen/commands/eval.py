@@ -15,6 +15,7 @@ from ..utils import get_logger
 from .common import (
     UserError,
     add_sampling_args,
+    sampling_overrides,
     check_device_arg,
     check_input_file,
     check_output_dir,
@@ -124,12 +125,12 @@ def _check_metric_args(args: argparse.Namespace) -> None:
         reference_resolution(args.ref)  # exists and readable
 
 
-def _sample_config(args: argparse.Namespace, num_images: int, cfg: float):
+def _sample_config(args: argparse.Namespace, pipe, num_images: int, cfg: float):
+    """The run's settings: the sampling flags resolved against the pipeline's defaults, guidance ``cfg``."""
     from ..evaluation.protocol import SampleConfig
 
-    return SampleConfig(num_images=num_images, steps=args.steps, cfg=cfg, cfg_schedule=args.cfg_schedule,
-                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, order=args.order,
-                        seed=args.seed, num_classes=args.num_classes)
+    sampling = pipe.settings(**{**sampling_overrides(args), "guidance_scale": cfg})
+    return SampleConfig(num_images=num_images, seed=args.seed, num_classes=args.num_classes, sampling=sampling)
 
 
 def _pipeline(args: argparse.Namespace):
@@ -141,7 +142,7 @@ def _pipeline(args: argparse.Namespace):
     model = load_model(args.checkpoint, args.config, args.image_size, info.device)
     tokenizer = load_tokenizer_arg(args.tokenizer, info.device)
     check_compatible(model, tokenizer)
-    return LPDPipeline(model.eval(), tokenizer.eval(), tau=args.tau, rho=args.rho), info.rank, info.world_size
+    return LPDPipeline(model.eval(), tokenizer.eval()), info.rank, info.world_size
 
 
 def _extractor(args: argparse.Namespace):
@@ -167,7 +168,7 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.png_dir:
         check_output_dir(args.png_dir, flag="--png-dir")
     pipe, rank, world = _pipeline(args)
-    out = sample_to_npz(pipe, args.out, _sample_config(args, args.num_images, args.cfg), batch_size=args.batch_size,
+    out = sample_to_npz(pipe, args.out, _sample_config(args, pipe, args.num_images, args.cfg), batch_size=args.batch_size,
                         rank=rank, world_size=world, png_dir=args.png_dir, model_id=str(args.checkpoint))
     if out is not None:
         print(f"wrote {out}")
@@ -249,7 +250,7 @@ def run_cfg_search(args: argparse.Namespace) -> int:
         raise UserError(f"--full-num-images must be >= 0, got {args.full_num_images}")
     check_output_dir(args.out_dir)
     pipe, rank, world = _pipeline(args)
-    rows = cfg_search(pipe, args.scales, _sample_config(args, args.num_images, args.cfg), args.out_dir, args.ref,
+    rows = cfg_search(pipe, args.scales, _sample_config(args, pipe, args.num_images, args.cfg), args.out_dir, args.ref,
                       _extractor(args), batch_size=args.batch_size, rank=rank, world_size=world,
                       cache_dir=args.cache_dir, model_id=str(args.checkpoint), data_root=args.data_root)
     if rank != 0:
@@ -261,7 +262,7 @@ def run_cfg_search(args: argparse.Namespace) -> int:
     atomic_write_json({"rows": rows, "best_cfg": best["cfg"]}, Path(args.out_dir) / "results.json")
     if args.full_num_images:
         out = Path(args.out_dir) / f"full-cfg-{best['cfg']:g}.npz"
-        sample_to_npz(pipe, out, _sample_config(args, args.full_num_images, best["cfg"]), batch_size=args.batch_size,
+        sample_to_npz(pipe, out, _sample_config(args, pipe, args.full_num_images, best["cfg"]), batch_size=args.batch_size,
                       rank=rank, world_size=world, model_id=str(args.checkpoint))
         print(f"full run with cfg {best['cfg']:g}: {out}; score it with `lpdgen eval metrics {out} --ref {args.ref}`")
     return 0

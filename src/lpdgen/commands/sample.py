@@ -10,6 +10,7 @@ from ..utils import get_logger
 from .common import (
     add_model_args,
     add_sampling_args,
+    sampling_overrides,
     check_output_dir,
     check_output_file,
     check_sampling_args,
@@ -60,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args)
     classes = pipe.class_ids(args.classes) if args.classes else list(range(min(pipe.model.cfg.num_classes, 10)))
     labels = [c for c in classes for _ in range(args.num)]
-    sampling = dict(num_inference_steps=args.steps, guidance_scale=args.cfg, cfg_schedule=args.cfg_schedule,
-                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, order=args.order)
+    sampling = sampling_overrides(args)
     steps = args.steps or pipe.sampling.num_inference_steps
     pipe(labels[:1], **sampling, seeds=[0], output_type="codes")  # validates everything on one image, and warms up
 

@@ -25,7 +25,7 @@ import os
 import re
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ from ..data import FASHION_MNIST_DIR, FASHION_MNIST_PAD, FashionMNIST, fashion_m
 from ..distributed import barrier
 from ..images import IMAGE_EXTENSIONS, float_to_uint8
 from ..io import atomic_write_json, save_npz
+from ..pipeline import SamplingConfig
 from ..rng import image_seeds
 from ..utils import eval_mode, get_logger
 from .metrics import (
@@ -74,19 +75,13 @@ class SampleConfig:
     """What an evaluation sampling run draws; stored beside its parts so a resume cannot mix runs."""
 
     num_images: int = 50_000
-    steps: int = 20  # generation steps K; group sizes from lpdgen.orders.group_sizes
-    cfg: float = 1.0  # guidance scale (1.0: no guidance)
-    cfg_schedule: str = "linear"
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    order: str = "locality"  # lpdgen.orders.ORDER_TYPES
-    seed: int = 0
+    seed: int = 0  # image i gets lpdgen.rng.image_seed(seed, i)
     num_classes: int = 0  # 0: all of the model's classes
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # steps, guidance, order, tau/rho, ...
 
     def __post_init__(self) -> None:
-        if self.num_images < 1 or self.steps < 1:
-            raise ValueError(f"num_images and steps must be >= 1, got {self.num_images} and {self.steps}")
+        if self.num_images < 1:
+            raise ValueError(f"num_images must be >= 1, got {self.num_images}")
 
 
 def sample_images(pipeline, indices: Sequence[int], config: SampleConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -101,9 +96,7 @@ def sample_images(pipeline, indices: Sequence[int], config: SampleConfig) -> tup
     if num_classes > model_classes:
         raise ValueError(f"num_classes={num_classes} exceeds the model's {model_classes} classes")
     labels = image_labels(indices, num_classes)
-    out = pipeline(labels.tolist(), num_inference_steps=config.steps, guidance_scale=config.cfg,
-                   cfg_schedule=config.cfg_schedule, temperature=config.temperature, top_k=config.top_k,
-                   top_p=config.top_p, order=config.order, seeds=image_seeds(config.seed, indices),
+    out = pipeline(labels.tolist(), **asdict(config.sampling), seeds=image_seeds(config.seed, indices),
                    output_type="codes")
     # Decode one image at a time: batched convolutions round differently with the batch size, which
     # moved a few pixels by one grey level between batch sizes 1 and 8. Codes are discrete and stable.
@@ -165,7 +158,7 @@ def sample_to_npz(pipeline, out_path: str | os.PathLike, config: SampleConfig, *
     """Generate this rank's share of ``config.num_images`` images, then merge if the run is complete.
 
     Args:
-        pipeline: an :class:`lpdgen.pipeline.LPDPipeline` (model, tokenizer, tau/rho of the order).
+        pipeline: an :class:`lpdgen.pipeline.LPDPipeline` (model and tokenizer; the settings are ``config``'s).
         out_path: the ``.npz`` to write; finished batches go to ``<stem>.parts/`` (kept for resuming).
         rank, world_size: this process's share (``torchrun``: from the environment, see
             :func:`lpdgen.distributed.init_distributed`). Batches are independent of these: only the split changes.
@@ -179,8 +172,7 @@ def sample_to_npz(pipeline, out_path: str | os.PathLike, config: SampleConfig, *
     folder = parts_dir(out_path)
     folder.mkdir(parents=True, exist_ok=True)
     if rank == 0:
-        _check_manifest(folder, {**asdict(config), "model": model_id, "grid": list(pipeline.model.cfg.grid),
-                                 "tau": pipeline.tau, "rho": pipeline.rho})
+        _check_manifest(folder, {**asdict(config), "model": model_id, "grid": list(pipeline.model.cfg.grid)})
     done = _existing_parts(folder)
     todo = [r for r in batch_ranges(config.num_images, batch_size, rank, world_size)
             if not _covered(r, done)]
@@ -497,7 +489,7 @@ def cfg_search(pipeline, scales: Sequence[float], config: SampleConfig, out_dir:
     Returns one row per scale, ``{"cfg", "fid", ...}``, in the order given; the best has the lowest FID."""
     rows = []
     for scale in scales:
-        run = SampleConfig(**{**asdict(config), "cfg": float(scale)})
+        run = replace(config, sampling=replace(config.sampling, guidance_scale=float(scale)))
         out = Path(out_dir) / f"cfg-{scale:g}.npz"
         path = sample_to_npz(pipeline, out, run, batch_size=batch_size, rank=rank, world_size=world_size,
                              model_id=model_id, progress=progress)
