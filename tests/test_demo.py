@@ -1,0 +1,178 @@
+"""The demo's tab functions without a browser: validation with the library's messages, pictures equal to
+the pipeline's own output for the same seeds, the page's queue and events, and gradio kept optional."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lpdgen import LPDPipeline
+from lpdgen.cli import main
+from lpdgen.demo import MAX_IMAGES, MODEL_SLOT, check_request, class_choices, compare, generate, grid_picture
+from lpdgen.orders.draw import draw_order
+from lpdgen.rng import image_seeds
+
+
+@pytest.fixture(scope="module")
+def pipe() -> LPDPipeline:
+    return LPDPipeline.from_pretrained()  # the embedded Fashion-MNIST model: 32-pixel images, 64 tokens
+
+
+def test_check_request_normalises_web_values(pipe):
+    """Forms send numbers as floats and classes as typed text; the request holds ids and ints."""
+    r = check_request(pipe, "ankle boot", 3.0, 8.0, 2.5, "raster", 7.0)
+    assert (r.class_id, r.num_images, r.steps, r.guidance, r.order, r.seed) == (9, 3, 8, 2.5, "raster", 7)
+    assert isinstance(r.steps, int) and isinstance(r.num_images, int)
+    assert check_request(pipe, "7", 1, 1, 1.0, "halton", 0).class_id == 7
+    assert r.seeds == image_seeds(7, range(3))  # image i: the seed `lpdgen sample --seed 7` gives image i
+
+
+@pytest.mark.parametrize("args, message", [
+    (("snaker", 1, 8, 3.0, "locality", 0), "unknown class name 'snaker'; did you mean 'sneaker'?"),
+    (("10", 1, 8, 3.0, "locality", 0), "class id 10 is out of range: this model has classes 0..9"),
+    (("", 1, 8, 3.0, "locality", 0), "choose a class"),
+    (("bag", 0, 8, 3.0, "locality", 0), f"number of images must be an integer in [1, {MAX_IMAGES}], got 0"),
+    (("bag", MAX_IMAGES + 1, 8, 3.0, "locality", 0), f"number of images must be an integer in [1, {MAX_IMAGES}]"),
+    (("bag", 2.5, 8, 3.0, "locality", 0), "number of images must be an integer"),
+    (("bag", 1, 0, 3.0, "locality", 0), "steps must be an integer in [1, number of tokens] (this model has 64 tokens"),
+    (("bag", 1, 65, 3.0, "locality", 0), "steps must be an integer in [1, number of tokens]"),
+    (("bag", 1, 8, -1.0, "locality", 0), "guidance scale must be >= 0 (1.0 = no guidance), got -1.0"),
+    (("bag", 1, 8, float("nan"), "locality", 0), "guidance scale must be >= 0"),
+    (("bag", 1, 8, None, "locality", 0), "steps and guidance need a value"),
+    (("bag", 1, 8, 3.0, "spiral", 0), "unknown order 'spiral'"),
+    (("bag", 1, 8, 3.0, "locality", -1), "seed must be an integer >= 0, got -1"),
+    (("bag", 1, 8, 3.0, "locality", None), "seed must be an integer >= 0, got None"),
+])
+def test_check_request_refuses_bad_input_with_one_clear_line(pipe, args, message):
+    with pytest.raises(ValueError) as err:
+        check_request(pipe, *args)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_validation_messages_are_the_libraries(pipe):
+    """A demo error for a class or a step count is word for word what the pipeline (and so `lpdgen sample`) says."""
+    for bad_class in ("snaker", "12"):
+        with pytest.raises(ValueError) as lib:
+            pipe([bad_class], output_type="codes")
+        with pytest.raises(ValueError) as demo:
+            check_request(pipe, bad_class, 1, 8, 3.0, "locality", 0)
+        assert str(demo.value) == str(lib.value)
+    with pytest.raises(ValueError) as lib:
+        pipe([0], num_inference_steps=65, output_type="codes")
+    with pytest.raises(ValueError) as demo:
+        check_request(pipe, 0, 1, 65, 3.0, "locality", 0)
+    assert str(demo.value) == str(lib.value)
+
+
+def test_generate_shows_the_pipelines_images_order_and_decoding(pipe, tmp_path):
+    g = generate(pipe, "sneaker", 3, 4, 2.0, "random", 5, workdir=tmp_path)
+    ref = pipe([7] * 3, num_inference_steps=4, guidance_scale=2.0, order="random", seeds=image_seeds(5, range(3)),
+               output_type="np")
+    expected = np.full((4 * 36, 4 * (3 * 34 + 2), 3), 255, np.uint8)  # 1 row of 3: pad 2, each image 4x larger
+    for i, im in enumerate(ref.images):
+        big = np.kron(im[..., 0], np.ones((4, 4), np.uint8))[..., None]
+        expected[8:136, 4 * (2 + 34 * i):4 * (2 + 34 * i) + 128] = big
+    np.testing.assert_array_equal(g.grid, expected)
+    np.testing.assert_array_equal(g.order_map, np.asarray(draw_order(ref.orders[0], ref.group_sizes, (8, 8),
+                                                                      title="random order, 4 steps: the step of each cell")))
+    with Image.open(g.animation) as gif:
+        assert gif.n_frames == 4  # one frame per step
+    assert g.animation.parent == tmp_path
+    assert g.summary.startswith("3 images in ")
+    per_image = float(g.summary.split(": ")[1].split(" ms per image")[0])
+    assert per_image == pytest.approx(1e3 * g.seconds / 3, abs=0.06)
+    assert "4 steps" in g.summary and "random order" in g.summary and "seed 5" in g.summary
+
+
+def test_grid_picture_layout():
+    """At most 8 per row, grey images shown as RGB, the last row padded with white."""
+    images = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 1), dtype=np.uint8)
+    grid = grid_picture(images)
+    assert grid.shape == (4 * (2 * 34 + 2), 4 * (8 * 34 + 2), 3)
+    np.testing.assert_array_equal(grid[8:136, 8:136, 0], np.kron(images[0, ..., 0], np.ones((4, 4), np.uint8)))
+    assert (grid[4 * 36:, 4 * (2 * 34 + 2):] == 255).all()  # no third image on the second row
+
+
+def test_compare_uses_the_same_seeds_on_both_sides(pipe, tmp_path):
+    a, b = compare(pipe, "bag", 2, 3.0, 1, 8, "locality", 16, "raster", workdir=tmp_path)
+    same, _ = compare(pipe, "bag", 2, 3.0, 1, 8, "locality", 8, "locality", workdir=tmp_path)
+    np.testing.assert_array_equal(a.grid, same.grid)  # a side is a function of (class, seed, steps, order) only
+    assert (a.request.steps, a.request.order, b.request.steps, b.request.order) == (8, "locality", 16, "raster")
+    assert a.request.seeds == b.request.seeds
+    assert not np.array_equal(a.order_map, b.order_map)
+    with Image.open(b.animation) as gif:
+        assert gif.n_frames == 16
+
+
+def test_compare_checks_both_sides_before_running(pipe, tmp_path):
+    with pytest.raises(ValueError, match="unknown order 'spiral'"):
+        compare(pipe, "bag", 2, 3.0, 1, 8, "locality", 8, "spiral", workdir=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # the valid left side did not run either
+
+
+def test_class_choices(pipe):
+    assert class_choices(pipe)[0] == "T-shirt/top" and len(class_choices(pipe)) == 10
+    assert all(check_request(pipe, c, 1, 1, 1.0, "raster", 0).class_id == i for i, c in enumerate(class_choices(pipe)))
+
+
+# ---- the page and the command -------------------------------------------------------------------------
+
+
+def test_app_queues_every_event_on_one_model_slot(pipe, tmp_path):
+    """Generate and Compare share one concurrency slot of size 1 (one model; its cache is not shared
+    between threads), the queue is bounded, and bad input becomes a gr.Error with the same message."""
+    gr = pytest.importorskip("gradio", reason="the page needs the demo extra: pip install 'lpdgen[demo]'")
+    from lpdgen.demo import build_app
+
+    app = build_app(pipe, workdir=tmp_path, max_queue=3)
+    events = {fn.api_name: fn for fn in app.fns.values() if fn.api_name}
+    assert set(events) == {"generate", "compare"}
+    assert {(fn.concurrency_id, fn.concurrency_limit) for fn in events.values()} == {(MODEL_SLOT, 1)}
+    assert app._queue.max_size == 3
+    with pytest.raises(gr.Error, match="did you mean 'sneaker'"):
+        events["generate"].fn("snaker", 1, 8, 3.0, "locality", 0)
+    grid, gif, order_map, summary = events["generate"].fn("bag", 1.0, 2.0, 3.0, "halton", 0.0)
+    assert grid.shape == (4 * 36, 4 * 36, 3) and gif.endswith(".gif") and summary.startswith("1 image in ")
+    with pytest.raises(ValueError, match="max_queue must be >= 1"):
+        build_app(pipe, workdir=tmp_path, max_queue=0)
+
+
+def test_gradio_is_not_imported_by_the_package_or_other_commands():
+    code = ("import sys, lpdgen, lpdgen.demo, lpdgen.cli; lpdgen.cli.build_parser(); "
+            "lpdgen.cli.main(['info']); assert 'gradio' not in sys.modules, 'gradio imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+
+
+def test_missing_gradio_is_one_line_with_the_install_command(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio -> ImportError, as when not installed
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["demo", "--port", str(port)]) == 2
+    assert capsys.readouterr().err == "lpdgen demo: error: the demo needs gradio: pip install 'lpdgen[demo]'\n"
+
+
+def test_busy_port_and_bad_flags_are_refused_before_loading(capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["demo", "--port", str(port), "--model", "/does/not/exist"]) == 2  # port checked first
+    assert f"--port {port}: cannot listen there" in capsys.readouterr().err
+    assert main(["demo", "--port", "70000"]) == 2
+    assert "--port must be in [1, 65535], got 70000" in capsys.readouterr().err
+    assert main(["demo", "--max-queue", "0"]) == 2
+    assert "--max-queue must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_seeded_generation_is_independent_of_batch(pipe, tmp_path):
+    """Image i of a request is the same picture whether 1 or 3 are asked for (per-image seeds)."""
+    one = generate(pipe, "dress", 1, 4, 3.0, "locality", 2, workdir=tmp_path)
+    three = generate(pipe, "dress", 3, 4, 3.0, "locality", 2, workdir=tmp_path)
+    np.testing.assert_array_equal(one.grid[:, : one.grid.shape[1] - 8], three.grid[:, : one.grid.shape[1] - 8])
+    np.testing.assert_array_equal(one.order_map, three.order_map)
