@@ -138,6 +138,9 @@ def test_app_queues_every_event_on_one_model_slot(pipe, tmp_path):
         events["generate"].fn("snaker", 1, 8, 3.0, "locality", 0)
     grid, gif, order_map, summary = events["generate"].fn("bag", 1.0, 2.0, 3.0, "halton", 0.0)
     assert grid.shape == (4 * 36, 4 * 36, 3) and gif.endswith(".gif") and summary.startswith("1 image in ")
+    a_grid, a_gif, a_summary, b_grid, b_gif, b_summary = events["compare"].fn("bag", 1, 3.0, 0, 2, "raster", 4, "halton")
+    assert a_grid.shape == b_grid.shape == (4 * 36, 4 * 36, 3) and a_gif.endswith(".gif")
+    assert "2 steps" in a_summary and "4 steps" in b_summary and b_gif.endswith(".gif")
     with pytest.raises(ValueError, match="max_queue must be >= 1"):
         build_app(pipe, workdir=tmp_path, max_queue=0)
 

@@ -39,6 +39,9 @@ INSTALL_HINT = "the demo needs gradio: pip install 'lpdgen[demo]'"
 MAX_IMAGES = 64  # per request: one request of the largest size still answers in seconds on a CPU
 GRID_COLUMNS = 8
 ANIMATION_IMAGES = 4  # the decoding animation shows the first images only (64 rows per frame are unreadable)
+ANIMATION_HEIGHT = 400  # pixels on the page
+ANIMATION_CAPTION = ("Decoding, step by step (first images): the image from the tokens known so far (grey: not "
+                     "generated yet) beside the cells chosen at that step (orange).")
 DISPLAY_PIXELS = 128  # small images are upscaled (nearest neighbour) to about this size
 DEFAULT_MAX_QUEUE = 16  # requests waiting for the model; more are refused ("queue is full"), not piled up
 MODEL_SLOT = "model"  # the concurrency id every event shares: one model, one request at a time
@@ -202,12 +205,16 @@ def _steps_and_order(gr: Any, pipe: LPDPipeline, prefix: str, steps: int, order:
             gr.Dropdown(list(ORDER_TYPES), value=order, label="order", elem_id=f"{prefix}-order"))
 
 
-def _outputs(gr: Any, prefix: str) -> tuple[Any, Any, Any]:
-    grid = gr.Image(label="images", format="png", interactive=False, elem_id=f"{prefix}-grid")
-    animation = gr.Image(label="decoding, step by step (grey: not generated yet; orange: this step's tokens)",
-                         type="filepath", interactive=False, elem_id=f"{prefix}-animation")
+def _results(gr: Any, prefix: str) -> tuple[Any, Any]:
+    """The timing line and the grid of images."""
     summary = gr.Textbox(label="time", interactive=False, elem_id=f"{prefix}-summary")
-    return grid, animation, summary
+    grid = gr.Image(label="images", format="png", interactive=False, elem_id=f"{prefix}-grid")
+    return summary, grid
+
+
+def _picture(gr: Any, elem_id: str, **kwargs: Any) -> Any:
+    """An output picture of fixed height without the label box (it would cover the GIF's step header)."""
+    return gr.Image(show_label=False, interactive=False, height=ANIMATION_HEIGHT, elem_id=elem_id, **kwargs)
 
 
 def _generate_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
@@ -217,10 +224,12 @@ def _generate_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
             label, num, guidance, seed = _common_inputs(gr, pipe, "generate")
             steps, order = _steps_and_order(gr, pipe, "generate", d.num_inference_steps, d.order)
             button = gr.Button("Generate", variant="primary", elem_id="generate-button")
-        with gr.Column(scale=2):
-            grid, animation, summary = _outputs(gr, "generate")
-            order_map = gr.Image(label="generation order of the first image", format="png", interactive=False,
-                                 elem_id="generate-order")
+        with gr.Column(scale=3):
+            summary, grid = _results(gr, "generate")
+            with gr.Row():
+                animation = _picture(gr, "generate-animation", type="filepath")
+                order_map = _picture(gr, "generate-order", format="png")
+            gr.Markdown(ANIMATION_CAPTION + " Right: the step at which each cell of the first image is generated.")
 
     def on_generate(label, num, steps, guidance, order, seed):
         g = generate(pipe, label, num, steps, guidance, order, seed, workdir=workdir)
@@ -235,22 +244,25 @@ def _compare_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
     d = pipe.sampling
     with gr.Row():
         label, num, guidance, seed = _common_inputs(gr, pipe, "compare")
-    sides = []
-    with gr.Row():
-        for side, steps in (("a", d.num_inference_steps), ("b", pipe.model.cfg.num_tokens)):
-            with gr.Column():
-                steps_w, order_w = _steps_and_order(gr, pipe, f"compare-{side}", steps, d.order)
-                sides.append((steps_w, order_w, *_outputs(gr, f"compare-{side}")))
+    with gr.Row():  # left: the model's own steps; right: one token per step, as a classic autoregressive model
+        settings = [_steps_and_order(gr, pipe, f"compare-{side}", steps, d.order)
+                    for side, steps in (("a", d.num_inference_steps), ("b", pipe.model.cfg.num_tokens))]
     button = gr.Button("Compare", variant="primary", elem_id="compare-button")
+    outputs = []
+    with gr.Row():
+        for side in "ab":
+            with gr.Column():
+                summary, grid = _results(gr, f"compare-{side}")
+                outputs += [grid, _picture(gr, f"compare-{side}-animation", type="filepath"), summary]
+    gr.Markdown(ANIMATION_CAPTION)
 
     def on_compare(label, num, guidance, seed, steps_a, order_a, steps_b, order_b):
         a, b = compare(pipe, label, num, guidance, seed, steps_a, order_a, steps_b, order_b, workdir=workdir)
         return a.grid, str(a.animation), a.summary, b.grid, str(b.animation), b.summary
 
-    (steps_a, order_a, *out_a), (steps_b, order_b, *out_b) = sides
-    button.click(_web(gr, on_compare), [label, num, guidance, seed, steps_a, order_a, steps_b, order_b],
-                 [*out_a, *out_b], api_name="compare", concurrency_id=MODEL_SLOT,
-                 concurrency_limit=1)
+    (steps_a, order_a), (steps_b, order_b) = settings
+    button.click(_web(gr, on_compare), [label, num, guidance, seed, steps_a, order_a, steps_b, order_b], outputs,
+                 api_name="compare", concurrency_id=MODEL_SLOT, concurrency_limit=1)
 
 
 def build_app(pipe: LPDPipeline, *, workdir: Path, max_queue: int = DEFAULT_MAX_QUEUE) -> Any:
