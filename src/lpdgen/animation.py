@@ -47,7 +47,7 @@ def step_map(known_before: np.ndarray, chosen: np.ndarray, grid: tuple[int, int]
 
 def decoding_frames(codes: torch.Tensor, orders: torch.Tensor, group_sizes: Sequence[int],
                     decode: Callable[[torch.Tensor], np.ndarray], *, scale: int = 4,
-                    captions: Sequence[str] | None = None) -> list[np.ndarray]:
+                    captions: Sequence[str] | None = None, prefilled: bool = False) -> list[np.ndarray]:
     """One RGB frame per step (plus the finished image): each image of the batch as a row of
     [decoded known tokens | step map], with a header naming the step.
 
@@ -56,6 +56,8 @@ def decoding_frames(codes: torch.Tensor, orders: torch.Tensor, group_sizes: Sequ
         decode: codes (B, h, w) -> uint8 (B, H, W, C) images (e.g. ``lambda c: pipe.decode(c, "np")``).
         scale: nearest-neighbour upscaling of the frame (small images are hard to see).
         captions: optional label per image, written left of its row.
+        prefilled: an edit: the first group holds the kept tokens (prefilled, not generated), shown
+            first as the input with its hole; the steps are counted after it.
     """
     b, h, w = codes.shape
     flat = codes.reshape(b, h * w).cpu()
@@ -73,7 +75,11 @@ def decoding_frames(codes: torch.Tensor, orders: torch.Tensor, group_sizes: Sequ
         maps = np.repeat(np.repeat(maps, cell_h, 1), cell_w, 2)
         rows = np.stack([images, maps], axis=1).reshape(2 * b, *images.shape[1:])  # image, map, image, map ...
         mosaic = upscale(image_grid(rows, columns=2), scale)
-        header = f"step {k}/{len(masks) - 1}: +{int(group_sizes[k - 1])} tokens ({int(known[0].sum())}/{h * w})"
+        done = f"({int(known[0].sum())}/{h * w})"
+        if prefilled and k == 1:
+            header = f"kept: {int(group_sizes[0])} tokens {done}"
+        else:
+            header = f"step {k - prefilled}/{len(masks) - 1 - prefilled}: +{int(group_sizes[k - 1])} tokens {done}"
         frames.append(label_image(mosaic, header, row_labels=captions, rows=b, scale=scale))
     return frames
 

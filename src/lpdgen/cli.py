@@ -21,6 +21,7 @@ from .utils import setup_logging
 COMMANDS: tuple[str, ...] = (
     "info",
     "sample",
+    "edit",
     "train",
     "train_tokenizer",
     "cache",
@@ -74,7 +75,7 @@ def _debug(args: argparse.Namespace | None) -> bool:
 
 
 def _command_name(args: argparse.Namespace) -> str:
-    sub = getattr(args, "eval_command", None)
+    sub = getattr(args, "eval_command", None) or getattr(args, "edit_command", None)
     return f"lpdgen {args.command}" + (f" {sub}" if sub else "")
 
 

@@ -29,16 +29,21 @@ class DecodeState:
 
     steps: tuple[DecodeStep, ...]
     slot_masks: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per step: written slots (L,), mask (L, 1 + N)
-    class_tokens: torch.Tensor  # (B', 1, D)
+    prefix: torch.Tensor  # (B', 1 + P, D) the first step's context: class token, then the P known tokens
     pos: torch.Tensor  # (B', N, D) position embeddings in generation order
     cache: KVCache
 
 
-def prepare(model: LPD, labels: torch.Tensor, group_sizes, orders: torch.Tensor, *, guided: bool, engine: Engine) -> DecodeState:
+def prepare(model: LPD, labels: torch.Tensor, group_sizes, orders: torch.Tensor, *, guided: bool, engine: Engine,
+            num_known: int = 0, known_tokens: torch.Tensor | None = None) -> DecodeState:
     """Validate inputs and embed class tokens and positions once; with ``guided`` the batch is
-    [conditional; null class]. The KV cache comes from ``engine`` (reused when it fits)."""
+    [conditional; null class]. The KV cache comes from ``engine`` (reused when it fits).
+
+    Editing: the first ``num_known`` cells of each order are known, their codes read from
+    ``known_tokens`` (B, N) in raster order; they join the class token as the first step's context
+    (both halves of a guided batch see them), and ``group_sizes`` schedule the remaining cells."""
     model.check_labels(labels)
-    sizes = model.check_schedule(group_sizes, orders, labels.shape[0])
+    sizes = model.check_schedule(group_sizes, orders, labels.shape[0], num_known)
     device = model.pos_embed.device
     labels, orders = labels.to(device), orders.to(device)
     if guided:
@@ -46,12 +51,22 @@ def prepare(model: LPD, labels: torch.Tensor, group_sizes, orders: torch.Tensor,
         labels, orders = torch.cat([labels, labels]), torch.cat([orders, orders])
     else:
         null = None
-    steps = decode_steps(sizes)
+    pos = model.position_embeddings(orders)  # (B', N, D)
+    prefix = model.class_tokens(labels, null)  # (B', 1, D)
+    if num_known:
+        if known_tokens is None:
+            raise ValueError("num_known > 0 needs known_tokens, the (B, N) codes of the known cells")
+        model._check_tokens(known_tokens)
+        known_tokens = known_tokens.to(device)
+        if guided:
+            known_tokens = torch.cat([known_tokens, known_tokens])
+        known = torch.gather(known_tokens, 1, orders[:, :num_known])  # (B', P) in generation order
+        prefix = torch.cat([prefix, model.embed_context(known, pos[:, :num_known])], dim=1)  # (B', 1 + P, D)
     return DecodeState(
-        steps=steps,
-        slot_masks=decode_slot_masks(sizes, model.cfg.num_tokens + 1, device, span=engine.kv_span),
-        class_tokens=model.class_tokens(labels, null),
-        pos=model.position_embeddings(orders),
+        steps=decode_steps(sizes, num_known),
+        slot_masks=decode_slot_masks(sizes, model.cfg.num_tokens + 1, device, span=engine.kv_span, prefill=num_known),
+        prefix=prefix,
+        pos=pos,
         cache=engine.cache(labels.shape[0], device),
     )
 
@@ -60,7 +75,7 @@ def run_steps(model: LPD, state: DecodeState, choose: Callable[[DecodeStep, torc
     """The decoding loop. ``choose(step, logits)`` receives the logits (B', g_k, V) of a step and returns
     the codes (B', g_k) in generation order that become context at the next step. ``logits`` may be
     overwritten by the next step (CUDA graphs): ``choose`` copies what it keeps."""
-    context = state.class_tokens
+    context = state.prefix
     for k, (step, (slots, mask)) in enumerate(zip(state.steps, state.slot_masks)):
         logits = engine.step(context, state.pos[:, step.q_start:step.q_end], state.cache, slots, mask)
         codes = choose(step, logits)
@@ -83,12 +98,14 @@ def generate(
     generator: Generators = None,
     compile: bool = False,
     engine: Engine | None = None,
+    num_known: int = 0,
+    known_tokens: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample images as token grids, one forward pass per group.
 
     Args:
         labels: (B,) class ids.
-        group_sizes: tokens per step, summing to N (e.g. ``lpdgen.orders.group_sizes(256, 20)``).
+        group_sizes: tokens per step, summing to N - ``num_known`` (e.g. ``lpdgen.orders.group_sizes(256, 20)``).
         orders: (B, N) generation orders, each row a permutation of raster indices.
         cfg: guidance scale s (1.0 = no guidance: the null-class half is not run at all).
         cfg_schedule: "linear" (s_t = 1 + (s - 1) t / N for the t-th generated token) or "constant".
@@ -99,6 +116,11 @@ def generate(
             one compiled :class:`~lpdgen.engine.Engine`, kept while the model lives; same tokens as eager.
         engine: an :class:`~lpdgen.engine.Engine` of this model to run the steps (its KV cache is reused
             across calls); overrides ``compile``. None: a fresh eager engine for this call.
+        num_known, known_tokens: editing (inpainting, outpainting). The first ``num_known`` cells of
+            each order are known: their codes are read from ``known_tokens`` (B, N, raster order),
+            written into the KV cache after the class token in the first forward pass (which also
+            predicts the first group), and returned unchanged; only the other cells are generated,
+            in ``len(group_sizes)`` steps. Guidance scales s_t count the known cells as generated first.
 
     Returns:
         (B, N) codes in raster order, on the model's device.
@@ -107,7 +129,7 @@ def generate(
         raise ValueError(f"unknown cfg_schedule {cfg_schedule!r}; choose one of {CFG_SCHEDULES}")
     return _generate(model, labels, group_sizes, orders, guided=cfg != 1.0, cfg=cfg, cfg_schedule=cfg_schedule,
                      temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
-                     engine=_engine(model, compile, engine))
+                     engine=_engine(model, compile, engine), num_known=num_known, known_tokens=known_tokens)
 
 
 def _engine(model: LPD, compile: bool, engine: Engine | None) -> Engine:
@@ -119,12 +141,17 @@ def _engine(model: LPD, compile: bool, engine: Engine | None) -> Engine:
 
 
 def _generate(model: LPD, labels, group_sizes, orders, *, guided: bool, cfg: float, cfg_schedule: str,
-              temperature: float, top_k: int, top_p: float, generator: Generators, engine: Engine | None = None) -> torch.Tensor:
+              temperature: float, top_k: int, top_p: float, generator: Generators, engine: Engine | None = None,
+              num_known: int = 0, known_tokens: torch.Tensor | None = None) -> torch.Tensor:
     engine = _engine(model, False, engine)
-    state = prepare(model, labels, group_sizes, orders, guided=guided, engine=engine)
+    state = prepare(model, labels, group_sizes, orders, guided=guided, engine=engine, num_known=num_known,
+                    known_tokens=known_tokens)
     b, n = labels.shape[0], model.cfg.num_tokens
     device = state.pos.device
+    orders = orders.to(device)
     out = torch.empty(b, n, dtype=torch.long, device=device)  # codes in generation order
+    if num_known:
+        out[:, :num_known] = torch.gather(known_tokens.to(device), 1, orders[:, :num_known])
     scales = cfg_scales(torch.arange(n, device=device), n, cfg, cfg_schedule)  # s_t per generation position
 
     def choose(step: DecodeStep, logits: torch.Tensor) -> torch.Tensor:
@@ -139,18 +166,21 @@ def _generate(model: LPD, labels, group_sizes, orders, *, guided: bool, cfg: flo
 
     with eval_mode(model):
         run_steps(model, state, choose, engine)
-    return torch.empty_like(out).scatter_(1, orders.to(device), out)  # back to raster order
+    return torch.empty_like(out).scatter_(1, orders, out)  # back to raster order
 
 
 @torch.inference_mode()
 def decode_logits(model: LPD, tokens: torch.Tensor, labels: torch.Tensor, group_sizes, orders: torch.Tensor, *,
-                  compile: bool = False, engine: Engine | None = None) -> torch.Tensor:
-    """Teacher-forced logits (B, N, V) through the cached decoding path: row j is the query logit for
-    raster position ``orders[:, j]`` when the true tokens are fed back as context. Equals
-    :meth:`LPD.forward_logits` in eval mode (the contract tested in ``tests/test_generation.py``)."""
+                  compile: bool = False, engine: Engine | None = None, num_known: int = 0) -> torch.Tensor:
+    """Teacher-forced logits (B, N - num_known, V) through the cached decoding path: row j is the query
+    logit for raster position ``orders[:, num_known + j]`` when the true tokens are fed back as context.
+    Equals :meth:`LPD.forward_logits` in eval mode (the contract tested in ``tests/test_generation.py``);
+    with ``num_known`` known cells prefilled in the first pass, equals the training forward on the
+    schedule ``[num_known, *group_sizes]`` past its first group (``tests/test_editing.py``)."""
     model._check_tokens(tokens)
     engine = _engine(model, compile, engine)
-    state = prepare(model, labels, group_sizes, orders, guided=False, engine=engine)
+    state = prepare(model, labels, group_sizes, orders, guided=False, engine=engine, num_known=num_known,
+                    known_tokens=tokens)
     ordered = torch.gather(tokens.to(state.pos.device), 1, orders.to(state.pos.device))  # (B, N)
     rows: list[torch.Tensor] = []
 

@@ -87,32 +87,39 @@ class DecodeStep:
 
     @property
     def n_ctx_in(self) -> int:
-        """How many context tokens this step feeds (1 = the class token at step 1)."""
-        return 1 if self.ctx_start == self.q_start else self.q_start - self.ctx_start
+        """How many context tokens this step feeds (1 = the class token at step 1; 1 + P when P known
+        tokens are prefilled with it)."""
+        return self.slot_end - self.slot_start - (self.q_end - self.q_start)
 
 
 @lru_cache(maxsize=64)
-def decode_steps(group_sizes: tuple[int, ...]) -> tuple[DecodeStep, ...]:
+def decode_steps(group_sizes: tuple[int, ...], prefill: int = 0) -> tuple[DecodeStep, ...]:
     """The per-step slot ranges and masks of cached decoding for a schedule (computed once, cached).
 
     With C_0 = 1, C_k = 1 + g_1 + ... + g_k, step k writes its context into slots [C_{k-2}, C_{k-1})
     (the class token into slot 0 at step 1) and its g_k queries into [C_{k-1}, C_k); every token sees all
     slots before the end of its own block.
+
+    ``prefill`` = P > 0 (editing): the first P generation-order positions are known tokens, fed as
+    context together with the class token at step 1 (one forward pass, slots [0, 1 + P)), and
+    ``group_sizes`` schedule the other positions only (C_0 = 1 + P). The step-1 mask is the training
+    forward's with the known tokens as its first context group: the class token sees itself, the known
+    tokens see the class token and each other, the queries see all of them.
     """
     steps = []
-    q_start = 0
-    prev_start = 0
+    q_start = prefill
+    ctx_start = 0
     for k, g in enumerate(group_sizes):
         q_end = q_start + g
-        ctx_start = prev_start if k > 0 else 0
         slot_start = 0 if k == 0 else 1 + ctx_start  # C_{k-2}, with C_{-1} = 0 for the class slot
-        n_ctx = 1 if k == 0 else q_start - ctx_start
+        n_ctx = 1 + prefill if k == 0 else q_start - ctx_start
         slot_end = 1 + q_end  # C_k
         rows = torch.arange(n_ctx + g)[:, None]
         cols = torch.arange(slot_end)[None, :]
-        visible_end = torch.where(rows < n_ctx, slot_start + n_ctx, slot_end)  # C_{k-1} for context rows
+        context_end = torch.where(rows == 0, 1, 1 + prefill) if k == 0 else slot_start + n_ctx  # C_{k-1}
+        visible_end = torch.where(rows < n_ctx, context_end, slot_end)
         steps.append(DecodeStep(ctx_start, q_start, q_end, slot_start, slot_end, cols < visible_end))
-        prev_start, q_start = q_start, q_end
+        ctx_start, q_start = q_start, q_end
     return tuple(steps)
 
 
@@ -123,8 +130,9 @@ def decode_steps(group_sizes: tuple[int, ...]) -> tuple[DecodeStep, ...]:
 KV_SPAN = 64
 
 
-def decode_slot_masks(group_sizes, num_slots: int, device: torch.device | str, span: int = KV_SPAN) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
-    """Per step of :func:`decode_steps`, on ``device``: the cache slots it writes (L,) and its mask
+def decode_slot_masks(group_sizes, num_slots: int, device: torch.device | str, span: int = KV_SPAN,
+                      prefill: int = 0) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """Per step of :func:`decode_steps` (with ``prefill`` known tokens at step 1), on ``device``: the cache slots it writes (L,) and its mask
     (L, S) over the first S cache slots, S = the step's last slot rounded up to a multiple of ``span``
     (at most ``num_slots``), False beyond the step's block: hidden slots get weight exactly 0. A step's
     shapes then depend on its row count and S only, never on where decoding stands (compilable, CUDA-graph
@@ -132,16 +140,20 @@ def decode_slot_masks(group_sizes, num_slots: int, device: torch.device | str, s
     (schedule, size, span, device) and cached."""
     if span < 1:
         raise ValueError(f"span must be >= 1, got {span}")
-    return _decode_slot_masks(tuple(int(g) for g in group_sizes), int(num_slots), int(span), torch.device(device))
+    if prefill < 0:
+        raise ValueError(f"prefill must be >= 0, got {prefill}")
+    return _decode_slot_masks(tuple(int(g) for g in group_sizes), int(num_slots), int(span), torch.device(device),
+                              int(prefill))
 
 
 @lru_cache(maxsize=32)
-def _decode_slot_masks(group_sizes: tuple[int, ...], num_slots: int, span: int, device: torch.device) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
-    if num_slots < 1 + sum(group_sizes):
-        raise ValueError(f"{num_slots} cache slots cannot hold the class token and {sum(group_sizes)} tokens")
+def _decode_slot_masks(group_sizes: tuple[int, ...], num_slots: int, span: int, device: torch.device,
+                       prefill: int) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    if num_slots < 1 + prefill + sum(group_sizes):
+        raise ValueError(f"{num_slots} cache slots cannot hold the class token and {prefill + sum(group_sizes)} tokens")
     out = []
     with torch.inference_mode(False):  # cached: must also serve callers outside inference mode
-        for s in decode_steps(group_sizes):
+        for s in decode_steps(group_sizes, prefill):
             width = min(num_slots, -(-s.slot_end // span) * span)
             mask = torch.zeros(s.mask.shape[0], width, dtype=torch.bool)
             mask[:, :s.slot_end] = s.mask

@@ -273,12 +273,16 @@ class LPD(nn.Module):
         if _host_checked(labels) and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.cfg.num_classes):
             raise ValueError(f"labels must lie in [0, {self.cfg.num_classes}), got range [{int(labels.min())}, {int(labels.max())}]")
 
-    def check_schedule(self, group_sizes, orders: torch.Tensor | None, batch: int) -> tuple[int, ...]:
-        """Validate group sizes and orders against this model's token count; returns sizes as a tuple."""
+    def check_schedule(self, group_sizes, orders: torch.Tensor | None, batch: int, num_known: int = 0) -> tuple[int, ...]:
+        """Validate group sizes and orders against this model's token count; returns sizes as a tuple.
+        With ``num_known`` (editing), the first ``num_known`` cells of each order are known and the group
+        sizes cover the rest."""
         from .orders import validate_group_sizes, validate_orders
 
+        if not 0 <= num_known < self.cfg.num_tokens:
+            raise ValueError(f"num_known must be in [0, {self.cfg.num_tokens}), got {num_known}")
         sizes = tuple(int(g) for g in group_sizes)
-        validate_group_sizes(sizes, self.cfg.num_tokens)
+        validate_group_sizes(sizes, self.cfg.num_tokens - num_known)
         if orders is not None:
             validate_orders(orders, self.cfg.num_tokens)
             if orders.shape[0] != batch:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .classes import class_ids, default_class_names
+from .editing import box_mask, cell_mask, image_array
 from .engine import Engine
 from .images import float_to_uint8
 from .io import PathLike, atomic_write_json
@@ -110,13 +111,18 @@ PUBLISHED_SAMPLING: dict[tuple[str, int], SamplingConfig] = {
 class PipelineOutput:
     """``images``: list of PIL images ("pil"), uint8 (B, H, W, C) array ("np"), float (B, C, H, W) in
     [-1, 1] ("pt"), or None ("codes"). ``codes`` (B, h, w), ``orders`` (B, N) (raster index generated
-    j-th), ``group_sizes`` (tokens per step) and ``labels`` (class ids) are always returned."""
+    j-th), ``group_sizes`` (tokens per step) and ``labels`` (class ids) are always returned.
+
+    Edits (:meth:`LPDPipeline.inpaint`) also return ``known`` (B, h, w), the token cells kept; each
+    order lists them first, and ``group_sizes`` schedule the other cells (one list per image when
+    the images of a batch regenerate different numbers of cells)."""
 
     images: list | np.ndarray | torch.Tensor | None
     codes: torch.Tensor
     orders: torch.Tensor
-    group_sizes: list[int]
+    group_sizes: list[int] | list[list[int]]
     labels: list[int]
+    known: torch.Tensor | None = None
 
 
 class LPDPipeline:
@@ -196,19 +202,11 @@ class LPDPipeline:
         the same whatever batch it is generated in (see :mod:`lpdgen.rng`); otherwise one ``generator``
         (or torch's default stream) drives orders and sampling of the whole batch.
         """
-        d = self.sampling
-        steps = d.num_inference_steps if num_inference_steps is None else num_inference_steps
-        scale = d.guidance_scale if guidance_scale is None else guidance_scale
-        schedule = d.cfg_schedule if cfg_schedule is None else cfg_schedule
-        temperature = d.temperature if temperature is None else temperature
-        top_k = d.top_k if top_k is None else top_k
-        top_p = d.top_p if top_p is None else top_p
-        order = d.order if order is None else order
+        s = self._settings(num_inference_steps, guidance_scale, cfg_schedule, temperature, top_k, top_p, order)
+        steps, scale, schedule, order = s.num_inference_steps, s.guidance_scale, s.cfg_schedule, s.order
+        temperature, top_k, top_p = s.temperature, s.top_k, s.top_p
         check_sampling(steps, scale, schedule, order, temperature, top_k, top_p, self.model.cfg.num_tokens)
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"unknown output_type {output_type!r}; choose one of {OUTPUT_TYPES}")
-        if output_type != "codes" and self.tokenizer is None:
-            raise ValueError("this pipeline has no tokenizer: use output_type='codes' or pass a tokenizer")
+        self._check_output_type(output_type)
         ids = self.class_ids(class_labels)
         labels = torch.tensor(ids, dtype=torch.long, device=self.device)
         b, grid = labels.shape[0], self.model.cfg.grid
@@ -227,8 +225,137 @@ class LPDPipeline:
         codes = codes.view(b, *grid)  # (B, N) raster -> (B, h, w)
         return PipelineOutput(self.decode(codes, output_type), codes, orders, sizes, ids)
 
-    def _orders(self, kind: str, sizes: list[int], batch: int | None, gen) -> torch.Tensor:
-        return build_orders(kind, self.model.cfg.grid, sizes, batch=batch, seed=gen, tau=self.tau, rho=self.rho)
+    def _orders(self, kind: str, sizes: list[int], batch: int | None, gen, known=None) -> torch.Tensor:
+        return build_orders(kind, self.model.cfg.grid, sizes, batch=batch, seed=gen, tau=self.tau, rho=self.rho,
+                            known=known)
+
+    def _settings(self, num_inference_steps, guidance_scale, cfg_schedule, temperature, top_k, top_p,
+                  order) -> SamplingConfig:
+        """The model's sampling defaults with the arguments that are not None put in, validated."""
+        given = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, cfg_schedule=cfg_schedule,
+                     temperature=temperature, top_k=top_k, top_p=top_p, order=order)
+        return dataclasses.replace(self.sampling, **{k: v for k, v in given.items() if v is not None})
+
+    def _check_output_type(self, output_type: str) -> None:
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"unknown output_type {output_type!r}; choose one of {OUTPUT_TYPES}")
+        if output_type != "codes" and self.tokenizer is None:
+            raise ValueError("this pipeline has no tokenizer: use output_type='codes' or pass a tokenizer")
+
+    # ------------------------------------------------------------------------------------------------
+    # editing: known tokens prefilled, only the masked cells generated
+    # ------------------------------------------------------------------------------------------------
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the images this pipeline generates and edits (token grid x tokenizer downsampling)."""
+        if self.tokenizer is None:
+            raise ValueError("this pipeline has no tokenizer: it cannot read images")
+        h, w = self.model.cfg.grid
+        ds = self.tokenizer.config.downsample
+        return h * ds, w * ds
+
+    @torch.inference_mode()
+    def encode(self, images) -> torch.Tensor:
+        """Images (a list of PIL images or a uint8 array (B, H, W) / (B, H, W, C) at :attr:`image_size`)
+        -> (B, h, w) codes on the model's device."""
+        arr = image_array(images, self.image_size, self.tokenizer.config.image_channels)
+        with eval_mode(self.tokenizer):
+            return self.tokenizer.encode_uint8(arr).to(self.device)
+
+    @torch.inference_mode()
+    def inpaint(
+        self,
+        images,
+        mask,
+        class_labels: Sequence[int | str] | torch.Tensor | int | str,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        seeds: Sequence[int] | None = None,
+        output_type: str = "pil",
+        *,
+        cfg_schedule: str | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        order: str | None = None,
+    ) -> PipelineOutput:
+        """Regenerate the masked part of each image, keeping the rest token for token.
+
+        The image is tokenized; the tokens of the kept cells are written into the KV cache after the
+        class token in one forward pass, and only the masked cells are generated, in
+        ``num_inference_steps`` steps whose group sizes follow the schedule rule for the masked count.
+        The locality-aware order starts next to the kept cells and grows inward. Kept codes come back
+        bit for bit; the decoded pixels near the mask may still change a little, since the tokenizer's
+        decoder mixes neighbouring cells. Class-conditional editing is this with another label, e.g.
+        ``pipe.inpaint(shirts, lower_half, "dress")`` (docs/editing.md).
+
+        Args:
+            images: a list of PIL images, or a uint8 array (B, H, W) / (B, H, W, C), at :attr:`image_size`.
+            mask: bool, True = regenerate: (B, H, W) pixels (every token cell it touches is regenerated)
+                or (B, h, w) token cells; a 2-D mask applies to every image.
+            class_labels: one label (id or name) for every image, or one per image.
+            num_inference_steps: steps for the masked cells (default: the model's, at most the masked count).
+            guidance_scale: classifier-free guidance (default: the model's); the null-class half of the
+                batch sees the same kept tokens.
+            seeds: one int per image (default: fresh ones); image i depends on seed i alone. A full mask
+                gives exactly ``pipe(labels, seeds=seeds)``.
+            output_type: "pil", "np", "pt" or "codes", as for :meth:`__call__`.
+            cfg_schedule, temperature, top_k, top_p, order: as for :meth:`__call__`.
+        Returns:
+            :class:`PipelineOutput` with ``codes`` (B, h, w), ``known`` (B, h, w) and the images.
+        """
+        s = self._settings(num_inference_steps, guidance_scale, cfg_schedule, temperature, top_k, top_p, order)
+        self._check_output_type(output_type)
+        codes = self.encode(images)  # (B, h, w)
+        b, (h, w), n = codes.shape[0], self.model.cfg.grid, self.model.cfg.num_tokens
+        regen = cell_mask(mask, b, (h, w), self.tokenizer.config.downsample).view(b, n)  # (B, N)
+        ids = self.class_ids(class_labels)
+        if len(ids) == 1:
+            ids = ids * b
+        if len(ids) != b:
+            raise ValueError(f"got {len(ids)} class labels for {b} images; pass one label, or one per image")
+        if seeds is None:
+            seeds = [rng.fresh_seed() for _ in range(b)]
+        if len(seeds) != b:
+            raise ValueError(f"got {len(seeds)} seeds for {b} images; pass one per image")
+        labels = torch.tensor(ids, dtype=torch.long, device=self.device)
+        flat = codes.view(b, n)
+        out, orders = flat.clone(), torch.arange(n).repeat(b, 1)
+        schedules: list[list[int]] = [[] for _ in range(b)]
+        counts = regen.sum(dim=1)
+        for count in sorted(set(counts.tolist()) - {0}):  # rows regenerating equally many cells share a schedule
+            rows = (counts == count).nonzero().flatten()
+            steps = min(s.num_inference_steps, count) if num_inference_steps is None else s.num_inference_steps
+            if steps > count:
+                raise ValueError(f"num_inference_steps {steps} exceeds the {count} token cells to regenerate")
+            sizes = group_sizes(count, steps)
+            gens = [rng.generator(seeds[i]) for i in rows.tolist()]
+            row_orders = self._orders(s.order, sizes, None, gens, known=~regen[rows])  # kept cells first
+            out[rows.to(self.device)] = self.engine.generate(
+                labels[rows.to(self.device)], sizes, row_orders.to(self.device), cfg=s.guidance_scale,
+                cfg_schedule=s.cfg_schedule, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, generator=gens,
+                num_known=n - count, known_tokens=flat[rows.to(self.device)])
+            orders[rows] = row_orders
+            for i in rows.tolist():
+                schedules[i] = sizes
+        uniform = all(sz == schedules[0] for sz in schedules)
+        codes = out.view(b, h, w)
+        return PipelineOutput(self.decode(codes, output_type), codes, orders, schedules[0] if uniform else schedules,
+                              ids, known=~regen.view(b, h, w))
+
+    def outpaint(self, images, keep_box, class_labels: Sequence[int | str] | torch.Tensor | int | str,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 seeds: Sequence[int] | None = None, output_type: str = "pil", **kwargs) -> PipelineOutput:
+        """Keep the token cells inside ``keep_box`` and generate everything around them.
+
+        ``keep_box``: (x0, y0, x1, y1) in pixels (x1, y1 exclusive) for every image, or one box per
+        image; a cell is kept only when the box covers all of it. Other arguments and the result are
+        those of :meth:`inpaint`."""
+        b = len(images) if isinstance(images, (list, tuple)) else int(np.shape(images)[0])
+        keep = box_mask(keep_box, b, self.image_size)
+        return self.inpaint(images, ~keep, class_labels, num_inference_steps, guidance_scale, seeds, output_type,
+                            **kwargs)
 
     def decode(self, codes: torch.Tensor, output_type: str = "np"):
         """Codes (B, h, w) -> images in ``output_type`` (None for "codes")."""

@@ -33,6 +33,8 @@ from .simple import (
     Seeds,
     grid_shape,
     halton,
+    known_cells,
+    known_first,
     load_orders,
     make_rng,
     random,
@@ -45,6 +47,6 @@ from .simple import (
 __all__ = [
     "HALTON_BASES", "ORDER_TYPES", "PROXIMITY_EPS", "PUBLISHED_RHO", "PUBLISHED_TAU", "ROW_CHUNK", "STEP_FRACTIONS",
     "Seeds", "all_group_sizes", "build_orders", "cosine_group_sizes", "grid_shape", "group_sizes", "halton",
-    "load_orders", "locality_aware", "make_rng", "published_group_sizes", "random", "raster", "row_seeds",
+    "known_cells", "known_first", "load_orders", "locality_aware", "make_rng", "published_group_sizes", "random", "raster", "row_seeds",
     "save_orders", "tie_break_keys", "tie_break_rng", "validate_group_sizes", "validate_orders",
 ]

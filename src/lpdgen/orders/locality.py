@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .schedules import validate_group_sizes
-from .simple import Seeds, grid_shape, row_seeds
+from .simple import Seeds, grid_shape, known_cells, row_seeds
 
 # The published thresholds (the paper's 256px setting): a free cell is a candidate once its proximity
 # reaches TAU (one selected edge neighbour), and a step's cells stay more than RHO apart in Chebyshev
@@ -133,9 +133,15 @@ def _distance_rank_table(h: int, w: int) -> np.ndarray:
 
 def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[int, ...],
                    tau: float = PUBLISHED_TAU, rho: float = PUBLISHED_RHO, batch: int | None = None,
-                   seed: Seeds = None, device: str | torch.device = "cpu") -> torch.Tensor:
+                   seed: Seeds = None, device: str | torch.device = "cpu", known=None) -> torch.Tensor:
     """(batch, h*w) locality-aware generation orders, each row built independently (the rule, written
     as a plain loop, is :func:`lpdgen.orders.reference.locality_aware_reference`).
+
+    Editing (``known``): the known cells count as selected before step 1, so step 1 already ranks
+    the free cells by proximity to them (generation grows from the boundary of what is known, spread
+    out by the repulsion); each row lists its known cells first, in raster order, then the generated
+    cells, and ``group_sizes`` sum to the number of unknown cells. With no known cell this is the
+    ordinary order of the same seed.
 
     Step 1 takes one cell uniformly at random (a first group larger than 1 adds farthest points to it).
     Step k ranks the free cells by proximity (sum of 1/distance to selected 8-neighbours), descending,
@@ -162,19 +168,28 @@ def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[i
         seed: int seed, a ``torch.Generator``, or ``None`` for a fresh random seed; or a sequence of
             ints / generators, one per row.
         device: where to return the orders.
+        known: optional bool mask of known cells, (h, w) / (N,) for every row or (B, h, w) / (B, N)
+            (:func:`~lpdgen.orders.simple.known_cells`; every row knows equally many cells).
     Returns:
         (batch, h*w) LongTensor of raster indices.
     """
     h, w = grid_shape(grid)
-    sizes = validate_group_sizes(group_sizes, h * w)
+    if known is not None and batch is None and not isinstance(seed, (list, tuple, range, np.ndarray, torch.Tensor)):
+        batch = known_cells(known, (h, w)).shape[0]  # a per-row mask sets the batch
     seeds, batch = row_seeds(seed, batch)
+    known = known_cells(known, (h, w), batch) if known is not None else np.zeros((batch, h * w), dtype=bool)
+    sizes = validate_group_sizes(group_sizes, h * w - int(known[0].sum()))
     radius = math.floor(rho) if rho >= 1 else 0
     if seeds is None:
         streams = _chunk_key_streams(tie_break_rng(seed), batch, h * w, len(sizes))
     else:  # a batch-1 call per seed draws its keys from its own generator, one row per step
         streams = [(tie_break_rng(s), 1) for s in seeds]
     block_rows = max(1, BLOCK_CELLS // (ROW_CHUNK * h * w)) * ROW_CHUNK  # whole chunks per block
-    blocks = [_locality_aware_block(h, w, sizes, tau, radius, block) for block in _blocks(streams, block_rows)]
+    blocks, row = [], 0
+    for block in _blocks(streams, block_rows):
+        rows = sum(r for _, r in block)
+        blocks.append(_locality_aware_block(h, w, sizes, tau, radius, block, known[row:row + rows]))
+        row += rows
     return torch.from_numpy(np.concatenate(blocks)).to(device)
 
 
@@ -207,9 +222,9 @@ def _chunk_key_streams(rng: np.random.Generator, batch: int, n: int, steps: int)
 
 
 def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: int,
-                          streams: list[tuple[np.random.Generator, int]]) -> np.ndarray:
+                          streams: list[tuple[np.random.Generator, int]], known: np.ndarray) -> np.ndarray:
     """(rows, h*w) int64 orders for a block of row chunks (``(generator, rows)`` pairs, one per chunk of
-    rows sharing a key stream): the body of :func:`locality_aware`.
+    rows sharing a key stream) with their (rows, h*w) known cells: the body of :func:`locality_aware`.
 
     Layout: every row's grid is padded by ``pad = max(radius, 1)`` cells on each side and the padded
     grids of all rows are laid end to end in one flat array, so a neighbour or a Chebyshev window is a
@@ -249,14 +264,22 @@ def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: 
     out = np.empty((batch, n), dtype=np.int64)
     rnd = np.empty((batch, n), dtype=np.int64)  # this step's tie-break keys, chunk by chunk
     chunks = np.split(rnd, np.cumsum([rows for _, rows in streams])[:-1])  # views
-    start = 0
+    start = int(known[0].sum())
+    prefilled = start > 0  # known cells: selected before step 1, which then walks c1 like any other step
+    if prefilled:
+        out[:, :start] = np.nonzero(known)[1].reshape(batch, start)  # raster order within each row
+        free[known] = 0
+        flat = (row_base[:, None] + flat_of_cell)[known]
+        selected[flat] = 1
+        free_flat[flat] = 0
     for k, g in enumerate(sizes):
         for (gen, rows), chunk in zip(streams, chunks):
             tie_break_keys(gen, rows, n, out=chunk)
         picks = np.zeros((batch, g), dtype=np.int64)
         n_chosen = np.zeros(batch, dtype=np.int64)
         stop = np.full(batch, _NOT_FREE)  # key of the walk's g-th cell (the stop), per row
-        if k > 0:  # step 1 never walks c1
+        walks = k > 0 or prefilled  # step 1 of a fresh image has no selected cell: no c1
+        if walks:
             v, s, tmp = value[lo:hi], selected, scratch[lo:hi]
             np.add(s[lo - wp:hi - wp], s[lo + wp:hi + wp], out=v)
             v += s[lo - 1:hi - 1]
@@ -275,7 +298,7 @@ def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: 
                 _walk(c1_flat, c1_mask, value, rnd, cell_of_flat, plane, g, cell_bits, geometry, picks, n_chosen, stop)
         rows = np.flatnonzero(n_chosen < g)
         if rows.size:  # step 1 has no c1: every pool cell is in group 0
-            _farthest_fill(picks, n_chosen, rows, free, rnd, stop, value, c1_from if k > 0 else 256, row_base,
+            _farthest_fill(picks, n_chosen, rows, free, rnd, stop, value, c1_from if walks else 256, row_base,
                            flat_of_cell, dist_rows, cell_bits)
         out[:, start:start + g] = picks
         free[rows_b, picks] = 0

@@ -18,6 +18,9 @@ One step k with group size g_k, given the cells selected so far:
 4. fill any shortfall by farthest-point sampling over c2 ++ set-aside ++ untried c1: the cell with the
    largest minimum distance to this step's cells, first in that pool order on ties (an empty step
    starts from the pool cell with the smallest key, a uniformly random one).
+
+Editing: known cells start out selected, so step 1 follows rules 1-3 too (at a fresh image's step 1
+nothing is selected and c1 is empty); the order lists them first, in raster order.
 """
 
 from __future__ import annotations
@@ -27,17 +30,19 @@ import math
 import torch
 
 from .locality import PROXIMITY_EPS, PUBLISHED_RHO, PUBLISHED_TAU, ROW_CHUNK, tie_break_keys, tie_break_rng
-from .simple import Seeds, row_seeds
+from .simple import Seeds, known_cells, row_seeds
 
 NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
 
 def locality_aware_one(h: int, w: int, group_sizes: list[int], tau: float, rho: float,
-                       keys: list[list[int]]) -> list[int]:
-    """One order; ``keys[k][cell]`` is the tie-break key of ``cell`` at step k."""
+                       keys: list[list[int]], known: list[bool] | None = None) -> list[int]:
+    """One order; ``keys[k][cell]`` is the tie-break key of ``cell`` at step k; ``known[cell]``: known
+    before step 1 (editing)."""
     n = h * w
-    selected = [False] * n
-    order: list[int] = []
+    selected = list(known) if known is not None else [False] * n
+    order: list[int] = [c for c in range(n) if selected[c]]
+    fresh = not order  # nothing selected before step 1
 
     def prox(cell: int) -> float:
         y, x = divmod(cell, w)
@@ -59,7 +64,7 @@ def locality_aware_one(h: int, w: int, group_sizes: list[int], tau: float, rho: 
         free = [c for c in range(n) if not selected[c]]
         p = {c: prox(c) for c in free}
         free.sort(key=lambda c: (-round(p[c], 9), key[c]))
-        if k == 0:
+        if k == 0 and fresh:
             c1, c2 = [], free
         else:
             c1 = [c for c in free if p[c] >= tau - PROXIMITY_EPS]
@@ -95,16 +100,19 @@ def locality_aware_one(h: int, w: int, group_sizes: list[int], tau: float, rho: 
 
 
 def locality_aware_reference(h: int, w: int, group_sizes: list[int], tau: float = PUBLISHED_TAU,
-                             rho: float = PUBLISHED_RHO, batch: int | None = None, seed: Seeds = 0) -> torch.Tensor:
+                             rho: float = PUBLISHED_RHO, batch: int | None = None, seed: Seeds = 0,
+                             known=None) -> torch.Tensor:
     """(batch, h*w) orders from the loop, drawing keys like the fast version (``seed``: one seed for the
-    batch, or one per row)."""
+    batch, or one per row; ``known``: a mask of known cells as the fast version takes it)."""
     seeds, batch = row_seeds(seed, batch)
+    known = known_cells(known, (h, w), batch).tolist() if known is not None else [None] * batch
     if seeds is not None:  # each row is the batch-1 order of its own seed
-        return torch.cat([locality_aware_reference(h, w, group_sizes, tau, rho, 1, s) for s in seeds])
+        return torch.cat([locality_aware_reference(h, w, group_sizes, tau, rho, 1, s, None if m is None else [m])
+                          for s, m in zip(seeds, known)])
     rng = tie_break_rng(seed)
     rows = []
     for lo in range(0, batch, ROW_CHUNK):  # keys are drawn per chunk of rows, step by step
         keys = [tie_break_keys(rng, min(ROW_CHUNK, batch - lo), h * w).tolist() for _ in group_sizes]
-        rows += [locality_aware_one(h, w, group_sizes, tau, rho, [step_keys[b] for step_keys in keys])
+        rows += [locality_aware_one(h, w, group_sizes, tau, rho, [step_keys[b] for step_keys in keys], known[lo + b])
                  for b in range(min(ROW_CHUNK, batch - lo))]
     return torch.tensor(rows, dtype=torch.long)

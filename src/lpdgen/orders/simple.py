@@ -147,6 +147,40 @@ def halton(grid: int | tuple[int, int], batch: int | None = None, seed: Seeds = 
         count *= 2  # some cell not hit yet: more points
 
 
+def known_cells(known, grid: int | tuple[int, int], batch: int | None = None) -> np.ndarray:
+    """Editing's known cells as a (B, N) bool array, from a mask shared by the batch, (h, w) or (N,), or
+    one per row, (B, h, w) or (B, N) (``batch`` None: its rows). Every row must know equally many
+    cells, so that the unknown cells of a batch share one schedule; ``ValueError`` otherwise."""
+    h, w = grid_shape(grid)
+    n = h * w
+    arr = np.asarray(known.detach().cpu() if isinstance(known, torch.Tensor) else known)
+    if arr.dtype != np.bool_:
+        raise ValueError(f"known must be a boolean mask, got dtype {arr.dtype}")
+    if arr.ndim in (2, 3) and arr.shape[-2:] == (h, w):
+        arr = arr.reshape(*arr.shape[:-2], n)
+    if arr.ndim not in (1, 2) or arr.shape[-1] != n:
+        raise ValueError(f"known must be a mask of the {h}x{w} cells: (h, w), (N,), (B, h, w) or (B, N), "
+                         f"got shape {arr.shape}")
+    rows = arr.reshape(-1, n)
+    batch = len(rows) if batch is None else batch
+    if len(rows) not in (1, batch):
+        raise ValueError(f"known has {len(rows)} rows for a batch of {batch}")
+    counts = rows.sum(axis=1)
+    if (counts != counts[0]).any():
+        raise ValueError(f"every row must know equally many cells, got counts {sorted(set(counts.tolist()))}")
+    return np.broadcast_to(rows, (batch, n)).copy()
+
+
+def known_first(orders: torch.Tensor, known, grid: int | tuple[int, int]) -> torch.Tensor:
+    """``orders`` (B, N) rearranged for editing: the known cells first, in raster order, then the
+    other cells in the order they had. ``known``: as :func:`known_cells`."""
+    b, n = orders.shape
+    mask = torch.from_numpy(known_cells(known, grid, b)).to(orders.device)
+    is_known = torch.gather(mask, 1, orders)  # (B, N) in generation order
+    rank = torch.where(is_known, orders, n + torch.arange(n, device=orders.device))  # known by cell, rest by position
+    return torch.gather(orders, 1, rank.argsort(dim=1))
+
+
 def validate_orders(orders: torch.Tensor, num_tokens: int) -> None:
     """Raise ``ValueError`` unless ``orders`` is a (B, N) integer tensor whose rows are permutations of
     0..N-1. Vectorised (one sort), cheap enough to call on every model call."""
