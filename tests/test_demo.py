@@ -9,11 +9,25 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lpdgen import LPDPipeline
 from lpdgen.cli import main
-from lpdgen.demo import MAX_IMAGES, MODEL_SLOT, check_request, class_choices, compare, generate, grid_picture
+from lpdgen.demo import (
+    MAX_IMAGES,
+    MODEL_SLOT,
+    REGENERATE_TINT,
+    check_edit,
+    check_request,
+    class_choices,
+    compare,
+    edit,
+    edit_preview,
+    fashion_mnist_test_image,
+    generate,
+    grid_picture,
+)
 from lpdgen.orders.draw import draw_order
 from lpdgen.rng import image_seeds
 
@@ -130,9 +144,11 @@ def test_app_queues_every_event_on_one_model_slot(pipe, tmp_path):
     from lpdgen.demo import build_app
 
     app = build_app(pipe, workdir=tmp_path, max_queue=3)
-    events = {fn.api_name: fn for fn in app.fns.values() if fn.api_name}
-    assert set(events) == {"generate", "compare"}
-    assert {(fn.concurrency_id, fn.concurrency_limit) for fn in events.values()} == {(MODEL_SLOT, 1)}
+    events = {fn.api_name: fn for fn in app.fns.values() if fn.api_visibility == "public"}
+    assert set(events) == {"generate", "compare", "edit", "test_image"}
+    model_events = [fn for fn in app.fns.values() if fn.queue]  # the box preview and Load skip the queue
+    assert sorted(fn.api_name for fn in model_events) == ["compare", "edit", "generate"]
+    assert {(fn.concurrency_id, fn.concurrency_limit) for fn in model_events} == {(MODEL_SLOT, 1)}
     assert app._queue.max_size == 3
     with pytest.raises(gr.Error, match="did you mean 'sneaker'"):
         events["generate"].fn("snaker", 1, 8, 3.0, "locality", 0)
@@ -179,3 +195,84 @@ def test_seeded_generation_is_independent_of_batch(pipe, tmp_path):
     three = generate(pipe, "dress", 3, 4, 3.0, "locality", 2, workdir=tmp_path)
     np.testing.assert_array_equal(one.grid[:, : one.grid.shape[1] - 8], three.grid[:, : one.grid.shape[1] - 8])
     np.testing.assert_array_equal(one.order_map, three.order_map)
+
+
+# ---- the Edit tab ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def boot() -> np.ndarray:
+    """A 32x32 picture to edit (a real test image when Fashion-MNIST is installed, else a bright blob)."""
+    try:
+        return fashion_mnist_test_image(0)  # an ankle boot
+    except FileNotFoundError:
+        image = np.zeros((32, 32), np.uint8)
+        image[8:26, 6:28] = 200
+        return image
+
+
+@pytest.mark.parametrize("operation, box, cells", [
+    ("inpaint", (1, 1, 5, 5), {(0, 0), (0, 1), (1, 0), (1, 1)}),  # touched cells are regenerated
+    ("outpaint", (1, 1, 9, 9), None),  # only cell (1, 1) lies wholly inside: every other cell is regenerated
+])
+def test_check_edit_marks_token_cells(pipe, boot, operation, box, cells):
+    r = check_edit(pipe, boot, box, operation, "dress", 0, 3.0, "locality", 0)
+    regenerated = {tuple(ij) for ij in np.argwhere(r.regenerate).tolist()}
+    expected = cells if cells is not None else {(i, j) for i in range(8) for j in range(8)} - {(1, 1)}
+    assert regenerated == expected
+    assert (r.class_id, r.steps, r.image.shape) == (3, None, (32, 32, 1))
+
+
+@pytest.mark.parametrize("image, box, operation, steps, message", [
+    (None, (0, 0, 8, 8), "inpaint", 0, "choose a test image or upload one"),
+    (np.zeros((28, 28), np.uint8), (0, 0, 8, 8), "inpaint", 0, "images are 28x28 pixels; this model edits 32x32 images"),
+    ("boot", (8, 0, 8, 8), "inpaint", 0, "box (8, 0, 8, 8) is out of range"),
+    ("boot", (0, 0, 40, 8), "inpaint", 0, "box (0, 0, 40, 8) is out of range"),
+    ("boot", (0, 0, 8, 8), "erase", 0, "unknown operation 'erase'"),
+    ("boot", (0, 0, 8, 8), "inpaint", 5, "steps must be an integer in [0, 4], got 5"),  # 4 cells: at most 4 steps
+])
+def test_check_edit_refuses_bad_input(pipe, boot, image, box, operation, steps, message):
+    with pytest.raises(ValueError) as err:
+        check_edit(pipe, boot if isinstance(image, str) else image, box, operation, "dress", steps, 3.0, "locality", 0)
+    assert message in str(err.value)
+
+
+def test_edit_is_the_pipelines_inpaint(pipe, boot, tmp_path):
+    """The tab's result is pipe.inpaint with the same cells and seed; the kept cells keep their codes."""
+    g = edit(pipe, boot, (0, 16, 32, 32), "inpaint", "dress", 4, 3.0, "locality", 3, workdir=tmp_path)
+    lower = np.zeros((8, 8), bool)
+    lower[4:] = True
+    ref = pipe.inpaint(boot[None], lower, ["dress"], 4, 3.0, seeds=image_seeds(3, [0]), output_type="np")
+    np.testing.assert_array_equal(g.grid[2:130, -130:-2], np.kron(ref.images[0], np.ones((4, 4, 3), np.uint8)))
+    assert torch.equal(ref.codes[0, :4].cpu(), pipe.encode(boot[None])[0, :4].cpu())
+    with Image.open(g.animation) as gif:
+        assert gif.n_frames == 1 + 4  # the kept tokens, then one frame per step
+    assert g.summary.startswith("inpaint: kept 32 of 64 token cells, generated 32 in 4 steps")
+
+
+def test_outpaint_keeps_the_box(pipe, boot, tmp_path):
+    g = edit(pipe, boot, (8, 8, 24, 24), "outpaint", "bag", 0, 3.0, "raster", 0, workdir=tmp_path)
+    assert g.summary.startswith("outpaint: kept 16 of 64 token cells, generated 48 in 8 steps")  # the model's 8
+
+
+def test_edit_preview_tints_the_cells_to_regenerate(pipe, boot):
+    regenerate = np.zeros((8, 8), bool)
+    regenerate[0, 0] = True
+    picture = edit_preview(pipe, boot[..., None], regenerate)
+    assert picture.shape == (128, 128, 3)
+    expected = np.round(0.5 * boot[0, 0] + 0.5 * np.array(REGENERATE_TINT, np.float32))
+    np.testing.assert_array_equal(picture[0, 0], expected)  # cell (0, 0) = pixels 0..3 -> 0..15 at 4x
+    np.testing.assert_array_equal(picture[16:, 16:, 0], np.kron(boot[4:, 4:], np.ones((4, 4), np.uint8)))
+
+
+def test_fashion_mnist_test_image():
+    from lpdgen.data import FashionMNIST
+
+    try:
+        images = FashionMNIST(split="test").images.numpy()
+    except FileNotFoundError as e:
+        pytest.skip(f"Fashion-MNIST is not installed ({e})")
+    np.testing.assert_array_equal(fashion_mnist_test_image(9999), images[9999])
+    with pytest.raises(ValueError, match=r"test image number must be an integer in \[0, 9999\], got 10000"):
+        fashion_mnist_test_image(10000)
+

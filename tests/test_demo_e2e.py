@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from demo_browser import browser_missing, demo_server, fetch_image, headless_chromium, wait_for_click, wait_for_image
 
@@ -72,6 +74,22 @@ def test_bad_input_is_the_cli_error(client, capsys):
     cli_line = capsys.readouterr().err.strip()
     assert str(err.value) == "unknown class name 'snaker'; did you mean 'sneaker'?"
     assert cli_line == f"lpdgen sample: error: {err.value}"
+
+
+def test_edit_through_the_api(client):
+    """Load a Fashion-MNIST test image and inpaint its lower half as a dress, as the Edit tab does."""
+    from gradio_client import handle_file
+
+    from lpdgen.data import FASHION_MNIST_DIR
+
+    if not Path(FASHION_MNIST_DIR).is_dir():
+        pytest.skip(f"Fashion-MNIST is not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)")
+    picked = client.predict(0, api_name="/test_image")
+    grid, gif, summary = client.predict(handle_file(picked), "inpaint", 0, 16, 32, 32, "dress", 0, 3.0, "locality", 0,
+                                        api_name="/edit")
+    assert summary.startswith("inpaint: kept 32 of 64 token cells, generated 32 in 8 steps")
+    assert Image.open(grid).size == (2 * SCALE * IMAGE_SIZE + 3 * PAD, SCALE * IMAGE_SIZE + 2 * PAD)
+    assert Image.open(gif).n_frames == 1 + 8
 
 
 def test_second_request_is_queued_and_the_queue_is_bounded(server, client):

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from .animation import decoding_frames, save_gif
 from .classes import short_name
+from .data import FASHION_MNIST_DIR
 from .images import image_grid, upscale
 from .orders import ORDER_TYPES
 from .pipeline import check_sampling
@@ -107,44 +109,44 @@ def check_request(pipe: LPDPipeline, label: str | int, num_images: float, steps:
 
 @dataclass
 class Generation:
-    """What a tab shows for one request: the grid, the decoding GIF, the first image's order map, timings."""
+    """What a tab shows for one request: the pictures, the decoding GIF, timings in words."""
 
-    request: Request
-    grid: np.ndarray  # (H, W, 3) uint8 mosaic of every image
-    animation: Path  # GIF of the first images' decoding, step by step
-    order_map: np.ndarray  # (H, W, 3) uint8 picture of the first image's generation order
+    request: Request | EditRequest
+    grid: np.ndarray  # (H, W, 3) uint8 mosaic of every image (an edit: input and result)
+    animation: Path  # GIF of the (first images') decoding, step by step
     seconds: float  # generation only (the pipeline call), not the pictures
-
-    @property
-    def summary(self) -> str:
-        r = self.request
-        return (f"{r.num_images} image{'s' * (r.num_images > 1)} in {self.seconds:.2f} s: "
-                f"{1e3 * self.seconds / r.num_images:.1f} ms per image, {1e3 * self.seconds / r.steps:.1f} ms "
-                f"per step ({r.steps} steps = forward passes, {r.order} order, guidance {r.guidance:g}, seed {r.seed})")
+    summary: str
+    order_map: np.ndarray | None = None  # (H, W, 3) uint8 picture of the first image's generation order
 
 
-def _pictures(pipe: LPDPipeline, out: PipelineOutput, request: Request, workdir: Path, seconds: float) -> Generation:
-    from .orders.draw import draw_order
-
-    scale = max(2, display_scale(out.images.shape[1]))
-    shown = slice(0, min(ANIMATION_IMAGES, request.num_images))
-    frames = decoding_frames(out.codes[shown], out.orders[shown], out.group_sizes, lambda c: pipe.decode(c, "np"),
-                             scale=scale)
+def _animation(pipe: LPDPipeline, codes, orders, group_sizes: list[int], workdir: Path, prefilled: bool = False) -> Path:
+    """The decoding of ``codes`` (B, h, w) as a GIF in ``workdir`` (a fresh name: requests never collide)."""
+    scale = max(2, display_scale(pipe.image_size[0]))
+    frames = decoding_frames(codes, orders, group_sizes, lambda c: pipe.decode(c, "np"), scale=scale,
+                             prefilled=prefilled)
     fd, name = tempfile.mkstemp(prefix="decode-", suffix=".gif", dir=workdir)
     os.close(fd)
     save_gif(frames, name)
-    title = f"{request.order} order, {request.steps} steps: the step of each cell"
-    order_map = np.asarray(draw_order(out.orders[0], out.group_sizes, pipe.model.cfg.grid, title=title))
-    return Generation(request, grid_picture(out.images), Path(name), order_map, seconds)
+    return Path(name)
 
 
 def run_request(pipe: LPDPipeline, request: Request, workdir: Path) -> Generation:
     """Generate a validated request and draw its pictures (GIF written into ``workdir``)."""
+    from .orders.draw import draw_order
+
+    r = request
     t0 = time.perf_counter()
-    out = pipe([request.class_id] * request.num_images, num_inference_steps=request.steps,
-               guidance_scale=request.guidance, order=request.order, seeds=request.seeds, output_type="np")
+    out = pipe([r.class_id] * r.num_images, num_inference_steps=r.steps, guidance_scale=r.guidance, order=r.order,
+               seeds=r.seeds, output_type="np")
     seconds = time.perf_counter() - t0
-    return _pictures(pipe, out, request, workdir, seconds)
+    shown = slice(0, min(ANIMATION_IMAGES, r.num_images))
+    animation = _animation(pipe, out.codes[shown], out.orders[shown], out.group_sizes, workdir)
+    title = f"{r.order} order, {r.steps} steps: the step of each cell"
+    order_map = np.asarray(draw_order(out.orders[0], out.group_sizes, pipe.model.cfg.grid, title=title))
+    summary = (f"{r.num_images} image{'s' * (r.num_images > 1)} in {seconds:.2f} s: "
+               f"{1e3 * seconds / r.num_images:.1f} ms per image, {1e3 * seconds / r.steps:.1f} ms "
+               f"per step ({r.steps} steps = forward passes, {r.order} order, guidance {r.guidance:g}, seed {r.seed})")
+    return Generation(r, grid_picture(out.images), animation, seconds, summary, order_map)
 
 
 def generate(pipe: LPDPipeline, label: str | int, num_images: float, steps: float, guidance: float, order: str,
@@ -160,6 +162,99 @@ def compare(pipe: LPDPipeline, label: str | int, num_images: float, guidance: fl
     a = check_request(pipe, label, num_images, steps_a, guidance, order_a, seed)
     b = check_request(pipe, label, num_images, steps_b, guidance, order_b, seed)
     return run_request(pipe, a, workdir), run_request(pipe, b, workdir)
+
+
+# ---- editing: keep part of an image token for token, regenerate the rest ----------------------------------
+
+EDIT_OPERATIONS = ("inpaint", "outpaint")  # inpaint: regenerate inside the box; outpaint: keep only the box
+REGENERATE_TINT = (255, 140, 0)  # the animation's colour of newly chosen cells, over the cells to regenerate
+
+
+@lru_cache(maxsize=1)
+def fashion_mnist_test_images(root: str = FASHION_MNIST_DIR) -> np.ndarray:
+    """(10000, 32, 32) uint8: the Fashion-MNIST test split, padded as the embedded model saw its training set."""
+    from .data import FashionMNIST
+
+    return FashionMNIST(root, split="test").images.numpy()
+
+
+def fashion_mnist_test_image(index: float, root: str = FASHION_MNIST_DIR) -> np.ndarray:
+    """Test image ``index`` of Fashion-MNIST (32x32 uint8): something to edit without uploading a file."""
+    images = fashion_mnist_test_images(root)
+    return images[_whole("test image number", index, 0, len(images) - 1)]
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """One validated edit of one image: ``regenerate`` marks the token cells to generate anew."""
+
+    image: np.ndarray  # (H, W, C) uint8 at the model's image size
+    operation: str
+    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) pixels, x1 and y1 exclusive
+    regenerate: np.ndarray  # (h, w) bool token cells
+    class_id: int
+    steps: int | None  # None: the model's own, at most the number of cells to regenerate
+    guidance: float
+    order: str
+    seed: int
+
+
+def check_edit(pipe: LPDPipeline, image: np.ndarray | None, box: tuple[float, float, float, float], operation: str,
+               label: str | int, steps: float, guidance: float, order: str, seed: float) -> EditRequest:
+    """Validate an edit on the server with the library's messages; ``steps`` 0 = the model's own. Raises ``ValueError``."""
+    from .editing import box_mask, cell_mask, check_box, image_array
+
+    if image is None:
+        raise ValueError("choose a test image or upload one")
+    arr = image_array(np.asarray(image)[None], pipe.image_size, pipe.tokenizer.config.image_channels)[0]
+    if operation not in EDIT_OPERATIONS:
+        raise ValueError(f"unknown operation {operation!r}; choose one of {EDIT_OPERATIONS}")
+    if any(v is None for v in box):
+        raise ValueError("the box needs four numbers x0 y0 x1 y1")
+    box = check_box(box, pipe.image_size)
+    inside = box_mask(box, 1, pipe.image_size)
+    regenerate = cell_mask(inside if operation == "inpaint" else ~inside, 1, pipe.model.cfg.grid,
+                           pipe.tokenizer.config.downsample)[0].numpy()
+    (class_id,) = pipe.class_ids([label])
+    cells = int(regenerate.sum())
+    n = _whole("steps", steps, 0, cells) if cells else 0  # the library's rule: at most one step per cell
+    d = pipe.sampling
+    if guidance is None:
+        raise ValueError("guidance needs a value")
+    check_sampling(max(n, 1), guidance, d.cfg_schedule, order, d.temperature, d.top_k, d.top_p)
+    return EditRequest(arr, operation, box, regenerate, class_id, n or None, float(guidance), order, _whole("seed", seed, 0))
+
+
+def edit_preview(pipe: LPDPipeline, image: np.ndarray, regenerate: np.ndarray) -> np.ndarray:
+    """The image (upscaled, RGB) with the token cells to regenerate tinted: what the box means in cells."""
+    rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+    ds = pipe.tokenizer.config.downsample
+    tint = np.repeat(np.repeat(regenerate, ds, 0), ds, 1)  # (h, w) cells -> (H, W) pixels
+    out = rgb.astype(np.float32)
+    out[tint] = 0.5 * out[tint] + 0.5 * np.array(REGENERATE_TINT, np.float32)
+    return upscale(out.round().astype(np.uint8), display_scale(image.shape[0]))
+
+
+def edit(pipe: LPDPipeline, image: np.ndarray | None, box: tuple[float, float, float, float], operation: str,
+         label: str | int, steps: float, guidance: float, order: str, seed: float, *, workdir: Path) -> Generation:
+    """The Edit tab: inpaint (regenerate the box) or outpaint (keep only the box) one image as class
+    ``label``; the grid shows input, cells to regenerate and result, the GIF the kept tokens then each step."""
+    r = check_edit(pipe, image, box, operation, label, steps, guidance, order, seed)
+    run = pipe.inpaint if r.operation == "inpaint" else pipe.outpaint
+    where = r.regenerate if r.operation == "inpaint" else r.box  # cells for inpaint, the kept box for outpaint
+    t0 = time.perf_counter()
+    out = run(r.image[None], where, [r.class_id], r.steps, r.guidance, seeds=image_seeds(r.seed, [0]),
+              output_type="np", order=r.order)
+    seconds = time.perf_counter() - t0
+    kept = int(out.known.sum())
+    sizes = [kept, *out.group_sizes] if kept else list(out.group_sizes)
+    animation = _animation(pipe, out.codes, out.orders, sizes, workdir, prefilled=kept > 0)
+    pictures = np.stack([edit_preview(pipe, r.image, r.regenerate),  # input, cells to regenerate tinted | result
+                         edit_preview(pipe, out.images[0], np.zeros_like(r.regenerate))])
+    summary = (f"{r.operation}: kept {kept} of {out.known.numel()} token cells, generated {out.known.numel() - kept} "
+               f"in {len(out.group_sizes)} steps in {seconds:.2f} s ({r.order} order, guidance {r.guidance:g}, "
+               f"seed {r.seed})")
+    return Generation(r, image_grid(pictures, columns=2), animation, seconds, summary)
 
 
 # ---- the page ------------------------------------------------------------------------------------------
@@ -181,21 +276,28 @@ def _web(gr: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapped(*args: Any) -> Any:
         try:
             return fn(*args)
-        except ValueError as e:
+        except (ValueError, FileNotFoundError) as e:  # the library's bad-input errors (a missing data set too)
             raise gr.Error(str(e), print_exception=False) from None
     wrapped.__name__ = fn.__name__
     return wrapped
 
 
-def _common_inputs(gr: Any, pipe: LPDPipeline, prefix: str) -> tuple[Any, Any, Any, Any]:
-    """Class, number of images, guidance and seed widgets (both tabs ask the same questions)."""
+def _class_input(gr: Any, pipe: LPDPipeline, prefix: str) -> Any:
     choices = class_choices(pipe)
-    label = gr.Dropdown(choices, value=choices[0], label="class", allow_custom_value=True, elem_id=f"{prefix}-class",
-                        info="a name or an id")
+    return gr.Dropdown(choices, value=choices[0], label="class", allow_custom_value=True, elem_id=f"{prefix}-class",
+                       info="a name or an id")
+
+
+def _guidance_and_seed(gr: Any, pipe: LPDPipeline, prefix: str) -> tuple[Any, Any]:
+    return (gr.Number(pipe.sampling.guidance_scale, label="guidance (1 = none)", elem_id=f"{prefix}-guidance"),
+            gr.Number(0, precision=0, label="seed", elem_id=f"{prefix}-seed"))
+
+
+def _common_inputs(gr: Any, pipe: LPDPipeline, prefix: str) -> tuple[Any, Any, Any, Any]:
+    """Class, number of images, guidance and seed widgets (Generate and Compare ask the same questions)."""
+    label = _class_input(gr, pipe, prefix)
     num = gr.Slider(1, MAX_IMAGES, value=GRID_COLUMNS, step=1, label="number of images", elem_id=f"{prefix}-num")
-    guidance = gr.Number(pipe.sampling.guidance_scale, label="guidance (1 = none)", elem_id=f"{prefix}-guidance")
-    seed = gr.Number(0, precision=0, label="seed", elem_id=f"{prefix}-seed")
-    return label, num, guidance, seed
+    return (label, num, *_guidance_and_seed(gr, pipe, prefix))
 
 
 def _steps_and_order(gr: Any, pipe: LPDPipeline, prefix: str, steps: int, order: str) -> tuple[Any, Any]:
@@ -265,6 +367,60 @@ def _compare_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
                  api_name="compare", concurrency_id=MODEL_SLOT, concurrency_limit=1)
 
 
+def _edit_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
+    d = pipe.sampling
+    height, width = pipe.image_size
+    with gr.Row():
+        with gr.Column(scale=1):
+            with gr.Row():
+                index = gr.Number(0, precision=0, label="Fashion-MNIST test image", elem_id="edit-index")
+                load = gr.Button("Load", elem_id="edit-load")
+            image = gr.Image(label=f"image to edit ({width}x{height}; or upload one)", type="numpy",
+                             image_mode="L" if pipe.tokenizer.config.image_channels == 1 else "RGB",
+                             sources=["upload", "clipboard"], height=ANIMATION_HEIGHT // 2, elem_id="edit-image")
+            operation = gr.Radio(list(EDIT_OPERATIONS), value="inpaint", label="inpaint: regenerate the box; "
+                                 "outpaint: keep only the box", elem_id="edit-operation")
+            with gr.Row():
+                box = [gr.Slider(0, side, value=value, step=1, label=name, elem_id=f"edit-{name}")
+                       for name, side, value in (("x0", width, 0), ("y0", height, height // 2),
+                                                 ("x1", width, width), ("y1", height, height))]
+            label = _class_input(gr, pipe, "edit")
+            steps = gr.Slider(0, pipe.model.cfg.num_tokens, value=0, step=1, elem_id="edit-steps",
+                              label="steps (0 = the model's own, at most one per cell to regenerate)")
+            order = gr.Dropdown(list(ORDER_TYPES), value=d.order, label="order", elem_id="edit-order")
+            guidance, seed = _guidance_and_seed(gr, pipe, "edit")
+            button = gr.Button("Edit", variant="primary", elem_id="edit-button")
+        with gr.Column(scale=3):
+            summary, grid = _results(gr, "edit")
+            with gr.Row():
+                preview = _picture(gr, "edit-preview", format="png")
+                animation = _picture(gr, "edit-animation", type="filepath")
+            gr.Markdown("Left: the cells to regenerate (tinted), updated as you move the box: a token cell is "
+                        "regenerated when the box touches it (inpaint), kept only when the box covers it (outpaint). "
+                        "Right: " + ANIMATION_CAPTION[0].lower() + ANIMATION_CAPTION[1:] + " The first frame is "
+                        "what is kept.")
+
+    def on_load(index):
+        return fashion_mnist_test_image(index)
+
+    def on_preview(image, operation, x0, y0, x1, y1):
+        if image is None:
+            return None
+        r = check_edit(pipe, image, (x0, y0, x1, y1), operation, 0, 0, d.guidance_scale, d.order, 0)
+        return edit_preview(pipe, r.image, r.regenerate)
+
+    def on_edit(image, operation, x0, y0, x1, y1, label, steps, guidance, order, seed):
+        g = edit(pipe, image, (x0, y0, x1, y1), operation, label, steps, guidance, order, seed, workdir=workdir)
+        return g.grid, str(g.animation), g.summary
+
+    load.click(_web(gr, on_load), index, image, api_name="test_image", queue=False)
+    region = [image, operation, *box]
+    for widget in region:  # no model involved: answered at once, not queued behind generations
+        widget.change(_web(gr, on_preview), region, preview, api_visibility="private", queue=False)
+    button.click(_web(gr, on_edit), [*region, label, steps, guidance, order, seed], [grid, animation, summary],
+                 api_name="edit", concurrency_id=MODEL_SLOT, concurrency_limit=1)
+
+
 def build_app(pipe: LPDPipeline, *, workdir: Path, max_queue: int = DEFAULT_MAX_QUEUE) -> Any:
     """The page (a ``gr.Blocks``), queued: one request runs at a time (one model), at most ``max_queue``
     wait, and every tab's GIFs go to ``workdir``."""
@@ -281,6 +437,8 @@ def build_app(pipe: LPDPipeline, *, workdir: Path, max_queue: int = DEFAULT_MAX_
             _generate_tab(gr, pipe, workdir)
         with gr.Tab("Compare"):
             _compare_tab(gr, pipe, workdir)
+        with gr.Tab("Edit"):
+            _edit_tab(gr, pipe, workdir)
     app.queue(default_concurrency_limit=1, max_size=max_queue)
     return app
 
