@@ -3,9 +3,11 @@ the pipeline's own output for the same seeds, the page's queue and events, and g
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from PIL import Image
 from lpdgen import LPDPipeline
 from lpdgen.cli import main
 from lpdgen.demo import (
+    KEEP_FILES_S,
     MAX_IMAGES,
     MODEL_SLOT,
     REGENERATE_TINT,
@@ -276,3 +279,15 @@ def test_fashion_mnist_test_image():
     with pytest.raises(ValueError, match=r"test image number must be an integer in \[0, 9999\], got 10000"):
         fashion_mnist_test_image(10000)
 
+
+
+def test_old_gifs_are_pruned(pipe, tmp_path):
+    """A long-running server keeps only the last hour of GIFs in its folder."""
+
+    old, recent = tmp_path / "decode-old.gif", tmp_path / "decode-recent.gif"
+    for f in (old, recent):
+        f.write_bytes(b"GIF89a")
+    stale = time.time() - KEEP_FILES_S - 60
+    os.utime(old, (stale, stale))
+    g = generate(pipe, "bag", 1, 1, 1.0, "raster", 0, workdir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([recent.name, g.animation.name])

@@ -3,7 +3,7 @@
 Why a page: a generator is judged by playing with it, and LPD's idea - groups of tokens appearing
 where context already is - is easiest to grasp by watching a decoding step by step.
 
-The work of each tab is a plain function of the pipeline (:func:`generate`, :func:`compare`) that
+The work of each tab is a plain function of the pipeline (:func:`generate`, :func:`compare`, :func:`edit`) that
 validates its inputs with the library's own messages (``ValueError``) and returns numpy pictures, a GIF
 path and timings, so it is unit-tested without a browser. :func:`build_app` only lays out widgets and
 turns a ``ValueError`` into a ``gr.Error`` (shown on the page, returned to API clients).
@@ -35,10 +35,10 @@ from .pipeline import check_sampling
 from .rng import image_seeds
 
 if TYPE_CHECKING:
-    from .pipeline import LPDPipeline, PipelineOutput
+    from .pipeline import LPDPipeline
 
 INSTALL_HINT = "the demo needs gradio: pip install 'lpdgen[demo]'"
-MAX_IMAGES = 64  # per request: one request of the largest size still answers in seconds on a CPU
+MAX_IMAGES = 64  # per request: the largest (64 images, 64 steps) takes about 10 s on 2 shared CPU cores
 GRID_COLUMNS = 8
 ANIMATION_IMAGES = 4  # the decoding animation shows the first images only (64 rows per frame are unreadable)
 ANIMATION_HEIGHT = 400  # pixels on the page
@@ -47,6 +47,7 @@ ANIMATION_CAPTION = ("Decoding, step by step (first images): the image from the 
 DISPLAY_PIXELS = 128  # small images are upscaled (nearest neighbour) to about this size
 DEFAULT_MAX_QUEUE = 16  # requests waiting for the model; more are refused ("queue is full"), not piled up
 MODEL_SLOT = "model"  # the concurrency id every event shares: one model, one request at a time
+KEEP_FILES_S = 3600  # GIFs (ours and gradio's copies) older than this are deleted: a long-running server stays small
 
 
 def display_scale(image_size: int) -> int:
@@ -124,10 +125,19 @@ def _animation(pipe: LPDPipeline, codes, orders, group_sizes: list[int], workdir
     scale = max(2, display_scale(pipe.image_size[0]))
     frames = decoding_frames(codes, orders, group_sizes, lambda c: pipe.decode(c, "np"), scale=scale,
                              prefilled=prefilled)
+    _prune(workdir, KEEP_FILES_S)
     fd, name = tempfile.mkstemp(prefix="decode-", suffix=".gif", dir=workdir)
     os.close(fd)
     save_gif(frames, name)
     return Path(name)
+
+
+def _prune(workdir: Path, age_s: float) -> None:
+    """Delete the GIFs in ``workdir`` older than ``age_s`` (the page has long shown them from gradio's copy)."""
+    cutoff = time.time() - age_s
+    for old in workdir.glob("decode-*.gif"):
+        if old.stat().st_mtime < cutoff:
+            old.unlink(missing_ok=True)
 
 
 def run_request(pipe: LPDPipeline, request: Request, workdir: Path) -> Generation:
@@ -428,7 +438,7 @@ def build_app(pipe: LPDPipeline, *, workdir: Path, max_queue: int = DEFAULT_MAX_
         raise ValueError(f"max_queue must be >= 1, got {max_queue}")
     gr = import_gradio()
     d = pipe.sampling
-    with gr.Blocks(title="lpdgen demo", analytics_enabled=False) as app:
+    with gr.Blocks(title="lpdgen demo", analytics_enabled=False, delete_cache=(KEEP_FILES_S // 4, KEEP_FILES_S)) as app:
         gr.Markdown(f"## Locality-aware Parallel Decoding\n{pipe.model.cfg.num_tokens} tokens per image, generated "
                     f"in groups: each step places a group of tokens next to what is already known and apart from "
                     f"each other. The model's own settings: {d.num_inference_steps} steps, guidance "
