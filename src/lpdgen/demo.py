@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .animation import decoding_frames, save_gif
+from .animation import CHOSEN, decoding_frames, save_gif
 from .classes import short_name
 from .data import FASHION_MNIST_DIR
 from .images import image_grid, upscale
@@ -177,7 +177,7 @@ def compare(pipe: LPDPipeline, label: str | int, num_images: float, guidance: fl
 # ---- editing: keep part of an image token for token, regenerate the rest ----------------------------------
 
 EDIT_OPERATIONS = ("inpaint", "outpaint")  # inpaint: regenerate inside the box; outpaint: keep only the box
-REGENERATE_TINT = (255, 140, 0)  # the animation's colour of newly chosen cells, over the cells to regenerate
+REGENERATE_TINT = CHOSEN  # the cells to regenerate wear the animation's colour of newly chosen cells
 
 
 @lru_cache(maxsize=1)
@@ -248,7 +248,8 @@ def edit_preview(pipe: LPDPipeline, image: np.ndarray, regenerate: np.ndarray) -
 def edit(pipe: LPDPipeline, image: np.ndarray | None, box: tuple[float, float, float, float], operation: str,
          label: str | int, steps: float, guidance: float, order: str, seed: float, *, workdir: Path) -> Generation:
     """The Edit tab: inpaint (regenerate the box) or outpaint (keep only the box) one image as class
-    ``label``; the grid shows input, cells to regenerate and result, the GIF the kept tokens then each step."""
+    ``label``. The grid: the input with the cells to regenerate tinted, and the result; the GIF: the
+    kept tokens, then each step's new ones."""
     r = check_edit(pipe, image, box, operation, label, steps, guidance, order, seed)
     run = pipe.inpaint if r.operation == "inpaint" else pipe.outpaint
     where = r.regenerate if r.operation == "inpaint" else r.box  # cells for inpaint, the kept box for outpaint
