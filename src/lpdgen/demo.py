@@ -31,7 +31,6 @@ from .classes import short_name
 from .data import FASHION_MNIST_DIR
 from .images import image_grid, upscale
 from .orders import ORDER_TYPES
-from .pipeline import check_sampling
 from .rng import image_seeds
 
 if TYPE_CHECKING:
@@ -101,10 +100,9 @@ def check_request(pipe: LPDPipeline, label: str | int, num_images: float, steps:
         raise ValueError("choose a class")
     (class_id,) = pipe.class_ids([label])
     num = _whole("number of images", num_images, 1, MAX_IMAGES)
-    d = pipe.sampling
     if steps is None or guidance is None:
         raise ValueError("steps and guidance need a value")
-    check_sampling(steps, guidance, d.cfg_schedule, order, d.temperature, d.top_k, d.top_p, pipe.model.cfg.num_tokens)
+    pipe.settings(num_inference_steps=steps, guidance_scale=guidance, order=order)
     return Request(class_id, num, int(steps), float(guidance), order, _whole("seed", seed, 0))
 
 
@@ -228,10 +226,9 @@ def check_edit(pipe: LPDPipeline, image: np.ndarray | None, box: tuple[float, fl
     (class_id,) = pipe.class_ids([label])
     cells = int(regenerate.sum())
     n = _whole("steps", steps, 0, cells) if cells else 0  # the library's rule: at most one step per cell
-    d = pipe.sampling
     if guidance is None:
         raise ValueError("guidance needs a value")
-    check_sampling(max(n, 1), guidance, d.cfg_schedule, order, d.temperature, d.top_k, d.top_p)
+    pipe.settings(guidance_scale=guidance, order=order)
     return EditRequest(arr, operation, box, regenerate, class_id, n or None, float(guidance), order, _whole("seed", seed, 0))
 
 

@@ -226,10 +226,10 @@ class LPDPipeline:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(SamplingConfig)}
         if unknown:
             raise TypeError(f"unknown sampling settings {sorted(unknown)}")
-        s = dataclasses.replace(self.sampling, **{k: v for k, v in overrides.items() if v is not None})
-        check_sampling(s.num_inference_steps, s.guidance_scale, s.guidance_schedule, s.order, s.temperature, s.top_k,
-                       s.top_p, self.model.cfg.num_tokens)
-        return s
+        v = {**dataclasses.asdict(self.sampling), **{k: x for k, x in overrides.items() if x is not None}}
+        check_sampling(v["num_inference_steps"], v["guidance_scale"], v["guidance_schedule"], v["order"],
+                       v["temperature"], v["top_k"], v["top_p"], self.model.cfg.num_tokens)
+        return SamplingConfig(**v)
 
     def _check_output_type(self, output_type: str) -> None:
         if output_type not in OUTPUT_TYPES:
