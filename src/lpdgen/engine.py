@@ -93,12 +93,12 @@ class Engine:
         """The KV cache for ``batch`` sequences, reused while batch, dtype and device stay the same."""
         dtype = self.model.cache_dtype(device)
         c = self._cache
-        if c is None or c.batch != batch or c.k.dtype != dtype or c.k.device != device:
+        if c is None or c.batch != batch or c.dtype != dtype or c.device != device:
             self._cache = None  # free the old buffers before allocating new ones
             c = self._cache = self.model.new_cache(batch, device, dtype)
             if self._cudagraphs:  # graphs write into these buffers in place: their addresses must not move
-                torch._dynamo.mark_static_address(c.k)
-                torch._dynamo.mark_static_address(c.v)
+                for t in (*c.k, *c.v):
+                    torch._dynamo.mark_static_address(t)
         return c
 
     def step(self, context: torch.Tensor, queries_pos: torch.Tensor, cache: KVCache, slots: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
