@@ -114,7 +114,8 @@ def test_engine_of_another_model_is_refused(model):
 
 def test_compiled_steps_equal_eager_steps(model):
     """Dynamo tracing, functionalized cache writes and dynamic row counts (aot_eager: fast to compile;
-    the inductor run is the slow test below)."""
+    the inductor run is the slow test below). The compiled steps write the engine's own cache tensors,
+    one per layer (no two share storage), with the eager decoder's keys and values."""
     gen = torch.Generator().manual_seed(5)
     engine = Engine(model, compile=True, backend="aot_eager")
     labels, orders = torch.tensor([0, 3, 5]), random_orders(3, N, gen)
@@ -122,9 +123,15 @@ def test_compiled_steps_equal_eager_steps(model):
         eager = model.generate(labels, sizes, orders, cfg=3.0, top_k=1)
         assert torch.equal(engine.generate(labels, sizes, orders, cfg=3.0, top_k=1), eager)
     tokens = torch.randint(0, CFG["vocab_size"], (3, N), generator=gen)
+    eager_engine = Engine(model)
     torch.testing.assert_close(decode_logits(model, tokens, labels, [1, 4, 15], orders, engine=engine),
-                               decode_logits(model, tokens, labels, [1, 4, 15], orders), rtol=0, atol=1e-5)
+                               decode_logits(model, tokens, labels, [1, 4, 15], orders, engine=eager_engine), rtol=0, atol=1e-5)
     assert engine.compiled
+    layers = (*engine._cache.k, *engine._cache.v)
+    assert len({t.untyped_storage().data_ptr() for t in layers}) == 2 * CFG["depth"]
+    for got, want in zip(layers, (*eager_engine._cache.k, *eager_engine._cache.v)):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    assert all(t.abs().sum() > 0 for t in layers)
 
 
 @pytest.mark.slow
