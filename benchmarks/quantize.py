@@ -8,6 +8,11 @@ teacher-forced logits (cached path). The embedding tables are row lookups and st
 
     python benchmarks/quantize.py --threads 1
     python benchmarks/quantize.py --batches 1 8 --repeats 5 --json quantize.json
+    python benchmarks/quantize.py --mlp-rows 4 50 400 1280 --threads 1   # one MLP: fp32 / bf16 / int8 per library
+
+``--mlp-rows`` times only one ``width -> 4 width -> width`` MLP at those row counts (a batch-1 guided
+step feeds ~50 rows, a batch-8 one ~400): fp32, bf16 weights and activations, and int8 packed for each
+quantized-kernel library, which is how the default library was chosen.
 """
 
 from __future__ import annotations
@@ -27,10 +32,55 @@ from lpdgen.orders import locality_aware
 CHOICES = {"all-int8": ((), None), "head-fp32": (("head",), None), "all-int8-fbgemm": ((), "fbgemm")}
 
 
+def time_mlp(width: int, rows: list[int], repeats: int) -> dict[int, dict[str, float]]:
+    """Median seconds of 10 calls of one MLP per variant and row count, round-robin."""
+    from torch import nn
+
+    mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.Linear(4 * width, width)).eval()
+    variants = {"fp32": (mlp, torch.float32), "bf16": (copy.deepcopy(mlp).to(torch.bfloat16), torch.bfloat16)}
+    for backend in ("fbgemm", "onednn"):
+        if backend in torch.backends.quantized.supported_engines:
+            variants[f"int8-{backend}"] = (_quantize_mlp(copy.deepcopy(mlp), backend), torch.float32)
+    result = {}
+    for r in rows:
+        x = torch.randn(r, width)
+
+        def run(m: nn.Module, dtype: torch.dtype, x: torch.Tensor = x) -> None:
+            xd = x.to(dtype)
+            for _ in range(10):
+                m(xd)
+
+        with torch.inference_mode():
+            fns = {name: (lambda m=m, d=d: run(m, d)) for name, (m, d) in variants.items()}
+            for fn in fns.values():
+                fn()  # warm-up
+            sec, load = time_round_robin(fns, repeats)
+        result[r] = {"seconds": sec, "load_avg": load}
+        print(f"{r:>5} rows (load {load[0]:.1f}): " + ", ".join(f"{k} {sec['fp32'] / v:.2f}x" for k, v in sec.items()), flush=True)
+    return result
+
+
+def _quantize_mlp(mlp, backend: str):
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    previous, torch.backends.quantized.engine = torch.backends.quantized.engine, backend
+    try:
+        return quantize_dynamic(mlp, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    finally:
+        torch.backends.quantized.engine = previous
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_decode_args(p)
+    p.add_argument("--mlp-rows", type=int, nargs="*", default=[], help="time one MLP at these row counts instead")
     args = p.parse_args(argv)
+    if args.mlp_rows:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        write_result(args.json, {"threads": torch.get_num_threads(), "width": args.width,
+                                 "mlp": time_mlp(args.width, args.mlp_rows, args.repeats)})
+        return 0
     model, sizes = random_model(args)
     cfg = model.cfg
     engines = {"fp32": Engine(model)}
