@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", default="runs/quality.json")
     p.add_argument("--quantize", default=None, choices=QUANTIZE_MODES, help="generate with a quantized model")
     p.add_argument("--agreement", type=int, default=0,
-                   help="with --quantize: greedy-token agreement with the fp32 model on this many images per setting")
+                   help="with --quantize: greedy-token agreement with the fp32 model on this many images per setting, "
+                        "and the fp32 model's class accuracy on the same seeds")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
                "accuracy": classifier.accuracy(images, labels), "sec_per_image": sec}
         if reference is not None:
             row["greedy_agreement"] = greedy_agreement(pipe, reference, args.agreement, steps, cfg, args.order, args.seed, args.batch)
+            fp32_images, _, _ = generate(reference, num, steps, cfg, args.order, args.seed, args.batch)
+            row["fp32_accuracy"] = classifier.accuracy(fp32_images, labels)
         if extractor is not None and "sweep" not in name:
             stats = inception_stats(extractor, images, None)
             row["fid_vs_real"], row["fid_vs_recon"] = fid(stats, ref_real), fid(stats, ref_recon)

@@ -30,8 +30,8 @@ log = get_logger(__name__)
 
 QUANTIZE_MODES = ("int8", "int8-weight", "int4-weight")
 
-# Which Linear layers int8 keeps in fp32, chosen by measurement (benchmarks/quantize.py, docs/engine.md):
-# the embedding tables are row lookups (no matrix product) and always stay fp32. Keeping the 16384-way
+# Which Linear layers int8 keeps in fp32, chosen by measurement (benchmarks/quantize.py, fbgemm packing;
+# docs/engine.md): the embedding tables are row lookups (no matrix product) and always stay fp32. Keeping the 16384-way
 # head in fp32 made a 768/12 batch-1 decode 1.43x slower (batch 8: 1.01x) for a somewhat smaller error
 # (greedy agreement with fp32 0.77 vs 0.62 on random weights). Latency is LPD's point, so the head is
 # quantized by default; ``quantize_model(model, skip=("head",))`` keeps it fp32.
