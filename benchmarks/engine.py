@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"width {cfg.width} depth {cfg.depth} ({count_parameters(cfg) / 1e6:.0f}M params), {args.steps} steps, cfg {args.cfg}, "
           f"greedy, {torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
-    result = {"config": cfg.to_dict(), "params": count_parameters(cfg), "steps": args.steps, "cfg": args.cfg,
+    result = {"config": cfg.to_dict(), "params": count_parameters(cfg), "steps": args.steps, "cfg": args.cfg, "clock": args.clock,
               "threads": torch.get_num_threads(), "torch": torch.__version__, "baseline": args.baseline,
               "command": " ".join(["python", "benchmarks/engine.py", *(argv if argv is not None else sys.argv[1:])]), "rows": []}
     for batch in args.batches:
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         replay = gemm_replay(model, sizes, 2 * batch if args.cfg != 1.0 else batch)
         run["floor"] = lambda: torch.inference_mode()(replay)()
         tokens = {name: fn() for name, fn in run.items() if name != "floor"}  # also warms up (compiles)
-        sec, load = time_round_robin(run, args.repeats)
+        sec, load = time_round_robin(run, args.repeats, args.clock)
         row = {"batch": batch, "seconds": sec, "load_avg": load,
                "fp32_over_floor": sec["fp32"] / sec["floor"]}
         for name in ("int8", "int8-fbgemm"):

@@ -32,7 +32,7 @@ from lpdgen.orders import locality_aware
 CHOICES = {"all-int8": ((), None), "head-fp32": (("head",), None), "all-int8-fbgemm": ((), "fbgemm")}
 
 
-def time_mlp(width: int, rows: list[int], repeats: int) -> dict[int, dict[str, float]]:
+def time_mlp(width: int, rows: list[int], repeats: int, clock: str = "wall") -> dict[int, dict[str, float]]:
     """Median seconds of 10 calls of one MLP per variant and row count, round-robin."""
     from torch import nn
 
@@ -54,7 +54,7 @@ def time_mlp(width: int, rows: list[int], repeats: int) -> dict[int, dict[str, f
             fns = {name: (lambda m=m, d=d: run(m, d)) for name, (m, d) in variants.items()}
             for fn in fns.values():
                 fn()  # warm-up
-            sec, load = time_round_robin(fns, repeats)
+            sec, load = time_round_robin(fns, repeats, clock)
         result[r] = {"seconds": sec, "load_avg": load}
         print(f"{r:>5} rows (load {load[0]:.1f}): " + ", ".join(f"{k} {sec['fp32'] / v:.2f}x" for k, v in sec.items()), flush=True)
     return result
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         write_result(args.json, {"threads": torch.get_num_threads(), "width": args.width,
-                                 "mlp": time_mlp(args.width, args.mlp_rows, args.repeats)})
+                                 "mlp": time_mlp(args.width, args.mlp_rows, args.repeats, args.clock)})
         return 0
     model, sizes = random_model(args)
     cfg = model.cfg
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         tokens = {name: e.generate(labels, sizes, orders, cfg=args.cfg, top_k=1) for name, e in engines.items()}
         logits = {name: decode_logits(e.model, tokens["fp32"], labels, sizes, orders, engine=e) for name, e in engines.items()}
         sec, load = time_round_robin({name: (lambda e=e: e.generate(labels, sizes, orders, cfg=args.cfg, top_k=1))
-                                      for name, e in engines.items()}, args.repeats)
+                                      for name, e in engines.items()}, args.repeats, args.clock)
         row = {"batch": batch, "load_avg": load}
         for name in engines:
             row[name] = {"seconds": sec[name], "speedup_vs_fp32": sec["fp32"] / sec[name],
