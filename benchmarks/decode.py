@@ -13,13 +13,13 @@ Prints a table and writes JSON (``--json``). Run on a quiet machine; compare rat
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
 import time
 
 import torch
+from _common import write_result
 
 from lpdgen import LPD, LPDConfig
 from lpdgen.model import count_parameters
@@ -116,9 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": platform.machine(), "command": " ".join(["python", "benchmarks/decode.py", *(argv or sys.argv[1:])]),
         "rows": rows,
     }
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_result(args.json, result)
     return 0
 
 

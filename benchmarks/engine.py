@@ -8,12 +8,15 @@ steps, guidance 4.8, greedy tokens, random weights (speed does not depend on the
 - ``fp32``: today's fixed-shape decoder through an :class:`lpdgen.engine.Engine` (cache reused);
 - ``floor``: the decode's matrix products alone - every Linear of every step replayed with the same
   weights and row counts (``F.linear``), nothing else (attention, norms, GELU, sampling excluded);
-- ``int8``: the same decoder after ``model.quantize("int8")``;
-- ``compiled``, ``int8-compiled`` (with ``--compile``): the step compiled (inductor on CPU).
+- ``int8``: the same decoder after ``model.quantize("int8")`` (weights packed for oneDNN on CPUs with
+  VNNI, :func:`lpdgen.engine.int8_backend`); ``int8-fbgemm`` (with ``--fbgemm``): packed for fbgemm;
+- ``compiled`` (with ``--compile``): the fp32 step compiled (inductor on CPU). (A compiled int8 step
+  breaks the graph at every dynamic int8 Linear and measured slower than eager int8: docs/engine.md.)
 
 Variants are timed round-robin (repeat r of every variant, then repeat r + 1), so load drift on a
-shared machine hits them alike; medians are reported with the load average. ``--profile`` adds the
-torch-profiler share of a batch-1 decode spent in matrix-product kernels, for baseline / fp32 / int8.
+shared machine hits them alike; medians are reported with the load average. ``--profile`` adds, per
+variant and batch, where a decode's profiled self CPU time goes (torch profiler): matrix products,
+attention, LayerNorm, GELU, cache writes and the rest.
 
     python benchmarks/engine.py                            # batches 1 and 8, ~3 min on 2 cores
     python benchmarks/engine.py --profile --json docs/engine_bench.json
@@ -26,30 +29,34 @@ import argparse
 import copy
 import importlib.util
 import io
-import json
-import os
-import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import torch
 import torch.nn.functional as F
+from _common import add_decode_args, random_model, time_round_robin, write_result
 
-from lpdgen import LPD, LPDConfig
-from lpdgen.engine import Engine
+from lpdgen import LPD
+from lpdgen.engine import Engine, quantize_model
 from lpdgen.masks import decode_steps
 from lpdgen.model import count_parameters
-from lpdgen.orders import group_sizes, locality_aware
+from lpdgen.orders import locality_aware
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE_REF = "fd6f4b1"  # the last commit with the growing-view decoder
-MATMUL_KERNELS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "quantized::linear_dynamic")
+# profiled self CPU time by kind of work: op names (or, for attention, a part of them) per category
+PROFILE_CATEGORIES = {
+    "matmul": ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "quantized::linear_dynamic"),
+    "attention": ("scaled_dot_product",),
+    "layernorm": ("aten::native_layer_norm",),
+    "gelu": ("aten::gelu",),
+    "cache write": ("aten::index_copy_",),
+}
 
 
 def load_baseline(ref: str) -> ModuleType:
@@ -87,52 +94,44 @@ def gemm_replay(model: LPD, sizes: list[int], batch: int) -> Callable[[], None]:
     return run
 
 
-def matmul_share(fn: Callable[[], None]) -> float:
-    """Share of the profiled self CPU time of ``fn`` spent in matrix-product kernels."""
+def profile_shares(fn: Callable[[], object]) -> dict[str, float]:
+    """Share of the profiled self CPU time of ``fn`` in each of :data:`PROFILE_CATEGORIES` and the rest."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    return sum(e.self_cpu_time_total for e in events if e.key in MATMUL_KERNELS) / total
+    shares = {name: sum(e.self_cpu_time_total for e in events if any(op in e.key for op in ops)) / total
+              for name, ops in PROFILE_CATEGORIES.items()}
+    return {**shares, "other": 1 - sum(shares.values())}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--width", type=int, default=768)
-    p.add_argument("--depth", type=int, default=12)
-    p.add_argument("--heads", type=int, default=12)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--cfg", type=float, default=4.8)
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--repeats", type=int, default=3)
+    add_decode_args(p)
     p.add_argument("--baseline", default=BASELINE_REF, help="git ref of the decoder to compare with ('' skips it)")
     p.add_argument("--compile", action="store_true", help="also time the compiled step")
-    p.add_argument("--profile", action="store_true", help="matrix-product share of a batch-1 decode")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--json", default=None)
+    p.add_argument("--fbgemm", action="store_true", help="also time int8 weights packed for fbgemm")
+    p.add_argument("--profile", action="store_true", help="where each decode's time goes (torch profiler)")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    cfg = LPDConfig(width=args.width, depth=args.depth, heads=args.heads, grid=(16, 16))
-    model = LPD(cfg).eval()
+    model, sizes = random_model(args)
+    cfg = model.cfg
     int8 = copy.deepcopy(model).quantize("int8")
-    sizes = group_sizes(cfg.num_tokens, args.steps)
     baseline = None
     if args.baseline:
         base_module = load_baseline(args.baseline)
         baseline = base_module.LPD(base_module.LPDConfig(**cfg.to_dict())).eval()
         baseline.load_state_dict(model.state_dict())
     engines = {"fp32": Engine(model), "int8": Engine(int8)}
+    if args.fbgemm:
+        engines["int8-fbgemm"] = Engine(quantize_model(copy.deepcopy(model), "int8", backend="fbgemm"))
     if args.compile:
         engines["compiled"] = Engine(model, compile=True)
-        engines["int8-compiled"] = Engine(int8, compile=True)
 
     print(f"width {cfg.width} depth {cfg.depth} ({count_parameters(cfg) / 1e6:.0f}M params), {args.steps} steps, cfg {args.cfg}, "
           f"greedy, {torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
-    result = {"config": cfg.to_dict(), "params": count_parameters(cfg), "steps": args.steps, "cfg": args.cfg,
+    result = {"config": cfg.to_dict(), "params": count_parameters(cfg), "steps": args.steps, "cfg": args.cfg, "clock": args.clock,
               "threads": torch.get_num_threads(), "torch": torch.__version__, "baseline": args.baseline,
               "command": " ".join(["python", "benchmarks/engine.py", *(argv if argv is not None else sys.argv[1:])]), "rows": []}
     for batch in args.batches:
@@ -144,42 +143,31 @@ def main(argv: list[str] | None = None) -> int:
         replay = gemm_replay(model, sizes, 2 * batch if args.cfg != 1.0 else batch)
         run["floor"] = lambda: torch.inference_mode()(replay)()
         tokens = {name: fn() for name, fn in run.items() if name != "floor"}  # also warms up (compiles)
-        times: dict[str, list[float]] = {name: [] for name in run}
-        load_before = os.getloadavg()[0]
-        for _ in range(args.repeats):
-            for name, fn in run.items():
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-        sec = {name: statistics.median(t) for name, t in times.items()}
-        row = {"batch": batch, "seconds": sec, "load_avg": [load_before, os.getloadavg()[0]],
-               "fp32_over_floor": sec["fp32"] / sec["floor"],
-               "int8_agreement_with_fp32": (tokens["int8"] == tokens["fp32"]).float().mean().item()}
+        sec, load = time_round_robin(run, args.repeats, args.clock)
+        row = {"batch": batch, "seconds": sec, "load_avg": load,
+               "fp32_over_floor": sec["fp32"] / sec["floor"]}
+        for name in ("int8", "int8-fbgemm"):
+            if name in tokens:
+                row[f"{name}_agreement_with_fp32"] = (tokens[name] == tokens["fp32"]).float().mean().item()
         if baseline is not None:
             row["fp32_tokens_equal_baseline"] = bool(torch.equal(tokens["fp32"], tokens["baseline"]))
             row["baseline_over_fp32"] = sec["baseline"] / sec["fp32"]
             row["baseline_over_int8"] = sec["baseline"] / sec["int8"]
+            if "int8-fbgemm" in sec:
+                row["baseline_over_int8_fbgemm"] = sec["baseline"] / sec["int8-fbgemm"]
         if "compiled" in tokens:
             row["compiled_tokens_equal_fp32"] = bool(torch.equal(tokens["compiled"], tokens["fp32"]))
             row["fp32_over_compiled"] = sec["fp32"] / sec["compiled"]
-            row["int8_compiled_tokens_equal_int8"] = bool(torch.equal(tokens["int8-compiled"], tokens["int8"]))
-            if baseline is not None:
-                row["baseline_over_int8_compiled"] = sec["baseline"] / sec["int8-compiled"]
         result["rows"].append(row)
-        print(f"batch {batch} (load avg {load_before:.2f} -> {os.getloadavg()[0]:.2f}): "
+        print(f"batch {batch} (load avg {load[0]:.2f} -> {load[1]:.2f}): "
               + ", ".join(f"{k} {v:.3f} s" for k, v in sec.items()), flush=True)
         print("  " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
                                if k not in ("batch", "seconds", "load_avg")), flush=True)
-    if args.profile:
-        labels, orders = torch.tensor([0]), locality_aware(cfg.grid, sizes, batch=1, seed=0)
-        fns = {name: (lambda e=e: e.generate(labels, sizes, orders, cfg=args.cfg, top_k=1)) for name, e in engines.items()}
-        if baseline is not None:
-            fns["baseline"] = lambda: baseline.generate(labels, sizes, orders, cfg=args.cfg, top_k=1)
-        result["matmul_share_batch1"] = {name: matmul_share(fn) for name, fn in fns.items()}
-        print("matrix-product share of a batch-1 decode (torch profiler, self CPU time): "
-              + ", ".join(f"{k} {v:.1%}" for k, v in result["matmul_share_batch1"].items()))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        if args.profile:  # the floor is matrix products by construction
+            row["profile"] = {name: profile_shares(fn) for name, fn in run.items() if name != "floor"}
+            for name, shares in row["profile"].items():
+                print(f"  profile {name}: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()), flush=True)
+    write_result(args.json, result)
     return 0
 
 

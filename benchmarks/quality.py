@@ -5,6 +5,7 @@ classifier and Inception FID against the real test split and against its tokeniz
     python benchmarks/quality.py                                   # embedded model, its defaults, 2000 images
     python benchmarks/quality.py --settings 8:3 64:3 --num 2000    # steps:guidance pairs
     python benchmarks/quality.py --sweep 1 1.5 2 3 4 --sweep-steps 8 --sweep-num 500 --no-fid   # guidance sweep
+    python benchmarks/quality.py --quantize int8 --num 1000 --agreement 1000   # int8 vs fp32 (docs/engine.md)
 
 Images are generated with per-image seeds (``lpdgen.rng.image_seed(seed, i)``), class ``i % 10`` (equal
 per class). Results are appended to ``--json`` one object per setting; the table is printed. Reference
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from lpdgen.evaluation.classifier import FMNISTClassifier
 from lpdgen.data import FASHION_MNIST_PAD, FashionMNIST
+from lpdgen.engine import QUANTIZE_MODES
 from lpdgen.images import float_to_uint8, uint8_to_float
 from lpdgen.evaluation.metrics import feature_statistics, fid
 from lpdgen.pipeline import LPDPipeline
@@ -39,6 +41,18 @@ def generate(pipe: LPDPipeline, num: int, steps: int | None, cfg: float | None, 
         out.append(pipe(labels[s:s + len(idx)].tolist(), num_inference_steps=steps, guidance_scale=cfg, order=order,
                         seeds=image_seeds(seed, idx), output_type="np").images)
     return np.concatenate(out), labels, (time.perf_counter() - t0) / num
+
+
+def greedy_agreement(pipe: LPDPipeline, reference: LPDPipeline, num: int, steps: int | None, cfg: float | None,
+                     order: str | None, seed: int, batch: int) -> float:
+    """Share of greedy (top-1) tokens of ``pipe`` equal to ``reference``'s on the same labels, seeds and orders."""
+    labels = (np.arange(num) % pipe.model.cfg.num_classes).tolist()
+    same = 0
+    for s in tqdm(range(0, num, batch), desc="greedy agreement", unit="batch"):
+        idx = range(s, min(num, s + batch))
+        kw = dict(num_inference_steps=steps, guidance_scale=cfg, order=order, top_k=1, seeds=image_seeds(seed, idx), output_type="codes")
+        same += int((pipe(labels[s:s + len(idx)], **kw).codes == reference(labels[s:s + len(idx)], **kw).codes).sum())
+    return same / (num * pipe.model.cfg.num_tokens)
 
 
 def reconstructions(pipe: LPDPipeline, images: np.ndarray, batch: int = 500) -> np.ndarray:
@@ -77,10 +91,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--cache-dir", default="runs/quality_cache")
     p.add_argument("--json", default="runs/quality.json")
+    p.add_argument("--quantize", default=None, choices=QUANTIZE_MODES, help="generate with a quantized model")
+    p.add_argument("--agreement", type=int, default=0,
+                   help="with --quantize: greedy-token agreement with the fp32 model on this many images per setting, "
+                        "and the fp32 model's class accuracy on the same seeds")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    pipe = LPDPipeline.from_pretrained(args.model)
+    pipe = LPDPipeline.from_pretrained(args.model, quantize=args.quantize)
+    reference = LPDPipeline.from_pretrained(args.model) if args.quantize and args.agreement else None
     classifier = FMNISTClassifier.from_checkpoint()
     test = FashionMNIST(split="test", pad_to=FASHION_MNIST_PAD)
     real = test.images.numpy()[..., None]
@@ -107,8 +126,12 @@ def main(argv: list[str] | None = None) -> None:
         images, labels, sec = generate(pipe, num, steps, cfg, args.order, args.seed, args.batch)
         row = {"setting": name, "steps": steps or pipe.sampling.num_inference_steps,
                "guidance": cfg if cfg is not None else pipe.sampling.guidance_scale,
-               "order": args.order or pipe.sampling.order, "num": num, "seed": args.seed,
+               "order": args.order or pipe.sampling.order, "num": num, "seed": args.seed, "quantize": args.quantize,
                "accuracy": classifier.accuracy(images, labels), "sec_per_image": sec}
+        if reference is not None:
+            row["greedy_agreement"] = greedy_agreement(pipe, reference, args.agreement, steps, cfg, args.order, args.seed, args.batch)
+            fp32_images, _, _ = generate(reference, num, steps, cfg, args.order, args.seed, args.batch)
+            row["fp32_accuracy"] = classifier.accuracy(fp32_images, labels)
         if extractor is not None and "sweep" not in name:
             stats = inception_stats(extractor, images, None)
             row["fid_vs_real"], row["fid_vs_recon"] = fid(stats, ref_real), fid(stats, ref_recon)
@@ -123,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         f1 = f"{r['fid_vs_real']:.2f}" if "fid_vs_real" in r else "-"
         f2 = f"{r['fid_vs_recon']:.2f}" if "fid_vs_recon" in r else "-"
-        print(f"| {r['setting']} | {r.get('steps', '-')} | {r.get('guidance', '-')} | {r['num']} | "
+        print(f"| {r['setting']}{' (' + r['quantize'] + ')' if r.get('quantize') else ''} | {r.get('steps', '-')} | {r.get('guidance', '-')} | {r['num']} | "
               f"{100 * r['accuracy']:.1f}% | {f1} | {f2} |")
 
 

@@ -7,8 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from lpdgen import LPD, LPDConfig
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"  # state-dict names and shapes of the published checkpoints
+# the tiny decoder of the generation and engine tests: 4x5 = 20 tokens, fast enough to fuzz schedules
+TINY_CFG = dict(width=48, depth=3, heads=4, vocab_size=37, num_classes=6, grid=(4, 5))
+TINY_N = 20
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +24,13 @@ def _deterministic_torch():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_model() -> LPD:
+    """A random :data:`TINY_CFG` model in eval mode (seed 0: the same weights in every test)."""
+    torch.manual_seed(0)
+    return LPD(LPDConfig(**TINY_CFG)).eval()
 
 
 @pytest.fixture

@@ -10,21 +10,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import random_orders, random_schedule
+from conftest import TINY_CFG, TINY_N, random_orders, random_schedule
 from lpdgen import LPD, LPDConfig
-from lpdgen.engine import Engine, compiled_engine
+from lpdgen.engine import Engine, compiled_engine, int8_backend, quantize_model
 from lpdgen.generation import decode_logits
 from lpdgen.masks import decode_slot_masks, decode_steps
 from lpdgen.sampling import cfg_scales, guide
 
-CFG = dict(width=48, depth=3, heads=4, vocab_size=37, num_classes=6, grid=(4, 5))
-N = 20
+CFG, N = TINY_CFG, TINY_N
 
 
 @pytest.fixture
-def model() -> LPD:
-    torch.manual_seed(0)
-    return LPD(LPDConfig(**CFG)).eval()
+def model(tiny_model: LPD) -> LPD:
+    return tiny_model
 
 
 @torch.no_grad()
@@ -116,7 +114,8 @@ def test_engine_of_another_model_is_refused(model):
 
 def test_compiled_steps_equal_eager_steps(model):
     """Dynamo tracing, functionalized cache writes and dynamic row counts (aot_eager: fast to compile;
-    the inductor run is the slow test below)."""
+    the inductor run is the slow test below). The compiled steps write the engine's own cache tensors,
+    one per layer (no two share storage), with the eager decoder's keys and values."""
     gen = torch.Generator().manual_seed(5)
     engine = Engine(model, compile=True, backend="aot_eager")
     labels, orders = torch.tensor([0, 3, 5]), random_orders(3, N, gen)
@@ -124,9 +123,15 @@ def test_compiled_steps_equal_eager_steps(model):
         eager = model.generate(labels, sizes, orders, cfg=3.0, top_k=1)
         assert torch.equal(engine.generate(labels, sizes, orders, cfg=3.0, top_k=1), eager)
     tokens = torch.randint(0, CFG["vocab_size"], (3, N), generator=gen)
+    eager_engine = Engine(model)
     torch.testing.assert_close(decode_logits(model, tokens, labels, [1, 4, 15], orders, engine=engine),
-                               decode_logits(model, tokens, labels, [1, 4, 15], orders), rtol=0, atol=1e-5)
+                               decode_logits(model, tokens, labels, [1, 4, 15], orders, engine=eager_engine), rtol=0, atol=1e-5)
     assert engine.compiled
+    layers = (*engine._cache.k, *engine._cache.v)
+    assert len({t.untyped_storage().data_ptr() for t in layers}) == 2 * CFG["depth"]
+    for got, want in zip(layers, (*eager_engine._cache.k, *eager_engine._cache.v)):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    assert all(t.abs().sum() > 0 for t in layers)
 
 
 @pytest.mark.slow
@@ -160,13 +165,18 @@ def test_a_compile_failure_falls_back_to_eager_with_one_warning(model, monkeypat
     assert torch.equal(got, model.generate(labels, [1, 4, 15], orders, cfg=2.0, top_k=1))
 
 
-def test_int8_quantizes_every_linear_in_place_and_keeps_greedy_tokens_close(model):
+@pytest.mark.parametrize("backend", [None, "fbgemm", "onednn"])
+def test_int8_quantizes_every_linear_in_place_and_keeps_greedy_tokens_close(model, backend):
+    """Either kernel library (None: the one :func:`int8_backend` picks for this CPU); the weights keep
+    the library they were packed for, and the process-wide engine setting is left as it was."""
     gen = torch.Generator().manual_seed(8)
     labels, orders = torch.randint(0, 6, (16,), generator=gen), random_orders(16, N, gen)
     tokens = torch.randint(0, CFG["vocab_size"], (16, N), generator=gen)
     fp32_tokens = model.generate(labels, [1, 4, 15], orders, cfg=2.0, top_k=1)
     fp32_logits = decode_logits(model, tokens, labels, [1, 4, 15], orders)
-    assert model.quantize("int8") is model and model.quantized == "int8"
+    engine_before = torch.backends.quantized.engine
+    assert quantize_model(model, "int8", backend=backend) is model and model.quantized == "int8"
+    assert torch.backends.quantized.engine == engine_before
     assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())  # dynamic int8 modules replace all
     assert isinstance(model.token_emb, torch.nn.Embedding) and model.token_emb.weight.dtype == torch.float32
     q_logits = decode_logits(model, tokens, labels, [1, 4, 15], orders)
@@ -176,9 +186,16 @@ def test_int8_quantizes_every_linear_in_place_and_keeps_greedy_tokens_close(mode
     assert agree > 0.8
 
 
+def test_int8_backend_is_an_available_quantized_engine():
+    assert int8_backend() in ("onednn", "fbgemm") and int8_backend() in torch.backends.quantized.supported_engines
+
+
 def test_quantize_rejects_bad_requests(model, tmp_path):
     with pytest.raises(ValueError, match="unknown quantize mode"):
         model.quantize("int3")
+    with pytest.raises(ValueError, match="int8 backend 'mkl' is not available"):
+        quantize_model(model, "int8", backend="mkl")
+    assert not getattr(model, "quantized", None)
     if importlib.util.find_spec("torchao") is None:
         with pytest.raises(ValueError, match="torchao"):
             model.quantize("int4-weight")

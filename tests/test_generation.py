@@ -6,19 +6,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import random_orders, random_schedule
-from lpdgen import LPD, LPDConfig
+from conftest import TINY_CFG, TINY_N, random_orders, random_schedule
+from lpdgen import LPD
 from lpdgen.generation import _generate, decode_logits, generate
 from lpdgen.sampling import cfg_scales, draw_uniform, guide, sample_tokens
 
-CFG = dict(width=48, depth=3, heads=4, vocab_size=37, num_classes=6, grid=(4, 5))
-N = 20
+CFG, N = TINY_CFG, TINY_N
 
 
 @pytest.fixture
-def model() -> LPD:
-    torch.manual_seed(0)
-    return LPD(LPDConfig(**CFG)).eval()
+def model(tiny_model: LPD) -> LPD:
+    return tiny_model
 
 
 def test_teacher_forced_decoding_equals_training_forward_on_random_schedules(model):

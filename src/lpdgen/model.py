@@ -113,24 +113,34 @@ def count_parameters(cfg: LPDConfig) -> int:
 
 
 class KVCache:
-    """Preallocated keys and values of every layer, (depth, B, H, 1 + N, Dh) each.
+    """Preallocated keys and values, one (B, H, 1 + N, Dh) tensor per layer each.
 
     Slot 0 holds the class token, slot t the t-th token in generation order. A decoding step attends over
     a fixed span of slots under a mask that hides the slots not yet written, so its shapes do not depend
     on how far decoding has got (it can be compiled or captured as a CUDA graph), and the buffers can be
     reused across calls (:class:`lpdgen.engine.Engine`). Zero-filled once: hidden slots
     must hold finite numbers, since a masked weight of 0 times NaN would still be NaN. It lives outside
-    the model so that generation never mutates the module.
+    the model so that generation never mutates the module. Every layer has tensors of its own rather
+    than a view into one (depth, ...) buffer: a compiled step then writes whole graph inputs in place,
+    where writes into views of one buffer were compiled into two copies of the whole layer per write.
     """
 
     def __init__(self, depth: int, batch: int, heads: int, slots: int, head_dim: int, *, dtype: torch.dtype, device: torch.device):
-        shape = (depth, batch, heads, slots, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        shape = (batch, heads, slots, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(depth)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(depth)]
 
     @property
     def batch(self) -> int:
-        return self.k.shape[1]
+        return self.k[0].shape[0]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.k[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.k[0].device
 
     def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (B, H, L, Dh) into the cache slots ``slots`` (L,) (a device tensor, so that the step
