@@ -162,7 +162,7 @@ def sample_grids(results: dict, path: Path, per_class: int = 6) -> Path | None:
 NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
 
-def order_statistics(steps: int = HEADLINE_STEPS, num: int = 500, grid: int = 8) -> list[dict]:
+def order_statistics(steps: int = HEADLINE_STEPS, num: int = 500, grid: int = 8, thresholds: bool = True) -> list[dict]:
     """Per order type (and threshold variant): for the cell generated at each step, the mean number of its
     8 neighbours already generated (context it is conditioned on) and of its neighbours generated in the
     same step (sampled independently of it). A good parallel order has much of the first, little of the
@@ -172,8 +172,10 @@ def order_statistics(steps: int = HEADLINE_STEPS, num: int = 500, grid: int = 8)
     from lpdgen.rng import generator, image_seeds
 
     sizes = group_sizes(grid * grid, steps)
-    variants = [(o, None, None) for o in ORDERS] + [("locality", *PROXIMITY_ONLY), ("locality", *REPULSION_ONLY)]
-    variants += [("locality", t, r) for t in TAU_GRID for r in RHO_GRID if (t, r) != (1.0, 2.0)]
+    variants = [(o, None, None) for o in ORDERS]
+    if thresholds:
+        variants += [("locality", *PROXIMITY_ONLY), ("locality", *REPULSION_ONLY)]
+        variants += [("locality", t, r) for t in TAU_GRID for r in RHO_GRID if (t, r) != (1.0, 2.0)]
     rows = []
     for order, tau, rho in variants:
         kw = {} if tau is None else {"tau": tau, "rho": rho}
@@ -185,9 +187,19 @@ def order_statistics(steps: int = HEADLINE_STEPS, num: int = 500, grid: int = 8)
             shifted = padded[:, 1 + dy:1 + dy + grid, 1 + dx:1 + dx + grid]
             before += ((shifted > 0) & (shifted < maps)).mean()
             same += (shifted == maps).mean()
-        rows.append({"order": order, "tau": tau, "rho": rho, "context_neighbours": float(before),
+        rows.append({"order": order, "steps": steps, "tau": tau, "rho": rho, "context_neighbours": float(before),
                      "same_step_neighbours": float(same)})
     return rows
+
+
+def order_statistics_by_steps(num: int = 200) -> str:
+    """Context / same-step neighbours of the four order types at every step count of the grid."""
+    stats = {k: {r["order"]: r for r in order_statistics(k, num, thresholds=False)} for k in STEPS}
+    out = ["| steps | " + " | ".join(ORDERS) + " |", "|---|" + "---|" * len(ORDERS)]
+    for k in STEPS:
+        out.append(f"| {k} | " + " | ".join(
+            f"{stats[k][o]['context_neighbours']:.2f} / {stats[k][o]['same_step_neighbours']:.2f}" for o in ORDERS) + " |")
+    return "\n".join(out)
 
 
 def order_statistics_table(rows: list[dict]) -> str:
@@ -303,6 +315,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.order_stats:
         print(f"\n### Neighbourhood statistics of {HEADLINE_STEPS}-step orders (8x8 grid, 500 orders each)\n")
         print(order_statistics_table(order_statistics()))
+        print("\nThe four order types at every step count (context / same-step neighbours, 200 orders each):\n")
+        print(order_statistics_by_steps())
 
 
 if __name__ == "__main__":
