@@ -287,8 +287,8 @@ def tables(data: dict) -> str:
             for k in LATENCY_STEPS) + " |")
     elapsed = sum(r.get("elapsed_s", 0.0) for r in res.values())
     ref_s = data.get("meta", {}).get("inception_reference", {}).get("seconds", 0.0)
-    out.append(f"\n{len(res)} settings measured; their run time adds up to {elapsed / 3600:.2f} h "
-               f"(+ {ref_s / 60:.0f} min for the Inception reference statistics).")
+    out.append(f"\n{len(res)} settings measured; their run times add up to {elapsed / 3600:.2f} h, including "
+               f"{ref_s / 60:.0f} min for the Inception statistics of the test split (computed once, in the first FID row).")
     return "\n".join(out)
 
 
