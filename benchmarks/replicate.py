@@ -9,7 +9,7 @@ docs/replication.md, as one resumable run.
 Each finished setting is written at once (atomically) to ``--json`` under its name; a rerun skips the
 names already there, so an interrupted run resumes and ``--only`` reruns a subset (delete a name from
 the file to remeasure it). Settings run in the order listed by ``--list``: the headline rows first,
-then the second seed, the 8-step order ablations, the other step counts, and extra Inception rows last,
+then the second seed (with its Inception FIDs), the 8-step order ablations, the other step counts, and extra Inception rows last,
 so a run cut short loses the cheapest-to-redo tail.
 
 Protocol:
@@ -93,13 +93,22 @@ class ResultStore:
     def __contains__(self, name: str) -> bool:
         return name in self.results
 
+    def _write(self) -> None:
+        """Merge with what is on disk first, so that a second run on a disjoint ``--only`` subset of the
+        same file keeps the rows the other one wrote meanwhile (not locked: rows finish minutes apart)."""
+        if self.path.is_file():
+            disk = json.loads(self.path.read_text())
+            self.data["results"] = {**disk.get("results", {}), **self.results}
+            self.data["meta"] = {**disk.get("meta", {}), **self.data.get("meta", {})}
+        atomic_write_json(self.data, self.path)
+
     def add(self, name: str, row: dict) -> None:
         self.results[name] = row
-        atomic_write_json(self.data, self.path)
+        self._write()
 
     def set_meta(self, **meta) -> None:
         self.data.setdefault("meta", {}).update(meta)
-        atomic_write_json(self.data, self.path)
+        self._write()
 
 
 def selected(name: str, only: list[str], skip: list[str]) -> bool:
@@ -150,12 +159,12 @@ def settings(scales: tuple[float, ...] = SWEEP_SCALES) -> list[Setting]:
     out += [gen("random", 64, inception=True), gen("raster", 64, inception=True)]
     out += [gen(o, h, inception=True) for o in ORDERS]
     out += [gen(o, h, seed=SECOND_SEED) for o in ("locality", "random")]
+    out += [Setting(f"fid/{gen_name(o, h, SECOND_SEED)}", "fid", h, o, SECOND_SEED) for o in ("locality", "random")]
     out += [gen("locality", h, tau=t, rho=r) for t, r in (PROXIMITY_ONLY, REPULSION_ONLY)]
     out += [gen("locality", h, tau=t, rho=r) for t in TAU_GRID for r in RHO_GRID if (t, r) != (1.0, 2.0)]
     for k in STEPS:
         if k != h:
             out += sweep(k, scales) + [gen(o, k) for o in ORDERS]
-    out += [Setting(f"fid/{gen_name(o, h, SECOND_SEED)}", "fid", h, o, SECOND_SEED) for o in ("locality", "random")]
     out += [Setting("fid/floor/train-real", "fid", extra={"floor": "real"}),
             Setting("fid/floor/train-recon", "fid", extra={"floor": "recon"})]
     out += [Setting(f"best-thresholds/steps={k}", "generate", k, "locality", extra={"best_thresholds": True})

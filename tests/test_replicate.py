@@ -34,6 +34,15 @@ def test_store_keeps_every_finished_row_across_reopen(rep, tmp_path):
     assert json.loads(path.read_text())["results"]["b"] == {"fd_test": 2.5}
 
 
+def test_two_stores_on_one_file_keep_each_others_rows(rep, tmp_path):
+    path = tmp_path / "r.json"
+    first, second = rep.ResultStore(path), rep.ResultStore(path)  # two runs on disjoint subsets
+    first.add("a", {"fd_test": 1.0})
+    second.add("b", {"fd_test": 2.0})
+    first.add("c", {"fd_test": 3.0})
+    assert set(rep.ResultStore(path).results) == {"a", "b", "c"}
+
+
 def test_store_rejects_a_foreign_json(rep, tmp_path):
     path = tmp_path / "x.json"
     path.write_text(json.dumps({"rows": []}))
