@@ -48,7 +48,7 @@ def pct(row: dict | None, key: str = "accuracy") -> str:
 
 def line_panels(panels: list[dict], path: Path, title: str = "", panel_w: int = 460, h: int = 360) -> Path:
     """Side-by-side line charts on a log2 x axis. Each panel: ``title``, ``x_label``, ``series``
-    (label -> [(x, y), ...]) and optionally ``y_format`` (e.g. "{:.0f}x")."""
+    (label -> [(x, y), ...]) and optionally ``y_format`` (e.g. "{:.0f}x") and ``from_zero`` (default True)."""
     from PIL import Image, ImageDraw
 
     left, right, top, bottom = 56, 16, 48, 70
@@ -61,7 +61,9 @@ def line_panels(panels: list[dict], path: Path, title: str = "", panel_w: int = 
             continue
         xs, ys = [math.log2(x) for x, _ in pts], [y for _, y in pts]
         x_lo, x_hi = min(xs), max(xs) + 1e-9
-        y_lo, y_hi = min(0.0, min(ys)), max(ys) * 1.1 + 1e-9
+        span = max(ys) - min(ys) + 1e-9
+        y_lo = min(0.0, min(ys)) if panel.get("from_zero", True) else min(ys) - 0.15 * span
+        y_hi = max(ys) + 0.1 * (max(ys) - y_lo) + 1e-9
         x0, w, hh = p * panel_w + left, panel_w - left - right, h - top - bottom
 
         def at(x: float, y: float) -> tuple[float, float]:
@@ -94,22 +96,21 @@ def line_panels(panels: list[dict], path: Path, title: str = "", panel_w: int = 
 
 
 def quality_plot(results: dict, path: Path) -> Path | None:
-    series_fd, series_acc = {}, {}
+    series = {"fd_test": {}, "accuracy": {}, "fid": {}}
     for o in ORDERS:
-        rows = [(k, results.get(gen_name(o, k))) for k in STEPS]
-        series_fd[o] = [(k, r["fd_test"]) for k, r in rows if r]
-        series_acc[o] = [(k, 100 * r["accuracy"]) for k, r in rows if r]
-    for o in ("random", "raster"):
-        r = results.get(gen_name(o, 64))
-        if r:
-            series_fd[f"{o}, 64 steps"] = [(64, r["fd_test"])]
-            series_acc[f"{o}, 64 steps"] = [(64, 100 * r["accuracy"])]
-    if not any(series_fd.values()):
+        for key in series:
+            series[key][o] = [(k, r[key]) for k in (*STEPS, 64) if (r := results.get(gen_name(o, k))) and key in r]
+    if not any(series["fd_test"].values()):
         return None
+    series["accuracy"] = {o: [(k, 100 * a) for k, a in pts] for o, pts in series["accuracy"].items()}
     return line_panels([
-        {"title": "Frechet distance, classifier features (lower is better)", "x_label": "steps", "series": series_fd},
-        {"title": "class accuracy, % (shipped classifier)", "x_label": "steps", "series": series_acc},
-    ], path, title="Embedded Fashion-MNIST LPD (64 tokens): quality vs steps, 5,000 images per point, vs the test split")
+        {"title": "FD, classifier features, 5,000 images (lower is better)", "x_label": "steps", "series": series["fd_test"]},
+        {"title": "Inception FID, 2,000 images (lower is better)", "x_label": "steps", "series": series["fid"],
+         "from_zero": False},
+        {"title": "class accuracy, % (shipped classifier)", "x_label": "steps", "series": series["accuracy"],
+         "from_zero": False},
+    ], path, title="Embedded Fashion-MNIST LPD (64 tokens): quality vs steps per order type, against the test split "
+                   "(64 steps = one token per step)")
 
 
 def speedup_plot(results: dict, path: Path) -> Path | None:

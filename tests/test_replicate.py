@@ -78,3 +78,30 @@ def test_list_flag_prints_names_without_running(rep, capsys, tmp_path):
     rep.main(["--list", "--only", "latency/*", "--json", str(tmp_path / "r.json")])
     assert capsys.readouterr().out.split() == [f"latency/batch={b}" for b in rep.LATENCY_BATCHES]
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.fixture(scope="module")
+def report(rep):
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("replicate_report", SCRIPT.parent / "replicate_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.path.remove(str(SCRIPT.parent))
+
+
+def test_report_marks_unmeasured_rows_pending_and_plots_measured_ones(rep, report, tmp_path):
+    row = {"order": "locality", "steps": 8, "seed": 0, "guidance": 4.0, "tau": 1.0, "rho": 2.0, "fd_test": 31.68,
+           "fd_train": 31.03, "accuracy": 0.9394, "fid": 67.92, "sec_per_image": 0.0128, "elapsed_s": 3600.0}
+    data = {"results": {rep.gen_name("locality", 8): row, rep.gen_name("random", 8): {**row, "fd_test": 29.54}}}
+    text = report.tables(data)
+    assert "| 8 | locality | 4 | 93.9% | 31.68 | 31.03 | 67.92 | 0.013 |" in text
+    assert "| 8 | raster | pending |" in text and "2 settings measured" in text
+    assert "| 8 | 4 | 31.68 (93.9%) | 29.54 (93.9%) | pending | pending |" in text
+    from PIL import Image
+
+    path = report.quality_plot(data["results"], tmp_path / "q.png")
+    with Image.open(path) as img:
+        colours = {c for _, c in img.getcolors(maxcolors=1 << 16)}
+    assert report.COLOURS[0] in colours and report.COLOURS[1] in colours  # locality and random points drawn
+    assert report.speedup_plot(data["results"], tmp_path / "s.png") is None  # no latency rows yet
