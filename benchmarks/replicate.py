@@ -162,6 +162,8 @@ def settings(scales: tuple[float, ...] = SWEEP_SCALES) -> list[Setting]:
     out += [Setting(f"fid/{gen_name(o, h, SECOND_SEED)}", "fid", h, o, SECOND_SEED) for o in ("locality", "random")]
     out += [gen("locality", h, tau=t, rho=r) for t, r in (PROXIMITY_ONLY, REPULSION_ONLY)]
     out += [gen("locality", h, tau=t, rho=r) for t in TAU_GRID for r in RHO_GRID if (t, r) != (1.0, 2.0)]
+    out += [Setting(f"fid/{gen_name('locality', h, 0, t, r)}", "fid", h, "locality", tau=t, rho=r)
+            for t, r in (PROXIMITY_ONLY, REPULSION_ONLY)]  # the paper's ablation, by the metric that separates orders
     for k in STEPS:
         if k != h:
             out += sweep(k, scales) + [gen(o, k) for o in ORDERS]
