@@ -1,4 +1,4 @@
-"""Helpers to run `lpdgen demo` as a real server and drive it with headless Chromium (selenium), shared
+"""Helpers to run `lpdgen demo` as a real server and drive it with headless Chromium (selenium), used
 by the end-to-end test and scripts/demo_screenshot.py (which takes the README's screenshot)."""
 
 from __future__ import annotations

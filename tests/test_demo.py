@@ -141,8 +141,8 @@ def test_class_choices(pipe):
 
 
 def test_app_queues_every_event_on_one_model_slot(pipe, tmp_path):
-    """Generate and Compare share one concurrency slot of size 1 (one model; its cache is not shared
-    between threads), the queue is bounded, and bad input becomes a gr.Error with the same message."""
+    """Generate and Compare share one concurrency slot of size 1 (one model; one cache, not safe
+    for two threads at once), the queue is bounded, and bad input becomes a gr.Error with the same message."""
     gr = pytest.importorskip("gradio", reason="the page needs the demo extra: pip install 'lpdgen[demo]'")
     from lpdgen.demo import build_app
 

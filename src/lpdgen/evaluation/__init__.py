@@ -1,3 +1,3 @@
 """Evaluation: the sampling-to-FID protocol (ADM ``.npz`` sample sets, reference statistics), the metrics
 (FID, precision/recall), the offline Inception feature extractor and the small Fashion-MNIST classifier.
-Built on the core and the shared helpers; nothing in the core imports from here."""
+Built on the core and the common helpers; nothing in the core imports from here."""

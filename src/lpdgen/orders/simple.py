@@ -148,7 +148,7 @@ def halton(grid: int | tuple[int, int], batch: int | None = None, seed: Seeds = 
 
 
 def known_cells(known, grid: int | tuple[int, int], batch: int | None = None) -> np.ndarray:
-    """Editing's known cells as a (B, N) bool array, from a mask shared by the batch, (h, w) or (N,), or
+    """Editing's known cells as a (B, N) bool array, from one mask for the whole batch, (h, w) or (N,), or
     one per row, (B, h, w) or (B, N) (``batch`` None: its rows). Every row must know equally many
     cells, so that the unknown cells of a batch share one schedule; ``ValueError`` otherwise."""
     h, w = grid_shape(grid)
