@@ -22,6 +22,7 @@ import torch
 from _common import write_result
 
 from lpdgen import LPD, LPDConfig
+from lpdgen.generation import generate
 from lpdgen.model import count_parameters
 from lpdgen.orders import group_sizes, locality_aware
 from lpdgen.utils import parse_dtype, resolve_device
@@ -62,7 +63,7 @@ def time_generate(model: LPD, batch: int, steps: int, cfg: float, dtype: torch.d
         sync(device)
         t0 = time.perf_counter()
         with autocast:
-            model.generate(labels, sizes, orders, cfg=cfg, generator=torch.Generator(device=device).manual_seed(i))
+            generate(model, labels, sizes, orders, cfg=cfg, generator=torch.Generator(device=device).manual_seed(i))
         sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - t0)

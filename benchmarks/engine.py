@@ -9,7 +9,7 @@ steps, guidance 4.8, greedy tokens, random weights (speed does not depend on the
 - ``floor``: the decode's matrix products alone - every Linear of every step replayed with the same
   weights and row counts (``F.linear``), nothing else (attention, norms, GELU, sampling excluded);
 - ``int8``: the same decoder after ``model.quantize("int8")`` (weights packed for oneDNN on CPUs with
-  VNNI, :func:`lpdgen.engine.int8_backend`); ``int8-fbgemm`` (with ``--fbgemm``): packed for fbgemm;
+  VNNI, :func:`lpdgen.quantize.int8_backend`); ``int8-fbgemm`` (with ``--fbgemm``): packed for fbgemm;
 - ``compiled`` (with ``--compile``): the fp32 step compiled (inductor on CPU). (A compiled int8 step
   breaks the graph at every dynamic int8 Linear and measured slower than eager int8: docs/engine.md.)
 
@@ -42,10 +42,12 @@ import torch.nn.functional as F
 from _common import add_decode_args, random_model, time_round_robin, write_result
 
 from lpdgen import LPD
-from lpdgen.engine import Engine, quantize_model
+from lpdgen.engine import Engine
+from lpdgen.generation import generate
 from lpdgen.masks import decode_steps
 from lpdgen.model import count_parameters
 from lpdgen.orders import locality_aware
+from lpdgen.quantize import quantize_model
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE_REF = "fd6f4b1"  # the last commit with the growing-view decoder
@@ -137,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     for batch in args.batches:
         labels = torch.arange(batch) % cfg.num_classes
         orders = locality_aware(cfg.grid, sizes, batch=batch, seed=0)
-        run = {name: (lambda e=e: e.generate(labels, sizes, orders, cfg=args.cfg, top_k=1)) for name, e in engines.items()}
+        run = {name: (lambda e=e: generate(e.model, labels, sizes, orders, cfg=args.cfg, top_k=1, engine=e)) for name, e in engines.items()}
         if baseline is not None:
-            run["baseline"] = lambda: baseline.generate(labels, sizes, orders, cfg=args.cfg, top_k=1)
+            run["baseline"] = lambda: generate(baseline, labels, sizes, orders, cfg=args.cfg, top_k=1)
         replay = gemm_replay(model, sizes, 2 * batch if args.cfg != 1.0 else batch)
         run["floor"] = lambda: torch.inference_mode()(replay)()
         tokens = {name: fn() for name, fn in run.items() if name != "floor"}  # also warms up (compiles)

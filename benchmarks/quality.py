@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from lpdgen.evaluation.classifier import FMNISTClassifier
 from lpdgen.data import FASHION_MNIST_PAD, FashionMNIST
-from lpdgen.engine import QUANTIZE_MODES
+from lpdgen.quantize import QUANTIZE_MODES
 from lpdgen.images import float_to_uint8, uint8_to_float
 from lpdgen.evaluation.metrics import feature_statistics, fid
 from lpdgen.pipeline import LPDPipeline

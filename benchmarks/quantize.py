@@ -24,11 +24,12 @@ import sys
 import torch
 from _common import add_decode_args, random_model, time_round_robin, write_result
 
-from lpdgen.engine import Engine, quantize_model
-from lpdgen.generation import decode_logits
+from lpdgen.engine import Engine
+from lpdgen.generation import decode_logits, generate
 from lpdgen.orders import locality_aware
+from lpdgen.quantize import quantize_model
 
-# name: (Linear layers kept fp32, int8 kernel library; None = lpdgen.engine.int8_backend())
+# name: (Linear layers kept fp32, int8 kernel library; None = lpdgen.quantize.int8_backend())
 CHOICES = {"all-int8": ((), None), "head-fp32": (("head",), None), "all-int8-fbgemm": ((), "fbgemm")}
 
 
@@ -91,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         gen = torch.Generator().manual_seed(batch)
         labels = torch.randint(0, cfg.num_classes, (batch,), generator=gen)
         orders = locality_aware(cfg.grid, sizes, batch=batch, seed=0)
-        tokens = {name: e.generate(labels, sizes, orders, cfg=args.cfg, top_k=1) for name, e in engines.items()}
+        tokens = {name: generate(e.model, labels, sizes, orders, cfg=args.cfg, top_k=1, engine=e) for name, e in engines.items()}
         logits = {name: decode_logits(e.model, tokens["fp32"], labels, sizes, orders, engine=e) for name, e in engines.items()}
-        sec, load = time_round_robin({name: (lambda e=e: e.generate(labels, sizes, orders, cfg=args.cfg, top_k=1))
+        sec, load = time_round_robin({name: (lambda e=e: generate(e.model, labels, sizes, orders, cfg=args.cfg, top_k=1, engine=e))
                                       for name, e in engines.items()}, args.repeats, args.clock)
         row = {"batch": batch, "load_avg": load}
         for name in engines:

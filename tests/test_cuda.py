@@ -13,7 +13,7 @@ import torch
 from conftest import random_orders, random_schedule
 from lpdgen import LPD, LPDConfig
 from lpdgen.engine import Engine
-from lpdgen.generation import decode_logits
+from lpdgen.generation import decode_logits, generate
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 CFG = dict(width=64, depth=3, heads=4, vocab_size=50, num_classes=6, grid=(4, 6))
@@ -56,8 +56,8 @@ def test_compiled_cuda_graph_decoding_gives_eager_tokens():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would pass vacuously
         for sizes in ([1, 2, 3, 6, 12], random_schedule(N, gen), [1, 2, 3, 6, 12]):
-            eager = model.generate(labels, sizes, orders, cfg=3.0, top_k=1)
-            assert torch.equal(engine.generate(labels, sizes, orders, cfg=3.0, top_k=1), eager)
+            eager = generate(model, labels, sizes, orders, cfg=3.0, top_k=1)
+            assert torch.equal(generate(engine.model, labels, sizes, orders, cfg=3.0, top_k=1, engine=engine), eager)
     assert engine.compiled
 
 

@@ -12,9 +12,10 @@ import torch.nn.functional as F
 
 from conftest import TINY_CFG, TINY_N, random_orders, random_schedule
 from lpdgen import LPD, LPDConfig
-from lpdgen.engine import Engine, compiled_engine, int8_backend, quantize_model
-from lpdgen.generation import decode_logits
+from lpdgen.engine import Engine, compiled_engine
+from lpdgen.generation import decode_logits, generate
 from lpdgen.masks import decode_slot_masks, decode_steps
+from lpdgen.quantize import int8_backend, quantize_model
 from lpdgen.sampling import cfg_scales, guide
 
 CFG, N = TINY_CFG, TINY_N
@@ -60,7 +61,7 @@ def test_fixed_shape_steps_give_the_growing_view_decoders_greedy_tokens_on_rando
         labels = torch.randint(0, CFG["num_classes"], (3,), generator=gen)
         orders = random_orders(3, N, gen)
         want = growing_view_greedy(model, labels, sizes, orders, cfg=3.0)
-        assert torch.equal(model.generate(labels, sizes, orders, cfg=3.0, top_k=1), want), sizes
+        assert torch.equal(generate(model, labels, sizes, orders, cfg=3.0, top_k=1), want), sizes
 
 
 @pytest.mark.parametrize("span", [1, 4, 7, 64])
@@ -85,7 +86,7 @@ def test_every_span_gives_the_same_tokens(model):
     labels, orders, sizes = torch.tensor([2, 4]), random_orders(2, N, gen), random_schedule(N, gen)
     want = growing_view_greedy(model, labels, sizes, orders, cfg=3.0)
     for span in (1, 7, N + 1):
-        got = model.generate(labels, sizes, orders, cfg=3.0, top_k=1, engine=Engine(model, kv_span=span))
+        got = generate(model, labels, sizes, orders, cfg=3.0, top_k=1, engine=Engine(model, kv_span=span))
         assert torch.equal(got, want), span
 
 
@@ -95,21 +96,21 @@ def test_engine_reuses_its_cache_and_stale_slots_never_leak(model):
     gen = torch.Generator().manual_seed(4)
     engine = Engine(model)
     orders = random_orders(2, N, gen)
-    engine.generate(torch.tensor([1, 2]), [1, 3, 16], orders, cfg=2.0, top_k=1)
+    generate(engine.model, torch.tensor([1, 2]), [1, 3, 16], orders, cfg=2.0, top_k=1, engine=engine)
     first = engine._cache
     labels, sizes = torch.tensor([5, 0]), [1, 2, 5, 12]
-    got = engine.generate(labels, sizes, orders, cfg=2.0, temperature=0.9, generator=torch.Generator().manual_seed(1))
+    got = generate(engine.model, labels, sizes, orders, cfg=2.0, temperature=0.9, generator=torch.Generator().manual_seed(1), engine=engine)
     assert engine._cache is first
-    want = model.generate(labels, sizes, orders, cfg=2.0, temperature=0.9, generator=torch.Generator().manual_seed(1))
+    want = generate(model, labels, sizes, orders, cfg=2.0, temperature=0.9, generator=torch.Generator().manual_seed(1))
     assert torch.equal(got, want)
-    engine.generate(torch.tensor([1]), sizes, orders[:1], top_k=1)
+    generate(engine.model, torch.tensor([1]), sizes, orders[:1], top_k=1, engine=engine)
     assert engine._cache is not first and engine._cache.batch == 1
 
 
 def test_engine_of_another_model_is_refused(model):
     other = LPD(LPDConfig(**CFG)).eval()
     with pytest.raises(ValueError, match="another model"):
-        model.generate(torch.tensor([1]), [1, N - 1], random_orders(1, N, torch.Generator()), engine=Engine(other))
+        generate(model, torch.tensor([1]), [1, N - 1], random_orders(1, N, torch.Generator()), engine=Engine(other))
 
 
 def test_compiled_steps_equal_eager_steps(model):
@@ -120,8 +121,8 @@ def test_compiled_steps_equal_eager_steps(model):
     engine = Engine(model, compile=True, backend="aot_eager")
     labels, orders = torch.tensor([0, 3, 5]), random_orders(3, N, gen)
     for sizes in ([1, 2, 3, 6, 8], [1, 19], random_schedule(N, gen)):
-        eager = model.generate(labels, sizes, orders, cfg=3.0, top_k=1)
-        assert torch.equal(engine.generate(labels, sizes, orders, cfg=3.0, top_k=1), eager)
+        eager = generate(model, labels, sizes, orders, cfg=3.0, top_k=1)
+        assert torch.equal(generate(engine.model, labels, sizes, orders, cfg=3.0, top_k=1, engine=engine), eager)
     tokens = torch.randint(0, CFG["vocab_size"], (3, N), generator=gen)
     eager_engine = Engine(model)
     torch.testing.assert_close(decode_logits(model, tokens, labels, [1, 4, 15], orders, engine=engine),
@@ -141,8 +142,8 @@ def test_inductor_compiled_steps_give_eager_tokens_in_fp32(model):
     labels, orders = torch.tensor([0, 3, 5]), random_orders(3, N, gen)
     engine = compiled_engine(model)
     for sizes in ([1, 2, 3, 6, 8], random_schedule(N, gen)):
-        got = model.generate(labels, sizes, orders, cfg=3.0, top_k=1, compile=True)
-        assert torch.equal(got, model.generate(labels, sizes, orders, cfg=3.0, top_k=1))
+        got = generate(model, labels, sizes, orders, cfg=3.0, top_k=1, compile=True)
+        assert torch.equal(got, generate(model, labels, sizes, orders, cfg=3.0, top_k=1))
     assert engine.compiled and compiled_engine(model) is engine
 
 
@@ -157,12 +158,12 @@ def test_a_compile_failure_falls_back_to_eager_with_one_warning(model, monkeypat
     labels, orders = torch.tensor([1, 4]), random_orders(2, N, torch.Generator().manual_seed(7))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        got = engine.generate(labels, [1, 4, 15], orders, cfg=2.0, top_k=1)
-        engine.generate(labels, [1, 4, 15], orders, cfg=2.0, top_k=1)
+        got = generate(engine.model, labels, [1, 4, 15], orders, cfg=2.0, top_k=1, engine=engine)
+        generate(engine.model, labels, [1, 4, 15], orders, cfg=2.0, top_k=1, engine=engine)
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(messages) == 1 and "backend exploded" in messages[0] and "long traceback" not in messages[0]
     assert not engine.compiled
-    assert torch.equal(got, model.generate(labels, [1, 4, 15], orders, cfg=2.0, top_k=1))
+    assert torch.equal(got, generate(model, labels, [1, 4, 15], orders, cfg=2.0, top_k=1))
 
 
 @pytest.mark.parametrize("backend", [None, "fbgemm", "onednn"])
@@ -172,7 +173,7 @@ def test_int8_quantizes_every_linear_in_place_and_keeps_greedy_tokens_close(mode
     gen = torch.Generator().manual_seed(8)
     labels, orders = torch.randint(0, 6, (16,), generator=gen), random_orders(16, N, gen)
     tokens = torch.randint(0, CFG["vocab_size"], (16, N), generator=gen)
-    fp32_tokens = model.generate(labels, [1, 4, 15], orders, cfg=2.0, top_k=1)
+    fp32_tokens = generate(model, labels, [1, 4, 15], orders, cfg=2.0, top_k=1)
     fp32_logits = decode_logits(model, tokens, labels, [1, 4, 15], orders)
     engine_before = torch.backends.quantized.engine
     assert quantize_model(model, "int8", backend=backend) is model and model.quantized == "int8"
@@ -182,7 +183,7 @@ def test_int8_quantizes_every_linear_in_place_and_keeps_greedy_tokens_close(mode
     q_logits = decode_logits(model, tokens, labels, [1, 4, 15], orders)
     rel = (q_logits - fp32_logits).norm() / fp32_logits.norm()
     assert 0 < rel < 0.05  # int8 changes the numbers, a little
-    agree = (model.generate(labels, [1, 4, 15], orders, cfg=2.0, top_k=1) == fp32_tokens).float().mean()
+    agree = (generate(model, labels, [1, 4, 15], orders, cfg=2.0, top_k=1) == fp32_tokens).float().mean()
     assert agree > 0.8
 
 

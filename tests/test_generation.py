@@ -100,7 +100,7 @@ def test_generate_equals_a_straightforward_reference_loop(model, cfg, schedule, 
     sizes = [1, 2, 3, 6, 8]
     with torch.no_grad():
         want = reference_generate(model, labels, sizes, orders, cfg, schedule, temperature, top_k, top_p, torch.Generator().manual_seed(9))
-    got = model.generate(labels, sizes, orders, cfg=cfg, cfg_schedule=schedule, temperature=temperature,
+    got = generate(model, labels, sizes, orders, cfg=cfg, cfg_schedule=schedule, temperature=temperature,
                          top_k=top_k, top_p=top_p, generator=torch.Generator().manual_seed(9))
     assert got.dtype == torch.long and got.shape == (3, N)
     assert torch.equal(got, want)
@@ -119,18 +119,18 @@ def test_greedy_is_deterministic_and_independent_of_batch_size(model):
     labels = torch.tensor([0, 1, 2, 3])
     orders = random_orders(4, N, gen)
     sizes = [1, 2, 4, 6, 7]
-    batch = model.generate(labels, sizes, orders, cfg=3.0, top_k=1)
-    assert torch.equal(batch, model.generate(labels, sizes, orders, cfg=3.0, top_k=1))
+    batch = generate(model, labels, sizes, orders, cfg=3.0, top_k=1)
+    assert torch.equal(batch, generate(model, labels, sizes, orders, cfg=3.0, top_k=1))
     for i in range(4):
-        assert torch.equal(model.generate(labels[i:i + 1], sizes, orders[i:i + 1], cfg=3.0, top_k=1), batch[i:i + 1])
+        assert torch.equal(generate(model, labels[i:i + 1], sizes, orders[i:i + 1], cfg=3.0, top_k=1), batch[i:i + 1])
 
 
 def test_per_sample_generators_make_samples_independent_of_the_batch(model):
     orders = random_orders(3, N, torch.Generator().manual_seed(6))
     labels = torch.tensor([5, 0, 2])
     gens = [torch.Generator().manual_seed(100 + i) for i in range(3)]
-    batch = model.generate(labels, [1, 4, 15], orders, cfg=2.0, generator=gens)
-    alone = model.generate(labels[1:2], [1, 4, 15], orders[1:2], cfg=2.0, generator=[torch.Generator().manual_seed(101)])
+    batch = generate(model, labels, [1, 4, 15], orders, cfg=2.0, generator=gens)
+    alone = generate(model, labels[1:2], [1, 4, 15], orders[1:2], cfg=2.0, generator=[torch.Generator().manual_seed(101)])
     assert torch.equal(batch[1:2], alone)
 
 
@@ -138,7 +138,7 @@ def test_output_is_in_raster_order(model):
     """Scatter back to raster: generating with order pi must put the step-j token at raster pi(j)."""
     orders = random_orders(2, N, torch.Generator().manual_seed(7))
     labels = torch.tensor([1, 2])
-    codes = model.generate(labels, [1, 19], orders, top_k=1)
+    codes = generate(model, labels, [1, 19], orders, top_k=1)
     logits = model.forward_logits(codes, labels, [1, 19], orders)
     assert torch.equal(torch.gather(codes, 1, orders), logits.argmax(-1))
 
@@ -146,13 +146,13 @@ def test_output_is_in_raster_order(model):
 def test_bf16_weights_and_autocast_generate_valid_codes(model):
     orders = random_orders(2, N, torch.Generator().manual_seed(8))
     labels = torch.tensor([1, 2])
-    fp32 = model.generate(labels, [1, 4, 15], orders, cfg=2.0, top_k=1)
+    fp32 = generate(model, labels, [1, 4, 15], orders, cfg=2.0, top_k=1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        auto = model.generate(labels, [1, 4, 15], orders, cfg=2.0, top_k=1)
+        auto = generate(model, labels, [1, 4, 15], orders, cfg=2.0, top_k=1)
     bf16 = LPD(model.cfg).eval()
     bf16.load_state_dict(model.state_dict())
     bf16 = bf16.to(torch.bfloat16)
-    cast = bf16.generate(labels, [1, 4, 15], orders, cfg=2.0, top_k=1)
+    cast = generate(bf16, labels, [1, 4, 15], orders, cfg=2.0, top_k=1)
     for out in (auto, cast):
         assert out.shape == (2, N) and out.min() >= 0 and out.max() < CFG["vocab_size"]
         assert (out == fp32).float().mean() > 0.5  # low precision changes few argmaxes of a random model
@@ -161,11 +161,11 @@ def test_bf16_weights_and_autocast_generate_valid_codes(model):
 def test_generation_leaves_the_model_unchanged(model):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     orders = random_orders(1, N, torch.Generator().manual_seed(0))
-    want = model.generate(torch.tensor([1]), [1, 19], orders, cfg=3.0, top_k=1)
+    want = generate(model, torch.tensor([1]), [1, 19], orders, cfg=3.0, top_k=1)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not model.training
     model.train()  # a training preview: decoding runs without dropout and hands back a training model
-    assert torch.equal(model.generate(torch.tensor([1]), [1, 19], orders, cfg=3.0, top_k=1), want)
+    assert torch.equal(generate(model, torch.tensor([1]), [1, 19], orders, cfg=3.0, top_k=1), want)
     assert model.training
 
 

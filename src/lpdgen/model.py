@@ -21,6 +21,7 @@ from torch.nn.attention.flex_attention import BlockMask, flex_attention
 from .io import PathLike, check_state_dict, load_state_dict_file, read_checkpoint_config, save_checkpoint
 from .masks import flex_block_mask, training_mask
 from .orders import validate_group_sizes, validate_orders
+from .quantize import quantize_model
 from .sampling import draw_uniform
 from .utils import get_logger
 
@@ -420,17 +421,8 @@ class LPD(nn.Module):
     def quantize(self, mode: str = "int8") -> LPD:
         """Quantize the Linear layers in place for inference and return the model: ``"int8"`` (CPU, int8
         weights and activations), ``"int8-weight"`` / ``"int4-weight"`` (GPU, needs torchao). See
-        :func:`lpdgen.engine.quantize_model`. A quantized model decodes but cannot be trained or saved."""
-        from .engine import quantize_model
-
+        :func:`lpdgen.quantize.quantize_model`. A quantized model decodes but cannot be trained or saved."""
         return quantize_model(self, mode)
-
-    @torch.inference_mode()
-    def generate(self, labels: torch.Tensor, group_sizes, orders: torch.Tensor, **kwargs) -> torch.Tensor:
-        """Sample (B, N) raster-order codes; see :func:`lpdgen.generation.generate` for the arguments."""
-        from .generation import generate
-
-        return generate(self, labels, group_sizes, orders, **kwargs)
 
     # ----------------------------------------------------------------------------------------------
     # checkpoints

@@ -30,6 +30,7 @@ import torch
 from .classes import class_ids, default_class_names
 from .editing import box_mask, cell_mask, image_array
 from .engine import Engine
+from .generation import generate
 from .images import float_to_uint8
 from .io import PathLike, atomic_write_json
 from .model import LPD, LPDConfig
@@ -210,9 +211,9 @@ class LPDPipeline:
         else:
             orders = self._orders(s, sizes, b, generator if generator is not None else rng.generator(rng.fresh_seed()))
             sample_gen = generator
-        codes = self.engine.generate(labels, sizes, orders.to(self.device), cfg=s.guidance_scale,
-                                    cfg_schedule=s.guidance_schedule, temperature=s.temperature, top_k=s.top_k,
-                                    top_p=s.top_p, generator=sample_gen)
+        codes = generate(self.model, labels, sizes, orders.to(self.device), cfg=s.guidance_scale,
+                         cfg_schedule=s.guidance_schedule, temperature=s.temperature, top_k=s.top_k,
+                         top_p=s.top_p, generator=sample_gen, engine=self.engine)
         codes = codes.view(b, *grid)  # (B, N) raster -> (B, h, w)
         return PipelineOutput(self.decode(codes, output_type), codes, orders, sizes, ids)
 
@@ -332,10 +333,10 @@ class LPDPipeline:
             sizes = group_sizes(count, steps)
             gens = [rng.generator(seeds[i]) for i in rows.tolist()]
             row_orders = self._orders(s, sizes, None, gens, known=~regen[rows])  # kept cells first
-            out[rows.to(self.device)] = self.engine.generate(
-                labels[rows.to(self.device)], sizes, row_orders.to(self.device), cfg=s.guidance_scale,
+            out[rows.to(self.device)] = generate(
+                self.model, labels[rows.to(self.device)], sizes, row_orders.to(self.device), cfg=s.guidance_scale,
                 cfg_schedule=s.guidance_schedule, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, generator=gens,
-                num_known=n - count, known_tokens=flat[rows.to(self.device)])
+                num_known=n - count, known_tokens=flat[rows.to(self.device)], engine=self.engine)
             orders[rows] = row_orders
             for i in rows.tolist():
                 schedules[i] = sizes

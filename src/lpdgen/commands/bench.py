@@ -88,6 +88,7 @@ def make_engines(model, variants: list[str]) -> dict:
     import copy
 
     from ..engine import Engine
+    from ..generation import generate
 
     engines = {}
     for v in variants:
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             for v, (engine, dtype) in engines.items():
                 def call(engine=engine, dtype=dtype):
                     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                        engine.generate(labels, sizes, orders, cfg=args.cfg, generator=torch.Generator(device=device).manual_seed(0))
+                        generate(engine.model, labels, sizes, orders, cfg=args.cfg, generator=torch.Generator(device=device).manual_seed(0), engine=engine)
 
                 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
                 sec = _median_seconds(call, device, args.repeats, args.warmup)

@@ -302,7 +302,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
     """``--quantize`` and ``--compile``: the fast decoding engine (docs/engine.md)."""
-    from ..engine import QUANTIZE_MODES
+    from ..quantize import QUANTIZE_MODES
 
     parser.add_argument("--quantize", default=None, choices=QUANTIZE_MODES,
                         help="quantize the network's Linear layers: int8 (CPU, about 2x faster decoding), "
