@@ -88,7 +88,6 @@ def make_engines(model, variants: list[str]) -> dict:
     import copy
 
     from ..engine import Engine
-    from ..generation import generate
 
     engines = {}
     for v in variants:
@@ -99,6 +98,7 @@ def make_engines(model, variants: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..generation import generate
     from ..model import LPD, count_parameters
     from ..orders import group_sizes, locality_aware
     from ..utils import resolve_device
