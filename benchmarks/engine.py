@@ -10,6 +10,8 @@ steps, guidance 4.8, greedy tokens, random weights (speed does not depend on the
   weights and row counts (``F.linear``), nothing else (attention, norms, GELU, sampling excluded);
 - ``int8``: the same decoder after ``model.quantize("int8")`` (weights packed for oneDNN on CPUs with
   VNNI, :func:`lpdgen.quantize.int8_backend`); ``int8-fbgemm`` (with ``--fbgemm``): packed for fbgemm;
+- ``int8-spanS`` (with ``--kv-spans S ...``): int8 with steps attending over spans of S cache slots
+  instead of :data:`lpdgen.masks.KV_SPAN` (same tokens, less or more attention work);
 - ``compiled`` (with ``--compile``): the fp32 step compiled (inductor on CPU). (A compiled int8 step
   breaks the graph at every dynamic int8 Linear and measured slower than eager int8: docs/engine.md.)
 
@@ -44,7 +46,7 @@ from _common import add_decode_args, random_model, time_round_robin, write_resul
 from lpdgen import LPD
 from lpdgen.engine import Engine
 from lpdgen.generation import generate
-from lpdgen.masks import decode_steps
+from lpdgen.masks import KV_SPAN, decode_steps
 from lpdgen.model import count_parameters
 from lpdgen.orders import locality_aware
 from lpdgen.quantize import quantize_model
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="also time the compiled step")
     p.add_argument("--fbgemm", action="store_true", help="also time int8 weights packed for fbgemm")
     p.add_argument("--profile", action="store_true", help="where each decode's time goes (torch profiler)")
+    p.add_argument("--kv-spans", type=int, nargs="*", default=[],
+                   help=f"also time int8 with steps attending over spans of this many cache slots (default {KV_SPAN})")
     args = p.parse_args(argv)
     model, sizes = random_model(args)
     cfg = model.cfg
@@ -128,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     engines = {"fp32": Engine(model), "int8": Engine(int8)}
     if args.fbgemm:
         engines["int8-fbgemm"] = Engine(quantize_model(copy.deepcopy(model), "int8", backend="fbgemm"))
+    for span in args.kv_spans:
+        engines[f"int8-span{span}"] = Engine(int8, kv_span=span)
     if args.compile:
         engines["compiled"] = Engine(model, compile=True)
 
@@ -141,22 +147,22 @@ def main(argv: list[str] | None = None) -> int:
         orders = locality_aware(cfg.grid, sizes, batch=batch, seed=0)
         run = {name: (lambda e=e: generate(e.model, labels, sizes, orders, cfg=args.cfg, top_k=1, engine=e)) for name, e in engines.items()}
         if baseline is not None:
-            run["baseline"] = lambda: generate(baseline, labels, sizes, orders, cfg=args.cfg, top_k=1)
+            run["baseline"] = lambda: baseline.generate(labels, sizes, orders, cfg=args.cfg, top_k=1)  # its own loop
         replay = gemm_replay(model, sizes, 2 * batch if args.cfg != 1.0 else batch)
         run["floor"] = lambda: torch.inference_mode()(replay)()
         tokens = {name: fn() for name, fn in run.items() if name != "floor"}  # also warms up (compiles)
         sec, load = time_round_robin(run, args.repeats, args.clock)
         row = {"batch": batch, "seconds": sec, "load_avg": load,
                "fp32_over_floor": sec["fp32"] / sec["floor"]}
-        for name in ("int8", "int8-fbgemm"):
-            if name in tokens:
+        for name in tokens:
+            if name.startswith("int8"):
                 row[f"{name}_agreement_with_fp32"] = (tokens[name] == tokens["fp32"]).float().mean().item()
         if baseline is not None:
             row["fp32_tokens_equal_baseline"] = bool(torch.equal(tokens["fp32"], tokens["baseline"]))
             row["baseline_over_fp32"] = sec["baseline"] / sec["fp32"]
-            row["baseline_over_int8"] = sec["baseline"] / sec["int8"]
-            if "int8-fbgemm" in sec:
-                row["baseline_over_int8_fbgemm"] = sec["baseline"] / sec["int8-fbgemm"]
+            for name in sec:
+                if name.startswith("int8"):
+                    row[f"baseline_over_{name.replace('-', '_')}"] = sec["baseline"] / sec[name]
         if "compiled" in tokens:
             row["compiled_tokens_equal_fp32"] = bool(torch.equal(tokens["compiled"], tokens["fp32"]))
             row["fp32_over_compiled"] = sec["fp32"] / sec["compiled"]
