@@ -33,13 +33,15 @@ from lpdgen.rng import image_seeds
 
 
 def generate(pipe: LPDPipeline, num: int, steps: int | None, cfg: float | None, order: str | None, seed: int,
-             batch: int) -> tuple[np.ndarray, np.ndarray, float]:
+             batch: int, tau: float | None = None, rho: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """``num`` images, image ``i`` of class ``i % classes`` from seed ``image_seed(seed, i)``; every setting
+    left None takes the pipeline's default. Returns uint8 images, labels and seconds per image."""
     labels = np.arange(num) % pipe.model.cfg.num_classes
     out, t0 = [], time.perf_counter()
     for s in tqdm(range(0, num, batch), desc=f"generate steps={steps} cfg={cfg}", unit="batch"):
         idx = range(s, min(num, s + batch))
         out.append(pipe(labels[s:s + len(idx)].tolist(), num_inference_steps=steps, guidance_scale=cfg, order=order,
-                        seeds=image_seeds(seed, idx), output_type="np").images)
+                        tau=tau, rho=rho, seeds=image_seeds(seed, idx), output_type="np").images)
     return np.concatenate(out), labels, (time.perf_counter() - t0) / num
 
 

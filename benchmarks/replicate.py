@@ -7,8 +7,8 @@ docs/replication.md, as one resumable run.
     python benchmarks/replicate.py --list                           # the settings, in run order
 
 Each finished setting is written at once (atomically) to ``--json`` under its name; a rerun skips the
-names already there, so an interrupted run resumes and ``--only`` reruns a subset (delete a name from
-the file to remeasure it). Settings run in the order listed by ``--list``: the headline rows first,
+names already there, so an interrupted run resumes and ``--only`` runs a subset (``--redo PATTERN``
+remeasures settings the file already has). Settings run in the order listed by ``--list``: the headline rows first,
 then the second seed (with its Inception FIDs), the 8-step order ablations, the other step counts, and extra Inception rows last,
 so a run cut short loses the cheapest-to-redo tail.
 
@@ -31,7 +31,6 @@ Protocol:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import fnmatch
 import json
 import sys
@@ -246,8 +245,8 @@ def best_thresholds(ctx: Context) -> tuple[float, float]:
 
 
 def sample(ctx: Context, s: Setting, num: int, guidance: float, tau: float, rho: float) -> tuple[np.ndarray, np.ndarray, float]:
-    ctx.pipe.sampling = dataclasses.replace(ctx.pipe.sampling, tau=tau, rho=rho)
-    return generate(ctx.pipe, num, s.steps, guidance, s.order, s.seed, ctx.args.batch)
+    """Thresholds go with the call: the pipeline's defaults stay the published ones for every later setting."""
+    return generate(ctx.pipe, num, s.steps, guidance, s.order, s.seed, ctx.args.batch, tau=tau, rho=rho)
 
 
 def run_generate(ctx: Context, s: Setting) -> dict:
@@ -256,6 +255,8 @@ def run_generate(ctx: Context, s: Setting) -> dict:
         tau, rho = best_thresholds(ctx)
     guidance = chosen_guidance(ctx, s.steps)
     images, labels, sec = sample(ctx, s, ctx.args.num, guidance, tau, rho)
+    if s.order != "locality":  # the thresholds shape the locality-aware order only
+        tau = rho = None
     row = {"order": s.order, "steps": s.steps, "seed": s.seed, "guidance": guidance, "tau": tau, "rho": rho,
            "sec_per_image": sec, **ctx.classifier_row(images, labels)}
     if s.inception:
@@ -356,6 +357,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", default="docs/replication.json", help="result file (resumed when it exists)")
     p.add_argument("--only", nargs="*", default=[], help="run only settings matching these patterns")
     p.add_argument("--skip", nargs="*", default=[], help="skip settings matching these patterns")
+    p.add_argument("--redo", nargs="*", default=[],
+                   help="remeasure the settings matching these patterns even when the file has them (rows replaced)")
     p.add_argument("--list", action="store_true", help="print the settings in run order and exit")
     p.add_argument("--num", type=int, default=5000, help="images per setting (classifier metrics)")
     p.add_argument("--num-fid", type=int, default=2000, help="images per Inception FID (the first of a setting)")
@@ -385,7 +388,8 @@ def main(argv: list[str] | None = None) -> None:
     store = ResultStore(args.json)
     store.set_meta(num=args.num, num_fid=args.num_fid, sweep_num=args.sweep_num, scales=list(args.scales),
                    threads=args.threads, batch=args.batch, torch=torch.__version__)
-    todo = [s for s in todo if s.name not in store]
+    redo = {s.name for s in todo if args.redo and selected(s.name, args.redo, [])}
+    todo = [s for s in todo if s.name not in store or s.name in redo]
     print(f"{len(todo)} settings to run, results in {args.json}", flush=True)
     pipe = LPDPipeline.from_pretrained()
     classifier = FMNISTClassifier.from_checkpoint()
@@ -393,8 +397,9 @@ def main(argv: list[str] | None = None) -> None:
     ctx = Context(args, store, pipe, classifier, reference_features(classifier, "test", cache),
                   reference_features(classifier, "train", cache))
     for s in tqdm(todo, desc="settings", unit="setting"):
-        if s.name not in store:  # a sweep may have run as another setting's prerequisite
+        if s.name not in store or s.name in redo:  # a sweep may have run as another setting's prerequisite
             run_setting(ctx, s)
+            redo.discard(s.name)
 
 
 if __name__ == "__main__":

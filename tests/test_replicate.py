@@ -105,3 +105,28 @@ def test_report_marks_unmeasured_rows_pending_and_plots_measured_ones(rep, repor
         colours = {c for _, c in img.getcolors(maxcolors=1 << 16)}
     assert report.COLOURS[0] in colours and report.COLOURS[1] in colours  # locality and random points drawn
     assert report.speedup_plot(data["results"], tmp_path / "s.png") is None  # no latency rows yet
+
+
+def test_thresholds_go_with_each_call_and_leave_the_pipeline_defaults_alone(rep):
+    """An 8-step grid point must not become the default of the settings that run after it."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    calls = []
+
+    class FakePipe:
+        model = SimpleNamespace(cfg=SimpleNamespace(num_classes=10))
+        sampling = SimpleNamespace(tau=1.0, rho=2.0)
+
+        def __call__(self, labels, **kw):
+            calls.append(kw)
+            return SimpleNamespace(images=np.zeros((len(labels), 4, 4), np.uint8))
+
+    pipe = FakePipe()
+    ctx = SimpleNamespace(pipe=pipe, args=SimpleNamespace(batch=10))
+    grid_point = rep.gen("locality", 8, tau=1.7, rho=3.0)
+    images, labels, _ = rep.sample(ctx, grid_point, 20, 4.0, 1.7, 3.0)
+    assert images.shape == (20, 4, 4) and labels.tolist() == [i % 10 for i in range(20)]
+    assert [(c["tau"], c["rho"]) for c in calls] == [(1.7, 3.0), (1.7, 3.0)]
+    assert (pipe.sampling.tau, pipe.sampling.rho) == (1.0, 2.0)
