@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> None:
         if extractor is not None and "sweep" not in name:
             stats = inception_stats(extractor, images, None)
             row["fid_vs_real"], row["fid_vs_recon"] = fid(stats, ref_real), fid(stats, ref_recon)
+            if reference is not None:  # the fp32 model on the same seeds: the change is what quantizing costs
+                fp32_stats = inception_stats(extractor, fp32_images, None)
+                row["fp32_fid_vs_real"], row["fp32_fid_vs_recon"] = fid(fp32_stats, ref_real), fid(fp32_stats, ref_recon)
         rows.append(row)
         print(json.dumps(row))
         out = Path(args.json)
@@ -150,6 +153,14 @@ def main(argv: list[str] | None = None) -> None:
         f2 = f"{r['fid_vs_recon']:.2f}" if "fid_vs_recon" in r else "-"
         print(f"| {r['setting']}{' (' + r['quantize'] + ')' if r.get('quantize') else ''} | {r.get('steps', '-')} | {r.get('guidance', '-')} | {r['num']} | "
               f"{100 * r['accuracy']:.1f}% | {f1} | {f2} |")
+        if "fp32_accuracy" in r:  # the same seeds through the fp32 model
+            g1 = f"{r['fp32_fid_vs_real']:.2f}" if "fp32_fid_vs_real" in r else "-"
+            g2 = f"{r['fp32_fid_vs_recon']:.2f}" if "fp32_fid_vs_recon" in r else "-"
+            print(f"| {r['setting']} (fp32, same seeds) | {r.get('steps', '-')} | {r.get('guidance', '-')} | {r['num']} | "
+                  f"{100 * r['fp32_accuracy']:.1f}% | {g1} | {g2} |")
+    for r in rows:
+        if "greedy_agreement" in r:
+            print(f"\n{r['setting']}: greedy-token agreement with fp32 {r['greedy_agreement']:.3f}")
 
 
 if __name__ == "__main__":
