@@ -29,7 +29,7 @@ def int8_backend() -> str:
     or AMX), which it uses and fbgemm's dynamic Linear does not; fbgemm elsewhere. Measured on an
     AVX512-VNNI + AMX CPU (docs/engine.md): at the ~400 rows of a batch-8 guided step one 768-3072-768 MLP
     ran 2.5x faster than fp32 with fbgemm and 3.7-7.7x with oneDNN; a 768/12 batch-8 decode went from
-    1.9x to 2.8x fp32's speed."""
+    1.9x to 2.8x fp32's speed under load, and runs 3.0x faster than fp32 on a quiet machine."""
     vnni = getattr(torch.cpu, "_is_vnni_supported", lambda: False)()
     return "onednn" if vnni and "onednn" in torch.backends.quantized.supported_engines else "fbgemm"
 
