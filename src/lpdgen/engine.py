@@ -11,6 +11,8 @@ asks for with :meth:`lpdgen.model.LPD.quantize`).
 Every decoding step (:meth:`lpdgen.model.LPD.decode_step`) attends over all 1 + N cache slots under a
 per-step mask, so its shapes depend only on how many rows it feeds, never on how far decoding has got.
 
+    from lpdgen.generation import generate
+
     engine = Engine(model, compile=True)         # one per model; keep it for repeated calls
     codes = generate(model, labels, sizes, orders, cfg=4.0, generator=gen, engine=engine)
 """
