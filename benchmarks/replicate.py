@@ -8,9 +8,9 @@ docs/replication.md, as one resumable run.
 
 Each finished setting is written at once (atomically) to ``--json`` under its name; a rerun skips the
 names already there, so an interrupted run resumes and ``--only`` runs a subset (``--redo PATTERN``
-remeasures settings the file already has). Settings run in the order listed by ``--list``: the headline rows first,
-then the second seed (with its Inception FIDs), the 8-step order ablations, the other step counts, and extra Inception rows last,
-so a run cut short loses the cheapest-to-redo tail.
+remeasures settings the file already has). Settings run in the order listed by ``--list``: the headline
+rows first, then the second seed (with its Inception FIDs), the 8-step order ablations, the other step
+counts, and extra Inception rows last, so a run cut short loses the cheapest-to-redo tail.
 
 Protocol:
 

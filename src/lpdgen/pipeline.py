@@ -333,10 +333,11 @@ class LPDPipeline:
             sizes = group_sizes(count, steps)
             gens = [rng.generator(seeds[i]) for i in rows.tolist()]
             row_orders = self._orders(s, sizes, None, gens, known=~regen[rows])  # kept cells first
-            out[rows.to(self.device)] = generate(
-                self.model, labels[rows.to(self.device)], sizes, row_orders.to(self.device), cfg=s.guidance_scale,
+            on_device = rows.to(self.device)
+            out[on_device] = generate(
+                self.model, labels[on_device], sizes, row_orders.to(self.device), cfg=s.guidance_scale,
                 cfg_schedule=s.guidance_schedule, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, generator=gens,
-                num_known=n - count, known_tokens=flat[rows.to(self.device)], engine=self.engine)
+                num_known=n - count, known_tokens=flat[on_device], engine=self.engine)
             orders[rows] = row_orders
             for i in rows.tolist():
                 schedules[i] = sizes

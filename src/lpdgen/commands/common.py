@@ -305,7 +305,7 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     from ..quantize import QUANTIZE_MODES
 
     parser.add_argument("--quantize", default=None, choices=QUANTIZE_MODES,
-                        help="quantize the network's Linear layers: int8 (CPU, about 2x faster decoding), "
+                        help="quantize the network's Linear layers: int8 (CPU, about 3x faster decoding), "
                              "int8-weight / int4-weight (GPU, needs torchao)")
     parser.add_argument("--compile", action="store_true",
                         help="compile the per-step decoding function (torch.compile; CUDA graphs on GPUs)")
