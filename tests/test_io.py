@@ -12,6 +12,7 @@ import torch
 from lpdgen.io import (
     CHECKPOINT_CONFIG_KEY,
     CHECKPOINT_KIND_KEY,
+    CHECKSUM_KEY,
     atomic_torch_save,
     atomic_write,
     atomic_write_json,
@@ -19,6 +20,7 @@ from lpdgen.io import (
     load_state_dict_file,
     read_checkpoint_config,
     save_safetensors,
+    tensors_sha256,
 )
 
 
@@ -144,3 +146,75 @@ def test_sidecars_of_lpdgen_0_1_hold_the_bare_config(tmp_path):
     (tmp_path / "old.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="JSON object"):
         read_checkpoint_config(path, "LPD")
+
+
+# --- damaged and non-finite weights ----------------------------------------------------------------------
+
+
+def _flip_last_byte(path) -> None:
+    """Flip one byte of the last tensor's data: the header still parses, only a value changes."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_a_flipped_byte_in_the_tensor_data_is_refused(tmp_path, index):
+    module, load, _ = _components()[index]
+    path = module.save(tmp_path / "w")
+    load(path)  # intact: loads
+    _flip_last_byte(path)
+    with pytest.raises(ValueError, match="the weights are damaged"):
+        load(path)
+
+
+def test_files_without_a_checksum_still_load(tmp_path):
+    from safetensors.torch import save_file
+
+    sd = {"a": torch.arange(3.0), "b": torch.eye(2)}
+    save_file(sd, str(tmp_path / "plain.safetensors"))  # what other tools (and lpdgen 0.1) write
+    torch.save({"model": sd}, tmp_path / "published.pth")
+    for name in ("plain.safetensors", "published.pth"):
+        assert torch.equal(load_state_dict_file(tmp_path / name)["b"], sd["b"])
+
+
+def test_the_checksum_covers_values_names_dtypes_and_shapes():
+    base = {"a": torch.arange(4.0), "b": torch.zeros(2, dtype=torch.int64)}
+    digest = tensors_sha256(base)
+    assert tensors_sha256({"b": base["b"], "a": base["a"].clone()}) == digest  # order and copies do not matter
+    for changed in ({**base, "a": base["a"] + 1e-6}, {"a2": base["a"], "b": base["b"]},
+                    {**base, "a": base["a"].double()}, {**base, "a": base["a"].view(2, 2)},
+                    {**base, "c": torch.tensor(1.0)}):
+        assert tensors_sha256(changed) != digest
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_nan_or_infinite_weights_are_refused(tmp_path, suffix):
+    sd = {"w": torch.tensor([1.0, float("nan"), float("inf")]), "steps": torch.tensor([3])}
+    path = tmp_path / f"bad{suffix}"
+    save_safetensors(sd, path) if suffix == ".safetensors" else torch.save(sd, path)
+    with pytest.raises(ValueError, match="'w' hold 2 NaN or infinite values"):
+        load_state_dict_file(path)
+
+
+def test_random_bytes_are_one_short_message(tmp_path):
+    path = tmp_path / "random.pth"
+    path.write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(ValueError) as e:
+        load_state_dict_file(path)
+    assert "damaged or not a PyTorch file" in str(e.value) and "weights_only" not in str(e.value)
+    assert len(str(e.value)) < 120 + len(str(path))
+
+
+def test_the_shipped_weights_carry_their_checksum():
+    from importlib import resources
+
+    from safetensors import safe_open
+
+    assets = resources.files("lpdgen") / "assets"
+    for name in ("lpd_fmnist/model.safetensors", "vq_fmnist.safetensors", "fmnist_classifier.safetensors"):
+        path = str(assets / name)
+        with safe_open(path, framework="pt") as f:
+            saved = (f.metadata() or {}).get(CHECKSUM_KEY)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        assert saved == tensors_sha256(tensors), name

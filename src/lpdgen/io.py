@@ -9,10 +9,17 @@ One checkpoint convention for every component (network, tokenizer, classifier), 
 (``kind``) and the config that rebuilds the module; ``<stem>.json`` beside it repeats both for people and
 tools (``{"kind", "config", ...}``). Loaders read the config from the file, never guess it, and return
 the module in eval mode.
+
+Damaged weights must fail loudly, not decode into plausible-looking garbage: a byte flipped inside the
+tensor data of a safetensors file still parses, and a model with a few wrong weights still produces
+images (identical ones, typically). So :func:`save_safetensors` stores a sha256 of the tensors in the
+file's metadata and :func:`load_state_dict_file` checks it; files without one (published checkpoints,
+``.pth`` pickles, files of lpdgen 0.1) still load. Every loaded floating-point tensor must be finite.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -79,11 +86,29 @@ def save_npz(path: PathLike, **arrays: np.ndarray) -> Path:
     return atomic_write(path, write)
 
 
+CHECKSUM_KEY = "lpdgen_sha256"  # safetensors metadata: sha256 of the tensors (:func:`tensors_sha256`)
+
+
+def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of a state dict: per tensor in name order, its name, dtype, shape and raw bytes.
+
+    Computed from the tensors, not from the file's byte layout, so it means the same whatever order or
+    alignment the safetensors writer chooses; any changed value, name, dtype or shape changes it."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 def save_safetensors(tensors: Mapping[str, torch.Tensor], path: PathLike, metadata: dict[str, str] | None = None) -> Path:
-    """Save tensors as safetensors atomically (tensors are made contiguous and moved to CPU)."""
+    """Save tensors as safetensors atomically (tensors are made contiguous and moved to CPU), with their
+    sha256 (:func:`tensors_sha256`) in the metadata for :func:`load_state_dict_file` to verify."""
     from safetensors.torch import save_file
 
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    metadata = {**(metadata or {}), CHECKSUM_KEY: tensors_sha256(flat)}
     return atomic_write(path, lambda tmp: save_file(flat, tmp, metadata=metadata))
 
 
@@ -157,23 +182,43 @@ def load_state_dict_file(path: PathLike, *, key: str | None = "model", map_locat
     the published LPD and LlamaGen checkpoints) or a bare ``torch.save``'d state dict.
 
     Pickles are always read with ``weights_only=True``. Raises ``FileNotFoundError`` for a missing file
-    and ``ValueError`` for anything that is not a readable state dict.
+    and ``ValueError`` for anything that is not a readable state dict, for safetensors whose tensors do
+    not match the sha256 saved with them, and for NaN or infinite floating-point weights.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        state = {k: v.to(map_location) for k, v in _load_safetensors(path).items()}
+    else:
+        state = _load_pickle(path, key, map_location)
+    _check_finite(state, path)
+    return state
 
-        try:
-            return load_file(str(path), device=str(map_location))
-        except (SafetensorError, OSError, RuntimeError) as e:
-            raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file on the CPU, verified against the sha256 in its metadata when
+    there is one (``ValueError`` naming the file when they differ)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
+    expected = metadata.get(CHECKSUM_KEY)
+    if expected is not None and tensors_sha256(state) != expected:
+        raise ValueError(f"{path}: the weights are damaged (their sha256 differs from the one saved with them); "
+                         "download or copy the file again")
+    return state
+
+
+def _load_pickle(path: Path, key: str | None, map_location: str | torch.device) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True, mmap=_can_mmap(path))
     except Exception as e:  # torch raises several types for corrupt zips / pickles
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({_first_sentence(e)})") from e
     if isinstance(obj, Mapping) and key is not None and key in obj and isinstance(obj[key], Mapping):
         obj = obj[key]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -182,6 +227,28 @@ def load_state_dict_file(path: PathLike, *, key: str | None = "model", map_locat
             f"{path}: expected a state dict (name -> tensor) or {{'{key}': state_dict}}, found {keys}"
         )
     return dict(obj)
+
+
+def _first_sentence(error: BaseException) -> str:
+    """What went wrong, in a few words: torch's unpickling errors run to a paragraph about
+    ``weights_only`` that helps nobody holding a damaged or foreign file."""
+    text = str(error).strip()
+    if "weights only load failed" in text.lower():
+        if "unsupported global" in text.lower():
+            return "it holds Python objects besides tensors, refused because loading them could run code"
+        return "the file is damaged or not a PyTorch file"
+    first = text.splitlines()[0][:200] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Refuse NaN or inf weights: a network holding them decodes nothing but garbage, and the cause
+    (a diverged run, a damaged file) is worth knowing before any image is made."""
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(f"{path}: weights {name!r} hold {bad} NaN or infinite values (a diverged "
+                             "training run, or a damaged file); these weights cannot be used")
 
 
 def _can_mmap(path: Path) -> bool:
