@@ -18,6 +18,16 @@ def test_info_lists_the_published_sizes_with_their_parameter_counts(capsys):
     out = capsys.readouterr().out
     for count in ("337,157,120", "751,947,520", "1,412,184,576"):
         assert count in out
+    # the embedded models, with their sizes as the files hold them
+    from safetensors import safe_open
+
+    from lpdgen.pipeline import LPDPipeline
+
+    pipe = LPDPipeline.from_pretrained()
+    assert f"{sum(p.numel() for p in pipe.model.parameters()):,}" in out
+    assert f"{sum(v.numel() for v in pipe.tokenizer.state_dict().values()):,}" in out
+    assert "lpd-fmnist: LPD, 32x32 Fashion-MNIST, 8x8 tokens, 10 classes" in out and "--tokenizer fmnist" in out
+    assert "--classifier fmnist" in out and "test accuracy 90.5%" in out
 
 
 @pytest.fixture
@@ -40,6 +50,15 @@ def test_sample_writes_a_grid_and_one_file_per_image(tiny_files):
     assert main([*args[:-4], "--batch-size", "5", "--out", "", "--out-dir", str(tmp / "again")]) == 0
     for a, b in zip(files, sorted((tmp / "again").glob("*.png"))):
         assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+
+
+def test_sample_counts_in_words(tiny_files, capsys):
+    lpd, vq, tmp = tiny_files
+    assert main(["sample", "--checkpoint", str(lpd), "--tokenizer", str(vq), "--steps", "1", "--class", "0",
+                 "--num", "1", "--out", "", "--out-dir", str(tmp / "one")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("1 image in ") and "1 step (1 forward pass for 64 tokens)" in out, out
+    assert "wrote 1 image to" in out and "images" not in out, out
 
 
 def test_sample_rejects_a_tokenizer_with_another_vocabulary(tiny_files, tmp_path, capsys):
@@ -77,6 +96,7 @@ def test_sample_with_no_model_arguments_uses_the_embedded_model(tmp_path, capsys
 
 @pytest.mark.parametrize("argv, message", [
     (["--class", "sneakr"], "did you mean 'sneaker'"),
+    (["--class", "boot"], "did you mean 'ankle boot'"),
     (["--class", "10"], "out of range"),
     (["--steps", "65"], "64 tokens"),
     (["--cfg", "-1"], "--cfg must be >= 0"),
@@ -87,3 +107,13 @@ def test_sample_bad_input_is_one_clear_line(argv, message, tmp_path, capsys):
     assert main(["sample", *argv, "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_model_flag_errors_speak_of_flags_not_python(tiny_files, capsys):
+    weights, _, folder = tiny_files
+    for model, message in ((weights, "is a file; give a model folder, or pass weights with --checkpoint"),
+                           (folder, "not a model folder (no pipeline.json in it")):
+        assert main(["sample", "--model", str(model), "--out", str(folder / "x.png")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err, err
+        assert not any(api in err for api in ("save_pretrained", "checkpoint=", "LPDPipeline")), err

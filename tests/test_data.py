@@ -39,6 +39,11 @@ def test_fashion_mnist_dataset_pads_with_background(fmnist_root):
     assert torch.equal(((x[0, 2:30, 2:30] + 1) * 127.5).round().to(torch.uint8), torch.from_numpy(raw[7].copy()))
     xb, yb = ds.batch(torch.tensor([7, 8]))
     assert torch.equal(xb[0], x) and yb.tolist() == labels[7:9].tolist()
+    # images and labels are one type, so one index picks matching pairs from both
+    assert isinstance(ds.images, torch.Tensor) and isinstance(ds.labels, torch.Tensor)
+    assert ds.images.dtype == torch.uint8 and ds.labels.dtype == torch.int64
+    shoes = ds.labels == 9
+    assert ds.images[shoes].shape == (1000, 32, 32)
     with pytest.raises(ValueError, match="smaller than"):
         FashionMNIST(fmnist_root, "test", pad_to=20)
 

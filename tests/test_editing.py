@@ -252,7 +252,7 @@ def test_default_steps_are_capped_by_the_masked_count(pipe, images):
     cells[0, 3, 3:6] = True  # 3 cells; the model's default is 8 steps
     out = pipe.inpaint(images[:1], cells, 0, seeds=[0], output_type="codes")
     assert out.group_sizes == [1, 1, 1]
-    with pytest.raises(ValueError, match="exceeds the 3 token cells"):
+    with pytest.raises(ValueError, match="4 steps for 3 token cells to regenerate: use at most 3 steps"):
         pipe.inpaint(images[:1], cells, 0, num_inference_steps=4, seeds=[0], output_type="codes")
 
 
@@ -277,7 +277,8 @@ def test_outpaint_keeps_the_box_cells(pipe, images):
 
 
 def test_wrong_inputs_are_one_clear_error(pipe, images):
-    with pytest.raises(ValueError, match="28x28 pixels; this model edits 32x32"):
+    with pytest.raises(ValueError, match=r"28x28 pixels; this model edits 32x32 images: pad them first, e\.g\. "
+                                         r"lpdgen\.editing\.pad_to\(images, \(32, 32\)\)"):
         pipe.inpaint(np.zeros((1, 28, 28), np.uint8), np.ones((1, 28, 28), bool), 0)
     with pytest.raises(ValueError, match="mask must be"):
         pipe.inpaint(images, np.ones((2, 32, 32), bool), 0)
@@ -289,6 +290,24 @@ def test_wrong_inputs_are_one_clear_error(pipe, images):
         pipe.inpaint(images, np.ones((32, 32), bool), [0, 1])
     with pytest.raises(ValueError, match="out of range"):
         pipe.outpaint(images, (0, 0, 32, 40), 0)
+    with pytest.raises(ValueError, match="covers no whole token cell"):  # would keep nothing of the input
+        pipe.outpaint(images, (2, 2, 7, 7), 0)
+    with pytest.raises(ValueError, match="covers no whole token cell"):  # one box per image: the second keeps nothing
+        pipe.outpaint(images, [(0, 0, 4, 4), (1, 0, 5, 4), (0, 0, 4, 4)], 0)
+    pipe.outpaint(images[:1], (0, 0, 4, 4), 0, 1, output_type="codes")  # one whole cell is enough
+
+
+def test_pad_to_centers_images_and_masks_on_a_black_canvas():
+    from lpdgen.editing import pad_to
+
+    raw = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    padded, (top, left) = pad_to(raw, (32, 32))
+    assert padded.shape == (2, 32, 32) and padded.dtype == np.uint8 and (top, left) == (2, 2)
+    assert (padded[:, 2:30, 2:30] == raw).all() and padded.sum() == raw.sum()  # the rest is black
+    mask, _ = pad_to(np.ones((1, 28, 28, 1), bool), (32, 32))
+    assert mask.shape == (1, 32, 32, 1) and mask.sum() == 28 * 28
+    with pytest.raises(ValueError, match="do not fit"):
+        pad_to(raw, (16, 32))
 
 
 # ---- lpdgen edit -----------------------------------------------------------------------------------------
@@ -302,7 +321,8 @@ def edit_files(tmp_path_factory, images):
     mask = np.zeros((32, 32), np.uint8)
     mask[16:] = 255
     return {"image": save_png(images[0], d / "in.png"), "mask": save_png(mask, d / "mask.png"),
-            "small": save_png(np.zeros((28, 28), np.uint8), d / "small.png"), "dir": d}
+            "small": save_png(np.zeros((28, 28), np.uint8), d / "small.png"),
+            "big": save_png(np.zeros((40, 40), np.uint8), d / "big.png"), "dir": d}
 
 
 def test_edit_command_writes_the_edit_and_its_gif(edit_files, pipe, capsys):
@@ -326,14 +346,47 @@ def test_edit_command_writes_the_edit_and_its_gif(edit_files, pipe, capsys):
     assert (np.asarray(Image.open(d / "out.png")) == want.images[0, ..., 0]).all()
 
 
+def test_edit_command_pads_a_28x28_image_and_crops_the_result_back(edit_files, pipe, capsys):
+    """A raw Fashion-MNIST image (28x28) edits as the 32x32 one the model was trained on: centered on
+    black, with --box on the input's pixels, and the result at the input's size."""
+    from PIL import Image
+
+    from lpdgen.cli import main
+    from lpdgen.editing import pad_to
+    from lpdgen.rng import image_seeds
+
+    d = edit_files["dir"]
+    raw = np.asarray(Image.open(edit_files["image"]))[2:30, 2:30]  # the 28x28 original of a padded test image
+    Image.fromarray(raw).save(d / "raw28.png")
+    assert main(["edit", "inpaint", "--image", str(d / "raw28.png"), "--box", "0", "0", "14", "28", "--class", "bag",
+                 "--out", str(d / "out28.png"), "--steps", "4", "--seed", "3"]) == 0
+    assert "kept 32 of 64 token cells" in capsys.readouterr().out  # box x 0..14 on the input = 2..16 padded: 4 columns
+    got = np.asarray(Image.open(d / "out28.png"))
+    mask = np.zeros((1, 28, 28), bool)
+    mask[:, :, :14] = True
+    want = pipe.inpaint(pad_to(raw[None], (32, 32))[0], pad_to(mask, (32, 32))[0], "bag", 4,
+                        seeds=image_seeds(3, [0]), output_type="np").images[0, 2:30, 2:30, 0]
+    assert got.shape == (28, 28) and (got == want).all()
+
+
+def test_edit_outpaint_box_under_one_cell_is_an_error(edit_files, capsys):
+    from lpdgen.cli import EXIT_USER_ERROR, main
+
+    rc = main(["edit", "outpaint", "--image", str(edit_files["image"]), "--box", "1", "1", "3", "3", "--class", "0",
+               "--out", str(edit_files["dir"] / "o.png")])
+    err = capsys.readouterr().err.strip()
+    assert rc == EXIT_USER_ERROR and err.count("\n") == 0
+    assert err.startswith("lpdgen edit outpaint: error: --box: the box covers no whole token cell (4x4 pixels"), err
+
+
 @pytest.mark.parametrize("argv, message", [
-    (["--image", "{small}", "--box", "0", "0", "4", "4"], "is 28x28 pixels; this model edits 32x32"),
+    (["--image", "{big}", "--box", "0", "0", "4", "4"], "is 40x40 pixels; this model edits 32x32"),
     (["--image", "{image}", "--box", "0", "0", "40", "4"], "--box: box (0, 0, 40, 4) is out of range"),
     (["--image", "{image}", "--box", "5", "0", "5", "4"], "out of range"),
     (["--image", "{image}", "--mask", "{small}"], "--mask"),
     (["--image", "{dir}/missing.png", "--box", "0", "0", "4", "4"], "file not found"),
     (["--image", "{image}", "--box", "0", "0", "4", "4", "--class", "dres"], "did you mean 'dress'"),
-    (["--image", "{image}", "--box", "0", "0", "4", "4", "--steps", "5"], "exceeds the 1 token cells"),
+    (["--image", "{image}", "--box", "0", "0", "4", "4", "--steps", "5"], "5 steps for 1 token cell to regenerate: use at most 1 step"),
     (["--image", "{mask}", "--box", "0", "0", "4", "4", "--out", "{dir}/o.txt"], "unsupported file type"),
 ])
 def test_edit_command_errors_are_one_line(edit_files, argv, message, capsys):

@@ -181,7 +181,7 @@ def test_cfg_search_reports_one_fid_per_scale(pipeline, extractor, tmp_path):
     assert rows[0]["fid"] != rows[1]["fid"]
 
 
-def test_cli_sample_then_metrics(pipeline, extractor, tmp_path, capsys):
+def test_cli_sample_then_metrics(pipeline, extractor, tmp_path, capsys, caplog):
     from lpdgen.cli import main
 
     ckpt = pipeline.model.save(tmp_path / "lpd")
@@ -201,6 +201,8 @@ def test_cli_sample_then_metrics(pipeline, extractor, tmp_path, capsys):
                "--cache-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "m.json")]
     assert main(metrics) == 0
     assert "fid" in capsys.readouterr().out and (tmp_path / "m.json").is_file()
+    # 6 images for 12-d features: the promised warning, as one log line (docs/evaluation.md)
+    assert "only 6 images for 12-d features" in caplog.text and "FID is biased upwards" in caplog.text
     missing = ["eval", "metrics", str(out), "--ref", str(tmp_path / "ref.npz"), "--inception", str(tmp_path / "no.pt")]
     assert main(missing) == 2
     assert "FID Inception weights not found" in capsys.readouterr().err

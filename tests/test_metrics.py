@@ -122,6 +122,20 @@ def test_feature_statistics_warns_when_covariance_is_singular():
         feature_statistics(np.zeros((1, 4)))
 
 
+def test_the_small_sample_fid_path_warns_too():
+    """Few images take the exact low-rank path (no covariance matrices), whose FID is as biased."""
+    from lpdgen.evaluation.metrics import fid_from_features
+
+    rng = np.random.default_rng(0)
+    with pytest.warns(UserWarning, match="only 8 images for 16-d features: .* FID is biased upwards"):
+        fid_from_features(rng.normal(size=(8, 16)), rng.normal(size=(40, 16)))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # enough images: no warning
+        fid_from_features(rng.normal(size=(40, 16)), rng.normal(size=(40, 16)))
+
+
 def test_fid_shrinks_with_more_samples_of_the_same_distribution():
     rng = np.random.default_rng(7)
     small = [fid(feature_statistics(rng.normal(size=(100, 8))), feature_statistics(rng.normal(size=(100, 8)))) for _ in range(3)]

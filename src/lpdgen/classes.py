@@ -59,9 +59,18 @@ def class_id(label: int | str, num_classes: int, names: Sequence[str] | None = N
             index.setdefault(syn, i)
     if wanted in index:
         return index[wanted]
-    close = difflib.get_close_matches(wanted, list(index), n=3, cutoff=0.6)
+    close = _suggestions(wanted, list(index))
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f"; known: {', '.join(short_name(n) for n in names[:12])}{' ...' if len(names) > 12 else ''}"
     raise ValueError(f"unknown class name {label!r}{hint}")
+
+
+def _suggestions(wanted: str, known: list[str], n: int = 3) -> list[str]:
+    """Known names close to ``wanted``: first those that contain it as a word ("boot" -> "ankle boot",
+    which spelling similarity alone misses: the strings differ too much in length), then near spellings
+    ("snaker" -> "sneaker")."""
+    words = [k for k in known if "," not in k and wanted in k.replace("/", " ").replace("-", " ").split()]
+    close = difflib.get_close_matches(wanted, known, n=n, cutoff=0.6)
+    return list(dict.fromkeys(words + close))[:n]
 
 
 def class_ids(labels: Sequence[int | str] | torch.Tensor | int | str, num_classes: int,

@@ -111,11 +111,13 @@ class FashionMNIST(Dataset):
     """Fashion-MNIST as (1, pad_to, pad_to) float images in [-1, 1] with int labels.
 
     Images are zero-padded (the black background, -1 after scaling) to ``pad_to`` so that a tokenizer
-    with 4x downsampling sees 32x32 and yields 8x8 codes.
+    with 4x downsampling sees 32x32 and yields 8x8 codes. ``images`` ((N, S, S) uint8) and ``labels``
+    ((N,) int64) are both tensors, so that indexing them alike gives matching pairs.
     """
 
     def __init__(self, root: PathLike = FASHION_MNIST_DIR, split: str = "train", pad_to: int = FASHION_MNIST_PAD):
-        images, self.labels = load_fashion_mnist(root, split)
+        images, labels = load_fashion_mnist(root, split)
+        self.labels = torch.from_numpy(labels)  # (N,) int64
         h, w = images.shape[1:]
         if pad_to < max(h, w):
             raise ValueError(f"pad_to={pad_to} is smaller than the {h}x{w} images")
@@ -134,7 +136,7 @@ class FashionMNIST(Dataset):
     def batch(self, indices: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Fast path for in-memory training: (B, 1, S, S) images and (B,) labels."""
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return self.images[idx].unsqueeze(1).float().div(127.5).sub(1.0), torch.from_numpy(self.labels)[idx]
+        return self.images[idx].unsqueeze(1).float().div(127.5).sub(1.0), self.labels[idx]
 
 
 # --- ImageFolder --------------------------------------------------------------------------------------

@@ -43,10 +43,42 @@ def image_array(images, size: tuple[int, int], channels: int) -> np.ndarray:
     if arr.ndim != 4:
         raise ValueError(f"images must be (B, H, W) or (B, H, W, C), got shape {arr.shape}")
     if arr.shape[1:3] != tuple(size):
-        raise ValueError(f"images are {arr.shape[2]}x{arr.shape[1]} pixels; this model edits {size[1]}x{size[0]} images")
+        how = (f": pad them first, e.g. lpdgen.editing.pad_to(images, {tuple(size)})"
+               if arr.shape[1] <= size[0] and arr.shape[2] <= size[1] else "")
+        raise ValueError(f"images are {arr.shape[2]}x{arr.shape[1]} pixels; this model edits {size[1]}x{size[0]} "
+                         f"images{how}")
     if arr.shape[3] != channels:
         raise ValueError(f"images have {arr.shape[3]} channels; this model's tokenizer takes {channels}")
     return arr
+
+
+def pad_to(images: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """Center ``images`` (B, H, W) or (B, H, W, C) on a zero (black / False) canvas of ``size`` (H, W);
+    returns the padded array and the (top, left) offset of the originals in it.
+
+    Why: the embedded model was trained on 28x28 Fashion-MNIST padded with black to 32x32
+    (:class:`lpdgen.data.FashionMNIST`), so a raw 28x28 image becomes an input this way, and a mask or
+    box drawn on the original moves by the same offset. ``ValueError`` if an image is larger than ``size``.
+    """
+    arr = np.asarray(images)
+    h, w = arr.shape[1:3]
+    if h > size[0] or w > size[1]:
+        raise ValueError(f"images of {w}x{h} pixels do not fit in {size[1]}x{size[0]}")
+    top, left = (size[0] - h) // 2, (size[1] - w) // 2
+    out = np.zeros((arr.shape[0], *size, *arr.shape[3:]), dtype=arr.dtype)
+    out[:, top:top + h, left:left + w] = arr
+    return out, (top, left)
+
+
+def check_keeps_a_cell(keep: np.ndarray, cell: int, what: str = "the box to keep") -> None:
+    """Refuse an outpainting region that covers no whole token cell in some image: every cell would be
+    regenerated, so the "edit" would be a fresh image that ignores the input, which is never what a
+    small box means. ``keep``: (B, H, W) bool pixels to keep; ``cell``: the tokenizer's downsampling."""
+    b, h, w = keep.shape
+    regenerate = cell_mask(~np.asarray(keep, dtype=bool), b, (h // cell, w // cell), cell)
+    if bool(regenerate.flatten(1).all(dim=1).any()):
+        raise ValueError(f"{what} covers no whole token cell ({cell}x{cell} pixels, on a grid starting at 0, 0), so "
+                         f"nothing of the image would be kept; keep at least one cell, e.g. the box 0 0 {cell} {cell}")
 
 
 def cell_mask(mask, batch: int, grid: tuple[int, int], cell: int) -> torch.Tensor:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .classes import class_ids, default_class_names
-from .editing import box_mask, cell_mask, image_array
+from .editing import box_mask, cell_mask, check_keeps_a_cell, image_array
 from .engine import Engine
 from .generation import generate
 from .images import float_to_uint8
@@ -38,7 +38,7 @@ from .orders import ORDER_TYPES, PUBLISHED_RHO, PUBLISHED_TAU, build_orders, gro
 from . import rng
 from .sampling import CFG_SCHEDULES
 from .tokenizer import load_tokenizer
-from .utils import eval_mode
+from .utils import eval_mode, plural
 
 OUTPUT_TYPES = ("pil", "np", "pt", "codes")
 PIPELINE_FILE = "pipeline.json"
@@ -329,7 +329,8 @@ class LPDPipeline:
             rows = (counts == count).nonzero().flatten()
             steps = min(s.num_inference_steps, count) if num_inference_steps is None else s.num_inference_steps
             if steps > count:
-                raise ValueError(f"num_inference_steps {steps} exceeds the {count} token cells to regenerate")
+                raise ValueError(f"{steps} steps for {plural(count, 'token cell')} to regenerate: use at most "
+                                 f"{plural(count, 'step')} (each step generates at least one cell)")
             sizes = group_sizes(count, steps)
             gens = [rng.generator(seeds[i]) for i in rows.tolist()]
             row_orders = self._orders(s, sizes, None, gens, known=~regen[rows])  # kept cells first
@@ -352,10 +353,11 @@ class LPDPipeline:
         """Keep the token cells inside ``keep_box`` and generate everything around them.
 
         ``keep_box``: (x0, y0, x1, y1) in pixels (x1, y1 exclusive) for every image, or one box per
-        image; a cell is kept only when the box covers all of it. Other arguments and the result are
-        those of :meth:`inpaint`."""
+        image; a cell is kept only when the box covers all of it (a box that covers no whole cell keeps
+        nothing and raises ``ValueError``). Other arguments and the result are those of :meth:`inpaint`."""
         b = len(images) if isinstance(images, (list, tuple)) else int(np.shape(images)[0])
         keep = box_mask(keep_box, b, self.image_size)
+        check_keeps_a_cell(keep, self.tokenizer.config.downsample)
         return self.inpaint(images, ~keep, class_labels, num_inference_steps, guidance_scale, seeds, output_type,
                             **kwargs)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,8 +18,21 @@ def get_logger(name: str) -> logging.Logger:
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """Configure the root handler once (CLI entry points call this; the library never does)."""
+    """Configure the root handler once (CLI entry points call this; the library never does), and show the
+    library's warnings (e.g. FID from too few images) as one log line each instead of Python's
+    "file:line: UserWarning" plus a line of source code."""
     logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%H:%M:%S")
+    warnings.showwarning = _log_warning
+
+
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:  # warnings.showwarning's signature
+    logging.getLogger("lpdgen").warning("%s", message)
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``count`` with its noun in the right number ("1 image", "2 images"): messages are read by people,
+    and "1 images" reads as a bug. ``nouns``: the plural when it is not ``noun + "s"``."""
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
 
 
 def default_device() -> torch.device:

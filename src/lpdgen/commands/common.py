@@ -285,7 +285,8 @@ DTYPES = ("float32", "float16", "bfloat16")
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """``--model`` or ``--checkpoint/--config/--tokenizer`` (default: the embedded Fashion-MNIST model), ``--dtype``."""
     parser.add_argument("--model", default=None, metavar="DIR|REPO",
-                        help="a folder written by LPDPipeline.save_pretrained, or a Hugging Face repo id such as "
+                        help="a model folder (pipeline.json, weights; scripts/export_pretrained.py writes one), or a "
+                             "Hugging Face repo id such as "
                              "mit-han-lab/lpd_l_256 (needs huggingface_hub and a network); default: the embedded "
                              "Fashion-MNIST model")
     parser.add_argument("--checkpoint", default=None,
@@ -311,6 +312,20 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
                         help="compile the per-step decoding function (torch.compile; CUDA graphs on GPUs)")
 
 
+def check_model_folder(model: str) -> None:
+    """``--model`` as the command line says it: a local path must be a model folder (the library's own
+    message speaks of its Python API). Anything else is left to the loader (a Hugging Face repo id)."""
+    from ..pipeline import PIPELINE_FILE
+
+    path = Path(model)
+    if path.is_file():
+        raise UserError(f"--model {path} is a file; give a model folder, or pass weights with --checkpoint "
+                        "(with --tokenizer, and --config for weights saved without one)")
+    if path.is_dir() and not (path / PIPELINE_FILE).is_file():
+        raise UserError(f"--model {path}: not a model folder (no {PIPELINE_FILE} in it; scripts/export_pretrained.py "
+                        "writes one from a training run)")
+
+
 def load_pipeline(args: argparse.Namespace):
     """The pipeline the model flags name, on ``--device`` in ``--dtype`` (sampling flags go to each call:
     :func:`sampling_overrides`)."""
@@ -323,6 +338,8 @@ def load_pipeline(args: argparse.Namespace):
         raise UserError("pass either --model or --checkpoint, not both")
     if args.checkpoint is None and (args.config is not None or args.tokenizer is not None):
         raise UserError("--config and --tokenizer go with --checkpoint")
+    if args.model is not None:
+        check_model_folder(args.model)
     if args.checkpoint is not None:
         path = check_input_file(args.checkpoint, flag="--checkpoint")
         if args.config is None and not _has_saved_config(path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..utils import get_logger
+from ..utils import get_logger, plural
 from .common import (
     UserError,
     add_model_args,
@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                           ("outpaint", "keep the inside of --box / the white pixels of --mask, generate the rest")):
         o = ops.add_parser(op, help=help_text, description=f"{op}: {help_text}. A token cell is regenerated when any "
                                                              "of its pixels is; the result is written at the input's size.")
-        o.add_argument("--image", required=True, help="input image at the model's size (32x32 for the embedded model)")
+        o.add_argument("--image", required=True,
+                       help="input image at the model's size (32x32 for the embedded model); a smaller one is "
+                            "centered on black (28x28 Fashion-MNIST as in training), --box and --mask are on the input")
         where = o.add_mutually_exclusive_group(required=True)
         where.add_argument("--box", type=int, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
                            help=f"pixel box to {ROLE[op]} (x1, y1 exclusive)")
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..animation import decoding_frames, save_gif
-    from ..editing import box_mask, check_box
+    from ..editing import box_mask, check_box, check_keeps_a_cell, pad_to
     from ..images import save_image
     from ..rng import image_seeds
 
@@ -80,34 +82,46 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args)
     label = pipe.class_ids([args.label])
     size = pipe.image_size
-    image = _read_image(args.image, "--image", "L" if pipe.tokenizer.config.image_channels == 1 else "RGB")
-    if image.size != (size[1], size[0]):
-        raise UserError(f"--image {args.image} is {image.size[0]}x{image.size[1]} pixels; this model edits "
-                        f"{size[1]}x{size[0]} images")
+    image = np.asarray(_read_image(args.image, "--image", "L" if pipe.tokenizer.config.image_channels == 1 else "RGB"))
+    height, width = image.shape[:2]
+    if height > size[0] or width > size[1]:
+        raise UserError(f"--image {args.image} is {width}x{height} pixels; this model edits {size[1]}x{size[0]} "
+                        f"images (smaller ones are centered on black)")
     if args.box is not None:
         try:
-            region = box_mask(check_box(args.box, size), 1, size)[0]
+            region = box_mask(check_box(args.box, (height, width)), 1, (height, width))[0]
         except ValueError as e:
             raise UserError(f"--box: {e}") from None
     else:
         mask_image = _read_image(args.mask, "--mask", "L")
-        if mask_image.size != image.size:
+        if mask_image.size != (width, height):
             raise UserError(f"--mask {args.mask} is {mask_image.size[0]}x{mask_image.size[1]} pixels; the image is "
-                            f"{image.size[0]}x{image.size[1]}")
+                            f"{width}x{height}")
         region = np.asarray(mask_image) > 0
+    (padded,), (top, left) = pad_to(image[None], size)
+    (region,), _ = pad_to(region[None], size)
+    if (top, left) != (0, 0):
+        log.info("centered the %dx%d image on a black %dx%d canvas, as the model was trained; the result is "
+                 "cropped back", width, height, size[1], size[0])
+    if op == "outpaint":
+        try:
+            check_keeps_a_cell(region[None], pipe.tokenizer.config.downsample,
+                               "the box" if args.box is not None else "the white part of the mask")
+        except ValueError as e:
+            raise UserError(f"{'--box' if args.box is not None else '--mask'}: {e}") from None
     regenerate = region if op == "inpaint" else ~region
     sampling = sampling_overrides(args)
     steps, cfg = sampling.pop("num_inference_steps"), sampling.pop("guidance_scale")
-    out = pipe.inpaint([image], regenerate, label, steps, cfg, image_seeds(args.seed, [0]), "np", **sampling)
+    out = pipe.inpaint(padded[None], regenerate, label, steps, cfg, image_seeds(args.seed, [0]), "np", **sampling)
     kept = int(out.known.sum())
-    save_image(out.images[0], args.out)
-    print(f"{op}: kept {kept} of {out.known.numel()} token cells, generated {out.known.numel() - kept} in "
-          f"{len(out.group_sizes)} steps as class {label[0]}"
+    save_image(out.images[0][top:top + height, left:left + width], args.out)
+    print(f"{op}: kept {kept} of {plural(out.known.numel(), 'token cell')}, generated {out.known.numel() - kept} in "
+          f"{plural(len(out.group_sizes), 'step')} as class {label[0]}"
           f"{f' ({pipe.class_names[label[0]]})' if pipe.class_names else ''}; wrote {args.out}")
     if args.gif:
         sizes = [kept, *out.group_sizes] if kept else out.group_sizes
         frames = decoding_frames(out.codes, out.orders, sizes, lambda c: pipe.decode(c, "np"),
                                  scale=max(2, 128 // size[0]), prefilled=kept > 0)
         save_gif(frames, args.gif)
-        print(f"wrote {args.gif} ({len(frames)} frames)")
+        print(f"wrote {args.gif} ({plural(len(frames), 'frame')})")
     return 0

@@ -1,8 +1,12 @@
-"""`lpdgen info`: version, device, and the named model configs with their parameter counts."""
+"""`lpdgen info`: version, device, the named model configs with their parameter counts, and the models
+embedded in the package (what runs with no download, and which flag uses each)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+from pathlib import Path
 
 import torch
 
@@ -11,7 +15,7 @@ from ..utils import default_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print version, device and the named model configs")
+    p = sub.add_parser("info", help="print version, device, the named model configs and the embedded models")
     p.set_defaults(func=run)
 
 
@@ -25,4 +29,40 @@ def run(args: argparse.Namespace) -> int:
             cfg = LPDConfig.named(name, image_size=size)
             grid = f"{cfg.grid[0]}x{cfg.grid[1]}"
             print(f"{name:<10}{size:>7}{grid:>8}{cfg.width:>7}{cfg.depth:>7}{cfg.heads:>7}{count_parameters(cfg):>16,}")
+    print("\nembedded in the package (offline, no download):")
+    for what, parameters, use in embedded_models():
+        print(f"  {what:<62}{parameters:>12,}  {use}")
     return 0
+
+
+def embedded_models() -> list[tuple[str, int, str]]:
+    """(description, parameter count, how to use it) of each model shipped as package data, read from
+    the files' configs and tensor shapes (nothing is loaded: `info` stays instant)."""
+    from ..evaluation.classifier import ASSET as CLASSIFIER
+    from ..pipeline import EMBEDDED, PIPELINE_FILE
+    from ..tokenizer import FMNIST_WEIGHTS, VQConfig
+
+    folder = Path(__file__).parent.parent / "assets" / EMBEDDED
+    pipeline = json.loads((folder / PIPELINE_FILE).read_text())
+    model = json.loads((folder / "model.json").read_text())["config"]
+    sampling = pipeline["sampling"]
+    vq = VQConfig.from_dict(json.loads(FMNIST_WEIGHTS.with_suffix(".json").read_text())["config"])
+    classifier = json.loads(CLASSIFIER.with_suffix(".json").read_text())
+    side, codes = vq.image_size, vq.image_size // vq.downsample
+    return [
+        (f"{model['name']}: LPD, {side}x{side} Fashion-MNIST, {model['grid'][0]}x{model['grid'][1]} tokens, "
+         f"{model['num_classes']} classes", _parameters(folder / pipeline["model"]),
+         f"lpdgen sample (the default; {sampling['num_inference_steps']} steps, guidance {sampling['guidance_scale']:g})"),
+        (f"fmnist tokenizer: VQ, {side}x{side} -> {codes}x{codes} codes, {vq.codebook_size} entries",
+         _parameters(FMNIST_WEIGHTS), "--tokenizer fmnist"),
+        (f"fmnist classifier: 28x28 Fashion-MNIST, test accuracy {100 * classifier['test_accuracy']:.1f}%",
+         _parameters(CLASSIFIER), "lpdgen eval metrics --classifier fmnist"),
+    ]
+
+
+def _parameters(path: Path) -> int:
+    """Number of values in a safetensors file, from its header alone."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())

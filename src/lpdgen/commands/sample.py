@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..utils import get_logger
+from ..utils import get_logger, plural
 from .common import (
     add_model_args,
     add_sampling_args,
@@ -79,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
     arr = np.concatenate(images)
     names = [short_name(pipe.class_names[c]) if pipe.class_names else f"class {c}" for c in classes]
     guidance = pipe.sampling.guidance_scale if args.cfg is None else args.cfg
-    print(f"{len(arr)} images in {seconds:.2f} s ({1e3 * seconds / len(arr):.1f} ms per image), "
-          f"{steps} steps ({steps} forward passes for {pipe.model.cfg.num_tokens} tokens), guidance {guidance:g}, "
+    print(f"{plural(len(arr), 'image')} in {seconds:.2f} s ({1e3 * seconds / len(arr):.1f} ms per image), "
+          f"{plural(steps, 'step')} ({plural(steps, 'forward pass', 'forward passes')} for "
+          f"{plural(pipe.model.cfg.num_tokens, 'token')}), guidance {guidance:g}, "
           f"order {args.order or pipe.sampling.order}, device {pipe.device}")
     if args.out_dir:
         from pathlib import Path
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         folder = Path(args.out_dir)
         for i, (im, label) in enumerate(zip(arr, labels)):
             save_png(im, folder / f"{i:06d}_class{label}.png")
-        print(f"wrote {len(arr)} images to {folder}")
+        print(f"wrote {plural(len(arr), 'image')} to {folder}")
     if args.out:
         scale = max(1, 64 // arr.shape[1])  # small images (32 px) are shown twice as large
         title = f"{steps} steps, guidance {guidance:g}, seed {args.seed}"
@@ -103,6 +104,6 @@ def run(args: argparse.Namespace) -> int:
                                  lambda c: pipe.decode(c, "np"), scale=max(2, 128 // arr.shape[1]),
                                  captions=names[:GIF_ROWS])
         save_gif(frames, args.gif)
-        print(f"wrote {args.gif} ({len(frames)} frames)")
+        print(f"wrote {args.gif} ({plural(len(frames), 'frame')})")
     return 0
 

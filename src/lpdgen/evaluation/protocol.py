@@ -326,7 +326,7 @@ def fashion_mnist_image_set(root: str | os.PathLike | None = None, split: str = 
     root = root or FASHION_MNIST_DIR
     data = FashionMNIST(root, split=split, pad_to=FASHION_MNIST_PAD)
     images = data.images.numpy()[..., None]  # (N, S, S) -> (N, S, S, 1)
-    return ImageSet(fashion_mnist_image_file(root, split), len(images), tuple(images.shape[1:]), data.labels,
+    return ImageSet(fashion_mnist_image_file(root, split), len(images), tuple(images.shape[1:]), data.labels.numpy(),
                     _array=images)
 
 
