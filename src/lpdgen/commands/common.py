@@ -306,7 +306,9 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     from ..quantize import QUANTIZE_MODES
 
     parser.add_argument("--quantize", default=None, choices=QUANTIZE_MODES,
-                        help="quantize the network's Linear layers: int8 (CPU, about 3x faster decoding), "
+                        help="quantize the network's Linear layers: int8 (CPU; the gain depends on model size, "
+                             "threads and CPU: ~3x for a 111M model at 1 thread with AMX, 1.2-1.5x for the embedded "
+                             "model on a 2-core AVX512-VNNI CPU; docs/engine.md), "
                              "int8-weight / int4-weight (GPU, needs torchao)")
     parser.add_argument("--compile", action="store_true",
                         help="compile the per-step decoding function (torch.compile; CUDA graphs on GPUs)")
