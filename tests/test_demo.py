@@ -60,7 +60,16 @@ def test_check_request_normalises_web_values(pipe):
     (("bag", 1, 65, 3.0, "locality", 0), "steps must be an integer in [1, number of tokens]"),
     (("bag", 1, 8, -1.0, "locality", 0), "guidance scale must be >= 0 (1.0 = no guidance), got -1.0"),
     (("bag", 1, 8, float("nan"), "locality", 0), "guidance scale must be >= 0"),
-    (("bag", 1, 8, None, "locality", 0), "steps and guidance need a value"),
+    (("bag", 1, 8, None, "locality", 0), "guidance must be a number, got None"),
+    (("bag", 1, None, 3.0, "locality", 0), "steps must be a number, got None"),
+    # what an API client may send: text or lists where numbers belong, each the same one line
+    (("bag", "abc", 8, 3.0, "locality", 0), "number of images must be an integer in [1, 64], got 'abc'"),
+    (("bag", 1, "8", 3.0, "locality", 0), "steps must be a number, got '8'"),
+    (("bag", 1, 8, "x", "locality", 0), "guidance must be a number, got 'x'"),
+    (("bag", 1, 8, 3.0, 5, 0), "unknown order 5"),
+    (("bag", 1, 8, 3.0, "locality", "s"), "seed must be an integer >= 0, got 's'"),
+    (("bag", True, 8, 3.0, "locality", 0), "number of images must be an integer in [1, 64], got True"),
+    (([1], 1, 8, 3.0, "locality", 0), "class label must be an id or a name, got list"),
     (("bag", 1, 8, 3.0, "spiral", 0), "unknown order 'spiral'"),
     (("bag", 1, 8, 3.0, "locality", -1), "seed must be an integer >= 0, got -1"),
     (("bag", 1, 8, 3.0, "locality", None), "seed must be an integer >= 0, got None"),
@@ -154,14 +163,35 @@ def test_app_queues_every_event_on_one_model_slot(pipe, tmp_path):
     assert {(fn.concurrency_id, fn.concurrency_limit) for fn in model_events} == {(MODEL_SLOT, 1)}
     assert app._queue.max_size == 3
     with pytest.raises(gr.Error, match="did you mean 'sneaker'"):
-        events["generate"].fn("snaker", 1, 8, 3.0, "locality", 0)
-    grid, gif, order_map, summary = events["generate"].fn("bag", 1.0, 2.0, 3.0, "halton", 0.0)
+        events["generate"].fn("snaker", 1, 3.0, 0, 8, "locality")
+    grid, gif, order_map, summary = events["generate"].fn("bag", 1.0, 3.0, 0.0, 2.0, "halton")
     assert grid.shape == (4 * 36, 4 * 36, 3) and gif.endswith(".gif") and summary.startswith("1 image in ")
     a_grid, a_gif, a_summary, b_grid, b_gif, b_summary = events["compare"].fn("bag", 1, 3.0, 0, 2, "raster", 4, "halton")
     assert a_grid.shape == b_grid.shape == (4 * 36, 4 * 36, 3) and a_gif.endswith(".gif")
     assert "2 steps" in a_summary and "4 steps" in b_summary and b_gif.endswith(".gif")
     with pytest.raises(ValueError, match="max_queue must be >= 1"):
         build_app(pipe, workdir=tmp_path, max_queue=0)
+
+
+def test_the_api_names_its_parameters_in_the_pages_order_and_the_edit_tab_opens_with_an_image(pipe, tmp_path):
+    """gradio_client users call `/generate` with the names and in the order the page shows its widgets;
+    the Edit tab has a test image (and its box preview) before anything is clicked."""
+    pytest.importorskip("gradio", reason="the page needs the demo extra: pip install 'lpdgen[demo]'")
+    from lpdgen.demo import build_app
+
+    app = build_app(pipe, workdir=tmp_path)
+    api = app.get_api_info()["named_endpoints"]
+    for name, params in (("generate", ["class_label", "num_images", "guidance", "seed", "steps", "order"]),
+                         ("compare", ["class_label", "num_images", "guidance", "seed", "steps_a", "order_a", "steps_b",
+                                      "order_b"]),
+                         ("edit", ["image", "operation", "x0", "y0", "x1", "y1", "class_label", "steps", "order",
+                                   "guidance", "seed"])):
+        assert [p["parameter_name"] for p in api[f"/{name}"]["parameters"]] == params
+        event = next(fn for fn in app.fns.values() if fn.api_name == name)
+        page = [b.elem_id for b in app.blocks.values() if b in event.inputs]  # the blocks in layout order
+        assert [b.elem_id for b in event.inputs] == page, name
+    blocks = {b.elem_id: b for b in app.blocks.values() if getattr(b, "elem_id", None)}
+    assert blocks["edit-image"].value is not None and blocks["edit-preview"].value is not None
 
 
 def test_gradio_is_not_imported_by_the_package_or_other_commands():
@@ -233,10 +263,15 @@ def test_check_edit_marks_token_cells(pipe, boot, operation, box, cells):
     ("boot", (0, 0, 40, 8), "inpaint", 0, "box (0, 0, 40, 8) is out of range"),
     ("boot", (0, 0, 8, 8), "erase", 0, "unknown operation 'erase'"),
     ("boot", (0, 0, 8, 8), "inpaint", 5, "steps must be an integer in [0, 4], got 5"),  # 4 cells: at most 4 steps
+    ("boot", (0, "a", 8, 8), "inpaint", 0, "the box needs four numbers x0 y0 x1 y1, got (0, 'a', 8, 8)"),
+    ("boot", (0, 0, 8, 8), "inpaint", "2", "steps must be an integer in [0, 4], got '2'"),
+    ("boot", (0, 0, 8, 8), ["inpaint"], 0, "unknown operation ['inpaint']"),
+    ("picture.png", (0, 0, 8, 8), "inpaint", 0, "images must be uint8 pixels"),
 ])
 def test_check_edit_refuses_bad_input(pipe, boot, image, box, operation, steps, message):
     with pytest.raises(ValueError) as err:
-        check_edit(pipe, boot if isinstance(image, str) else image, box, operation, "dress", steps, 3.0, "locality", 0)
+        check_edit(pipe, boot if isinstance(image, str) and image == "boot" else image, box, operation, "dress", steps,
+                   3.0, "locality", 0)
     assert message in str(err.value)
 
 

@@ -24,8 +24,13 @@ PAD = 2  # pixels between the images of the grid
 
 
 @pytest.fixture(scope="module")
-def server():
-    with demo_server("--max-queue", "1") as url:  # one waiting request at most: the bound is testable cheaply
+def server_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("demo") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(server_log):
+    with demo_server("--max-queue", "1", log=server_log) as url:  # one waiting request at most: the bound is testable cheaply
         yield url
 
 
@@ -69,11 +74,39 @@ def test_bad_input_is_the_cli_error(client, capsys):
     from lpdgen.cli import main
 
     with pytest.raises(AppError) as err:
-        client.predict("snaker", 1, 8, 3.0, "locality", 0, api_name="/generate")
+        client.predict("snaker", 1, 3.0, 0, 8, "locality", api_name="/generate")  # the page's order
     assert main(["sample", "--class", "snaker", "--out", ""]) == 2
     cli_line = capsys.readouterr().err.strip()
     assert str(err.value) == "unknown class name 'snaker'; did you mean 'sneaker'?"
     assert cli_line == f"lpdgen sample: error: {err.value}"
+
+
+def test_the_api_takes_named_parameters_in_the_pages_order(client):
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    names = {name: [p["parameter_name"] for p in api[f"/{name}"]["parameters"]] for name in ("generate", "compare", "edit")}
+    assert names == {
+        "generate": ["class_label", "num_images", "guidance", "seed", "steps", "order"],
+        "compare": ["class_label", "num_images", "guidance", "seed", "steps_a", "order_a", "steps_b", "order_b"],
+        "edit": ["image", "operation", "x0", "y0", "x1", "y1", "class_label", "steps", "order", "guidance", "seed"],
+    }
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(num_images="abc"), "number of images must be an integer in [1, 64], got 'abc'"),
+    (dict(guidance="x"), "guidance must be a number, got 'x'"),
+    (dict(steps=None), "steps must be a number, got None"),
+    (dict(steps=100), "steps must be an integer in [1, number of tokens] (this model has 64 tokens per image), got 100"),
+    (dict(seed="s"), "seed must be an integer >= 0, got 's'"),
+    (dict(order=5), "unknown order 5"),
+])
+def test_wrongly_typed_values_get_one_line_and_no_server_traceback(client, server_log, bad, message):
+    from gradio_client.exceptions import AppError
+
+    kwargs = dict(class_label="sneaker", num_images=1, guidance=3.0, seed=0, steps=8, order="locality") | bad
+    with pytest.raises(AppError) as err:
+        client.predict(**kwargs, api_name="/generate")
+    assert str(err.value).startswith(message) and "\n" not in str(err.value), str(err.value)
+    assert "Traceback" not in server_log.read_text()
 
 
 def test_edit_through_the_api(client):
@@ -85,7 +118,8 @@ def test_edit_through_the_api(client):
     if not Path(FASHION_MNIST_DIR).is_dir():
         pytest.skip(f"Fashion-MNIST is not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)")
     picked = client.predict(0, api_name="/test_image")
-    grid, gif, summary = client.predict(handle_file(picked), "inpaint", 0, 16, 32, 32, "dress", 0, 3.0, "locality", 0,
+    grid, gif, summary = client.predict(image=handle_file(picked), operation="inpaint", x0=0, y0=16, x1=32, y1=32,
+                                        class_label="dress", steps=0, order="locality", guidance=3.0, seed=0,
                                         api_name="/edit")
     assert summary.startswith("inpaint: kept 32 of 64 token cells, generated 32 in 8 steps")
     assert Image.open(grid).size == (2 * SCALE * IMAGE_SIZE + 3 * PAD, SCALE * IMAGE_SIZE + 2 * PAD)
@@ -97,14 +131,14 @@ def test_second_request_is_queued_and_the_queue_is_bounded(server, client):
     third is refused at once, and the page itself keeps answering."""
     from gradio_client.utils import Status
 
-    big = client.submit("bag", 16, 64, 3.0, "locality", 0, api_name="/generate")  # 64 steps: seconds on a CPU
+    big = client.submit(class_label="bag", num_images=16, steps=64, guidance=3.0, seed=0, api_name="/generate")  # 64 steps: seconds on a CPU
     _wait_status(big, Status.PROCESSING)
-    queued = client.submit("sneaker", 1, 8, 3.0, "raster", 1, api_name="/generate")
+    queued = client.submit("sneaker", 1, 3.0, 1, 8, "raster", api_name="/generate")
     _wait_status(queued, Status.IN_QUEUE)
     assert not big.done()
     with urllib.request.urlopen(server, timeout=5) as r:  # the page is served while the model is busy
         assert r.status == 200
-    refused = client.submit("sneaker", 1, 8, 3.0, "raster", 2, api_name="/generate")
+    refused = client.submit("sneaker", 1, 3.0, 2, 8, "raster", api_name="/generate")
     with pytest.raises(Exception, match="(?i)queue is full"):
         refused.result(timeout=30)
     assert not big.done(), "the refusal came while the first request still ran"

@@ -14,6 +14,7 @@ level, so ``import lpdgen.demo`` and every other command work without it.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
@@ -28,7 +29,7 @@ import numpy as np
 
 from .animation import CHOSEN, decoding_frames, save_gif
 from .classes import short_name
-from .data import FASHION_MNIST_DIR
+from .data import FASHION_MNIST_DIR, FASHION_MNIST_PAD
 from .images import image_grid, upscale
 from .orders import ORDER_TYPES
 from .rng import image_seeds
@@ -67,9 +68,22 @@ def class_choices(pipe: LPDPipeline) -> list[str]:
     return [short_name(name) for name in pipe.class_names]
 
 
-def _whole(name: str, value: float, low: int, high: int | None = None) -> int:
-    """``value`` as an int in [low, high]; web forms send numbers as floats (8.0)."""
-    ok = value is not None and math.isfinite(value) and int(value) == value and value >= low
+def _is_number(value: Any) -> bool:
+    """A real number, as a web form or an API client may send it (8, 8.0); not a bool, string or list."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _number(name: str, value: Any) -> float | int:
+    """``value`` itself if it is a number (as sent: the library's range messages then quote it as the user
+    typed it), else the one-line ``ValueError`` an API client sending text gets."""
+    if not _is_number(value):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return value
+
+
+def _whole(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` as an int in [low, high]; web forms send numbers as floats (8.0), API clients anything."""
+    ok = _is_number(value) and math.isfinite(value) and int(value) == value and value >= low
     if not ok or (high is not None and value > high):
         bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
         raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
@@ -100,8 +114,7 @@ def check_request(pipe: LPDPipeline, label: str | int, num_images: float, steps:
         raise ValueError("choose a class")
     (class_id,) = pipe.class_ids([label])
     num = _whole("number of images", num_images, 1, MAX_IMAGES)
-    if steps is None or guidance is None:
-        raise ValueError("steps and guidance need a value")
+    steps, guidance = _number("steps", steps), _number("guidance", guidance)  # types here, ranges in the library
     pipe.settings(num_inference_steps=steps, guidance_scale=guidance, order=order)
     return Request(class_id, num, int(steps), float(guidance), order, _whole("seed", seed, 0))
 
@@ -217,8 +230,8 @@ def check_edit(pipe: LPDPipeline, image: np.ndarray | None, box: tuple[float, fl
     arr = image_array(np.asarray(image)[None], pipe.image_size, pipe.tokenizer.config.image_channels)[0]
     if operation not in EDIT_OPERATIONS:
         raise ValueError(f"unknown operation {operation!r}; choose one of {EDIT_OPERATIONS}")
-    if any(v is None for v in box):
-        raise ValueError("the box needs four numbers x0 y0 x1 y1")
+    if len(box) != 4 or not all(_is_number(v) for v in box):
+        raise ValueError(f"the box needs four numbers x0 y0 x1 y1, got {tuple(box)!r}")
     box = check_box(box, pipe.image_size)
     inside = box_mask(box, 1, pipe.image_size)
     regenerate = cell_mask(inside if operation == "inpaint" else ~inside, 1, pipe.model.cfg.grid,
@@ -226,10 +239,10 @@ def check_edit(pipe: LPDPipeline, image: np.ndarray | None, box: tuple[float, fl
     (class_id,) = pipe.class_ids([label])
     cells = int(regenerate.sum())
     n = _whole("steps", steps, 0, cells) if cells else 0  # the library's rule: at most one step per cell
-    if guidance is None:
-        raise ValueError("guidance needs a value")
+    guidance = _number("guidance", guidance)
     pipe.settings(guidance_scale=guidance, order=order)
-    return EditRequest(arr, operation, box, regenerate, class_id, n or None, float(guidance), order, _whole("seed", seed, 0))
+    return EditRequest(arr, operation, box, regenerate, class_id, n or None, float(guidance), order,
+                       _whole("seed", seed, 0))
 
 
 def edit_preview(pipe: LPDPipeline, image: np.ndarray, regenerate: np.ndarray) -> np.ndarray:
@@ -280,14 +293,33 @@ def import_gradio() -> Any:
 
 
 def _web(gr: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` with bad input shown as a one-line ``gr.Error`` (on the page and to API clients)."""
+    """``fn`` with bad input shown as a one-line ``gr.Error`` (on the page and to API clients). It keeps
+    ``fn``'s signature (``functools.wraps``): gradio names the API's parameters after it."""
+    @functools.wraps(fn)
     def wrapped(*args: Any) -> Any:
         try:
             return fn(*args)
         except (ValueError, FileNotFoundError) as e:  # the library's bad-input errors (a missing data set too)
             raise gr.Error(str(e), print_exception=False) from None
-    wrapped.__name__ = fn.__name__
     return wrapped
+
+
+def _on(gr: Any, trigger: Callable[..., Any], fn: Callable[..., Any], inputs: list[Any], outputs: Any, **kwargs: Any) -> None:
+    """Wire a model event: raw inputs (``preprocess=False``), so that a wrongly typed value from an API
+    client (text for a number) reaches the tab function and gets the library's one-line message; gradio's
+    own preprocessing would fail first, with a server traceback and a generic error. The parameters are
+    ``fn``'s, in the page's order."""
+    trigger(_web(gr, fn), inputs, outputs, preprocess=False, concurrency_id=MODEL_SLOT, concurrency_limit=1, **kwargs)
+
+
+def _uploaded_image(component: Any, payload: Any) -> np.ndarray | None:
+    """An image input received raw (see :func:`_on`) as the numpy array gradio would have passed."""
+    if payload is None:
+        return None
+    try:
+        return component.preprocess(component.data_model.model_validate(payload))
+    except Exception as e:  # pydantic, PIL and file errors: all mean "not an image we can read"
+        raise ValueError(f"the image could not be read ({type(e).__name__})") from None
 
 
 def _class_input(gr: Any, pipe: LPDPipeline, prefix: str) -> Any:
@@ -341,13 +373,12 @@ def _generate_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
                 order_map = _picture(gr, "generate-order", format="png")
             gr.Markdown(ANIMATION_CAPTION + " Right: the step at which each cell of the first image is generated.")
 
-    def on_generate(label, num, steps, guidance, order, seed):
-        g = generate(pipe, label, num, steps, guidance, order, seed, workdir=workdir)
+    def on_generate(class_label, num_images, guidance, seed, steps, order):
+        g = generate(pipe, class_label, num_images, steps, guidance, order, seed, workdir=workdir)
         return g.grid, str(g.animation), g.order_map, g.summary
 
-    button.click(_web(gr, on_generate), [label, num, steps, guidance, order, seed],
-                 [grid, animation, order_map, summary], api_name="generate", concurrency_id=MODEL_SLOT,
-                 concurrency_limit=1)
+    _on(gr, button.click, on_generate, [label, num, guidance, seed, steps, order],
+        [grid, animation, order_map, summary], api_name="generate")
 
 
 def _compare_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
@@ -366,13 +397,38 @@ def _compare_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
                 outputs += [grid, _picture(gr, f"compare-{side}-animation", type="filepath"), summary]
     gr.Markdown(ANIMATION_CAPTION)
 
-    def on_compare(label, num, guidance, seed, steps_a, order_a, steps_b, order_b):
-        a, b = compare(pipe, label, num, guidance, seed, steps_a, order_a, steps_b, order_b, workdir=workdir)
+    def on_compare(class_label, num_images, guidance, seed, steps_a, order_a, steps_b, order_b):
+        a, b = compare(pipe, class_label, num_images, guidance, seed, steps_a, order_a, steps_b, order_b,
+                       workdir=workdir)
         return a.grid, str(a.animation), a.summary, b.grid, str(b.animation), b.summary
 
     (steps_a, order_a), (steps_b, order_b) = settings
-    button.click(_web(gr, on_compare), [label, num, guidance, seed, steps_a, order_a, steps_b, order_b], outputs,
-                 api_name="compare", concurrency_id=MODEL_SLOT, concurrency_limit=1)
+    _on(gr, button.click, on_compare, [label, num, guidance, seed, steps_a, order_a, steps_b, order_b], outputs,
+        api_name="compare")
+
+
+def _first_test_image(pipe: LPDPipeline) -> np.ndarray | None:
+    """Test image 0 of Fashion-MNIST for the Edit tab to open with (something to edit at once), when the
+    model edits such images and the data set is installed; else None (the tab waits for an upload)."""
+    if pipe.image_size != (FASHION_MNIST_PAD, FASHION_MNIST_PAD) or pipe.tokenizer.config.image_channels != 1:
+        return None
+    try:
+        return fashion_mnist_test_image(0)
+    except FileNotFoundError:
+        return None
+
+
+def _default_box(pipe: LPDPipeline) -> tuple[int, int, int, int]:
+    """The Edit tab's opening box (x0, y0, x1, y1): the lower half, where a class edit shows best."""
+    height, width = pipe.image_size
+    return 0, height // 2, width, height
+
+
+def _default_region(pipe: LPDPipeline, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(image, cells to regenerate) of the Edit tab's opening state: inpaint :func:`_default_box`."""
+    r = check_edit(pipe, image, _default_box(pipe), "inpaint", 0, 0, pipe.sampling.guidance_scale,
+                   pipe.sampling.order, 0)
+    return r.image, r.regenerate
 
 
 def _edit_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
@@ -383,15 +439,15 @@ def _edit_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
             with gr.Row():
                 index = gr.Number(0, precision=0, label="Fashion-MNIST test image", elem_id="edit-index")
                 load = gr.Button("Load", elem_id="edit-load")
-            image = gr.Image(label=f"image to edit ({width}x{height}; or upload one)", type="numpy",
+            first = _first_test_image(pipe)
+            image = gr.Image(first, label=f"image to edit ({width}x{height}; or upload one)", type="numpy",
                              image_mode="L" if pipe.tokenizer.config.image_channels == 1 else "RGB",
                              sources=["upload", "clipboard"], height=ANIMATION_HEIGHT // 2, elem_id="edit-image")
             operation = gr.Radio(list(EDIT_OPERATIONS), value="inpaint", label="inpaint: regenerate the box; "
                                  "outpaint: keep only the box", elem_id="edit-operation")
             with gr.Row():
                 box = [gr.Slider(0, side, value=value, step=1, label=name, elem_id=f"edit-{name}")
-                       for name, side, value in (("x0", width, 0), ("y0", height, height // 2),
-                                                 ("x1", width, width), ("y1", height, height))]
+                       for name, side, value in zip(("x0", "y0", "x1", "y1"), (width, height) * 2, _default_box(pipe))]
             label = _class_input(gr, pipe, "edit")
             steps = gr.Slider(0, pipe.model.cfg.num_tokens, value=0, step=1, elem_id="edit-steps",
                               label="steps (0 = the model's own, at most one per cell to regenerate)")
@@ -401,7 +457,8 @@ def _edit_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
         with gr.Column(scale=3):
             summary, grid = _results(gr, "edit")
             with gr.Row():
-                preview = _picture(gr, "edit-preview", format="png")
+                preview = _picture(gr, "edit-preview", format="png", value=None if first is None else edit_preview(
+                    pipe, *_default_region(pipe, first)))
                 animation = _picture(gr, "edit-animation", type="filepath")
             gr.Markdown("Left: the cells to regenerate (tinted), updated as you move the box: a token cell is "
                         "regenerated when the box touches it (inpaint), kept only when the box covers it (outpaint). "
@@ -417,16 +474,19 @@ def _edit_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
         r = check_edit(pipe, image, (x0, y0, x1, y1), operation, 0, 0, d.guidance_scale, d.order, 0)
         return edit_preview(pipe, r.image, r.regenerate)
 
-    def on_edit(image, operation, x0, y0, x1, y1, label, steps, guidance, order, seed):
-        g = edit(pipe, image, (x0, y0, x1, y1), operation, label, steps, guidance, order, seed, workdir=workdir)
+    image_input = image
+
+    def on_edit(image, operation, x0, y0, x1, y1, class_label, steps, order, guidance, seed):
+        g = edit(pipe, _uploaded_image(image_input, image), (x0, y0, x1, y1), operation, class_label, steps,
+                 guidance, order, seed, workdir=workdir)
         return g.grid, str(g.animation), g.summary
 
     load.click(_web(gr, on_load), index, image, api_name="test_image", queue=False)
     region = [image, operation, *box]
     for widget in region:  # no model involved: answered at once, not queued behind generations
         widget.change(_web(gr, on_preview), region, preview, api_visibility="private", queue=False)
-    button.click(_web(gr, on_edit), [*region, label, steps, guidance, order, seed], [grid, animation, summary],
-                 api_name="edit", concurrency_id=MODEL_SLOT, concurrency_limit=1)
+    _on(gr, button.click, on_edit, [*region, label, steps, order, guidance, seed], [grid, animation, summary],
+        api_name="edit")
 
 
 def build_app(pipe: LPDPipeline, *, workdir: Path, max_queue: int = DEFAULT_MAX_QUEUE) -> Any:
