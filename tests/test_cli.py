@@ -109,6 +109,37 @@ def test_sample_bad_input_is_one_clear_line(argv, message, tmp_path, capsys):
     assert len(err) == 1 and message in err[0], err
 
 
+@pytest.mark.parametrize("damage, message", [
+    ("flip", "the weights are damaged (their sha256 differs from the one saved with them)"),
+    ("nan", "hold 1 NaN or infinite values"),
+    ("random", "the file is damaged or not a PyTorch file"),
+])
+def test_damaged_weights_are_one_line_and_no_images(tiny_files, capsys, damage, message):
+    """Weights that load but are wrong would decode into plausible garbage (identical images, exit 0):
+    a flipped byte in the tensor data, a NaN weight, random bytes named .pth."""
+    import torch
+
+    lpd, vq, tmp = tiny_files
+    if damage == "flip":
+        data = bytearray(lpd.read_bytes())
+        data[-1] ^= 0x40  # a byte of the last tensor's data: the file still parses
+        lpd.write_bytes(bytes(data))
+    elif damage == "nan":
+        model = LPD.from_checkpoint(lpd)
+        with torch.no_grad():
+            model.head.weight[0, 0] = float("nan")
+        model.save(lpd)
+    else:
+        lpd = tmp / "random.pth"
+        lpd.write_bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    extra = ["--config", "lpd-l"] if damage == "random" else []
+    out = tmp / "x.png"
+    assert main(["sample", "--checkpoint", str(lpd), *extra, "--tokenizer", str(vq), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("lpdgen sample: error: ") and message in err, err
+    assert len(err) < 300 and not out.exists()
+
+
 def test_model_flag_errors_speak_of_flags_not_python(tiny_files, capsys):
     weights, _, folder = tiny_files
     for model, message in ((weights, "is a file; give a model folder, or pass weights with --checkpoint"),
