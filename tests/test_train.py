@@ -160,9 +160,20 @@ def test_bad_input_fails_before_work(tmp_path, tokens):
         Trainer(tiny_model(), small_cfg(tmp_path, schedules="4,64"), tokens)
     with pytest.raises(ValueError, match="fewer than one global batch"):
         Trainer(tiny_model(), small_cfg(tmp_path, global_batch=1024), tokens)
-    with pytest.raises(ValueError, match="bf16 autocast is for CUDA only"):
-        Trainer(tiny_model(), small_cfg(tmp_path, precision="bf16"), tokens)
     assert not out.exists()
+
+
+def test_bf16_autocast_on_cpu_tracks_fp32(tmp_path, tokens):
+    """CPU bf16 autocast (fast on AVX512-BF16 / AMX CPUs) computes the same loss as fp32 to bf16 precision,
+    while the weights and the optimizer stay fp32."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        trainer = Trainer(tiny_model(), small_cfg(tmp_path / precision, precision=precision, steps=2), tokens)
+        assert trainer.amp == (precision == "bf16")
+        losses[precision] = [float(trainer.train_step(s)[0]) for s in range(2)]
+        assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert losses["bf16"] != losses["fp32"]  # autocast really ran in bf16
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=2e-2)
 
 
 def test_resume_from_a_different_run_is_refused(tmp_path, tokens):

@@ -89,7 +89,7 @@ class TrainConfig:
     grad_clip: float = 3.0  # max global grad norm (0 disables)
     accum_steps: int = 1  # split each process's batch into this many micro-batches (same step, less memory)
     schedules: str = "auto"  # "auto": orders.all_group_sizes(N); else step counts "8,16,32" or a JSON file
-    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; "bf16" also works on CPU
     gradient_checkpointing: bool = False
     parallel: str = "ddp"  # under torchrun: "ddp" (replicate) or "fsdp" (shard)
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end
@@ -340,8 +340,8 @@ class Trainer:
         self.steps_per_epoch = len(dataset) // cfg.global_batch
         self.total_steps = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * self.steps_per_epoch))
         self.amp = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
-        if self.amp and self.device.type != "cuda":
-            raise ValueError("bf16 autocast is for CUDA only; use --precision fp32 on CPU")
+        if self.amp and self.device.type not in ("cuda", "cpu"):
+            raise ValueError(f"bf16 autocast is for CUDA and CPU only, not {self.device.type}; use --precision fp32")
 
         resume_path = self._resume_path()
         self._resume = load_training_checkpoint(resume_path) if resume_path else None
