@@ -31,7 +31,8 @@ _HELP = {
     "grad_clip": "clip the global gradient norm to this (0 disables)",
     "accum_steps": "split each process's batch into this many micro-batches (same result, less memory)",
     "schedules": "'auto' (all schedules of the grid), step counts '8,16,32', or a JSON list of group-size lists",
-    "precision": "auto = bf16 autocast on CUDA, fp32 on CPU",
+    "precision": "auto = bf16 autocast on CUDA, fp32 on CPU; bf16 also works on CPU (faster with AVX512-BF16 / AMX)",
+    "attention": "auto = FlexAttention on CUDA (compiled), dense boolean mask elsewhere; dense skips the compile",
     "gradient_checkpointing": "recompute activations in the backward pass (less memory, ~30%% slower)",
     "parallel": "under torchrun: ddp (replicated) or fsdp (sharded)",
     "checkpoint_every": "steps between checkpoints (one is also written at the end and on Ctrl-C)",
@@ -52,9 +53,9 @@ _HELP = {
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..distributed import PARALLEL_MODES
-    from ..training.trainer import LR_UNITS, PRECISIONS, TrainConfig
+    from ..training.trainer import ATTENTIONS, LR_UNITS, PRECISIONS, TrainConfig
 
-    choices = {"lr_unit": LR_UNITS, "precision": PRECISIONS, "parallel": PARALLEL_MODES}
+    choices = {"lr_unit": LR_UNITS, "precision": PRECISIONS, "attention": ATTENTIONS, "parallel": PARALLEL_MODES}
     p = sub.add_parser("train", help="train LPD on cached tokens (one process, or torchrun DDP / FSDP)")
     p.add_argument("--data", required=True, help="token cache written by `lpdgen cache`, or a published-layout "
                                                  "directory of <class>/<name>.npz token files")

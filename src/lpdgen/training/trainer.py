@@ -61,6 +61,7 @@ LOG_FILE = "log.jsonl"
 FINAL_WEIGHTS = "lpd.safetensors"  # + lpd.json, loadable by LPD.from_checkpoint
 LR_UNITS = ("epoch", "step")
 PRECISIONS = ("auto", "fp32", "bf16")
+ATTENTIONS = ("auto", "flex", "dense")  # how training attends: FlexAttention (fused, compiled) or a dense mask
 
 # TrainConfig fields that may change between a run and its resumption; every other field (and the model
 # config, and the dataset size) must match, or the resumed run would not continue the same run.
@@ -91,6 +92,7 @@ class TrainConfig:
     schedules: str = "auto"  # "auto": orders.all_group_sizes(N); else step counts "8,16,32" or a JSON file
     precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; "bf16" also works on CPU
     gradient_checkpointing: bool = False
+    attention: str = "auto"  # "auto": FlexAttention on CUDA, a dense boolean mask elsewhere (same results)
     parallel: str = "ddp"  # under torchrun: "ddp" (replicate) or "fsdp" (shard)
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end
     keep_last: int = 3  # older checkpoints are deleted (0 keeps all)
@@ -122,6 +124,8 @@ class TrainConfig:
             raise ValueError(f"need 0 <= warmup ({self.warmup}) <= decay_start ({self.decay_start})")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
         if self.base_lr <= 0 or self.min_lr < 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError("base_lr must be > 0; min_lr, weight_decay and grad_clip >= 0")
         if self.keep_last < 0 or self.sample_every < 0:
@@ -356,8 +360,11 @@ class Trainer:
         self.model.gradient_checkpointing = cfg.gradient_checkpointing
         self.model.train()
         torch.manual_seed(derive_seed(cfg.seed, "dropout", self.dist.rank))
-        # CUDA: FlexAttention skips the fully masked blocks of the group-causal mask (same results)
-        self.model.use_flex_attention = self.device.type == "cuda"
+        # CUDA: FlexAttention skips the fully masked blocks of the group-causal mask (same results); "dense"
+        # avoids its compile step (SDPA with a boolean mask), e.g. where torch.compile is unavailable
+        if cfg.attention == "flex" and self.device.type != "cuda":
+            raise ValueError("attention 'flex' needs CUDA (eager FlexAttention is a slow reference); use 'dense'")
+        self.model.use_flex_attention = cfg.attention == "flex" or (cfg.attention == "auto" and self.device.type == "cuda")
         self.objective = wrap_model(self.model, self.dist, cfg.parallel, shard=Block)
         self.optimizer = torch.optim.AdamW(param_groups(self.objective, cfg.weight_decay), lr=cfg.peak_lr,
                                            betas=(cfg.beta1, cfg.beta2))
