@@ -61,7 +61,7 @@ def reconstructions(pipe: LPDPipeline, images: np.ndarray, batch: int = 500) -> 
     out = []
     with torch.inference_mode():
         for s in range(0, len(images), batch):
-            x = uint8_to_float(torch.from_numpy(images[s:s + batch]))
+            x = uint8_to_float(torch.from_numpy(images[s:s + batch])).to(pipe.tokenizer.device)
             out.append(float_to_uint8(pipe.tokenizer.decode(pipe.tokenizer.encode(x)).clamp(-1, 1)))
     return np.concatenate(out)
 

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "lpdgen"
 
 # Layers, lowest first; a module may import from its own layer or lower ones only.
 LAYERS = {
-    "helpers": {"io", "utils", "rng", "images", "classes", "animation", "data", "distributed"},
+    "helpers": {"io", "utils", "rng", "images", "classes", "animation", "data", "distributed", "embedded"},
     "core": {"masks", "sampling", "orders", "quantize", "model", "engine", "generation", "editing", "tokenizer", "pipeline"},
     "built": {"training", "evaluation", "demo"},
     "cli": {"commands", "cli"},

@@ -21,7 +21,6 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ import torch
 
 from .classes import class_ids, default_class_names
 from .editing import box_mask, cell_mask, image_array
+from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, SHIPPED_TOKENIZERS, model_folder
 from .engine import Engine
 from .generation import generate
 from .images import float_to_uint8
@@ -42,7 +42,6 @@ from .utils import eval_mode
 
 OUTPUT_TYPES = ("pil", "np", "pt", "codes")
 PIPELINE_FILE = "pipeline.json"
-EMBEDDED = "lpd_fmnist"  # src/lpdgen/assets/lpd_fmnist/: the default model of from_pretrained()
 HF_TOKENIZER = ("FoundationVision/LlamaGen", "vq_ds16_c2i.pt")  # the paper's tokenizer on the Hugging Face Hub
 
 
@@ -394,7 +393,8 @@ class LPDPipeline:
     ) -> LPDPipeline:
         """Load a pipeline, in eval mode, on ``device``.
 
-        - no argument: the embedded Fashion-MNIST model (no network);
+        - no argument: the default embedded Fashion-MNIST model (no network); ``"fmnist-64"`` or
+          ``"fmnist-256"`` names one (8x8 or 16x16 tokens, :mod:`lpdgen.embedded`);
         - ``path``: a folder written by :meth:`save_pretrained`, or a Hugging Face repo id such as
           ``"mit-han-lab/lpd_l_256"`` (needs ``pip install huggingface_hub`` and a network);
         - ``checkpoint=`` (+ ``config=`` for published files, which carry no config) and ``tokenizer=``:
@@ -409,9 +409,8 @@ class LPDPipeline:
             raise ValueError("pass either a pretrained folder / repo id or checkpoint=, not both")
         if checkpoint is not None:
             pipe = cls._from_files(checkpoint, config, tokenizer, image_size)
-        elif path is None:
-            with resources.as_file(resources.files("lpdgen") / "assets" / EMBEDDED) as folder:
-                pipe = cls._from_folder(Path(folder))
+        elif path is None or str(path) in EMBEDDED_MODELS:
+            pipe = cls._from_folder(model_folder(DEFAULT_MODEL if path is None else str(path)))
         elif Path(path).is_dir():
             pipe = cls._from_folder(Path(path))
         elif Path(path).exists():
@@ -419,7 +418,8 @@ class LPDPipeline:
         elif _looks_like_repo_id(str(path)):
             pipe = cls._from_hub(str(path), tokenizer)
         else:
-            raise FileNotFoundError(f"pretrained folder not found: {path}")
+            raise FileNotFoundError(f"pretrained folder not found: {path} (embedded models: "
+                                    f"{', '.join(EMBEDDED_MODELS)})")
         pipe.to(device, dtype)
         if quantize is not None:
             pipe.model.quantize(quantize)
@@ -447,7 +447,7 @@ class LPDPipeline:
             raise ValueError(f"{meta_path} must name the 'model' and 'tokenizer' files")
         model = LPD.from_checkpoint(folder / meta["model"])
         tok_spec = meta["tokenizer"]
-        tokenizer = None if tok_spec is None else load_tokenizer(tok_spec if tok_spec == "fmnist" else str(folder / tok_spec))
+        tokenizer = None if tok_spec is None else load_tokenizer(tok_spec if tok_spec in SHIPPED_TOKENIZERS else str(folder / tok_spec))
         if tokenizer is not None:
             check_compatible(model, tokenizer)
         return cls(model, tokenizer, sampling=SamplingConfig.from_dict(meta.get("sampling", {})),
@@ -489,7 +489,7 @@ class LPDPipeline:
     def save_pretrained(self, folder: PathLike, *, dtype: torch.dtype = torch.float32,
                         tokenizer_name: str | None = None) -> Path:
         """Write the pipeline as a folder that :meth:`from_pretrained` reads (weights in ``dtype``).
-        ``tokenizer_name``: name a shipped tokenizer (``"fmnist"``) instead of writing its weights."""
+        ``tokenizer_name``: name a shipped tokenizer (``"fmnist"``, ``"fmnist-256"``) instead of writing its weights."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         model = self.model

@@ -22,11 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .embedded import ASSETS, SHIPPED_TOKENIZERS, tokenizer_weights
 from .images import float_to_uint8, uint8_to_float
 from .io import PathLike, check_state_dict, load_state_dict_file, load_strict, read_checkpoint_config, save_checkpoint
 
 GROUPNORM_EPS = 1e-6  # LlamaGen's GroupNorm epsilon (taming-transformers heritage)
-FMNIST_WEIGHTS = Path(__file__).parent / "assets" / "vq_fmnist.safetensors"  # + vq_fmnist.json (config)
+FMNIST_WEIGHTS = tokenizer_weights("fmnist")  # + vq_fmnist.json (config)
 CHECKPOINT_KIND = "VQTokenizer"  # what the checkpoint files say they hold (lpdgen.io.save_checkpoint)
 
 
@@ -105,6 +106,11 @@ NAMED_CONFIGS: dict[str, dict] = {
     "fmnist": dict(
         image_channels=1, base_channels=16, channel_mult=(1, 2, 3), num_res_blocks=1, z_channels=64,
         codebook_size=512, codebook_dim=8, norm_groups=8, usage_window=8192, image_size=32,
+    ),
+    # 16x16 codes of 2x2-pixel cells: one downsampling, 1,024 entries (chosen by measuring 256 / 1024 / 4096)
+    "fmnist-256": dict(
+        image_channels=1, base_channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=32,
+        codebook_size=1024, codebook_dim=8, norm_groups=8, usage_window=16384, image_size=32,
     ),
     # A few thousand parameters: for unit tests and examples that only need the plumbing.
     "tiny": dict(
@@ -485,9 +491,10 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def load_tokenizer(spec: str, config: VQConfig | None = None) -> VQTokenizer:
-    """``"fmnist"`` -> the shipped Fashion-MNIST tokenizer; anything else -> :meth:`VQTokenizer.from_checkpoint`."""
-    if spec == "fmnist":
-        return VQTokenizer.from_pretrained_fmnist()
+    """A shipped tokenizer by name (``"fmnist"`` = ``"fmnist-64"``: 8x8 codes, ``"fmnist-256"``: 16x16 codes);
+    anything else -> :meth:`VQTokenizer.from_checkpoint`."""
+    if spec in SHIPPED_TOKENIZERS:
+        return VQTokenizer.from_checkpoint(tokenizer_weights(spec))
     return VQTokenizer.from_checkpoint(spec, config)
 
 
@@ -499,13 +506,16 @@ class TokenSpace(Protocol):
 
 
 def load_sample_tokenizer(path: PathLike | None, model_cfg: TokenSpace) -> VQTokenizer | None:
-    """The tokenizer that decodes training sample grids: ``path`` when given, else the shipped
-    Fashion-MNIST one when it exists and fits the model (codebook = vocabulary, code grid = token grid),
+    """The tokenizer that decodes training sample grids: ``path`` when given, else a shipped
+    Fashion-MNIST one that fits the model (codebook = vocabulary, code grid = token grid),
     else None (grids then show code maps)."""
     if path is not None:
         return VQTokenizer.from_checkpoint(path)
-    if not FMNIST_WEIGHTS.is_file():
-        return None
-    tok = VQTokenizer.from_pretrained_fmnist()
-    fits = tok.config.codebook_size == model_cfg.vocab_size and tuple(tok.config.grid) == tuple(model_cfg.grid)
-    return tok if fits else None
+    for name in dict.fromkeys(SHIPPED_TOKENIZERS.values()):
+        weights = ASSETS / f"{name}.safetensors"
+        if not weights.is_file():
+            continue
+        tok = VQTokenizer.from_checkpoint(weights)
+        if tok.config.codebook_size == model_cfg.vocab_size and tuple(tok.config.grid) == tuple(model_cfg.grid):
+            return tok
+    return None
