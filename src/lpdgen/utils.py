@@ -60,13 +60,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def make_generator(seed: int | None, device: str | torch.device = "cpu") -> torch.Generator | None:
-    """A seeded ``torch.Generator`` on ``device`` (``None`` when no seed: use the default stream)."""
-    if seed is None:
-        return None
-    g = torch.Generator(device=torch.device(device))
-    g.manual_seed(int(seed))
-    return g
 
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,

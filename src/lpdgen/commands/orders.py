@@ -11,6 +11,7 @@ import argparse
 import torch
 from tqdm import tqdm
 
+from .. import rng
 from ..utils import get_logger
 
 log = get_logger(__name__)
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if h < 1 or w < 1:
         raise ValueError(f"grid sides must be >= 1, got {h}x{w}")
     sizes = group_sizes(h * w, args.steps)
-    gen = torch.Generator().manual_seed(args.seed)
+    gen = rng.generator(args.seed)
     count = args.count if args.out is not None else 1
     chunks = []
     with tqdm(total=count, desc=f"{args.kind} orders", unit="order", disable=count < 2 * args.batch) as bar:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import rng
 from ..io import PathLike, atomic_write
 
 HALTON_BASES: tuple[int, int] = (2, 3)  # (rows, columns)
@@ -40,14 +41,7 @@ def grid_shape(grid: int | tuple[int, int] | list[int]) -> tuple[int, int]:
 
 def make_rng(seed: Seed, device: str | torch.device = "cpu") -> torch.Generator:
     """A generator from a seed (``None``: a fresh non-deterministic seed; a Generator passes through)."""
-    if isinstance(seed, torch.Generator):
-        return seed
-    gen = torch.Generator(device=torch.device(device))
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(int(seed))
-    return gen
+    return seed if isinstance(seed, torch.Generator) else rng.generator(seed, device)
 
 
 def row_seeds(seed: Seeds, batch: int | None) -> tuple[list[int | torch.Generator] | None, int]:

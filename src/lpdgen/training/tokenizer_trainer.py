@@ -23,7 +23,8 @@ from ..images import image_grid
 from ..io import atomic_torch_save, atomic_write_json
 from ..images import float_to_uint8
 from ..tokenizer import VectorQuantizer, VQTokenizer, codebook_stats, psnr
-from ..utils import get_logger, make_generator
+from .. import rng
+from ..utils import get_logger
 
 log = get_logger(__name__)
 
@@ -76,7 +77,7 @@ def batch_indices(step: int, num_items: int, batch_size: int, seed: int) -> torc
     if per_epoch == 0:
         raise ValueError(f"dataset of {num_items} items is smaller than one batch of {batch_size}")
     epoch, i = divmod(step, per_epoch)
-    perm = torch.randperm(num_items, generator=make_generator(seed + epoch))
+    perm = torch.randperm(num_items, generator=rng.generator(seed + epoch))
     return perm[i * batch_size:(i + 1) * batch_size]
 
 
@@ -169,7 +170,7 @@ def train_tokenizer(
         opt.step()
         restarted = 0
         if cfg.dead_code_every and (step + 1) % cfg.dead_code_every == 0 and step + 1 <= cfg.dead_code_until * cfg.steps:
-            restarted = restart_dead_codes(model.quantize, q.z, make_generator(cfg.seed + step))
+            restarted = restart_dead_codes(model.quantize, q.z, rng.generator(cfg.seed + step))
         if step % 10 == 0 or restarted:
             usage = float((model.quantize.recent_usage_counts() > 0).float().mean())
             bar.set_postfix(rec=f"{rec.item():.4f}", psnr=f"{float(psnr(recon.detach(), x).mean()):.1f}", usage=f"{usage:.2f}")
