@@ -18,7 +18,9 @@ import time
 import torch
 
 from lpdgen.model import LPDConfig
-from lpdgen.training.trainer import Trainer, TrainConfig, sample_randomness
+from lpdgen.training.config import TrainConfig
+from lpdgen.training.draws import sample_randomness
+from lpdgen.training.trainer import Trainer
 
 
 class RandomTokens:

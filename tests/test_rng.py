@@ -36,7 +36,7 @@ def test_same_seed_same_image_in_sample_eval_and_previews(tmp_path):
                  output_type="codes").codes
 
     # training previews: labels cycle over the classes, image i seeded by (seed, i)
-    preview = sample_grid(model, count=4, steps=steps, cfg_scale=cfg, seed=seed)
+    preview = sample_grid(model, count=4, steps=steps, guidance_scale=cfg, seed=seed)
     assert np.array_equal(preview, image_grid(code_maps(codes, 24)))
 
     # eval sample: image i has class i % C and seed (seed, i), in any batch

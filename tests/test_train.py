@@ -19,20 +19,11 @@ import torch
 from lpdgen.distributed import DistInfo
 from lpdgen.model import LPD, LPDConfig
 from lpdgen.orders import all_group_sizes
-from lpdgen.training.trainer import (
-    TrainConfig,
-    Trainer,
-    batch_position,
-    draw_schedule,
-    epoch_permutation,
-    learning_rate,
-    list_checkpoints,
-    load_training_checkpoint,
-    param_groups,
-    rank_batch,
-    resolve_schedules,
-    sample_randomness,
-)
+from lpdgen.training.checkpoints import list_checkpoints, load_training_checkpoint
+from lpdgen.training.config import TrainConfig
+from lpdgen.training.draws import batch_position, draw_schedule, epoch_permutation, rank_batch, sample_randomness
+from lpdgen.training.schedule import learning_rate, param_groups, resolve_schedules
+from lpdgen.training.trainer import Trainer
 from train_worker import PatchTokens, assert_same_parameters, tiny_model
 
 WORKER = Path(__file__).with_name("train_worker.py")

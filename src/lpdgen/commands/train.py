@@ -52,7 +52,7 @@ _HELP = {
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..distributed import PARALLEL_MODES
-    from ..training.trainer import LR_UNITS, PRECISIONS, TrainConfig
+    from ..training.config import LR_UNITS, PRECISIONS, TrainConfig
 
     choices = {"lr_unit": LR_UNITS, "precision": PRECISIONS, "parallel": PARALLEL_MODES}
     p = sub.add_parser("train", help="train LPD on cached tokens (one process, or torchrun DDP / FSDP)")
@@ -101,7 +101,7 @@ def token_dataset(path: Path, flip_prob: float, seed: int):
 
 
 def _interrupt_hint(args: argparse.Namespace) -> str:
-    from ..training.trainer import list_checkpoints
+    from ..training.checkpoints import list_checkpoints
 
     found = list_checkpoints(args.out_dir) if Path(args.out_dir).is_dir() else []
     if not found:
