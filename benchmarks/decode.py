@@ -63,7 +63,7 @@ def time_generate(model: LPD, batch: int, steps: int, cfg: float, dtype: torch.d
         sync(device)
         t0 = time.perf_counter()
         with autocast:
-            generate(model, labels, sizes, orders, cfg=cfg, generator=torch.Generator(device=device).manual_seed(i))
+            generate(model, labels, sizes, orders, guidance_scale=cfg, generator=torch.Generator(device=device).manual_seed(i))
         sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - t0)

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     for batch in args.batches:
         labels = torch.arange(batch) % cfg.num_classes
         orders = locality_aware(cfg.grid, sizes, batch=batch, seed=0)
-        run = {name: (lambda e=e: generate(e.model, labels, sizes, orders, cfg=args.cfg, top_k=1, engine=e)) for name, e in engines.items()}
+        run = {name: (lambda e=e: generate(e.model, labels, sizes, orders, guidance_scale=args.cfg, top_k=1, engine=e)) for name, e in engines.items()}
         if baseline is not None:
             run["baseline"] = lambda: baseline.generate(labels, sizes, orders, cfg=args.cfg, top_k=1)  # its own loop
         replay = gemm_replay(model, sizes, 2 * batch if args.cfg != 1.0 else batch)

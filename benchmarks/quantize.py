@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         gen = torch.Generator().manual_seed(batch)
         labels = torch.randint(0, cfg.num_classes, (batch,), generator=gen)
         orders = locality_aware(cfg.grid, sizes, batch=batch, seed=0)
-        tokens = {name: generate(e.model, labels, sizes, orders, cfg=args.cfg, top_k=1, engine=e) for name, e in engines.items()}
+        tokens = {name: generate(e.model, labels, sizes, orders, guidance_scale=args.cfg, top_k=1, engine=e) for name, e in engines.items()}
         logits = {name: decode_logits(e.model, tokens["fp32"], labels, sizes, orders, engine=e) for name, e in engines.items()}
-        sec, load = time_round_robin({name: (lambda e=e: generate(e.model, labels, sizes, orders, cfg=args.cfg, top_k=1, engine=e))
+        sec, load = time_round_robin({name: (lambda e=e: generate(e.model, labels, sizes, orders, guidance_scale=args.cfg, top_k=1, engine=e))
                                       for name, e in engines.items()}, args.repeats, args.clock)
         row = {"batch": batch, "load_avg": load}
         for name in engines:

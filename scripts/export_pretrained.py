@@ -16,7 +16,8 @@ import torch
 
 from lpdgen.data import FASHION_MNIST_CLASSES
 from lpdgen.model import LPD
-from lpdgen.pipeline import LPDPipeline, SamplingConfig
+from lpdgen.pipeline import LPDPipeline
+from lpdgen.settings import SamplingConfig
 from lpdgen.tokenizer import load_tokenizer
 
 

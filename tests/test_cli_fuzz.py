@@ -13,7 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lpdgen import LPD, LPDConfig, VQConfig, VQTokenizer
-from lpdgen.commands.common import USER_ERRORS, UserError, add_sampling_args, check_sampling_args, load_model, load_tokenizer_arg
+from lpdgen.commands.common import (
+    USER_ERRORS,
+    UserError,
+    add_sampling_args,
+    check_checkpoint_arg,
+    check_sampling_args,
+    load_tokenizer_arg,
+)
+from lpdgen.settings import FIELDS
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 floats = st.floats(allow_nan=True, allow_infinity=True, width=32)
@@ -21,7 +29,7 @@ floats = st.floats(allow_nan=True, allow_infinity=True, width=32)
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    add_sampling_args(p, steps=None, cfg=None)
+    add_sampling_args(p)
     return p.parse_args(argv)
 
 
@@ -40,10 +48,15 @@ def test_sampling_flags_are_accepted_exactly_when_valid(steps, cfg, temperature,
             check_sampling_args(args)
 
 
-def test_model_defaults_may_be_left_to_the_model():
+def test_every_sampling_flag_defaults_to_the_models_own_setting():
     args = _parse([])
-    assert args.steps is None and args.cfg is None
+    assert all(getattr(args, name) is None for name in FIELDS), vars(args)
     check_sampling_args(args)
+
+
+def test_the_old_guidance_flags_set_the_same_setting():
+    args = _parse(["--cfg", "2.5", "--cfg-schedule", "constant"])
+    assert (args.guidance_scale, args.guidance_schedule) == (2.5, "constant")
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +103,7 @@ def test_any_model_file_loads_correctly_or_fails_cleanly(tmp_path, real_files, m
     if with_json:
         json_path.write_bytes(real_files["model_json"])
     try:
-        model = load_model(path, None, 256, "cpu")
+        model = LPD.from_checkpoint(check_checkpoint_arg(path, None), image_size=256)
     except USER_ERRORS:
         return
     ref = real_files["reference"].state_dict()  # loaded: then it must be the real weights, exactly

@@ -17,7 +17,7 @@ from lpdgen.generation import decode_logits, generate
 from lpdgen.masks import decode_steps
 from lpdgen.orders import build_orders, group_sizes, known_first, locality_aware
 from lpdgen.orders.reference import locality_aware_reference
-from lpdgen.sampling import cfg_scales, guide
+from lpdgen.sampling import guidance_scales, guide
 
 CFG = dict(width=48, depth=3, heads=4, vocab_size=37, num_classes=6, grid=(4, 5))
 N = 20
@@ -78,7 +78,7 @@ def greedy_reference(model, known_tokens, labels, sizes, orders, p, cfg):
     """Greedy guided generation through the training forward, known tokens as the first group."""
     tokens = known_tokens.clone()
     ordered_pos = orders[:, p:]
-    scales = cfg_scales(torch.arange(N), N, cfg, "linear")
+    scales = guidance_scales(torch.arange(N), N, cfg, "linear")
     start = p
     b = labels.shape[0]
     for g in sizes:
@@ -101,7 +101,7 @@ def test_prefilled_greedy_generation_matches_training_forward_and_keeps_known_to
         labels = torch.tensor([1, 4])
         with torch.no_grad():
             want = greedy_reference(model, tokens, labels, sizes, orders, p, cfg)
-        got = generate(model, labels, sizes, orders, num_known=p, known_tokens=tokens, cfg=cfg, top_k=1)
+        got = generate(model, labels, sizes, orders, num_known=p, known_tokens=tokens, guidance_scale=cfg, top_k=1)
         assert torch.equal(got, want), (p, cfg)
         assert torch.equal(got[known], tokens[known])  # bit for bit
 
@@ -112,7 +112,7 @@ def test_known_tokens_come_back_bit_for_bit_when_sampling(model):
     orders = known_prefix_orders(known, gen)
     tokens = torch.randint(0, CFG["vocab_size"], (4, N), generator=gen)
     out = generate(model, torch.tensor([0, 1, 2, 3]), [1, 2, 4, 5], orders, num_known=8, known_tokens=tokens,
-                   cfg=3.0, generator=[torch.Generator().manual_seed(i) for i in range(4)])
+                   guidance_scale=3.0, generator=[torch.Generator().manual_seed(i) for i in range(4)])
     assert torch.equal(out[known], tokens[known])
     assert (out[~known] != tokens[~known]).any()  # the unknown cells were generated (random weights: differ)
 
@@ -242,7 +242,7 @@ def test_inpaint_keeps_the_unmasked_codes_and_uses_the_unknown_schedule(pipe, im
     assert out.group_sizes == [group_sizes(32, 5), group_sizes(32, 5), group_sizes(33, 5)]
     assert out.labels == [3, 8, 0]
     for i in range(3):  # a batch with different counts: each image as if edited alone
-        alone = pipe.inpaint(images[i:i + 1], mask[i:i + 1], out.labels[i], 5, seeds=[7 + i], output_type="codes")
+        alone = pipe.inpaint(images[i:i + 1], mask[i:i + 1], out.labels[i], num_inference_steps=5, seeds=[7 + i], output_type="codes")
         assert torch.equal(alone.codes[0], out.codes[i])
         assert torch.equal(alone.orders[0], out.orders[i])
 
@@ -322,7 +322,7 @@ def test_edit_command_writes_the_edit_and_its_gif(edit_files, pipe, capsys):
 
     mask = np.zeros((32, 32), bool)
     mask[16:] = True
-    want = pipe.inpaint([Image.open(edit_files["image"])], mask, "bag", 4, seeds=image_seeds(3, [0]), output_type="np")
+    want = pipe.inpaint([Image.open(edit_files["image"])], mask, "bag", num_inference_steps=4, seeds=image_seeds(3, [0]), output_type="np")
     assert (np.asarray(Image.open(d / "out.png")) == want.images[0, ..., 0]).all()
 
 

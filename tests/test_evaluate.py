@@ -30,7 +30,8 @@ from lpdgen.evaluation.protocol import (
 )
 from lpdgen.evaluation.inception import InceptionFeatures
 from lpdgen.evaluation.metrics import FIDStatistics, feature_statistics, fid, save_statistics
-from lpdgen.pipeline import LPDPipeline, SamplingConfig
+from lpdgen.pipeline import LPDPipeline
+from lpdgen.settings import SamplingConfig
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ import torch.nn.functional as F
 
 from conftest import TINY_CFG, TINY_N, random_orders, random_schedule
 from lpdgen import LPD
+from lpdgen.engine import Engine
 from lpdgen.generation import _generate, decode_logits, generate
-from lpdgen.sampling import cfg_scales, draw_uniform, guide, sample_tokens
+from lpdgen.sampling import guidance_scales, draw_uniform, guide, sample_tokens
 
 CFG, N = TINY_CFG, TINY_N
 
@@ -80,7 +81,7 @@ def reference_generate(model, labels, sizes, orders, cfg, schedule, temperature,
         c = model.forward_logits(tokens, labels, sizes, orders, null=torch.zeros(b, dtype=torch.bool))[:, start:start + g]
         if cfg != 1.0:
             u = model.forward_logits(tokens, labels, sizes, orders, null=torch.ones(b, dtype=torch.bool))[:, start:start + g]
-            c = guide(c, u, cfg_scales(torch.arange(start, start + g), N, cfg, schedule))
+            c = guide(c, u, guidance_scales(torch.arange(start, start + g), N, cfg, schedule))
         codes = sample_tokens(c, draw_uniform((b, g), generator, torch.device("cpu")), temperature, top_k, top_p)
         tokens.scatter_(1, pos, codes)
         start += g
@@ -100,7 +101,7 @@ def test_generate_equals_a_straightforward_reference_loop(model, cfg, schedule, 
     sizes = [1, 2, 3, 6, 8]
     with torch.no_grad():
         want = reference_generate(model, labels, sizes, orders, cfg, schedule, temperature, top_k, top_p, torch.Generator().manual_seed(9))
-    got = generate(model, labels, sizes, orders, cfg=cfg, cfg_schedule=schedule, temperature=temperature,
+    got = generate(model, labels, sizes, orders, guidance_scale=cfg, guidance_schedule=schedule, temperature=temperature,
                          top_k=top_k, top_p=top_p, generator=torch.Generator().manual_seed(9))
     assert got.dtype == torch.long and got.shape == (3, N)
     assert torch.equal(got, want)
@@ -108,9 +109,9 @@ def test_generate_equals_a_straightforward_reference_loop(model, cfg, schedule, 
 
 def test_cfg_one_through_the_doubled_batch_equals_no_guidance(model):
     labels, orders = torch.tensor([1, 4]), random_orders(2, N, torch.Generator().manual_seed(2))
-    kw = dict(cfg=1.0, cfg_schedule="linear", temperature=1.0, top_k=0, top_p=1.0)
-    guided = _generate(model, labels, [1, 3, 16], orders, guided=True, generator=torch.Generator().manual_seed(3), **kw)
-    plain = _generate(model, labels, [1, 3, 16], orders, guided=False, generator=torch.Generator().manual_seed(3), **kw)
+    kw = dict(guidance_scale=1.0, guidance_schedule="linear", temperature=1.0, top_k=0, top_p=1.0)
+    guided = _generate(model, labels, [1, 3, 16], orders, guided=True, generator=torch.Generator().manual_seed(3), engine=Engine(model), **kw)
+    plain = _generate(model, labels, [1, 3, 16], orders, guided=False, generator=torch.Generator().manual_seed(3), engine=Engine(model), **kw)
     assert torch.equal(guided, plain)
 
 
@@ -119,18 +120,18 @@ def test_greedy_is_deterministic_and_independent_of_batch_size(model):
     labels = torch.tensor([0, 1, 2, 3])
     orders = random_orders(4, N, gen)
     sizes = [1, 2, 4, 6, 7]
-    batch = generate(model, labels, sizes, orders, cfg=3.0, top_k=1)
-    assert torch.equal(batch, generate(model, labels, sizes, orders, cfg=3.0, top_k=1))
+    batch = generate(model, labels, sizes, orders, guidance_scale=3.0, top_k=1)
+    assert torch.equal(batch, generate(model, labels, sizes, orders, guidance_scale=3.0, top_k=1))
     for i in range(4):
-        assert torch.equal(generate(model, labels[i:i + 1], sizes, orders[i:i + 1], cfg=3.0, top_k=1), batch[i:i + 1])
+        assert torch.equal(generate(model, labels[i:i + 1], sizes, orders[i:i + 1], guidance_scale=3.0, top_k=1), batch[i:i + 1])
 
 
 def test_per_sample_generators_make_samples_independent_of_the_batch(model):
     orders = random_orders(3, N, torch.Generator().manual_seed(6))
     labels = torch.tensor([5, 0, 2])
     gens = [torch.Generator().manual_seed(100 + i) for i in range(3)]
-    batch = generate(model, labels, [1, 4, 15], orders, cfg=2.0, generator=gens)
-    alone = generate(model, labels[1:2], [1, 4, 15], orders[1:2], cfg=2.0, generator=[torch.Generator().manual_seed(101)])
+    batch = generate(model, labels, [1, 4, 15], orders, guidance_scale=2.0, generator=gens)
+    alone = generate(model, labels[1:2], [1, 4, 15], orders[1:2], guidance_scale=2.0, generator=[torch.Generator().manual_seed(101)])
     assert torch.equal(batch[1:2], alone)
 
 
@@ -146,13 +147,13 @@ def test_output_is_in_raster_order(model):
 def test_bf16_weights_and_autocast_generate_valid_codes(model):
     orders = random_orders(2, N, torch.Generator().manual_seed(8))
     labels = torch.tensor([1, 2])
-    fp32 = generate(model, labels, [1, 4, 15], orders, cfg=2.0, top_k=1)
+    fp32 = generate(model, labels, [1, 4, 15], orders, guidance_scale=2.0, top_k=1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        auto = generate(model, labels, [1, 4, 15], orders, cfg=2.0, top_k=1)
+        auto = generate(model, labels, [1, 4, 15], orders, guidance_scale=2.0, top_k=1)
     bf16 = LPD(model.cfg).eval()
     bf16.load_state_dict(model.state_dict())
     bf16 = bf16.to(torch.bfloat16)
-    cast = generate(bf16, labels, [1, 4, 15], orders, cfg=2.0, top_k=1)
+    cast = generate(bf16, labels, [1, 4, 15], orders, guidance_scale=2.0, top_k=1)
     for out in (auto, cast):
         assert out.shape == (2, N) and out.min() >= 0 and out.max() < CFG["vocab_size"]
         assert (out == fp32).float().mean() > 0.5  # low precision changes few argmaxes of a random model
@@ -161,11 +162,11 @@ def test_bf16_weights_and_autocast_generate_valid_codes(model):
 def test_generation_leaves_the_model_unchanged(model):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     orders = random_orders(1, N, torch.Generator().manual_seed(0))
-    want = generate(model, torch.tensor([1]), [1, 19], orders, cfg=3.0, top_k=1)
+    want = generate(model, torch.tensor([1]), [1, 19], orders, guidance_scale=3.0, top_k=1)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not model.training
     model.train()  # a training preview: decoding runs without dropout and hands back a training model
-    assert torch.equal(generate(model, torch.tensor([1]), [1, 19], orders, cfg=3.0, top_k=1), want)
+    assert torch.equal(generate(model, torch.tensor([1]), [1, 19], orders, guidance_scale=3.0, top_k=1), want)
     assert model.training
 
 
@@ -180,5 +181,5 @@ def test_bad_generation_input_raises_value_errors(model):
         generate(model, labels, [1, 19], orders[:1])
     with pytest.raises(ValueError, match=r"\[0, 6\)"):
         generate(model, torch.tensor([0, 6]), [1, 19], orders)
-    with pytest.raises(ValueError, match="cfg_schedule"):
-        generate(model, labels, [1, 19], orders, cfg=2.0, cfg_schedule="cosine")
+    with pytest.raises(ValueError, match="guidance_schedule"):
+        generate(model, labels, [1, 19], orders, guidance_scale=2.0, guidance_schedule="cosine")

@@ -13,7 +13,8 @@ import torch
 from lpdgen import LPD, LPDConfig, VQConfig, VQTokenizer
 from lpdgen.evaluation.classifier import FMNISTClassifier
 from lpdgen.data import FASHION_MNIST_CLASSES
-from lpdgen.pipeline import LPDPipeline, SamplingConfig
+from lpdgen.pipeline import LPDPipeline
+from lpdgen.settings import SamplingConfig
 from lpdgen.rng import image_seeds
 
 VQ = dict(image_channels=1, base_channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=16,
@@ -125,7 +126,7 @@ def test_published_imagenet_configs_get_published_settings_and_imagenet_names(tm
     pipe = LPDPipeline.from_pretrained(checkpoint=tmp_path / "m.pth", config=cfg,
                                        tokenizer=VQTokenizer(VQConfig(**VQ)))
     assert pipe.class_ids(["golden retriever", "red panda", "tench"]) == [207, 387, 0]
-    from lpdgen.pipeline import PUBLISHED_SAMPLING
+    from lpdgen.settings import PUBLISHED_SAMPLING
 
     assert PUBLISHED_SAMPLING[("lpd-l", 256)].guidance_scale == 4.8
     assert PUBLISHED_SAMPLING[("lpd-l", 256)].num_inference_steps == 20

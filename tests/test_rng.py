@@ -11,7 +11,8 @@ from lpdgen import LPD, LPDConfig, VQConfig, VQTokenizer
 from lpdgen.cli import main
 from lpdgen.evaluation.protocol import SampleConfig, sample_images
 from lpdgen.images import code_maps, image_grid
-from lpdgen.pipeline import LPDPipeline, SamplingConfig
+from lpdgen.pipeline import LPDPipeline
+from lpdgen.settings import SamplingConfig
 from lpdgen.rng import derive_seed, image_seed, image_seeds
 from lpdgen.training.trainer import sample_grid
 

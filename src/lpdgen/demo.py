@@ -251,8 +251,8 @@ def edit(pipe: LPDPipeline, image: np.ndarray | None, box: tuple[float, float, f
     run = pipe.inpaint if r.operation == "inpaint" else pipe.outpaint
     where = r.regenerate if r.operation == "inpaint" else r.box  # cells for inpaint, the kept box for outpaint
     t0 = time.perf_counter()
-    out = run(r.image[None], where, [r.class_id], r.steps, r.guidance, seeds=image_seeds(r.seed, [0]),
-              output_type="np", order=r.order)
+    out = run(r.image[None], where, [r.class_id], seeds=image_seeds(r.seed, [0]), output_type="np",
+              num_inference_steps=r.steps, guidance_scale=r.guidance, order=r.order)
     seconds = time.perf_counter() - t0
     kept = int(out.known.sum())
     sizes = [kept, *out.group_sizes] if kept else list(out.group_sizes)

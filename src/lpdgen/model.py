@@ -329,7 +329,7 @@ class LPD(nn.Module):
         """Per-query logits (B, N, V) of the teacher-forcing forward: row j predicts ``tokens`` at raster
         position ``orders[:, j]``. ``null`` (B,) bool selects the null class per sample; in training mode
         it defaults to a draw with probability ``label_drop`` (from ``generator``)."""
-        b, n = self._check_tokens(tokens)
+        b, n = self.check_tokens(tokens)
         self.check_labels(labels)
         if labels.shape[0] != b:
             raise ValueError(f"labels has {labels.shape[0]} entries for {b} token rows")
@@ -371,13 +371,15 @@ class LPD(nn.Module):
         ``orders`` default to independent uniform permutations and ``null`` to label drop,
         both drawn from ``generator``."""
         if orders is None:
-            self._check_tokens(tokens)
+            self.check_tokens(tokens)
             orders = draw_uniform(tuple(tokens.shape), generator, tokens.device).argsort(dim=1)  # (B, N)
         logits = self.forward_logits(tokens, labels, group_sizes, orders, null=null, generator=generator)
         targets = torch.gather(tokens, 1, orders)  # (B, N) in generation order
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
-    def _check_tokens(self, tokens: torch.Tensor) -> tuple[int, int]:
+    def check_tokens(self, tokens: torch.Tensor) -> tuple[int, int]:
+        """(B, N) raster-order integer codes of this model's vocabulary, else ``ValueError``; returns (B, N).
+        Public because the decoding loop checks its teacher-forced and known tokens with it."""
         if tokens.dim() != 2 or tokens.shape[1] != self.cfg.num_tokens:
             raise ValueError(f"tokens must be (B, {self.cfg.num_tokens}) raster-order codes, got {tuple(tokens.shape)}")
         if tokens.dtype not in (torch.int32, torch.int64):
@@ -405,7 +407,7 @@ class LPD(nn.Module):
         """One forward pass of decoding: ``context`` (B, c, D) embedded context tokens (the class token at
         step 1) and ``queries_pos`` (B, g, D) position embeddings of this step's targets, written into cache
         slots ``slots`` (c + g,). ``mask`` (c + g, S) says which of the first S slots each row sees
-        (:func:`lpdgen.masks.decode_slot_masks`). Returns the logits (B, g, V) of the queries. Shapes
+        (:func:`lpdgen.masks.decode_plan`). Returns the logits (B, g, V) of the queries. Shapes
         depend on (c, g, S) only, never on the step index."""
         g = queries_pos.shape[1]
         x = self.z_proj_ln(torch.cat([context, self.mask_token + queries_pos], dim=1))  # (B, c + g, D)

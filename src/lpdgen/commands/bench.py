@@ -12,7 +12,6 @@ Figure 1).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -128,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
             for v, (engine, dtype) in engines.items():
                 def call(engine=engine, dtype=dtype):
                     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                        generate(engine.model, labels, sizes, orders, cfg=args.cfg, generator=torch.Generator(device=device).manual_seed(0), engine=engine)
+                        generate(engine.model, labels, sizes, orders, guidance_scale=args.cfg, generator=torch.Generator(device=device).manual_seed(0), engine=engine)
 
                 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
                 sec = _median_seconds(call, device, args.repeats, args.warmup)

@@ -6,16 +6,24 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..animation import decoding_frames, save_gif
+from ..editing import box_mask, check_box
+from ..images import save_image
+from ..rng import image_seeds
 from ..utils import get_logger
 from .common import (
     UserError,
     add_model_args,
     add_sampling_args,
-    sampling_overrides,
     check_input_file,
     check_output_file,
     check_sampling_args,
     load_pipeline,
+    resolve_settings,
+    sampling_overrides,
 )
 
 log = get_logger(__name__)
@@ -46,13 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         o.add_argument("--gif", default=None, metavar="FILE.gif",
                        help="also write the edit step by step: the kept tokens, then each step's new ones")
         add_model_args(o)
-        add_sampling_args(o, model_defaults=True, batch_size=1)
+        add_sampling_args(o, batch_size=1)
         o.set_defaults(func=run)
 
 
 def _read_image(path: str, flag: str, mode: str):
-    from PIL import Image, UnidentifiedImageError
-
     check_input_file(path, flag=flag)
     try:
         with Image.open(path) as im:
@@ -62,13 +68,6 @@ def _read_image(path: str, flag: str, mode: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..animation import decoding_frames, save_gif
-    from ..editing import box_mask, check_box
-    from ..images import save_image
-    from ..rng import image_seeds
-
     op = args.edit_command
     check_sampling_args(args)
     check_input_file(args.image, flag="--image")
@@ -96,9 +95,9 @@ def run(args: argparse.Namespace) -> int:
                             f"{image.size[0]}x{image.size[1]}")
         region = np.asarray(mask_image) > 0
     regenerate = region if op == "inpaint" else ~region
-    sampling = sampling_overrides(args)
-    steps, cfg = sampling.pop("num_inference_steps"), sampling.pop("guidance_scale")
-    out = pipe.inpaint([image], regenerate, label, steps, cfg, image_seeds(args.seed, [0]), "np", **sampling)
+    resolve_settings(pipe, args)  # the flags against this model, a mistake named by its flag
+    out = pipe.inpaint([image], regenerate, label, seeds=image_seeds(args.seed, [0]), output_type="np",
+                       **sampling_overrides(args))  # steps left out: the model's own, capped at the masked cells
     kept = int(out.known.sum())
     save_image(out.images[0], args.out)
     print(f"{op}: kept {kept} of {out.known.numel()} token cells, generated {out.known.numel() - kept} in "

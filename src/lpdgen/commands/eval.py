@@ -15,14 +15,13 @@ from ..utils import get_logger
 from .common import (
     UserError,
     add_sampling_args,
-    sampling_overrides,
     check_device_arg,
     check_input_file,
     check_output_dir,
     check_output_file,
     check_sampling_args,
-    load_model,
-    load_tokenizer_arg,
+    load_pipeline,
+    resolve_settings,
 )
 
 log = get_logger(__name__)
@@ -92,6 +91,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="config name for checkpoints without a JSON config (e.g. lpd-l)")
     p.add_argument("--image-size", type=int, default=256, help="with --config: 256 or 512")
     p.add_argument("--tokenizer", default="fmnist", help="'fmnist' (shipped) or a VQ checkpoint such as vq_ds16_c2i.pt")
+    p.set_defaults(model=None, dtype="float32", quantize=None, compile=False)  # what load_pipeline reads
 
 
 def _inception_args(p: argparse.ArgumentParser) -> None:
@@ -125,24 +125,23 @@ def _check_metric_args(args: argparse.Namespace) -> None:
         reference_resolution(args.ref)  # exists and readable
 
 
-def _sample_config(args: argparse.Namespace, pipe, num_images: int, cfg: float):
-    """The run's settings: the sampling flags resolved against the pipeline's defaults, guidance ``cfg``."""
+def _sample_config(args: argparse.Namespace, pipe, num_images: int, guidance_scale: float | None = None):
+    """The run's settings: the model's own with the sampling flags put in (and ``guidance_scale``, when
+    a search picked one)."""
     from ..evaluation.protocol import SampleConfig
 
-    sampling = pipe.settings(**{**sampling_overrides(args), "guidance_scale": cfg})
+    sampling = resolve_settings(pipe, args)
+    if guidance_scale is not None:
+        sampling = sampling.override(guidance_scale=guidance_scale)
     return SampleConfig(num_images=num_images, seed=args.seed, num_classes=args.num_classes, sampling=sampling)
 
 
 def _pipeline(args: argparse.Namespace):
     """(pipeline, rank, world size) from the model arguments, joining torchrun's process group if any."""
     from ..distributed import init_distributed
-    from ..pipeline import LPDPipeline, check_compatible
 
     info = init_distributed(args.device)
-    model = load_model(args.checkpoint, args.config, args.image_size, info.device)
-    tokenizer = load_tokenizer_arg(args.tokenizer, info.device)
-    check_compatible(model, tokenizer)
-    return LPDPipeline(model.eval(), tokenizer.eval()), info.rank, info.world_size
+    return load_pipeline(args, device=info.device), info.rank, info.world_size
 
 
 def _extractor(args: argparse.Namespace):
@@ -168,7 +167,7 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.png_dir:
         check_output_dir(args.png_dir, flag="--png-dir")
     pipe, rank, world = _pipeline(args)
-    out = sample_to_npz(pipe, args.out, _sample_config(args, pipe, args.num_images, args.cfg), batch_size=args.batch_size,
+    out = sample_to_npz(pipe, args.out, _sample_config(args, pipe, args.num_images), batch_size=args.batch_size,
                         rank=rank, world_size=world, png_dir=args.png_dir, model_id=str(args.checkpoint))
     if out is not None:
         print(f"wrote {out}")
@@ -250,7 +249,7 @@ def run_cfg_search(args: argparse.Namespace) -> int:
         raise UserError(f"--full-num-images must be >= 0, got {args.full_num_images}")
     check_output_dir(args.out_dir)
     pipe, rank, world = _pipeline(args)
-    rows = cfg_search(pipe, args.scales, _sample_config(args, pipe, args.num_images, args.cfg), args.out_dir, args.ref,
+    rows = cfg_search(pipe, args.scales, _sample_config(args, pipe, args.num_images), args.out_dir, args.ref,
                       _extractor(args), batch_size=args.batch_size, rank=rank, world_size=world,
                       cache_dir=args.cache_dir, model_id=str(args.checkpoint), data_root=args.data_root)
     if rank != 0:
