@@ -18,28 +18,21 @@ import time
 import torch
 
 from lpdgen.model import LPDConfig
+from lpdgen import rng
 from lpdgen.training.config import TrainConfig
 from lpdgen.training.draws import sample_randomness
+from lpdgen.training.token_datasets import TensorTokens
 from lpdgen.training.trainer import Trainer
 
 
-class RandomTokens:
+def random_tokens(items: int, num_tokens: int, vocab: int, classes: int, seed: int = 0) -> TensorTokens:
     """Uniform random codes: throughput does not depend on what the tokens are."""
-
-    def __init__(self, items: int, num_tokens: int, vocab: int, classes: int, seed: int = 0):
-        g = torch.Generator().manual_seed(seed)
-        self.codes = torch.randint(vocab, (items, num_tokens), generator=g)
-        self.labels = torch.randint(classes, (items,), generator=g)
-
-    def __len__(self) -> int:
-        return len(self.codes)
-
-    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.codes[indices], self.labels[indices]
+    g = rng.generator(seed)
+    return TensorTokens(torch.randint(vocab, (items, num_tokens), generator=g), torch.randint(classes, (items,), generator=g))
 
 
 def measure(model_cfg: LPDConfig, batch: int, steps: int, warmup: int, device: str, checkpointing: bool) -> dict:
-    data = RandomTokens(batch * (steps + warmup), model_cfg.num_tokens, model_cfg.vocab_size, model_cfg.num_classes)
+    data = random_tokens(batch * (steps + warmup), model_cfg.num_tokens, model_cfg.vocab_size, model_cfg.num_classes)
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(out_dir=out, global_batch=batch, steps=steps + warmup, lr_unit="step", warmup=1,
                           decay_start=1, device=device, tensorboard=False, gradient_checkpointing=checkpointing)

@@ -23,15 +23,16 @@ from lpdgen.training.checkpoints import list_checkpoints, load_training_checkpoi
 from lpdgen.training.config import TrainConfig
 from lpdgen.training.draws import batch_position, draw_schedule, epoch_permutation, rank_batch, sample_randomness
 from lpdgen.training.schedule import learning_rate, param_groups, resolve_schedules
+from lpdgen.training.token_datasets import TensorTokens
 from lpdgen.training.trainer import Trainer
-from train_worker import PatchTokens, assert_same_parameters, tiny_model
+from train_worker import patch_tokens, assert_same_parameters, tiny_model
 
 WORKER = Path(__file__).with_name("train_worker.py")
 
 
 @pytest.fixture(scope="module")
-def tokens() -> PatchTokens:
-    return PatchTokens(512)
+def tokens() -> TensorTokens:
+    return patch_tokens(512)
 
 
 def small_cfg(tmp_path: Path, **kw) -> TrainConfig:
@@ -165,7 +166,7 @@ def test_resume_from_a_different_run_is_refused(tmp_path, tokens):
     with pytest.raises(ValueError, match=r"different run:\n  global_batch: 8 -> 16\n  steps: 3 -> 6$"):
         Trainer(tiny_model(), small_cfg(tmp_path, resume=str(ckpt), global_batch=16), tokens)
     with pytest.raises(ValueError, match="dataset size: 512 -> 256"):
-        Trainer(tiny_model(), small_cfg(tmp_path, steps=3, resume=str(ckpt)), PatchTokens(256))
+        Trainer(tiny_model(), small_cfg(tmp_path, steps=3, resume=str(ckpt)), patch_tokens(256))
     with pytest.raises(FileNotFoundError):
         Trainer(tiny_model(), small_cfg(tmp_path, resume=str(tmp_path / "nope.pt")), tokens)
     # what may change between a run and its resumption does not block it
@@ -232,12 +233,12 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     proc = subprocess.Popen(_worker(killed, "--delay", "0.15"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    subprocess.run(_worker(straight), env=env, check=True, capture_output=True)
-    deadline = time.time() + 120
+    deadline = time.time() + 120  # killed at its first checkpoint, whatever the load (0.9 s to the next one)
     while not list_checkpoints(killed) and time.time() < deadline:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    subprocess.run(_worker(straight), env=env, check=True, capture_output=True)
     survivors = list_checkpoints(killed)
     assert survivors and survivors[-1].name != "ckpt_00000024.pt", "the run ended before it could be killed"
     for ckpt in survivors:  # whatever was on disk at the kill is complete

@@ -20,15 +20,18 @@ from pathlib import Path
 
 import torch
 
+from .. import rng
 from ..io import atomic_write_json
 from ..utils import get_logger
 
 log = get_logger(__name__)
 
 VARIANTS = ("fp32", "bf16", "int8", "compiled", "bf16-compiled", "int8-compiled")
-# Free-form sizes beside the published ones (VQ-16 vocabulary, ImageNet classes).
+# Free-form sizes beside the published ones (VQ-16 vocabulary, ImageNet classes); the only such table
+# (docs/decoding.md's small-50m figures were measured with it).
 BENCH_CONFIGS: dict[str, dict] = {
     "base-111m": dict(width=768, depth=12, heads=12),
+    "small-50m": dict(width=512, depth=12, heads=8),
     "tiny": dict(width=64, depth=2, heads=4),
 }
 
@@ -43,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="default: fp32 int8 compiled on CPU, fp32 bf16 bf16-compiled on CUDA")
     p.add_argument("--latency-batch", type=int, default=1)
     p.add_argument("--throughput-batch", type=int, default=64, help="0 skips the throughput rows")
-    p.add_argument("--cfg", type=float, default=4.8, help="guidance scale (1 = no guidance: half the work)")
+    p.add_argument("--guidance-scale", "--cfg", dest="guidance_scale", type=float, default=4.8,
+                   help="guidance scale (1 = no guidance: half the work; --cfg is the same flag)")
     p.add_argument("--tokenizer", default="vq-16", help="tokenizer config to time decoding with (random weights), '' to skip")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (compiled variants compile here)")
@@ -127,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
             for v, (engine, dtype) in engines.items():
                 def call(engine=engine, dtype=dtype):
                     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                        generate(engine.model, labels, sizes, orders, guidance_scale=args.cfg, generator=torch.Generator(device=device).manual_seed(0), engine=engine)
+                        generate(engine.model, labels, sizes, orders, guidance_scale=args.guidance_scale,
+                                 generator=rng.generator(0, device), engine=engine)
 
                 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
                 sec = _median_seconds(call, device, args.repeats, args.warmup)
@@ -140,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         r["speedup"] = base["seconds"] / r["seconds"]
     tok = _time_tokenizer(args.tokenizer, cfg.grid, batches, device, args.repeats) if args.tokenizer else []
 
-    head = (f"{cfg.name} ({count_parameters(cfg) / 1e6:.1f}M params, {cfg.grid[0]}x{cfg.grid[1]} tokens), cfg {args.cfg}, "
+    head = (f"{cfg.name} ({count_parameters(cfg) / 1e6:.1f}M params, {cfg.grid[0]}x{cfg.grid[1]} tokens), guidance {args.guidance_scale}, "
             f"{device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(head)
     print(f"{'variant':<15}{'batch':>6}{'steps':>7}{'sec/call':>11}{'img/s':>9}{'speed-up':>10}{'load':>7}")
@@ -152,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    result = {"config": cfg.to_dict(), "params": count_parameters(cfg), "cfg": args.cfg, "device": str(device),
+    result = {"config": cfg.to_dict(), "params": count_parameters(cfg), "guidance_scale": args.guidance_scale, "device": str(device),
               "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
               "speedup_baseline": f"{variants[0]}, {one_token} steps, same batch", "rows": rows, "tokenizer": tok}
     atomic_write_json(result, out / "bench.json")
