@@ -14,7 +14,6 @@ import pytest
 import torch
 from PIL import Image
 
-from lpdgen import LPDPipeline
 from lpdgen.cli import main
 from lpdgen.demo import (
     KEEP_FILES_S,
@@ -33,11 +32,6 @@ from lpdgen.demo import (
 )
 from lpdgen.orders.draw import draw_order
 from lpdgen.rng import image_seeds
-
-
-@pytest.fixture(scope="module")
-def pipe() -> LPDPipeline:
-    return LPDPipeline.from_pretrained()  # the embedded Fashion-MNIST model: 32-pixel images, 64 tokens
 
 
 def test_check_request_normalises_web_values(pipe):

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import random_orders, random_schedule
-from lpdgen import LPD, LPDConfig
+from conftest import TINY_CFG, TINY_N, random_orders, random_schedule
 from lpdgen.editing import box_mask, cell_mask
 from lpdgen.engine import Engine
 from lpdgen.generation import decode_logits, generate
@@ -19,14 +18,7 @@ from lpdgen.orders import build_orders, group_sizes, known_first, locality_aware
 from lpdgen.orders.reference import locality_aware_reference
 from lpdgen.sampling import guidance_scales, guide
 
-CFG = dict(width=48, depth=3, heads=4, vocab_size=37, num_classes=6, grid=(4, 5))
-N = 20
-
-
-@pytest.fixture
-def model() -> LPD:
-    torch.manual_seed(0)
-    return LPD(LPDConfig(**CFG)).eval()
+CFG, N = TINY_CFG, TINY_N
 
 
 def known_prefix_orders(known: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -216,13 +208,6 @@ def test_pixel_masks_regenerate_every_cell_they_touch():
 
 
 # ---- the pipeline, with the embedded model --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    from lpdgen.pipeline import LPDPipeline
-
-    return LPDPipeline.from_pretrained()
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,6 @@ from lpdgen.sampling import guidance_scales, guide
 CFG, N = TINY_CFG, TINY_N
 
 
-@pytest.fixture
-def model(tiny_model: LPD) -> LPD:
-    return tiny_model
-
-
 @torch.no_grad()
 def growing_view_greedy(model: LPD, labels: torch.Tensor, sizes: list[int], orders: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     """The decoder before fixed-shape steps: each step attends over the cache slots [0, slot_end) written

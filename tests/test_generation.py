@@ -15,11 +15,6 @@ from lpdgen.sampling import guidance_scales, draw_uniform, guide, sample_tokens
 CFG, N = TINY_CFG, TINY_N
 
 
-@pytest.fixture
-def model(tiny_model: LPD) -> LPD:
-    return tiny_model
-
-
 def test_teacher_forced_decoding_equals_training_forward_on_random_schedules(model):
     gen = torch.Generator().manual_seed(0)
     schedules = [[1] * N, [N], [1, N - 1], [1, 2, 3, 4, 10]] + [random_schedule(N, gen) for _ in range(12)]

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from lpdgen import LPDPipeline
 
 
 def digest(a: torch.Tensor | np.ndarray) -> str:
@@ -22,11 +21,6 @@ def digest(a: torch.Tensor | np.ndarray) -> str:
     if arr.dtype != np.uint8:
         arr = arr.astype(np.int64)
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]
-
-
-@pytest.fixture(scope="module")
-def pipe() -> LPDPipeline:
-    return LPDPipeline.from_pretrained()
 
 
 @pytest.fixture(scope="module")

@@ -22,17 +22,12 @@ VQ = dict(image_channels=1, base_channels=32, channel_mult=(1, 2), num_res_block
 TINY = LPDConfig(width=32, depth=2, heads=4, vocab_size=24, num_classes=3, grid=(4, 4))
 
 
-@pytest.fixture(scope="module")
-def embedded() -> LPDPipeline:
-    return LPDPipeline.from_pretrained()
-
-
-def test_embedded_model_loads_offline_in_eval_mode_with_its_own_defaults(embedded):
-    assert not embedded.model.training and not embedded.tokenizer.training
-    assert embedded.model.pos_embed.dtype == torch.float32  # stored in fp16, run in fp32
-    assert embedded.class_names == FASHION_MNIST_CLASSES
-    assert embedded.model.cfg.grid == (8, 8) and embedded.model.cfg.vocab_size == 512
-    s = embedded.sampling
+def test_embedded_model_loads_offline_in_eval_mode_with_its_own_defaults(pipe):
+    assert not pipe.model.training and not pipe.tokenizer.training
+    assert pipe.model.pos_embed.dtype == torch.float32  # stored in fp16, run in fp32
+    assert pipe.class_names == FASHION_MNIST_CLASSES
+    assert pipe.model.cfg.grid == (8, 8) and pipe.model.cfg.vocab_size == 512
+    s = pipe.sampling
     assert 1 <= s.num_inference_steps <= 64 and s.guidance_scale >= 1.0
 
 
@@ -42,45 +37,45 @@ def _accuracy(pipe: LPDPipeline, per_class: int) -> float:
     return FMNISTClassifier.from_checkpoint().accuracy(out.images, np.array(labels))
 
 
-def test_embedded_model_draws_the_requested_classes(embedded):
+def test_embedded_model_draws_the_requested_classes(pipe):
     """The shipped classifier recognises the requested class of most samples; the same network with
     random weights does not (so the threshold measures the training, not the classifier)."""
-    accuracy = _accuracy(embedded, per_class=5)
+    accuracy = _accuracy(pipe, per_class=5)
     torch.manual_seed(0)
-    random = LPDPipeline(LPD(embedded.model.cfg).eval(), embedded.tokenizer, sampling=embedded.sampling)
+    random = LPDPipeline(LPD(pipe.model.cfg).eval(), pipe.tokenizer, sampling=pipe.sampling)
     random_accuracy = _accuracy(random, per_class=5)
     assert accuracy >= 0.7, accuracy
     assert random_accuracy <= 0.4, random_accuracy
 
 
-def test_seeds_fix_images_and_batch_size_does_not_change_them(embedded):
-    a = embedded(["sneaker", "bag", 0], seeds=[1, 2, 3], output_type="np").images
-    again = embedded(["sneaker", "bag", 0], seeds=[1, 2, 3], output_type="np").images
-    alone = embedded(["bag"], seeds=[2], output_type="np").images
-    other = embedded(["sneaker", "bag", 0], seeds=[4, 5, 6], output_type="np").images
+def test_seeds_fix_images_and_batch_size_does_not_change_them(pipe):
+    a = pipe(["sneaker", "bag", 0], seeds=[1, 2, 3], output_type="np").images
+    again = pipe(["sneaker", "bag", 0], seeds=[1, 2, 3], output_type="np").images
+    alone = pipe(["bag"], seeds=[2], output_type="np").images
+    other = pipe(["sneaker", "bag", 0], seeds=[4, 5, 6], output_type="np").images
     assert np.array_equal(a, again)
     assert np.array_equal(a[1], alone[0])
     assert all(not np.array_equal(a[i], other[i]) for i in range(3))
 
 
-def test_class_names_are_labels(embedded):
-    by_name = embedded(["Ankle boot", "t-shirt/top"], seeds=[0, 1], output_type="codes")
-    by_id = embedded([9, 0], seeds=[0, 1], output_type="codes")
+def test_class_names_are_labels(pipe):
+    by_name = pipe(["Ankle boot", "t-shirt/top"], seeds=[0, 1], output_type="codes")
+    by_id = pipe([9, 0], seeds=[0, 1], output_type="codes")
     assert by_name.labels == [9, 0] and torch.equal(by_name.codes, by_id.codes)
     with pytest.raises(ValueError, match="did you mean 'sneaker'"):
-        embedded(["sneakr"])
+        pipe(["sneakr"])
     with pytest.raises(ValueError, match="out of range"):
-        embedded([10])
+        pipe([10])
 
 
-def test_none_means_the_models_defaults_and_arguments_override_them(embedded):
-    out = embedded([1], seeds=[0], output_type="codes")
-    assert len(out.group_sizes) == embedded.sampling.num_inference_steps
-    assert len(embedded([1], num_inference_steps=64, seeds=[0], output_type="codes").group_sizes) == 64
+def test_none_means_the_models_defaults_and_arguments_override_them(pipe):
+    out = pipe([1], seeds=[0], output_type="codes")
+    assert len(out.group_sizes) == pipe.sampling.num_inference_steps
+    assert len(pipe([1], num_inference_steps=64, seeds=[0], output_type="codes").group_sizes) == 64
     with pytest.raises(ValueError, match="steps"):
-        embedded([1], num_inference_steps=65)
+        pipe([1], num_inference_steps=65)
     with pytest.raises(ValueError, match="guidance"):
-        embedded([1], guidance_scale=-1.0)
+        pipe([1], guidance_scale=-1.0)
 
 
 def _tiny_pipeline() -> LPDPipeline:
