@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from lpdgen.data import FashionMNIST
 from lpdgen.images import float_to_uint8, uint8_to_float
 from lpdgen.io import save_safetensors
-from lpdgen.tokenizer import AttnBlock, VectorQuantizer, VQConfig, VQTokenizer, codebook_stats, load_tokenizer, psnr
+from lpdgen.tokenizer import AttnBlock, VectorQuantizer, VQConfig, VQTokenizer, load_tokenizer
+from lpdgen.training.tokenizer_trainer import codebook_stats, psnr
 from lpdgen.training.tokenizer_trainer import (TokenizerTrainConfig, batch_indices, evaluate_tokenizer, restart_dead_codes,
                                     train_tokenizer)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -470,42 +469,8 @@ def _check_published_vq16(state: dict[str, torch.Tensor], path: Path) -> None:
                          f"they are not the published VQ-16 either; pass config= (a VQConfig). {e}") from None
 
 
-def codebook_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
-    """Usage (fraction of entries that occur) and perplexity (exp entropy of the code histogram)."""
-    counts = torch.bincount(codes.reshape(-1).long().cpu(), minlength=codebook_size).double()
-    p = counts / counts.sum().clamp_min(1)
-    nz = p[p > 0]
-    return {"usage": float((counts > 0).double().mean()), "perplexity": float(torch.exp(-(nz * nz.log()).sum()))}
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(B,) PSNR in dB of images in [-1, 1] (peak-to-peak 2), computed on [0, 1]-scaled values."""
-    mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
-
-
 def load_tokenizer(spec: str, config: VQConfig | None = None) -> VQTokenizer:
     """``"fmnist"`` -> the shipped Fashion-MNIST tokenizer; anything else -> :meth:`VQTokenizer.from_checkpoint`."""
     if spec == "fmnist":
         return VQTokenizer.from_pretrained_fmnist()
     return VQTokenizer.from_checkpoint(spec, config)
-
-
-class TokenSpace(Protocol):
-    """What a tokenizer must fit: a model's vocabulary and token grid (e.g. an ``LPDConfig``)."""
-
-    vocab_size: int
-    grid: tuple[int, int]
-
-
-def load_sample_tokenizer(path: PathLike | None, model_cfg: TokenSpace) -> VQTokenizer | None:
-    """The tokenizer that decodes training sample grids: ``path`` when given, else the shipped
-    Fashion-MNIST one when it exists and fits the model (codebook = vocabulary, code grid = token grid),
-    else None (grids then show code maps)."""
-    if path is not None:
-        return VQTokenizer.from_checkpoint(path)
-    if not FMNIST_WEIGHTS.is_file():
-        return None
-    tok = VQTokenizer.from_pretrained_fmnist()
-    fits = tok.config.codebook_size == model_cfg.vocab_size and tuple(tok.config.grid) == tuple(model_cfg.grid)
-    return tok if fits else None

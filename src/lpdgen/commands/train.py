@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..distributed import destroy_distributed, is_main
-    from ..tokenizer import load_sample_tokenizer
+    from ..training.previews import load_sample_tokenizer
     from ..training.trainer import TrainConfig, train
 
     if args.threads < 0:

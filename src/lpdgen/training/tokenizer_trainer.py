@@ -22,7 +22,7 @@ from ..data import image_batch
 from ..images import image_grid
 from ..io import atomic_torch_save, atomic_write_json
 from ..images import float_to_uint8
-from ..tokenizer import VectorQuantizer, VQTokenizer, codebook_stats, psnr
+from ..tokenizer import VectorQuantizer, VQTokenizer
 from .. import rng
 from ..utils import get_logger
 
@@ -61,6 +61,21 @@ class TokenizerTrainConfig:
             raise ValueError("steps and batch_size must be positive")
         if not 0.0 <= self.dead_code_until <= 1.0:
             raise ValueError("dead_code_until is a fraction of training in [0, 1]")
+
+
+
+def codebook_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
+    """Usage (fraction of entries that occur) and perplexity (exp entropy of the code histogram)."""
+    counts = torch.bincount(codes.reshape(-1).long().cpu(), minlength=codebook_size).double()
+    p = counts / counts.sum().clamp_min(1)
+    nz = p[p > 0]
+    return {"usage": float((counts > 0).double().mean()), "perplexity": float(torch.exp(-(nz * nz.log()).sum()))}
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B,) PSNR in dB of images in [-1, 1] (peak-to-peak 2), computed on [0, 1]-scaled values."""
+    mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
 
 
 def learning_rate(step: int, cfg: TokenizerTrainConfig) -> float:

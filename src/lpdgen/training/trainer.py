@@ -40,36 +40,20 @@ from ..distributed import (
     init_distributed,
     wrap_model,
 )
-from ..images import code_maps, image_grid, save_png
+from ..images import save_png
 from ..io import atomic_torch_save, atomic_write
 from ..model import LPD, Block, LPDConfig
-from ..pipeline import LPDPipeline
-from ..rng import derive_seed, image_seeds
+from ..rng import derive_seed
 from ..utils import get_logger
 from .checkpoints import CHECKPOINT_FORMAT, checkpoint_path, config_differences, list_checkpoints, load_training_checkpoint
 from .config import FINAL_WEIGHTS, LOG_FILE, RESUMABLE_CHANGES, TrainConfig
+from .previews import sample_grid
 from .draws import batch_position, draw_schedule, load_batch, rank_batch, sample_randomness
 from .schedule import learning_rate, param_groups, resolve_schedules
 
 TIMING_STEPS = 5  # steps timed (after the first, which pays one-off costs) for the time-per-step estimate
 
 log = get_logger(__name__)
-
-# ----------------------------------------------------------------------------------------------------
-# sample grids
-# ----------------------------------------------------------------------------------------------------
-
-
-def sample_grid(model: LPD, *, count: int, steps: int, guidance_scale: float, seed: int, tokenizer=None) -> np.ndarray:
-    """A mosaic of ``count`` samples (labels cycling over the classes) decoded in ``steps`` steps with
-    locality-aware orders, image i seeded by ``(seed, i)``; decoding leaves the training mode as it was."""
-    c = model.cfg
-    out = LPDPipeline(model, tokenizer)(
-        torch.arange(count) % c.num_classes, num_inference_steps=min(steps, c.num_tokens), guidance_scale=guidance_scale,
-        seeds=image_seeds(seed, range(count)), output_type="np" if tokenizer is not None else "codes")
-    images = out.images if tokenizer is not None else code_maps(out.codes, c.vocab_size)
-    return image_grid(images)
-
 
 # ----------------------------------------------------------------------------------------------------
 # the engine
