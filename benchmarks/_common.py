@@ -17,7 +17,6 @@ from lpdgen import LPD, LPDConfig
 from lpdgen.io import atomic_write_json
 from lpdgen.orders import group_sizes
 
-
 # wall-clock seconds, or this process's CPU seconds: on a machine shared with normal-priority jobs a
 # nice-19 benchmark spends most wall time waiting for a core, and with one thread its CPU time is the work
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpdgen.evaluation.classifier import FMNISTClassifier
 from lpdgen.data import FashionMNIST
+from lpdgen.evaluation.classifier import FMNISTClassifier
 from lpdgen.io import atomic_write_json
 from lpdgen.pipeline import LPDPipeline
 from lpdgen.rng import image_seeds

@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from lpdgen.data import load_fashion_mnist
-from lpdgen.evaluation.protocol import read_image_set, to_rgb, write_png_folder
 from lpdgen.evaluation.inception import InceptionFeatures
 from lpdgen.evaluation.metrics import feature_statistics, fid, precision_recall
+from lpdgen.evaluation.protocol import read_image_set, to_rgb, write_png_folder
 
 
 def synthetic_digits(num: int, seed: int = 0, size: int = 28) -> np.ndarray:

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpdgen.evaluation.classifier import FMNISTClassifier
 from lpdgen.data import FASHION_MNIST_PAD, FashionMNIST
-from lpdgen.quantize import QUANTIZE_MODES
-from lpdgen.images import float_to_uint8, uint8_to_float
+from lpdgen.evaluation.classifier import FMNISTClassifier
 from lpdgen.evaluation.metrics import feature_statistics, fid
+from lpdgen.images import float_to_uint8, uint8_to_float
 from lpdgen.pipeline import LPDPipeline
+from lpdgen.quantize import QUANTIZE_MODES
 from lpdgen.rng import image_seeds
 
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(out, "a") as f:
             f.write(json.dumps(row) + "\n")
-    print(f"\n| setting | steps | guidance | images | class accuracy | FID vs real test | FID vs reconstructions |")
+    print("\n| setting | steps | guidance | images | class accuracy | FID vs real test | FID vs reconstructions |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         f1 = f"{r['fid_vs_real']:.2f}" if "fid_vs_real" in r else "-"

@@ -43,11 +43,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpdgen.evaluation.classifier import FMNISTClassifier, to_classifier_input
 from lpdgen.data import FASHION_MNIST_PAD, FashionMNIST
+from lpdgen.evaluation.classifier import FMNISTClassifier, to_classifier_input
+from lpdgen.evaluation.metrics import FIDStatistics, feature_statistics, fid
 from lpdgen.evaluation.protocol import FMNIST_REFERENCE, reference_statistics
 from lpdgen.io import atomic_write_json
-from lpdgen.evaluation.metrics import FIDStatistics, feature_statistics, fid
 from lpdgen.pipeline import LPDPipeline
 from lpdgen.rng import image_seeds
 

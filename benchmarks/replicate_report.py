@@ -20,13 +20,22 @@ from pathlib import Path
 
 import numpy as np
 
-from lpdgen.io import atomic_write
 from lpdgen.images import label_image, labelled_grid
+from lpdgen.io import atomic_write
 
 sys.path.insert(0, str(Path(__file__).parent))
 from replicate import (  # noqa: E402  (sibling benchmark script)
-    HEADLINE_STEPS, LATENCY_BATCHES, LATENCY_STEPS, ORDERS, PROXIMITY_ONLY, REPULSION_ONLY, RHO_GRID, SECOND_SEED,
-    STEPS, TAU_GRID, gen_name,
+    HEADLINE_STEPS,
+    LATENCY_BATCHES,
+    LATENCY_STEPS,
+    ORDERS,
+    PROXIMITY_ONLY,
+    REPULSION_ONLY,
+    RHO_GRID,
+    SECOND_SEED,
+    STEPS,
+    TAU_GRID,
+    gen_name,
 )
 
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (90, 90, 90)]
@@ -204,7 +213,7 @@ def order_statistics_by_steps(num: int = 200) -> str:
 
 
 def order_statistics_table(rows: list[dict]) -> str:
-    out = [f"| order | tau | rho | generated neighbours before a token's step | neighbours in its own step |", "|---|---|---|---|---|"]
+    out = ["| order | tau | rho | generated neighbours before a token's step | neighbours in its own step |", "|---|---|---|---|---|"]
     for r in rows:
         tau = "-" if r["tau"] is None else f"{r['tau']:g}"
         rho = "-" if r["rho"] is None else f"{r['rho']:g}"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from lpdgen.training.token_cache import encode_with_flips
 from lpdgen.tokenizer import VQTokenizer
+from lpdgen.training.token_cache import encode_with_flips
 
 
 def best_time(fn, repeats: int) -> float:

@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from lpdgen.model import LPDConfig
 from lpdgen import rng
+from lpdgen.model import LPDConfig
 from lpdgen.training.config import TrainConfig
 from lpdgen.training.draws import sample_randomness
 from lpdgen.training.token_datasets import TensorTokens

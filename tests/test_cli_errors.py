@@ -154,8 +154,8 @@ def _interrupt_when(proc: subprocess.Popen, ready, timeout: float = TIMEOUT) -> 
 
 
 def test_ctrl_c_in_cache_keeps_encoded_batches_and_the_rerun_resumes(tmp_path):
-    from lpdgen.training.token_datasets import TokenDataset
     from lpdgen.training.token_cache import cache_progress
+    from lpdgen.training.token_datasets import TokenDataset
 
     images, labels = load_fashion_mnist(split="test")
     n = 3000

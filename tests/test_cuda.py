@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 import torch
-
 from conftest import random_orders, random_schedule
+
 from lpdgen import LPD, LPDConfig
 from lpdgen.engine import Engine
 from lpdgen.generation import decode_logits, generate

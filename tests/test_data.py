@@ -10,7 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from lpdgen.data import FashionMNIST, ImageFolder, center_crop_arr, image_dataset, load_fashion_mnist, read_idx, write_idx
+from lpdgen.data import (
+    FashionMNIST,
+    ImageFolder,
+    center_crop_arr,
+    image_dataset,
+    load_fashion_mnist,
+    read_idx,
+    write_idx,
+)
 from lpdgen.training.token_datasets import NpzTokenDataset, flip_choice
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")

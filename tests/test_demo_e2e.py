@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from demo_browser import browser_missing, demo_server, fetch_image, headless_chromium, wait_for_click, wait_for_image
+from PIL import Image
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(browser_missing() is not None,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_worker import assert_same_parameters
 
 from lpdgen.distributed import all_gather_objects, all_reduce_mean, barrier, init_distributed, is_main, wrap_model
 from lpdgen.model import LPD
-from train_worker import assert_same_parameters
 
 WORKER = Path(__file__).with_name("train_worker.py")
 STEPS = 10

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY_CFG, TINY_N, random_orders, random_schedule
+
 from lpdgen.editing import box_mask, cell_mask
 from lpdgen.engine import Engine
 from lpdgen.generation import decode_logits, generate

@@ -9,8 +9,8 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import TINY_CFG, TINY_N, random_orders, random_schedule
+
 from lpdgen import LPD, LPDConfig
 from lpdgen.engine import Engine
 from lpdgen.generation import decode_logits, generate

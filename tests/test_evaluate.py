@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from lpdgen import LPD, LPDConfig, VQConfig, VQTokenizer
-from lpdgen.rng import image_seed
+from lpdgen.evaluation.inception import InceptionFeatures
+from lpdgen.evaluation.metrics import FIDStatistics, feature_statistics, fid, save_statistics
 from lpdgen.evaluation.protocol import (
     SampleConfig,
     batch_ranges,
@@ -28,9 +29,8 @@ from lpdgen.evaluation.protocol import (
     sample_to_npz,
     write_png_folder,
 )
-from lpdgen.evaluation.inception import InceptionFeatures
-from lpdgen.evaluation.metrics import FIDStatistics, feature_statistics, fid, save_statistics
 from lpdgen.pipeline import LPDPipeline
+from lpdgen.rng import image_seed
 from lpdgen.settings import SamplingConfig
 
 

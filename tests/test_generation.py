@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import TINY_CFG, TINY_N, random_orders, random_schedule
+
 from lpdgen import LPD
 from lpdgen.engine import Engine
 from lpdgen.generation import _generate, decode_logits, generate
-from lpdgen.sampling import guidance_scales, draw_uniform, guide, sample_tokens
+from lpdgen.sampling import draw_uniform, guidance_scales, guide, sample_tokens
 
 CFG, N = TINY_CFG, TINY_N
 

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import random_orders, random_schedule
+
 from lpdgen import LPD, LPDConfig
 from lpdgen.model import NAMED_CONFIGS, count_parameters, resize_pos_embed
 

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 
-
 def digest(a: torch.Tensor | np.ndarray) -> str:
     arr = a.cpu().numpy() if isinstance(a, torch.Tensor) else a
     if arr.dtype != np.uint8:

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from lpdgen import LPD, LPDConfig, VQConfig, VQTokenizer
-from lpdgen.evaluation.classifier import FMNISTClassifier
 from lpdgen.data import FASHION_MNIST_CLASSES
+from lpdgen.evaluation.classifier import FMNISTClassifier
 from lpdgen.pipeline import LPDPipeline
-from lpdgen.settings import SamplingConfig
 from lpdgen.rng import image_seeds
+from lpdgen.settings import SamplingConfig
 
 VQ = dict(image_channels=1, base_channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=16,
           codebook_size=24, codebook_dim=4, norm_groups=8, image_size=16)

@@ -12,8 +12,8 @@ from lpdgen.cli import main
 from lpdgen.evaluation.protocol import SampleConfig, sample_images
 from lpdgen.images import code_maps, image_grid
 from lpdgen.pipeline import LPDPipeline
-from lpdgen.settings import SamplingConfig
 from lpdgen.rng import derive_seed, image_seed, image_seeds
+from lpdgen.settings import SamplingConfig
 from lpdgen.training.previews import sample_grid
 
 VQ = dict(image_channels=1, base_channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=16,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lpdgen.sampling import guidance_scales, draw_uniform, filter_logits, guide, sample_tokens
+from lpdgen.sampling import draw_uniform, filter_logits, guidance_scales, guide, sample_tokens
 
 
 def test_linear_cfg_schedule_is_one_plus_s_minus_one_times_t_over_n():

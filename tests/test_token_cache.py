@@ -17,9 +17,9 @@ import torch
 import lpdgen
 from lpdgen.cli import main
 from lpdgen.data import write_idx
-from lpdgen.training.token_datasets import TokenDataset, flip_choice
-from lpdgen.training.token_cache import build_token_cache, code_dtype, shard_ranges
 from lpdgen.tokenizer import VQConfig, VQTokenizer
+from lpdgen.training.token_cache import build_token_cache, code_dtype, shard_ranges
+from lpdgen.training.token_datasets import TokenDataset, flip_choice
 
 N_ITEMS, SHARD, BATCH = 22, 4, 2  # 6 shards, the last one partial
 

@@ -15,9 +15,15 @@ from lpdgen.data import FashionMNIST
 from lpdgen.images import float_to_uint8, uint8_to_float
 from lpdgen.io import save_safetensors
 from lpdgen.tokenizer import AttnBlock, VectorQuantizer, VQConfig, VQTokenizer, load_tokenizer
-from lpdgen.training.tokenizer_trainer import codebook_stats, psnr
-from lpdgen.training.tokenizer_trainer import (TokenizerTrainConfig, batch_indices, evaluate_tokenizer, restart_dead_codes,
-                                    train_tokenizer)
+from lpdgen.training.tokenizer_trainer import (
+    TokenizerTrainConfig,
+    batch_indices,
+    codebook_stats,
+    evaluate_tokenizer,
+    psnr,
+    restart_dead_codes,
+    train_tokenizer,
+)
 
 SHAPES = Path(__file__).parent / "data" / "llamagen_vq16_state_dict_shapes.json"
 FMNIST = Path("/usr/share/datasets/fashion-mnist")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_worker import assert_same_parameters, patch_tokens, tiny_model
 
 from lpdgen.distributed import DistInfo
 from lpdgen.model import LPD, LPDConfig
@@ -25,7 +26,6 @@ from lpdgen.training.draws import batch_position, draw_schedule, epoch_permutati
 from lpdgen.training.schedule import learning_rate, param_groups, resolve_schedules
 from lpdgen.training.token_datasets import TensorTokens
 from lpdgen.training.trainer import Trainer
-from train_worker import patch_tokens, assert_same_parameters, tiny_model
 
 WORKER = Path(__file__).with_name("train_worker.py")
 
@@ -264,8 +264,8 @@ def token_cache(tmp_path_factory) -> Path:
     from torch.utils.data import Subset
 
     from lpdgen.data import FashionMNIST
-    from lpdgen.training.token_cache import build_token_cache
     from lpdgen.tokenizer import VQConfig, VQTokenizer
+    from lpdgen.training.token_cache import build_token_cache
 
     torch.manual_seed(0)
     images = FashionMNIST()

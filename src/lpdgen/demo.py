@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .pipeline import LPDPipeline
 
 INSTALL_HINT = "the demo needs gradio: pip install 'lpdgen[demo]'"
-MAX_IMAGES = 64  # per request: the largest (64 images, 64 steps) takes about 10 s on 2 busy CPU cores
+MAX_IMAGES = 64  # per request: bounds the slowest request (its time: README, Try it in the browser)
 GRID_COLUMNS = 8
 ANIMATION_IMAGES = 4  # the decoding animation shows the first images only (64 rows per frame are unreadable)
 ANIMATION_HEIGHT = 400  # pixels on the page

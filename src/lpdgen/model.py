@@ -163,14 +163,14 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(cfg.dropout)
 
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        b, l, d = x.shape
-        qkv = self.qkv(x).view(b, l, 3, self.heads, d // self.heads)  # (B, L, 3, H, Dh)
+        b, length, d = x.shape
+        qkv = self.qkv(x).view(b, length, 3, self.heads, d // self.heads)  # (B, L, 3, H, Dh)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, L, Dh)
         return q, k, v
 
     def _out(self, y: torch.Tensor) -> torch.Tensor:
-        b, h, l, dh = y.shape
-        y = y.transpose(1, 2).reshape(b, l, h * dh)  # (B, H, L, Dh) -> (B, L, D)
+        b, h, length, dh = y.shape
+        y = y.transpose(1, 2).reshape(b, length, h * dh)  # (B, H, L, Dh) -> (B, L, D)
         return self.proj_drop(self.proj(y))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | BlockMask) -> torch.Tensor:

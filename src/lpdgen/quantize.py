@@ -16,21 +16,17 @@ from torch import nn
 
 QUANTIZE_MODES = ("int8", "int8-weight", "int4-weight")
 
-# Which Linear layers int8 keeps in fp32, chosen by measurement (benchmarks/quantize.py, oneDNN packing,
-# quiet machine; docs/engine.md): the embedding tables are row lookups (no matrix product) and always stay
-# fp32. Keeping the 16384-way head in fp32 made a 768/12 decode 1.35x slower at batch 1 (1.22x at batch 8)
-# for a 15% smaller logit error. Latency is LPD's point, so the head is quantized by default (on the
-# trained Fashion-MNIST model: 82% of greedy tokens kept, FID within 0.6); ``quantize_model(model,
-# skip=("head",))`` keeps it fp32.
+# Which Linear layers int8 keeps in fp32, chosen by measurement (benchmarks/quantize.py; the figures are in
+# docs/engine.md): the embedding tables are row lookups (no matrix product) and always stay fp32. Keeping
+# the large head in fp32 costs more latency than the logit error it saves, and latency is LPD's point, so
+# the head is quantized by default; ``quantize_model(model, skip=("head",))`` keeps it fp32.
 INT8_SKIP: tuple[str, ...] = ()
 
 
 def int8_backend() -> str:
     """The quantized-kernel library for ``"int8"``: oneDNN on CPUs with VNNI int8 dot products (AVX512-VNNI
-    or AMX), which it uses and fbgemm's dynamic Linear does not; fbgemm elsewhere. Measured on an
-    AVX512-VNNI + AMX CPU (docs/engine.md): at the ~400 rows of a batch-8 guided step one 768-3072-768 MLP
-    ran 2.5x faster than fp32 with fbgemm and 3.7-7.7x with oneDNN; a 768/12 batch-8 decode went from
-    1.9x to 2.8x fp32's speed under load, and runs 3.0x faster than fp32 on a quiet machine."""
+    or AMX), which it uses and fbgemm's dynamic Linear does not; fbgemm elsewhere. Chosen by measurement on
+    an AVX512-VNNI + AMX CPU, where oneDNN's lead grows with the rows of a step (figures: docs/engine.md)."""
     vnni = getattr(torch.cpu, "_is_vnni_supported", lambda: False)()
     return "onednn" if vnni and "onednn" in torch.backends.quantized.supported_engines else "fbgemm"
 

@@ -211,8 +211,8 @@ def run_metrics(args: argparse.Namespace) -> int:
 
 
 def run_reference(args: argparse.Namespace) -> int:
-    from ..evaluation.protocol import fashion_mnist_image_set, image_set_features, read_image_set
     from ..evaluation.metrics import feature_statistics, save_statistics
+    from ..evaluation.protocol import fashion_mnist_image_set, image_set_features, read_image_set
 
     if args.limit < 0:
         raise UserError(f"--limit must be >= 0 (0: all images), got {args.limit}")
@@ -272,8 +272,8 @@ def _cfg_search_hint(args: argparse.Namespace) -> str:
 
 
 def run_train_classifier(args: argparse.Namespace) -> int:
-    from ..evaluation.classifier import ASSET, train_classifier
     from ..data import FASHION_MNIST_DIR, load_fashion_mnist
+    from ..evaluation.classifier import ASSET, train_classifier
 
     root = args.data_root or FASHION_MNIST_DIR
     train_x, train_y = load_fashion_mnist(root, split="train")

@@ -90,8 +90,8 @@ def model_config(name: str, image_size: int, dropout: float | None, label_drop: 
 
 def token_dataset(path: Path, flip_prob: float, seed: int):
     """The token dataset at ``path``: an ``lpdgen cache`` directory, else the published per-image .npz layout."""
-    from ..training.token_datasets import NpzTokenDataset, TokenDataset
     from ..training.token_cache import INDEX
+    from ..training.token_datasets import NpzTokenDataset, TokenDataset
 
     if not path.exists():
         raise FileNotFoundError(f"dataset not found: {path}")

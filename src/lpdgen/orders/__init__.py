@@ -19,7 +19,15 @@ Where each idea lives:
 from __future__ import annotations
 
 from .build import ORDER_TYPES, build_orders
-from .locality import PROXIMITY_EPS, PUBLISHED_RHO, PUBLISHED_TAU, ROW_CHUNK, locality_aware, tie_break_keys, tie_break_rng
+from .locality import (
+    PROXIMITY_EPS,
+    PUBLISHED_RHO,
+    PUBLISHED_TAU,
+    ROW_CHUNK,
+    locality_aware,
+    tie_break_keys,
+    tie_break_rng,
+)
 from .schedules import (
     STEP_FRACTIONS,
     all_group_sizes,

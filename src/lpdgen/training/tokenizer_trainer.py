@@ -18,12 +18,11 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..data import image_batch
-from ..images import image_grid
-from ..io import atomic_torch_save, atomic_write_json
-from ..images import float_to_uint8
-from ..tokenizer import VectorQuantizer, VQTokenizer
 from .. import rng
+from ..data import image_batch
+from ..images import float_to_uint8, image_grid
+from ..io import atomic_torch_save, atomic_write_json
+from ..tokenizer import VectorQuantizer, VQTokenizer
 from ..utils import get_logger
 
 log = get_logger(__name__)

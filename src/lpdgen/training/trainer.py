@@ -45,10 +45,16 @@ from ..io import atomic_torch_save, atomic_write
 from ..model import LPD, Block, LPDConfig
 from ..rng import derive_seed
 from ..utils import get_logger
-from .checkpoints import CHECKPOINT_FORMAT, checkpoint_path, config_differences, list_checkpoints, load_training_checkpoint
+from .checkpoints import (
+    CHECKPOINT_FORMAT,
+    checkpoint_path,
+    config_differences,
+    list_checkpoints,
+    load_training_checkpoint,
+)
 from .config import FINAL_WEIGHTS, LOG_FILE, RESUMABLE_CHANGES, TrainConfig
-from .previews import sample_grid
 from .draws import batch_position, draw_schedule, load_batch, rank_batch, sample_randomness
+from .previews import sample_grid
 from .schedule import learning_rate, param_groups, resolve_schedules
 
 TIMING_STEPS = 5  # steps timed (after the first, which pays one-off costs) for the time-per-step estimate
