@@ -28,14 +28,25 @@ from lpdgen.training.trainer import Trainer
 def random_tokens(items: int, num_tokens: int, vocab: int, classes: int, seed: int = 0) -> TensorTokens:
     """Uniform random codes: throughput does not depend on what the tokens are."""
     g = rng.generator(seed)
-    return TensorTokens(torch.randint(vocab, (items, num_tokens), generator=g), torch.randint(classes, (items,), generator=g))
+    return TensorTokens(
+        torch.randint(vocab, (items, num_tokens), generator=g), torch.randint(classes, (items,), generator=g)
+    )
 
 
 def measure(model_cfg: LPDConfig, batch: int, steps: int, warmup: int, device: str, checkpointing: bool) -> dict:
     data = random_tokens(batch * (steps + warmup), model_cfg.num_tokens, model_cfg.vocab_size, model_cfg.num_classes)
     with tempfile.TemporaryDirectory() as out:
-        cfg = TrainConfig(out_dir=out, global_batch=batch, steps=steps + warmup, lr_unit="step", warmup=1,
-                          decay_start=1, device=device, tensorboard=False, gradient_checkpointing=checkpointing)
+        cfg = TrainConfig(
+            out_dir=out,
+            global_batch=batch,
+            steps=steps + warmup,
+            lr_unit="step",
+            warmup=1,
+            decay_start=1,
+            device=device,
+            tensorboard=False,
+            gradient_checkpointing=checkpointing,
+        )
         trainer = Trainer(model_cfg, cfg, data)
         sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
         for s in range(warmup):
@@ -50,8 +61,13 @@ def measure(model_cfg: LPDConfig, batch: int, steps: int, warmup: int, device: s
     for s in range(steps):
         sample_randomness(0, s, torch.arange(batch), model_cfg.num_tokens, model_cfg.label_drop)
     draw = (time.perf_counter() - t0) / steps
-    return {"batch": batch, "img_per_s": batch / per_step, "tokens_per_s": batch * model_cfg.num_tokens / per_step,
-            "ms_per_step": 1e3 * per_step, "order_draw_share": draw / per_step}
+    return {
+        "batch": batch,
+        "img_per_s": batch / per_step,
+        "tokens_per_s": batch * model_cfg.num_tokens / per_step,
+        "ms_per_step": 1e3 * per_step,
+        "order_draw_share": draw / per_step,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,14 +87,25 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    mcfg = LPDConfig(width=args.width, depth=args.depth, heads=args.heads, vocab_size=args.vocab, num_classes=1000,
-                     grid=(args.grid, args.grid), name=f"bench-w{args.width}-d{args.depth}")
+    mcfg = LPDConfig(
+        width=args.width,
+        depth=args.depth,
+        heads=args.heads,
+        vocab_size=args.vocab,
+        num_classes=1000,
+        grid=(args.grid, args.grid),
+        name=f"bench-w{args.width}-d{args.depth}",
+    )
     rows = [measure(mcfg, b, args.steps, args.warmup, args.device, args.gradient_checkpointing) for b in args.batches]
-    print(f"{mcfg.name}, {mcfg.num_tokens} tokens, V={mcfg.vocab_size}, device={args.device}, "
-          f"threads={torch.get_num_threads()}, schedules drawn per step")
+    print(
+        f"{mcfg.name}, {mcfg.num_tokens} tokens, V={mcfg.vocab_size}, device={args.device}, "
+        f"threads={torch.get_num_threads()}, schedules drawn per step"
+    )
     print(f"{'batch':>6} {'img/s':>9} {'tokens/s':>10} {'ms/step':>9} {'order draw':>11}")
     for r in rows:
-        print(f"{r['batch']:>6} {r['img_per_s']:>9.2f} {r['tokens_per_s']:>10.0f} {r['ms_per_step']:>9.1f} {r['order_draw_share']:>10.2%}")
+        print(
+            f"{r['batch']:>6} {r['img_per_s']:>9.2f} {r['tokens_per_s']:>10.0f} {r['ms_per_step']:>9.1f} {r['order_draw_share']:>10.2%}"
+        )
     result = {"config": mcfg.to_dict(), "device": args.device, "threads": torch.get_num_threads(), "rows": rows}
     print(json.dumps(result))
     if args.json:

@@ -29,8 +29,12 @@ from lpdgen.data import load_fashion_mnist, write_idx
 pytestmark = pytest.mark.integration
 
 SRC = str(Path(lpdgen.__file__).parents[1])
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
-       "OMP_NUM_THREADS": "1", "LPDGEN_DEBUG": ""}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
+    "OMP_NUM_THREADS": "1",
+    "LPDGEN_DEBUG": "",
+}
 TIMEOUT = 120
 
 
@@ -48,8 +52,15 @@ def files(tmp_path_factory) -> dict[str, Path]:
     (d / "a_file").write_text("x")
     (d / "folder").mkdir()
     np.savez(d / "small.npz", arr_0=np.zeros((4, 16, 16, 3), np.uint8))
-    return {"model": model.save(d / "tiny"), "garbage": garbage, "txt": d / "weights.txt", "file": d / "a_file",
-            "dir": d / "folder", "small": d / "small.npz", "root": d}
+    return {
+        "model": model.save(d / "tiny"),
+        "garbage": garbage,
+        "txt": d / "weights.txt",
+        "file": d / "a_file",
+        "dir": d / "folder",
+        "small": d / "small.npz",
+        "root": d,
+    }
 
 
 def _cases(f: dict[str, Path]) -> dict[str, tuple[list[str], str]]:
@@ -58,8 +69,10 @@ def _cases(f: dict[str, Path]) -> dict[str, tuple[list[str], str]]:
     es = ["eval", "sample", "--checkpoint", m, *big]
     npz = str(f["root"] / "out.npz")
     cases = {
-        "eval-corrupt-safetensors": (["eval", "sample", "--checkpoint", str(f["garbage"]), "--out", npz],
-                                     "not a readable safetensors file"),
+        "eval-corrupt-safetensors": (
+            ["eval", "sample", "--checkpoint", str(f["garbage"]), "--out", npz],
+            "not a readable safetensors file",
+        ),
         "eval-txt-checkpoint": (["eval", "sample", "--checkpoint", str(f["txt"]), "--out", npz], "pass --config"),
         "eval-device-cuda": ([*es, "--out", npz, "--device", "cuda"], "not available"),
         "eval-device-gpu": ([*es, "--out", npz, "--device", "gpu"], "unknown device 'gpu'"),
@@ -71,8 +84,10 @@ def _cases(f: dict[str, Path]) -> dict[str, tuple[list[str], str]]:
         "eval-out-jpg": ([*es, "--out", str(f["root"] / "x.jpg")], "use a name ending in .npz"),
         "eval-png-dir-is-file": ([*es, "--out", npz, "--png-dir", str(f["file"])], "is a file, not a folder"),
         "metrics-resolution-first": (["eval", "metrics", str(f["small"]), "--ref", "fmnist"], "resolution mismatch"),
-        "metrics-missing-ref": (["eval", "metrics", str(f["small"]), "--ref", str(f["root"] / "none.npz")],
-                                "reference not found"),
+        "metrics-missing-ref": (
+            ["eval", "metrics", str(f["small"]), "--ref", str(f["root"] / "none.npz")],
+            "reference not found",
+        ),
         "cache-out-is-file": (["cache", "--out", str(f["file"])], "is a file, not a folder"),
         "train-device-gpu": (["train", "--data", str(f["dir"]), "--device", "gpu"], "unknown device 'gpu'"),
         "usage-error": (["eval", "sample", "--checkpoint", m, "--out", npz, "--order", "spiral"], "invalid choice"),
@@ -80,15 +95,20 @@ def _cases(f: dict[str, Path]) -> dict[str, tuple[list[str], str]]:
         "sample-txt-checkpoint": (["sample", "--checkpoint", str(f["txt"])], "--config"),
         "sample-device-cuda": (["sample", "--checkpoint", m, "--device", "cuda"], "not available"),
         "sample-device-gpu": (["sample", "--checkpoint", m, "--device", "gpu"], "unknown device 'gpu'"),
-        "sample-cfg-negative": (["sample", "--checkpoint", m, "--cfg", "-1"], "--guidance-scale must be a finite number >= 0"),
-        "sample-out-is-dir": (["sample", "--checkpoint", m, "--out", str(f["dir"])],
-                              "is a folder"),
-        "sample-out-proc": (["sample", "--checkpoint", m, "--out", "/proc/lpdgen.png"],
-                            "cannot write in /proc"),
-        "sample-out-dir-is-file": (["sample", "--checkpoint", m, "--out-dir", str(f["file"])],
-                                   "is a file, not a folder"),
-        "sample-out-unknown-type": (["sample", "--checkpoint", m, "--out",
-                                     str(f["root"] / "grid.txt")], "use a name ending in"),
+        "sample-cfg-negative": (
+            ["sample", "--checkpoint", m, "--cfg", "-1"],
+            "--guidance-scale must be a finite number >= 0",
+        ),
+        "sample-out-is-dir": (["sample", "--checkpoint", m, "--out", str(f["dir"])], "is a folder"),
+        "sample-out-proc": (["sample", "--checkpoint", m, "--out", "/proc/lpdgen.png"], "cannot write in /proc"),
+        "sample-out-dir-is-file": (
+            ["sample", "--checkpoint", m, "--out-dir", str(f["file"])],
+            "is a file, not a folder",
+        ),
+        "sample-out-unknown-type": (
+            ["sample", "--checkpoint", m, "--out", str(f["root"] / "grid.txt")],
+            "use a name ending in",
+        ),
     }
     return cases
 
@@ -119,8 +139,14 @@ def test_user_mistake_is_one_line_and_exit_code_2(case, files, capsys, monkeypat
 
 
 def test_the_console_script_prints_one_line_and_exits_2_without_a_traceback(files):
-    r = subprocess.run(lpdgen_cmd("sample", "--checkpoint", str(files["model"]), "--device", "gpu"), env=ENV,
-                       cwd=files["root"], text=True, capture_output=True, timeout=TIMEOUT)
+    r = subprocess.run(
+        lpdgen_cmd("sample", "--checkpoint", str(files["model"]), "--device", "gpu"),
+        env=ENV,
+        cwd=files["root"],
+        text=True,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert len(lines) == 1 and lines[0].startswith("lpdgen sample: error: --device: unknown device 'gpu'"), lines
@@ -162,8 +188,19 @@ def test_ctrl_c_in_cache_keeps_encoded_batches_and_the_rerun_resumes(tmp_path):
     write_idx(tmp_path / "t10k-images-idx3-ubyte", images[:n])
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels[:n].astype(np.uint8))
     out = tmp_path / "cache"
-    argv = lpdgen_cmd("cache", "--data-root", str(tmp_path), "--split", "test", "--out", str(out),
-                      "--batch-size", "8", "--device", "cpu")
+    argv = lpdgen_cmd(
+        "cache",
+        "--data-root",
+        str(tmp_path),
+        "--split",
+        "test",
+        "--out",
+        str(out),
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+    )
     proc = subprocess.Popen(argv, env=ENV, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     code, err = _interrupt_when(proc, lambda: (out / "index.json").is_file() and time.sleep(1.0) is None)
     last = err.strip().splitlines()[-1]
@@ -190,9 +227,20 @@ def token_cache(tmp_path) -> Path:
     codes = np.random.default_rng(0).integers(0, 512, (64, 2, 64)).astype(code_dtype(512))
     np.save(out / shard_name(0), codes)
     np.save(out / LABELS, np.arange(64, dtype=np.int64) % 10)
-    atomic_write_json({"format": FORMAT, "num_items": 64, "shard_size": 64, "grid": [8, 8], "codebook_size": 512,
-                       "dtype": codes.dtype.name, "shards": [{"file": shard_name(0), "start": 0, "count": 64}],
-                       "labels": LABELS, "tokenizer": {}}, out / INDEX)
+    atomic_write_json(
+        {
+            "format": FORMAT,
+            "num_items": 64,
+            "shard_size": 64,
+            "grid": [8, 8],
+            "codebook_size": 512,
+            "dtype": codes.dtype.name,
+            "shards": [{"file": shard_name(0), "start": 0, "count": 64}],
+            "labels": LABELS,
+            "tokenizer": {},
+        },
+        out / INDEX,
+    )
     return out
 
 
@@ -200,10 +248,34 @@ def test_ctrl_c_in_train_saves_a_checkpoint_and_the_rerun_resumes(tmp_path, toke
     model = tmp_path / "model.json"
     model.write_text(json.dumps(dict(width=32, depth=1, heads=2, vocab_size=512, num_classes=10, grid=[8, 8])))
     run = tmp_path / "run"
-    argv = lpdgen_cmd("train", "--data", str(token_cache), "--model", str(model), "--out-dir", str(run),
-                      "--global-batch", "16", "--lr-unit", "step", "--warmup", "2", "--decay-start", "4",
-                      "--steps", "400", "--checkpoint-every", "1000", "--log-every", "1", "--device", "cpu",
-                      "--threads", "1", "--no-tensorboard")
+    argv = lpdgen_cmd(
+        "train",
+        "--data",
+        str(token_cache),
+        "--model",
+        str(model),
+        "--out-dir",
+        str(run),
+        "--global-batch",
+        "16",
+        "--lr-unit",
+        "step",
+        "--warmup",
+        "2",
+        "--decay-start",
+        "4",
+        "--steps",
+        "400",
+        "--checkpoint-every",
+        "1000",
+        "--log-every",
+        "1",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--no-tensorboard",
+    )
     proc = subprocess.Popen(argv, env=ENV, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     code, err = _interrupt_when(proc, lambda: (run / "log.jsonl").is_file())
     last = err.strip().splitlines()[-1]
@@ -237,11 +309,43 @@ def test_eval_metrics_ref_fmnist_end_to_end(tmp_path, files, capsys):
     write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images[:40])
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels[:40].astype(np.uint8))
     samples = tmp_path / "samples.npz"
-    assert main(["eval", "sample", "--checkpoint", str(files["model"]), "--num-images", "12", "--steps", "4",
-                 "--batch-size", "12", "--device", "cpu", "--out", str(samples)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "sample",
+                "--checkpoint",
+                str(files["model"]),
+                "--num-images",
+                "12",
+                "--steps",
+                "4",
+                "--batch-size",
+                "12",
+                "--device",
+                "cpu",
+                "--out",
+                str(samples),
+            ]
+        )
+        == 0
+    )
     result = tmp_path / "metrics.json"
-    argv = ["eval", "metrics", str(samples), "--ref", "fmnist", "--data-root", str(tmp_path), "--classifier", "fmnist",
-            "--cache-dir", str(tmp_path / "cache"), "--json", str(result)]
+    argv = [
+        "eval",
+        "metrics",
+        str(samples),
+        "--ref",
+        "fmnist",
+        "--data-root",
+        str(tmp_path),
+        "--classifier",
+        "fmnist",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--json",
+        str(result),
+    ]
     assert main(argv) == 0
     metrics = json.loads(result.read_text())
     assert metrics["num_samples"] == 12 and metrics["num_reference"] == 40

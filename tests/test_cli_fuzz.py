@@ -34,13 +34,41 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 @FUZZ
-@given(steps=st.integers(-5, 5), cfg=floats, temperature=floats, top_k=st.integers(-3, 3), top_p=floats,
-       tau=floats, rho=floats, batch=st.integers(-2, 3))
+@given(
+    steps=st.integers(-5, 5),
+    cfg=floats,
+    temperature=floats,
+    top_k=st.integers(-3, 3),
+    top_p=floats,
+    tau=floats,
+    rho=floats,
+    batch=st.integers(-2, 3),
+)
 def test_sampling_flags_are_accepted_exactly_when_valid(steps, cfg, temperature, top_k, top_p, tau, rho, batch):
-    args = _parse([f"--steps={steps}", f"--cfg={cfg!r}", f"--temperature={temperature!r}", f"--top-k={top_k}",
-                   f"--top-p={top_p!r}", f"--tau={tau!r}", f"--rho={rho!r}", f"--batch-size={batch}", "--device=cpu"])
-    valid = (steps >= 1 and math.isfinite(cfg) and cfg >= 0 and math.isfinite(temperature) and temperature >= 0
-             and top_k >= 0 and 0 < top_p <= 1 and all(math.isfinite(v) and v >= 0 for v in (tau, rho)) and batch >= 1)
+    args = _parse(
+        [
+            f"--steps={steps}",
+            f"--cfg={cfg!r}",
+            f"--temperature={temperature!r}",
+            f"--top-k={top_k}",
+            f"--top-p={top_p!r}",
+            f"--tau={tau!r}",
+            f"--rho={rho!r}",
+            f"--batch-size={batch}",
+            "--device=cpu",
+        ]
+    )
+    valid = (
+        steps >= 1
+        and math.isfinite(cfg)
+        and cfg >= 0
+        and math.isfinite(temperature)
+        and temperature >= 0
+        and top_k >= 0
+        and 0 < top_p <= 1
+        and all(math.isfinite(v) and v >= 0 for v in (tau, rho))
+        and batch >= 1
+    )
     if valid:
         check_sampling_args(args)
     else:
@@ -65,9 +93,14 @@ def real_files(tmp_path_factory):
     model = LPD(LPDConfig(width=32, depth=1, heads=2, vocab_size=24, num_classes=3, grid=(4, 4)))
     other = LPD(LPDConfig(width=32, depth=1, heads=2, vocab_size=30, num_classes=3, grid=(4, 4)))  # wrong shapes
     tok = VQTokenizer(VQConfig.named("tiny"))
-    return {"model": model.save(d / "m").read_bytes(), "other": other.save(d / "o").read_bytes(),
-            "model_json": (d / "m.json").read_bytes(), "tok": tok.save(d / "t").read_bytes(),
-            "tok_json": (d / "t.json").read_bytes(), "reference": model}
+    return {
+        "model": model.save(d / "m").read_bytes(),
+        "other": other.save(d / "o").read_bytes(),
+        "model_json": (d / "m.json").read_bytes(),
+        "tok": tok.save(d / "t").read_bytes(),
+        "tok_json": (d / "t.json").read_bytes(),
+        "reference": model,
+    }
 
 
 def _mutations():
@@ -84,7 +117,7 @@ def _payload(files, kind, what, where) -> bytes:
         return what
     data = bytearray(files[what])
     if kind == "truncate":
-        return bytes(data[:int(len(data) * where)])
+        return bytes(data[: int(len(data) * where)])
     # Structure only: safetensors keeps no checksum, so a flipped byte inside tensor data loads as other
     # weights by design of the format (a checksum in the metadata would close that gap); a corrupt header must not.
     header = 8 + int.from_bytes(data[:8], "little")

@@ -57,7 +57,9 @@ def test_compiled_cuda_graph_decoding_gives_eager_tokens():
         warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would pass vacuously
         for sizes in ([1, 2, 3, 6, 12], random_schedule(N, gen), [1, 2, 3, 6, 12]):
             eager = generate(model, labels, sizes, orders, guidance_scale=3.0, top_k=1)
-            assert torch.equal(generate(engine.model, labels, sizes, orders, guidance_scale=3.0, top_k=1, engine=engine), eager)
+            assert torch.equal(
+                generate(engine.model, labels, sizes, orders, guidance_scale=3.0, top_k=1, engine=engine), eager
+            )
     assert engine.compiled
 
 

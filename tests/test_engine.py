@@ -22,7 +22,9 @@ CFG, N = TINY_CFG, TINY_N
 
 
 @torch.no_grad()
-def growing_view_greedy(model: LPD, labels: torch.Tensor, sizes: list[int], orders: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+def growing_view_greedy(
+    model: LPD, labels: torch.Tensor, sizes: list[int], orders: torch.Tensor, guidance_scale: float
+) -> torch.Tensor:
     """The decoder before fixed-shape steps: each step attends over the cache slots [0, slot_end) written
     so far (views that grow every step) under the step's unpadded mask; greedy, linear guidance."""
     b, d, h = labels.shape[0], model.cfg.width, model.cfg.heads
@@ -33,20 +35,24 @@ def growing_view_greedy(model: LPD, labels: torch.Tensor, sizes: list[int], orde
     context, out = model.class_tokens(torch.cat([labels, labels]), null), torch.empty(b, N, dtype=torch.long)
     for step in decode_steps(tuple(sizes)):
         g = step.q_end - step.q_start
-        x = model.z_proj_ln(torch.cat([context, model.mask_token + pos[:, step.q_start:step.q_end]], 1))
+        x = model.z_proj_ln(torch.cat([context, model.mask_token + pos[:, step.q_start : step.q_end]], 1))
         for i, blk in enumerate(model.blocks):
             q, k, v = blk.attn._qkv(blk.norm1(x))
-            keys[i, :, :, step.slot_start:step.slot_end], values[i, :, :, step.slot_start:step.slot_end] = k, v
+            keys[i, :, :, step.slot_start : step.slot_end], values[i, :, :, step.slot_start : step.slot_end] = k, v
             mask = step.mask
             if i == model.cfg.depth - 1:
                 q, mask, x = q[:, :, -g:], mask[-g:], x[:, -g:]
-            att = F.scaled_dot_product_attention(q, keys[i, :, :, :step.slot_end], values[i, :, :, :step.slot_end], attn_mask=mask)
+            att = F.scaled_dot_product_attention(
+                q, keys[i, :, :, : step.slot_end], values[i, :, :, : step.slot_end], attn_mask=mask
+            )
             x = x + blk.attn._out(att)
             x = x + blk.mlp(blk.norm2(x))
         cond, uncond = model.head(model.norm(x)).chunk(2)
-        codes = guide(cond, uncond, guidance_scales(torch.arange(step.q_start, step.q_end), N, guidance_scale)).argmax(-1)
-        out[:, step.q_start:step.q_end] = codes
-        context = model.embed_context(torch.cat([codes, codes]), pos[:, step.q_start:step.q_end])
+        codes = guide(cond, uncond, guidance_scales(torch.arange(step.q_start, step.q_end), N, guidance_scale)).argmax(
+            -1
+        )
+        out[:, step.q_start : step.q_end] = codes
+        context = model.embed_context(torch.cat([codes, codes]), pos[:, step.q_start : step.q_end])
     return torch.empty_like(out).scatter_(1, orders, out)
 
 
@@ -71,7 +77,7 @@ def test_planned_steps_pad_the_step_masks_with_hidden_slots_to_whole_spans(span)
             assert torch.equal(plan.slots, torch.arange(step.slot_start, step.slot_end))
             width = min(N + 4, span * ((step.slot_end + span - 1) // span))
             assert mask.shape == (step.slot_end - step.slot_start, width)
-            assert torch.equal(mask[:, :step.slot_end], step.mask) and not mask[:, step.slot_end:].any()
+            assert torch.equal(mask[:, : step.slot_end], step.mask) and not mask[:, step.slot_end :].any()
     with pytest.raises(ValueError, match="slots"):
         decode_plan([1, N - 1], N, "cpu")
 
@@ -96,9 +102,20 @@ def test_engine_reuses_its_cache_and_stale_slots_never_leak(model):
     generate(engine.model, torch.tensor([1, 2]), [1, 3, 16], orders, guidance_scale=2.0, top_k=1, engine=engine)
     first = engine._cache
     labels, sizes = torch.tensor([5, 0]), [1, 2, 5, 12]
-    got = generate(engine.model, labels, sizes, orders, guidance_scale=2.0, temperature=0.9, generator=torch.Generator().manual_seed(1), engine=engine)
+    got = generate(
+        engine.model,
+        labels,
+        sizes,
+        orders,
+        guidance_scale=2.0,
+        temperature=0.9,
+        generator=torch.Generator().manual_seed(1),
+        engine=engine,
+    )
     assert engine._cache is first
-    want = generate(model, labels, sizes, orders, guidance_scale=2.0, temperature=0.9, generator=torch.Generator().manual_seed(1))
+    want = generate(
+        model, labels, sizes, orders, guidance_scale=2.0, temperature=0.9, generator=torch.Generator().manual_seed(1)
+    )
     assert torch.equal(got, want)
     generate(engine.model, torch.tensor([1]), sizes, orders[:1], top_k=1, engine=engine)
     assert engine._cache is not first and engine._cache.batch == 1
@@ -119,11 +136,17 @@ def test_compiled_steps_equal_eager_steps(model):
     labels, orders = torch.tensor([0, 3, 5]), random_orders(3, N, gen)
     for sizes in ([1, 2, 3, 6, 8], [1, 19], random_schedule(N, gen)):
         eager = generate(model, labels, sizes, orders, guidance_scale=3.0, top_k=1)
-        assert torch.equal(generate(engine.model, labels, sizes, orders, guidance_scale=3.0, top_k=1, engine=engine), eager)
+        assert torch.equal(
+            generate(engine.model, labels, sizes, orders, guidance_scale=3.0, top_k=1, engine=engine), eager
+        )
     tokens = torch.randint(0, CFG["vocab_size"], (3, N), generator=gen)
     eager_engine = Engine(model)
-    torch.testing.assert_close(decode_logits(model, tokens, labels, [1, 4, 15], orders, engine=engine),
-                               decode_logits(model, tokens, labels, [1, 4, 15], orders, engine=eager_engine), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        decode_logits(model, tokens, labels, [1, 4, 15], orders, engine=engine),
+        decode_logits(model, tokens, labels, [1, 4, 15], orders, engine=eager_engine),
+        rtol=0,
+        atol=1e-5,
+    )
     assert engine.compiled
     layers = (*engine._cache.k, *engine._cache.v)
     assert len({t.untyped_storage().data_ptr() for t in layers}) == 2 * CFG["depth"]
@@ -148,6 +171,7 @@ def test_a_compile_failure_falls_back_to_eager_with_one_warning(model, monkeypat
     def broken_compile(fn, **kwargs):
         def run(*args):
             raise RuntimeError("backend exploded\nlong traceback")
+
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)

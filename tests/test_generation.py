@@ -38,7 +38,11 @@ def naive_forward(model: LPD, x: torch.Tensor, mask: torch.Tensor) -> torch.Tens
         att = scores.masked_fill(~mask, float("-inf")).softmax(-1) @ split(v)
         x = x + att.transpose(1, 2).reshape(x.shape) @ blk.attn.proj.weight.T + blk.attn.proj.bias
         y = F.layer_norm(x, (d,), blk.norm2.weight, blk.norm2.bias, 1e-6)
-        hid = 0.5 * (y @ blk.mlp.fc1.weight.T + blk.mlp.fc1.bias) * (1 + torch.erf((y @ blk.mlp.fc1.weight.T + blk.mlp.fc1.bias) / 2**0.5))
+        hid = (
+            0.5
+            * (y @ blk.mlp.fc1.weight.T + blk.mlp.fc1.bias)
+            * (1 + torch.erf((y @ blk.mlp.fc1.weight.T + blk.mlp.fc1.bias) / 2**0.5))
+        )
         x = x + hid @ blk.mlp.fc2.weight.T + blk.mlp.fc2.bias
     x = F.layer_norm(x, (d,), model.norm.weight, model.norm.bias, 1e-6)
     return x @ model.head.weight.T
@@ -57,7 +61,11 @@ def test_one_token_steps_in_raster_order_are_an_ordinary_causal_model(model):
         pos = model.pos_embed[0]
         cls = model.class_emb(labels) + pos[0]
         for j in range(N):
-            seq = [cls[:, None], model.token_emb(tokens[:, :j]) + pos[1:1 + j], (model.mask_token[0] + pos[1 + j])[None].expand(2, 1, -1)]
+            seq = [
+                cls[:, None],
+                model.token_emb(tokens[:, :j]) + pos[1 : 1 + j],
+                (model.mask_token[0] + pos[1 + j])[None].expand(2, 1, -1),
+            ]
             x = F.layer_norm(torch.cat(seq, 1), (CFG["width"],), model.z_proj_ln.weight, model.z_proj_ln.bias, 1e-6)
             causal = torch.ones(j + 2, j + 2, dtype=torch.bool).tril()
             want = naive_forward(model, x, causal)[:, -1]
@@ -72,10 +80,14 @@ def reference_generate(model, labels, sizes, orders, cfg, schedule, temperature,
     tokens = torch.zeros(b, N, dtype=torch.long)
     start = 0
     for g in sizes:
-        pos = orders[:, start:start + g]
-        c = model.forward_logits(tokens, labels, sizes, orders, null=torch.zeros(b, dtype=torch.bool))[:, start:start + g]
+        pos = orders[:, start : start + g]
+        c = model.forward_logits(tokens, labels, sizes, orders, null=torch.zeros(b, dtype=torch.bool))[
+            :, start : start + g
+        ]
         if cfg != 1.0:
-            u = model.forward_logits(tokens, labels, sizes, orders, null=torch.ones(b, dtype=torch.bool))[:, start:start + g]
+            u = model.forward_logits(tokens, labels, sizes, orders, null=torch.ones(b, dtype=torch.bool))[
+                :, start : start + g
+            ]
             c = guide(c, u, guidance_scales(torch.arange(start, start + g), N, cfg, schedule))
         codes = sample_tokens(c, draw_uniform((b, g), generator, torch.device("cpu")), temperature, top_k, top_p)
         tokens.scatter_(1, pos, codes)
@@ -83,21 +95,36 @@ def reference_generate(model, labels, sizes, orders, cfg, schedule, temperature,
     return tokens
 
 
-@pytest.mark.parametrize("cfg,schedule,temperature,top_k,top_p", [
-    (1.0, "linear", 1.0, 1, 1.0),
-    (4.0, "linear", 1.0, 1, 1.0),
-    (2.5, "constant", 1.0, 0, 1.0),
-    (3.0, "linear", 0.8, 10, 0.9),
-])
+@pytest.mark.parametrize(
+    "cfg,schedule,temperature,top_k,top_p",
+    [
+        (1.0, "linear", 1.0, 1, 1.0),
+        (4.0, "linear", 1.0, 1, 1.0),
+        (2.5, "constant", 1.0, 0, 1.0),
+        (3.0, "linear", 0.8, 10, 0.9),
+    ],
+)
 def test_generate_equals_a_straightforward_reference_loop(model, cfg, schedule, temperature, top_k, top_p):
     gen = torch.Generator().manual_seed(4)
     labels = torch.tensor([0, 3, 5])
     orders = random_orders(3, N, gen)
     sizes = [1, 2, 3, 6, 8]
     with torch.no_grad():
-        want = reference_generate(model, labels, sizes, orders, cfg, schedule, temperature, top_k, top_p, torch.Generator().manual_seed(9))
-    got = generate(model, labels, sizes, orders, guidance_scale=cfg, guidance_schedule=schedule, temperature=temperature,
-                         top_k=top_k, top_p=top_p, generator=torch.Generator().manual_seed(9))
+        want = reference_generate(
+            model, labels, sizes, orders, cfg, schedule, temperature, top_k, top_p, torch.Generator().manual_seed(9)
+        )
+    got = generate(
+        model,
+        labels,
+        sizes,
+        orders,
+        guidance_scale=cfg,
+        guidance_schedule=schedule,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        generator=torch.Generator().manual_seed(9),
+    )
     assert got.dtype == torch.long and got.shape == (3, N)
     assert torch.equal(got, want)
 
@@ -105,8 +132,26 @@ def test_generate_equals_a_straightforward_reference_loop(model, cfg, schedule, 
 def test_cfg_one_through_the_doubled_batch_equals_no_guidance(model):
     labels, orders = torch.tensor([1, 4]), random_orders(2, N, torch.Generator().manual_seed(2))
     kw = dict(guidance_scale=1.0, guidance_schedule="linear", temperature=1.0, top_k=0, top_p=1.0)
-    guided = _generate(model, labels, [1, 3, 16], orders, guided=True, generator=torch.Generator().manual_seed(3), engine=Engine(model), **kw)
-    plain = _generate(model, labels, [1, 3, 16], orders, guided=False, generator=torch.Generator().manual_seed(3), engine=Engine(model), **kw)
+    guided = _generate(
+        model,
+        labels,
+        [1, 3, 16],
+        orders,
+        guided=True,
+        generator=torch.Generator().manual_seed(3),
+        engine=Engine(model),
+        **kw,
+    )
+    plain = _generate(
+        model,
+        labels,
+        [1, 3, 16],
+        orders,
+        guided=False,
+        generator=torch.Generator().manual_seed(3),
+        engine=Engine(model),
+        **kw,
+    )
     assert torch.equal(guided, plain)
 
 
@@ -118,7 +163,9 @@ def test_greedy_is_deterministic_and_independent_of_batch_size(model):
     batch = generate(model, labels, sizes, orders, guidance_scale=3.0, top_k=1)
     assert torch.equal(batch, generate(model, labels, sizes, orders, guidance_scale=3.0, top_k=1))
     for i in range(4):
-        assert torch.equal(generate(model, labels[i:i + 1], sizes, orders[i:i + 1], guidance_scale=3.0, top_k=1), batch[i:i + 1])
+        assert torch.equal(
+            generate(model, labels[i : i + 1], sizes, orders[i : i + 1], guidance_scale=3.0, top_k=1), batch[i : i + 1]
+        )
 
 
 def test_per_sample_generators_make_samples_independent_of_the_batch(model):
@@ -126,7 +173,9 @@ def test_per_sample_generators_make_samples_independent_of_the_batch(model):
     labels = torch.tensor([5, 0, 2])
     gens = [torch.Generator().manual_seed(100 + i) for i in range(3)]
     batch = generate(model, labels, [1, 4, 15], orders, guidance_scale=2.0, generator=gens)
-    alone = generate(model, labels[1:2], [1, 4, 15], orders[1:2], guidance_scale=2.0, generator=[torch.Generator().manual_seed(101)])
+    alone = generate(
+        model, labels[1:2], [1, 4, 15], orders[1:2], guidance_scale=2.0, generator=[torch.Generator().manual_seed(101)]
+    )
     assert torch.equal(batch[1:2], alone)
 
 

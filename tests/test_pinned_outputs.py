@@ -33,26 +33,59 @@ LOWER_HALF = np.pad(np.ones((16, 32), bool), ((0, 16), (0, 0)))
 
 # name -> (call, (codes hash, orders hash)); calls take the pipeline and the pictures to edit
 PINNED = {
-    "defaults": (lambda p, im: p(["sneaker", "bag", 0], seeds=[0, 1, 2], output_type="codes"),
-                 ("6d3fd6e6cb0d5b82", "96c6391eacb18bde")),
-    "raster, no guidance": (lambda p, im: p(["dress"], seeds=[7], num_inference_steps=64, guidance_scale=1.0,
-                                            order="raster", output_type="codes"),
-                            ("682219cb550366ca", "7a4644928f3a08db")),
-    "every sampling knob": (lambda p, im: p([1, 2], seeds=[3, 4], num_inference_steps=5, guidance_scale=2.5,
-                                            guidance_schedule="constant", temperature=0.7, top_k=20, top_p=0.9,
-                                            order="random", output_type="codes"),
-                            ("c4425ef868458471", "13a44d8b01f82470")),
-    "locality tau and rho": (lambda p, im: p([5], seeds=[11], num_inference_steps=12, order="locality", tau=0.5,
-                                             rho=2.0, output_type="codes"),
-                             ("2f2e04a37b91313f", "259440729011c25a")),
-    "inpaint": (lambda p, im: p.inpaint(im, BOX, "dress", seeds=[0, 1], output_type="codes"),
-                ("6c1c2ce2a2c3b3de", "6d3bda33cec215ec")),
-    "inpaint with settings": (lambda p, im: p.inpaint(im, LOWER_HALF, [1, 4], num_inference_steps=3,
-                                                      guidance_scale=4.0, seeds=[2, 3], output_type="codes",
-                                                      temperature=0.9, order="raster"),
-                              ("4dd1277f6ebb6e30", "bccecbeaa4b34c95")),
-    "outpaint": (lambda p, im: p.outpaint(im, (8, 8, 24, 24), "bag", seeds=[9, 10], output_type="codes"),
-                 ("50332fe6b1b989da", "7c3ea4c4c8063f0d")),
+    "defaults": (
+        lambda p, im: p(["sneaker", "bag", 0], seeds=[0, 1, 2], output_type="codes"),
+        ("6d3fd6e6cb0d5b82", "96c6391eacb18bde"),
+    ),
+    "raster, no guidance": (
+        lambda p, im: p(
+            ["dress"], seeds=[7], num_inference_steps=64, guidance_scale=1.0, order="raster", output_type="codes"
+        ),
+        ("682219cb550366ca", "7a4644928f3a08db"),
+    ),
+    "every sampling knob": (
+        lambda p, im: p(
+            [1, 2],
+            seeds=[3, 4],
+            num_inference_steps=5,
+            guidance_scale=2.5,
+            guidance_schedule="constant",
+            temperature=0.7,
+            top_k=20,
+            top_p=0.9,
+            order="random",
+            output_type="codes",
+        ),
+        ("c4425ef868458471", "13a44d8b01f82470"),
+    ),
+    "locality tau and rho": (
+        lambda p, im: p(
+            [5], seeds=[11], num_inference_steps=12, order="locality", tau=0.5, rho=2.0, output_type="codes"
+        ),
+        ("2f2e04a37b91313f", "259440729011c25a"),
+    ),
+    "inpaint": (
+        lambda p, im: p.inpaint(im, BOX, "dress", seeds=[0, 1], output_type="codes"),
+        ("6c1c2ce2a2c3b3de", "6d3bda33cec215ec"),
+    ),
+    "inpaint with settings": (
+        lambda p, im: p.inpaint(
+            im,
+            LOWER_HALF,
+            [1, 4],
+            num_inference_steps=3,
+            guidance_scale=4.0,
+            seeds=[2, 3],
+            output_type="codes",
+            temperature=0.9,
+            order="raster",
+        ),
+        ("4dd1277f6ebb6e30", "bccecbeaa4b34c95"),
+    ),
+    "outpaint": (
+        lambda p, im: p.outpaint(im, (8, 8, 24, 24), "bag", seeds=[9, 10], output_type="codes"),
+        ("50332fe6b1b989da", "7c3ea4c4c8063f0d"),
+    ),
 }
 
 

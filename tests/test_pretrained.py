@@ -17,8 +17,17 @@ from lpdgen.pipeline import LPDPipeline
 from lpdgen.rng import image_seeds
 from lpdgen.settings import SamplingConfig
 
-VQ = dict(image_channels=1, base_channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=16,
-          codebook_size=24, codebook_dim=4, norm_groups=8, image_size=16)
+VQ = dict(
+    image_channels=1,
+    base_channels=32,
+    channel_mult=(1, 2),
+    num_res_blocks=1,
+    z_channels=16,
+    codebook_size=24,
+    codebook_dim=4,
+    norm_groups=8,
+    image_size=16,
+)
 TINY = LPDConfig(width=32, depth=2, heads=4, vocab_size=24, num_classes=3, grid=(4, 4))
 
 
@@ -80,9 +89,12 @@ def test_none_means_the_models_defaults_and_arguments_override_them(pipe):
 
 def _tiny_pipeline() -> LPDPipeline:
     torch.manual_seed(0)
-    return LPDPipeline(LPD(TINY), VQTokenizer(VQConfig(**VQ)),
-                       sampling=SamplingConfig(num_inference_steps=5, guidance_scale=2.0, order="halton"),
-                       class_names=["cat", "dog", "red panda, lesser panda"])
+    return LPDPipeline(
+        LPD(TINY),
+        VQTokenizer(VQConfig(**VQ)),
+        sampling=SamplingConfig(num_inference_steps=5, guidance_scale=2.0, order="halton"),
+        class_names=["cat", "dog", "red panda, lesser panda"],
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
@@ -118,8 +130,7 @@ def test_published_format_files_load_through_from_pretrained(tmp_path):
 def test_published_imagenet_configs_get_published_settings_and_imagenet_names(tmp_path):
     cfg = LPDConfig(width=32, depth=1, heads=4, vocab_size=24, num_classes=1000, grid=(4, 4))
     torch.save({"model": LPD(cfg).state_dict()}, tmp_path / "m.pth")
-    pipe = LPDPipeline.from_pretrained(checkpoint=tmp_path / "m.pth", config=cfg,
-                                       tokenizer=VQTokenizer(VQConfig(**VQ)))
+    pipe = LPDPipeline.from_pretrained(checkpoint=tmp_path / "m.pth", config=cfg, tokenizer=VQTokenizer(VQConfig(**VQ)))
     assert pipe.class_ids(["golden retriever", "red panda", "tench"]) == [207, 387, 0]
     from lpdgen.settings import PUBLISHED_SAMPLING
 
@@ -139,8 +150,9 @@ def test_hub_repo_ids_download_the_weights_and_the_paper_tokenizer(tmp_path, mon
         calls.append((repo, filename))
         return str(tmp_path / "w.pth") if filename == "lpd_l_256.pth" else str(tmp_path / "vq.safetensors")
 
-    fake = types.SimpleNamespace(list_repo_files=lambda repo: ["README.md", "lpd_l_256.pth"],
-                                 hf_hub_download=hf_hub_download)
+    fake = types.SimpleNamespace(
+        list_repo_files=lambda repo: ["README.md", "lpd_l_256.pth"], hf_hub_download=hf_hub_download
+    )
     monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
     # the named config is far larger than the stand-in: loading must fail on the shapes, after the right downloads
     with pytest.raises(ValueError, match="checkpoint"):
@@ -165,4 +177,6 @@ def test_bad_pretrained_inputs_are_clear_errors(tmp_path):
     other.save(tmp_path / "other")
     torch.save({"model": _tiny_pipeline().model.state_dict()}, tmp_path / "m.pth")
     with pytest.raises(ValueError, match="vocabulary"):
-        LPDPipeline.from_pretrained(checkpoint=tmp_path / "m.pth", config=TINY, tokenizer=tmp_path / "other.safetensors")
+        LPDPipeline.from_pretrained(
+            checkpoint=tmp_path / "m.pth", config=TINY, tokenizer=tmp_path / "other.safetensors"
+        )

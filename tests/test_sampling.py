@@ -91,9 +91,16 @@ def test_per_sample_generators_make_rows_independent_of_the_batch():
         draw_uniform((2, 6), gens, torch.device("cpu"))
 
 
-@pytest.mark.parametrize("bad, match", [(dict(top_p=0.0), "top_p"), (dict(temperature=-1.0), "temperature"),
-                                        (dict(top_k=-1), "top_k"), (dict(guidance_scale=float("nan")), "guidance_scale"),
-                                        (dict(guidance_schedule="cosine"), "guidance_schedule")])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(top_p=0.0), "top_p"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(top_k=-1), "top_k"),
+        (dict(guidance_scale=float("nan")), "guidance_scale"),
+        (dict(guidance_schedule="cosine"), "guidance_schedule"),
+    ],
+)
 def test_bad_sampling_arguments_are_rejected_once_per_call_before_any_step(model, bad, match, monkeypatch):
     """The per-step functions trust their arguments; generate() checks them before the first step."""
     import lpdgen.generation as generation

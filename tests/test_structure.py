@@ -11,12 +11,25 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "lpdgen"
 # Layers, lowest first; a module may import from its own layer or lower ones only.
 LAYERS = {
     "helpers": {"io", "utils", "rng", "images", "classes", "animation", "data", "distributed"},
-    "core": {"masks", "sampling", "orders", "settings", "quantize", "model", "engine", "generation", "editing",
-             "tokenizer", "pretrained", "pipeline"},
+    "core": {
+        "masks",
+        "sampling",
+        "orders",
+        "settings",
+        "quantize",
+        "model",
+        "engine",
+        "generation",
+        "editing",
+        "tokenizer",
+        "pretrained",
+        "pipeline",
+    },
     "built": {"training", "evaluation", "demo"},
     "cli": {"commands", "cli"},
 }
 RANK = {top: i for i, names in enumerate(LAYERS.values()) for top in names}
+
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
@@ -78,7 +91,7 @@ def find_cycles(g: dict[str, set[str]]) -> list[list[str]]:
             if d == "lpdgen":
                 continue
             if state.get(d) == 1:
-                cycles.append(stack[stack.index(d):] + [d])
+                cycles.append(stack[stack.index(d) :] + [d])
             elif d not in state:
                 visit(d, stack + [d])
         state[m] = 2
@@ -127,6 +140,6 @@ def test_the_decoding_core_is_a_chain():
     g = graph()
     chain = ["lpdgen.quantize", "lpdgen.model", "lpdgen.engine", "lpdgen.generation", "lpdgen.pipeline"]
     for i, m in enumerate(chain):
-        later = set(chain[i + 1:]) & g[m]
+        later = set(chain[i + 1 :]) & g[m]
         assert not later, f"{m} imports {sorted(later)}, which build on it"
     assert "lpdgen.quantize" in g["lpdgen.model"] and "lpdgen.generation" in g["lpdgen.pipeline"]

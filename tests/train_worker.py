@@ -35,11 +35,22 @@ def patch_tokens(count: int, root: str = FASHION_MNIST_DIR) -> TensorTokens:
 
 
 def tiny_model(dropout: float = 0.0, label_drop: float = 0.1) -> LPDConfig:
-    return LPDConfig(width=32, depth=2, heads=2, vocab_size=LEVELS, num_classes=10, grid=(7, 7),
-                     dropout=dropout, label_drop=label_drop, name="tiny")
+    return LPDConfig(
+        width=32,
+        depth=2,
+        heads=2,
+        vocab_size=LEVELS,
+        num_classes=10,
+        grid=(7, 7),
+        dropout=dropout,
+        label_drop=label_drop,
+        name="tiny",
+    )
 
 
-def assert_same_parameters(want: dict[str, torch.Tensor], have: dict[str, torch.Tensor], width: int, tol: float) -> None:
+def assert_same_parameters(
+    want: dict[str, torch.Tensor], have: dict[str, torch.Tensor], width: int, tol: float
+) -> None:
     """Every parameter within ``tol``, except the key third of each ``attn.qkv.bias``.
 
     The key bias adds the same q.b to every logit of a row, which softmax ignores: its true gradient is 0
@@ -82,10 +93,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--delay", type=float, default=0.0)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    cfg = TrainConfig(out_dir=args.out_dir, global_batch=args.global_batch, steps=args.steps, lr_unit="step",
-                      warmup=3, decay_start=args.steps // 2, base_lr=0.05, checkpoint_every=args.checkpoint_every,
-                      keep_last=2, log_every=1, parallel=args.parallel, accum_steps=args.accum_steps, resume=args.resume, device="cpu",
-                      tensorboard=False)
+    cfg = TrainConfig(
+        out_dir=args.out_dir,
+        global_batch=args.global_batch,
+        steps=args.steps,
+        lr_unit="step",
+        warmup=3,
+        decay_start=args.steps // 2,
+        base_lr=0.05,
+        checkpoint_every=args.checkpoint_every,
+        keep_last=2,
+        log_every=1,
+        parallel=args.parallel,
+        accum_steps=args.accum_steps,
+        resume=args.resume,
+        device="cpu",
+        tensorboard=False,
+    )
     SlowTrainer.delay = args.delay
     trainer = SlowTrainer(tiny_model(args.dropout), cfg, patch_tokens(args.items))
     summary = trainer.fit()

@@ -34,6 +34,7 @@ from .utils import get_logger
 
 log = get_logger(__name__)
 
+
 class Engine:
     """Decoding for one model with a KV cache reused across calls and, with ``compile=True``, the
     per-step function compiled by ``torch.compile`` (CPU: inductor; CUDA: ``mode="reduce-overhead"``,
@@ -48,8 +49,15 @@ class Engine:
             (:func:`lpdgen.masks.decode_plan`; ``1 + N`` or more: every slot at every step).
     """
 
-    def __init__(self, model: LPD, *, compile: bool = False, mode: str | None = None, backend: str = "inductor",
-                 kv_span: int = KV_SPAN):
+    def __init__(
+        self,
+        model: LPD,
+        *,
+        compile: bool = False,
+        mode: str | None = None,
+        backend: str = "inductor",
+        kv_span: int = KV_SPAN,
+    ):
         if kv_span < 1:
             raise ValueError(f"kv_span must be >= 1, got {kv_span}")
         self.model = model
@@ -60,8 +68,12 @@ class Engine:
         self._cache: KVCache | None = None
         self._step: Callable[..., torch.Tensor] | None = None
         if compile and getattr(model, "quantized", None) == "int8":
-            warnings.warn("compiling an int8 model: its dynamic int8 Linear layers break the graph at every layer; "
-                          "measured slower than eager int8 on CPU (docs/engine.md)", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                "compiling an int8 model: its dynamic int8 Linear layers break the graph at every layer; "
+                "measured slower than eager int8 on CPU (docs/engine.md)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if compile:
             # dynamic=None: the first shape change recompiles once with symbolic row counts, not per step
             self._step = torch.compile(model.decode_step, mode=self.mode, dynamic=None, backend=backend)
@@ -97,8 +109,11 @@ class Engine:
                     torch.compiler.cudagraph_mark_step_begin()
                 return self._step(context, queries_pos, cache, slots, mask)
             except Exception as e:  # noqa: BLE001 - any compiler failure; a real bug re-raises eagerly below
-                warnings.warn(f"compiling the decoding step failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                              "decoding eagerly instead", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"compiling the decoding step failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                    "decoding eagerly instead",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 self._step = None  # the failed call ran nothing: the cache is as it was
         return self.model.decode_step(context, queries_pos, cache, slots, mask)
-

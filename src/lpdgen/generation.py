@@ -37,8 +37,17 @@ class DecodeState:
     cache: KVCache
 
 
-def prepare(model: LPD, labels: torch.Tensor, group_sizes, orders: torch.Tensor, *, guided: bool, engine: Engine,
-            num_known: int = 0, known_tokens: torch.Tensor | None = None) -> DecodeState:
+def prepare(
+    model: LPD,
+    labels: torch.Tensor,
+    group_sizes,
+    orders: torch.Tensor,
+    *,
+    guided: bool,
+    engine: Engine,
+    num_known: int = 0,
+    known_tokens: torch.Tensor | None = None,
+) -> DecodeState:
     """Validate inputs and embed class tokens and positions once; with ``guided`` the batch is
     [conditional; null class]. The KV cache comes from ``engine`` (reused when it fits).
 
@@ -77,14 +86,15 @@ def prepare(model: LPD, labels: torch.Tensor, group_sizes, orders: torch.Tensor,
     )
 
 
-def run_steps(model: LPD, state: DecodeState, choose: Callable[[PlannedStep, torch.Tensor], torch.Tensor],
-              engine: Engine) -> None:
+def run_steps(
+    model: LPD, state: DecodeState, choose: Callable[[PlannedStep, torch.Tensor], torch.Tensor], engine: Engine
+) -> None:
     """The decoding loop. ``choose(step, logits)`` receives the logits (B', g_k, V) of a step and returns
     the codes (B', g_k) in generation order that become context at the next step. ``logits`` may be
     overwritten by the next step (CUDA graphs): ``choose`` copies what it keeps."""
     context = state.prefix
     for k, step in enumerate(state.steps):
-        queries_pos = state.pos[:, step.q_start:step.q_end]
+        queries_pos = state.pos[:, step.q_start : step.q_end]
         logits = engine.step(context, queries_pos, state.cache, step)
         codes = choose(step, logits)
         if k + 1 < len(state.steps):  # the last group is never fed back
@@ -131,22 +141,55 @@ def generate(
     Returns:
         (B, N) codes in raster order, on the model's device.
     """
-    check_values(dict(guidance_scale=guidance_scale, guidance_schedule=guidance_schedule, temperature=temperature,
-                      top_k=top_k, top_p=top_p))
-    return _generate(model, labels, group_sizes, orders, guided=guidance_scale != 1.0, guidance_scale=guidance_scale,
-                     guidance_schedule=guidance_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
-                     generator=generator, engine=engine if engine is not None else Engine(model), num_known=num_known,
-                     known_tokens=known_tokens)
+    check_values(
+        dict(
+            guidance_scale=guidance_scale,
+            guidance_schedule=guidance_schedule,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+        )
+    )
+    return _generate(
+        model,
+        labels,
+        group_sizes,
+        orders,
+        guided=guidance_scale != 1.0,
+        guidance_scale=guidance_scale,
+        guidance_schedule=guidance_schedule,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        generator=generator,
+        engine=engine if engine is not None else Engine(model),
+        num_known=num_known,
+        known_tokens=known_tokens,
+    )
 
 
-def _generate(model: LPD, labels: torch.Tensor, group_sizes, orders: torch.Tensor, *, guided: bool,
-              guidance_scale: float, guidance_schedule: str, temperature: float, top_k: int, top_p: float,
-              generator: Generators, engine: Engine, num_known: int = 0,
-              known_tokens: torch.Tensor | None = None) -> torch.Tensor:
+def _generate(
+    model: LPD,
+    labels: torch.Tensor,
+    group_sizes,
+    orders: torch.Tensor,
+    *,
+    guided: bool,
+    guidance_scale: float,
+    guidance_schedule: str,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    generator: Generators,
+    engine: Engine,
+    num_known: int = 0,
+    known_tokens: torch.Tensor | None = None,
+) -> torch.Tensor:
     """:func:`generate` with checked settings and an engine; ``guided`` apart from the scale so that a
     test can run scale 1 through the doubled batch (it must equal the plain batch bit for bit)."""
-    state = prepare(model, labels, group_sizes, orders, guided=guided, engine=engine, num_known=num_known,
-                    known_tokens=known_tokens)
+    state = prepare(
+        model, labels, group_sizes, orders, guided=guided, engine=engine, num_known=num_known, known_tokens=known_tokens
+    )
     b, n = labels.shape[0], model.cfg.num_tokens
     device = state.pos.device
     out = torch.empty(b, n, dtype=torch.long, device=device)  # codes in generation order
@@ -158,10 +201,10 @@ def _generate(model: LPD, labels: torch.Tensor, group_sizes, orders: torch.Tenso
         logits = logits.float()
         if guided:
             cond, uncond = logits.chunk(2)
-            logits = guide(cond, uncond, scales[step.q_start:step.q_end])
+            logits = guide(cond, uncond, scales[step.q_start : step.q_end])
         uniform = draw_uniform((b, step.q_end - step.q_start), generator, device)
         codes = sample_tokens(logits, uniform, temperature, top_k, top_p)  # (B, g)
-        out[:, step.q_start:step.q_end] = codes
+        out[:, step.q_start : step.q_end] = codes
         return torch.cat([codes, codes]) if guided else codes
 
     with eval_mode(model):
@@ -170,8 +213,16 @@ def _generate(model: LPD, labels: torch.Tensor, group_sizes, orders: torch.Tenso
 
 
 @torch.inference_mode()
-def decode_logits(model: LPD, tokens: torch.Tensor, labels: torch.Tensor, group_sizes, orders: torch.Tensor, *,
-                  engine: Engine | None = None, num_known: int = 0) -> torch.Tensor:
+def decode_logits(
+    model: LPD,
+    tokens: torch.Tensor,
+    labels: torch.Tensor,
+    group_sizes,
+    orders: torch.Tensor,
+    *,
+    engine: Engine | None = None,
+    num_known: int = 0,
+) -> torch.Tensor:
     """Teacher-forced logits (B, N - num_known, V) through the cached decoding path: row j is the query
     logit for raster position ``orders[:, num_known + j]`` when the true tokens are fed back as context.
     Equals :meth:`LPD.forward_logits` in eval mode (the contract tested in ``tests/test_generation.py``);
@@ -179,14 +230,15 @@ def decode_logits(model: LPD, tokens: torch.Tensor, labels: torch.Tensor, group_
     schedule ``[num_known, *group_sizes]`` past its first group (``tests/test_editing.py``)."""
     model.check_tokens(tokens)
     engine = engine if engine is not None else Engine(model)
-    state = prepare(model, labels, group_sizes, orders, guided=False, engine=engine, num_known=num_known,
-                    known_tokens=tokens)
+    state = prepare(
+        model, labels, group_sizes, orders, guided=False, engine=engine, num_known=num_known, known_tokens=tokens
+    )
     ordered = torch.gather(tokens.to(state.pos.device), 1, state.orders)  # (B, N)
     rows: list[torch.Tensor] = []
 
     def choose(step: PlannedStep, logits: torch.Tensor) -> torch.Tensor:
         rows.append(logits.clone())  # kept past the next step
-        return ordered[:, step.q_start:step.q_end]
+        return ordered[:, step.q_start : step.q_end]
 
     with eval_mode(model):
         run_steps(model, state, choose, engine)

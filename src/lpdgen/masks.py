@@ -140,8 +140,9 @@ class PlannedStep:
     mask: torch.Tensor  # (L, S) bool over the first S cache slots
 
 
-def decode_plan(group_sizes, num_slots: int, device: torch.device | str, span: int = KV_SPAN,
-                prefill: int = 0) -> tuple[PlannedStep, ...]:
+def decode_plan(
+    group_sizes, num_slots: int, device: torch.device | str, span: int = KV_SPAN, prefill: int = 0
+) -> tuple[PlannedStep, ...]:
     """The steps of :func:`decode_steps` (with ``prefill`` known tokens at step 1) ready to run on
     ``device``. A step's mask covers the first S cache slots, S = the step's last slot rounded up to a
     multiple of ``span`` (at most ``num_slots``), and is False beyond the step's block, so hidden slots
@@ -152,13 +153,15 @@ def decode_plan(group_sizes, num_slots: int, device: torch.device | str, span: i
         raise ValueError(f"span must be >= 1, got {span}")
     if prefill < 0:
         raise ValueError(f"prefill must be >= 0, got {prefill}")
-    return _decode_plan(tuple(int(g) for g in group_sizes), int(num_slots), int(span), torch.device(device),
-                        int(prefill))
+    return _decode_plan(
+        tuple(int(g) for g in group_sizes), int(num_slots), int(span), torch.device(device), int(prefill)
+    )
 
 
 @lru_cache(maxsize=32)
-def _decode_plan(group_sizes: tuple[int, ...], num_slots: int, span: int, device: torch.device,
-                 prefill: int) -> tuple[PlannedStep, ...]:
+def _decode_plan(
+    group_sizes: tuple[int, ...], num_slots: int, span: int, device: torch.device, prefill: int
+) -> tuple[PlannedStep, ...]:
     if num_slots < 1 + prefill + sum(group_sizes):
         raise ValueError(f"{num_slots} cache slots cannot hold the class token and {prefill + sum(group_sizes)} tokens")
     out = []
@@ -166,7 +169,7 @@ def _decode_plan(group_sizes: tuple[int, ...], num_slots: int, span: int, device
         for s in decode_steps(group_sizes, prefill):
             width = min(num_slots, -(-s.slot_end // span) * span)
             mask = torch.zeros(s.mask.shape[0], width, dtype=torch.bool)
-            mask[:, :s.slot_end] = s.mask
+            mask[:, : s.slot_end] = s.mask
             slots = torch.arange(s.slot_start, s.slot_end, device=device)
             out.append(PlannedStep(s.q_start, s.q_end, slots, mask.to(device)))
     return tuple(out)

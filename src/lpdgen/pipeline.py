@@ -69,8 +69,15 @@ class LPDPipeline:
             (:class:`lpdgen.engine.Engine`; CUDA graphs on GPUs).
     """
 
-    def __init__(self, model: LPD, tokenizer: torch.nn.Module | None = None, *, sampling: SamplingConfig | None = None,
-                 class_names: Sequence[str] | None = None, compile: bool = False):
+    def __init__(
+        self,
+        model: LPD,
+        tokenizer: torch.nn.Module | None = None,
+        *,
+        sampling: SamplingConfig | None = None,
+        class_names: Sequence[str] | None = None,
+        compile: bool = False,
+    ):
         self.model = model
         self.compile = compile
         self._engine: Engine | None = None
@@ -104,8 +111,15 @@ class LPDPipeline:
         return self.sampling.override(self.model.cfg.num_tokens, **overrides)
 
     @torch.inference_mode()
-    def __call__(self, class_labels: Labels, *, generator: torch.Generator | None = None,
-                 seeds: Sequence[int] | None = None, output_type: str = "pil", **settings: Any) -> PipelineOutput:
+    def __call__(
+        self,
+        class_labels: Labels,
+        *,
+        generator: torch.Generator | None = None,
+        seeds: Sequence[int] | None = None,
+        output_type: str = "pil",
+        **settings: Any,
+    ) -> PipelineOutput:
         """Generate one image per class label (an id or a name such as ``"sneaker"``).
 
         ``settings``: any :class:`SamplingConfig` field (``num_inference_steps``, ``guidance_scale``,
@@ -128,21 +142,50 @@ class LPDPipeline:
             orders = self._orders(sampling, sizes, None, gens)  # row i: the batch-1 order of seed i
             sample_gen: torch.Generator | list[torch.Generator] | None = gens
         else:
-            orders = self._orders(sampling, sizes, b, generator if generator is not None else rng.generator(rng.fresh_seed()))
+            orders = self._orders(
+                sampling, sizes, b, generator if generator is not None else rng.generator(rng.fresh_seed())
+            )
             sample_gen = generator
         codes = self._generate(sampling, labels, sizes, orders, sample_gen, self.engine)
         codes = codes.view(b, *self.model.cfg.grid)  # (B, N) raster -> (B, h, w)
         return PipelineOutput(self.decode(codes, output_type), codes, orders, sizes, ids)
 
     def _orders(self, sampling: SamplingConfig, sizes: list[int], batch: int | None, gen, known=None) -> torch.Tensor:
-        return build_orders(sampling.order, self.model.cfg.grid, sizes, batch=batch, seed=gen, tau=sampling.tau,
-                            rho=sampling.rho, known=known)
+        return build_orders(
+            sampling.order,
+            self.model.cfg.grid,
+            sizes,
+            batch=batch,
+            seed=gen,
+            tau=sampling.tau,
+            rho=sampling.rho,
+            known=known,
+        )
 
-    def _generate(self, sampling: SamplingConfig, labels: torch.Tensor, sizes: list[int], orders: torch.Tensor,
-                  generator, engine: Engine, **known) -> torch.Tensor:
-        return generate(self.model, labels, sizes, orders, guidance_scale=sampling.guidance_scale,
-                        guidance_schedule=sampling.guidance_schedule, temperature=sampling.temperature,
-                        top_k=sampling.top_k, top_p=sampling.top_p, generator=generator, engine=engine, **known)
+    def _generate(
+        self,
+        sampling: SamplingConfig,
+        labels: torch.Tensor,
+        sizes: list[int],
+        orders: torch.Tensor,
+        generator,
+        engine: Engine,
+        **known,
+    ) -> torch.Tensor:
+        return generate(
+            self.model,
+            labels,
+            sizes,
+            orders,
+            guidance_scale=sampling.guidance_scale,
+            guidance_schedule=sampling.guidance_schedule,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            generator=generator,
+            engine=engine,
+            **known,
+        )
 
     def _check_output_type(self, output_type: str) -> None:
         if output_type not in OUTPUT_TYPES:
@@ -172,8 +215,16 @@ class LPDPipeline:
             return self.tokenizer.encode_uint8(arr).to(self.device)
 
     @torch.inference_mode()
-    def inpaint(self, images, mask, class_labels: Labels, *, seeds: Sequence[int] | None = None,
-                output_type: str = "pil", **settings: Any) -> PipelineOutput:
+    def inpaint(
+        self,
+        images,
+        mask,
+        class_labels: Labels,
+        *,
+        seeds: Sequence[int] | None = None,
+        output_type: str = "pil",
+        **settings: Any,
+    ) -> PipelineOutput:
         """Regenerate the masked part of each image, keeping the rest token for token.
 
         The image is tokenized; the tokens of the kept cells are written into the KV cache after the
@@ -229,18 +280,40 @@ class LPDPipeline:
             gens = [rng.generator(seeds[i]) for i in rows]
             row_orders = self._orders(sampling, sizes, None, gens, known=~regen[rows])  # kept cells first
             on_device = torch.tensor(rows, device=self.device)
-            out[on_device] = self._generate(sampling, labels[on_device], sizes, row_orders, gens, engine,
-                                            num_known=n - count, known_tokens=flat[on_device])
+            out[on_device] = self._generate(
+                sampling,
+                labels[on_device],
+                sizes,
+                row_orders,
+                gens,
+                engine,
+                num_known=n - count,
+                known_tokens=flat[on_device],
+            )
             orders[rows] = row_orders
             for i in rows:
                 schedules[i] = sizes
         uniform = all(sz == schedules[0] for sz in schedules)
         codes = out.view(b, h, w)
-        return PipelineOutput(self.decode(codes, output_type), codes, orders, schedules[0] if uniform else schedules,
-                              ids, known=~regen.view(b, h, w))
+        return PipelineOutput(
+            self.decode(codes, output_type),
+            codes,
+            orders,
+            schedules[0] if uniform else schedules,
+            ids,
+            known=~regen.view(b, h, w),
+        )
 
-    def outpaint(self, images, keep_box, class_labels: Labels, *, seeds: Sequence[int] | None = None,
-                 output_type: str = "pil", **settings: Any) -> PipelineOutput:
+    def outpaint(
+        self,
+        images,
+        keep_box,
+        class_labels: Labels,
+        *,
+        seeds: Sequence[int] | None = None,
+        output_type: str = "pil",
+        **settings: Any,
+    ) -> PipelineOutput:
         """Keep the token cells inside ``keep_box`` and generate everything around them.
 
         ``keep_box``: (x0, y0, x1, y1) in pixels (x1, y1 exclusive) for every image, or one box per
@@ -295,8 +368,9 @@ class LPDPipeline:
         ``compile``: compile the decoding step (:class:`lpdgen.engine.Engine`).
         """
         parts = load_parts(path, checkpoint=checkpoint, config=config, tokenizer=tokenizer, image_size=image_size)
-        pipe = cls(parts.model, parts.tokenizer, sampling=parts.sampling, class_names=parts.class_names,
-                   compile=compile)
+        pipe = cls(
+            parts.model, parts.tokenizer, sampling=parts.sampling, class_names=parts.class_names, compile=compile
+        )
         pipe.to(device, dtype)
         if quantize is not None:
             pipe.model.quantize(quantize)
@@ -310,8 +384,9 @@ class LPDPipeline:
             self.tokenizer.to(device=device, dtype=torch.float32).eval()
         return self
 
-    def save_pretrained(self, folder: PathLike, *, dtype: torch.dtype = torch.float32,
-                        tokenizer_name: str | None = None) -> Path:
+    def save_pretrained(
+        self, folder: PathLike, *, dtype: torch.dtype = torch.float32, tokenizer_name: str | None = None
+    ) -> Path:
         """Write the pipeline as a folder that :meth:`from_pretrained` reads (weights in ``dtype``).
         ``tokenizer_name``: name a shipped tokenizer (``"fmnist"``) instead of writing its weights."""
         parts = Parts(self.model, self.tokenizer, self.sampling, self.class_names)

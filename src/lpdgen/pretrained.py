@@ -45,9 +45,14 @@ class Parts:
     class_names: Sequence[str] | None = None
 
 
-def load_parts(path: PathLike | None = None, *, checkpoint: PathLike | None = None,
-               config: str | LPDConfig | None = None, tokenizer: PathLike | torch.nn.Module | None = None,
-               image_size: int = 256) -> Parts:
+def load_parts(
+    path: PathLike | None = None,
+    *,
+    checkpoint: PathLike | None = None,
+    config: str | LPDConfig | None = None,
+    tokenizer: PathLike | torch.nn.Module | None = None,
+    image_size: int = 256,
+) -> Parts:
     """The parts named by :meth:`lpdgen.pipeline.LPDPipeline.from_pretrained`'s arguments (see there)."""
     if path is not None and checkpoint is not None:
         raise ValueError("pass either a pretrained folder / repo id or checkpoint=, not both")
@@ -78,7 +83,9 @@ def from_folder(folder: Path) -> Parts:
         raise ValueError(f"{meta_path} must name the 'model' and 'tokenizer' files")
     model = LPD.from_checkpoint(folder / meta["model"])
     tok_spec = meta["tokenizer"]
-    tokenizer = None if tok_spec is None else load_tokenizer(tok_spec if tok_spec == "fmnist" else str(folder / tok_spec))
+    tokenizer = (
+        None if tok_spec is None else load_tokenizer(tok_spec if tok_spec == "fmnist" else str(folder / tok_spec))
+    )
     if tokenizer is not None:
         check_compatible(model, tokenizer)
     return Parts(model, tokenizer, SamplingConfig.from_dict(meta.get("sampling", {})), meta.get("class_names"))
@@ -100,8 +107,9 @@ def from_hub(repo_id: str, tokenizer: PathLike | None) -> Parts:
     try:
         import huggingface_hub  # optional: only this path needs it
     except ImportError:
-        raise ValueError(f"{repo_id!r} is not a local folder; to download it from the Hugging Face Hub, "
-                         "pip install huggingface_hub") from None
+        raise ValueError(
+            f"{repo_id!r} is not a local folder; to download it from the Hugging Face Hub, pip install huggingface_hub"
+        ) from None
     files = huggingface_hub.list_repo_files(repo_id)
     if PIPELINE_FILE in files:
         return from_folder(Path(huggingface_hub.snapshot_download(repo_id)))
@@ -111,16 +119,18 @@ def from_hub(repo_id: str, tokenizer: PathLike | None) -> Parts:
     name = repo_id.rsplit("/", 1)[-1].lower()  # e.g. lpd_l_256 -> config lpd-l at 256px
     parts = name.split("_")
     if len(parts) != 3 or not parts[2].isdigit():
-        raise ValueError(f"{repo_id}: cannot tell the config from the name; download the file and pass "
-                         "checkpoint= and config=")
+        raise ValueError(
+            f"{repo_id}: cannot tell the config from the name; download the file and pass checkpoint= and config="
+        )
     config, size = f"{parts[0]}-{parts[1]}", int(parts[2])
     ckpt = huggingface_hub.hf_hub_download(repo_id, weights[0])
     tok = tokenizer if tokenizer is not None else huggingface_hub.hf_hub_download(*HF_TOKENIZER)
     return from_files(ckpt, config, tok, size)
 
 
-def save_parts(folder: PathLike, parts: Parts, *, dtype: torch.dtype = torch.float32,
-               tokenizer_name: str | None = None) -> Path:
+def save_parts(
+    folder: PathLike, parts: Parts, *, dtype: torch.dtype = torch.float32, tokenizer_name: str | None = None
+) -> Path:
     """Write ``parts`` as a folder that :func:`load_parts` reads (weights in ``dtype``).
     ``tokenizer_name``: name a shipped tokenizer (``"fmnist"``) instead of writing its weights."""
     folder = Path(folder)
@@ -135,8 +145,12 @@ def save_parts(folder: PathLike, parts: Parts, *, dtype: torch.dtype = torch.flo
         parts.tokenizer.save(folder / "tokenizer")
         tok_spec = "tokenizer.safetensors"
     sampling = parts.sampling.to_dict() if parts.sampling is not None else {}
-    meta = {"model": "model.safetensors", "tokenizer": tok_spec, "sampling": sampling,
-            "class_names": list(parts.class_names) if parts.class_names is not None else None}
+    meta = {
+        "model": "model.safetensors",
+        "tokenizer": tok_spec,
+        "sampling": sampling,
+        "class_names": list(parts.class_names) if parts.class_names is not None else None,
+    }
     atomic_write_json(meta, folder / PIPELINE_FILE)
     return folder
 
@@ -144,8 +158,10 @@ def save_parts(folder: PathLike, parts: Parts, *, dtype: torch.dtype = torch.flo
 def check_compatible(model: LPD, tokenizer: torch.nn.Module) -> None:
     """The tokenizer must speak the model's vocabulary (it is convolutional: any code grid decodes)."""
     if tokenizer.config.codebook_size != model.cfg.vocab_size:
-        raise ValueError(f"tokenizer codebook has {tokenizer.config.codebook_size} entries "
-                         f"but the model's vocabulary is {model.cfg.vocab_size}: they were not trained together")
+        raise ValueError(
+            f"tokenizer codebook has {tokenizer.config.codebook_size} entries "
+            f"but the model's vocabulary is {model.cfg.vocab_size}: they were not trained together"
+        )
 
 
 def _looks_like_repo_id(s: str) -> bool:

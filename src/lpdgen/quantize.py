@@ -31,7 +31,9 @@ def int8_backend() -> str:
     return "onednn" if vnni and "onednn" in torch.backends.quantized.supported_engines else "fbgemm"
 
 
-def quantize_model(model: nn.Module, mode: str = "int8", *, skip: tuple[str, ...] = INT8_SKIP, backend: str | None = None) -> nn.Module:
+def quantize_model(
+    model: nn.Module, mode: str = "int8", *, skip: tuple[str, ...] = INT8_SKIP, backend: str | None = None
+) -> nn.Module:
     """Convert ``model``'s Linear layers in place for inference; returns the model.
 
     ``"int8"``: int8 weights (per output channel) and int8 activations quantized on the fly
@@ -52,8 +54,10 @@ def quantize_model(model: nn.Module, mode: str = "int8", *, skip: tuple[str, ...
         if any(p.dtype != torch.float32 for p in model.parameters()):
             raise ValueError("int8 quantizes an fp32 model; this one has other dtypes")
         if device.type != "cpu":
-            raise ValueError(f"int8 (dynamic activations) runs on CPU only, the model is on {device}; "
-                             "on a GPU use 'int8-weight' or 'int4-weight' (needs torchao)")
+            raise ValueError(
+                f"int8 (dynamic activations) runs on CPU only, the model is on {device}; "
+                "on a GPU use 'int8-weight' or 'int4-weight' (needs torchao)"
+            )
         _quantize_dynamic_int8(model, skip, backend or int8_backend())
     else:
         _quantize_torchao(model, mode, skip)
@@ -74,15 +78,21 @@ def _quantize_dynamic_int8(model: nn.Module, skip: tuple[str, ...], backend: str
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     if backend not in torch.backends.quantized.supported_engines:
-        raise ValueError(f"int8 backend {backend!r} is not available here; choose one of {torch.backends.quantized.supported_engines}")
+        raise ValueError(
+            f"int8 backend {backend!r} is not available here; choose one of {torch.backends.quantized.supported_engines}"
+        )
     previous = torch.backends.quantized.engine
     torch.backends.quantized.engine = backend  # weights are packed for the engine current at conversion
     try:
         with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao on every call
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
-            quantize_dynamic(model, {name: per_channel_dynamic_qconfig for name in _quantized_linears(model, skip)},
-                             dtype=torch.qint8, inplace=True)
+            quantize_dynamic(
+                model,
+                {name: per_channel_dynamic_qconfig for name in _quantized_linears(model, skip)},
+                dtype=torch.qint8,
+                inplace=True,
+            )
     finally:
         torch.backends.quantized.engine = previous
 

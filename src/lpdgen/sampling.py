@@ -17,7 +17,9 @@ GUIDANCE_SCHEDULES = ("linear", "constant")
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
-def guidance_scales(positions: torch.Tensor, num_tokens: int, guidance_scale: float, schedule: str = "linear") -> torch.Tensor:
+def guidance_scales(
+    positions: torch.Tensor, num_tokens: int, guidance_scale: float, schedule: str = "linear"
+) -> torch.Tensor:
     """Guidance scale s_t of the token that is ``positions``-th (0-based) in generation order.
 
     "linear" (the published default): s_t = 1 + (s - 1) * t / N, weak guidance early, full late;

@@ -55,8 +55,16 @@ def _top_p(v: Any, _: int | None) -> str | None:
     return None if 0.0 < v <= 1.0 else f"must be in (0, 1] (1 = off), got {v}"  # also refuses NaN
 
 
-def setting(default: Any, check: Check, help: str, *, flag: str, aliases: tuple[str, ...] = (),
-            metavar: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
+def setting(
+    default: Any,
+    check: Check,
+    help: str,
+    *,
+    flag: str,
+    aliases: tuple[str, ...] = (),
+    metavar: str | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
     """A :class:`SamplingConfig` field: its default, its check and how the CLI spells it."""
     meta = {"check": check, "help": help, "flag": flag, "aliases": aliases, "metavar": metavar, "choices": choices}
     return field(default=default, metadata=meta)
@@ -69,37 +77,67 @@ class SamplingConfig:
     Constructing one validates it (the step count against the token count: :meth:`validate`)."""
 
     num_inference_steps: int = setting(
-        DEFAULT_STEPS, _steps, "decoding steps = forward passes; fewer is faster, each then places more tokens",
-        flag="--steps", metavar="K")
+        DEFAULT_STEPS,
+        _steps,
+        "decoding steps = forward passes; fewer is faster, each then places more tokens",
+        flag="--steps",
+        metavar="K",
+    )
     guidance_scale: float = setting(
-        1.0, _at_least_zero("1 = no guidance"),
+        1.0,
+        _at_least_zero("1 = no guidance"),
         "classifier-free guidance scale: 1 = none, larger = closer to the class, less varied; "
-        "0 <= S < 1 pushes away from the class", flag="--guidance-scale", aliases=("--cfg",), metavar="S")
+        "0 <= S < 1 pushes away from the class",
+        flag="--guidance-scale",
+        aliases=("--cfg",),
+        metavar="S",
+    )
     guidance_schedule: str = setting(
-        GUIDANCE_SCHEDULES[0], _one_of(GUIDANCE_SCHEDULES),
+        GUIDANCE_SCHEDULES[0],
+        _one_of(GUIDANCE_SCHEDULES),
         "how guidance grows over the order: linear (weak early, full at the end) or constant",
-        flag="--guidance-schedule", aliases=("--cfg-schedule",), choices=GUIDANCE_SCHEDULES)
+        flag="--guidance-schedule",
+        aliases=("--cfg-schedule",),
+        choices=GUIDANCE_SCHEDULES,
+    )
     order: str = setting(
-        ORDER_TYPES[0], _one_of(ORDER_TYPES),
+        ORDER_TYPES[0],
+        _one_of(ORDER_TYPES),
         "generation order of the token positions (locality = the locality-aware order)",
-        flag="--order", choices=ORDER_TYPES)
+        flag="--order",
+        choices=ORDER_TYPES,
+    )
     temperature: float = setting(
-        1.0, _at_least_zero("0 = greedy"),
+        1.0,
+        _at_least_zero("0 = greedy"),
         "softmax temperature: < 1 sharper, > 1 more varied, 0 = always the most likely code",
-        flag="--temperature", metavar="T")
-    top_k: int = setting(0, _top_k, "sample among the N most likely codes only (0 = no limit, 1 = greedy)",
-                         flag="--top-k", metavar="N")
+        flag="--temperature",
+        metavar="T",
+    )
+    top_k: int = setting(
+        0, _top_k, "sample among the N most likely codes only (0 = no limit, 1 = greedy)", flag="--top-k", metavar="N"
+    )
     top_p: float = setting(
-        1.0, _top_p, "sample within the smallest set of codes whose probability reaches P (1 = no limit)",
-        flag="--top-p", metavar="P")
+        1.0,
+        _top_p,
+        "sample within the smallest set of codes whose probability reaches P (1 = no limit)",
+        flag="--top-p",
+        metavar="P",
+    )
     tau: float = setting(
-        PUBLISHED_TAU, _at_least_zero("proximity threshold"),
+        PUBLISHED_TAU,
+        _at_least_zero("proximity threshold"),
         "locality order: a free position counts as next to the decoded ones when its proximity "
-        "(sum of 1/distance to decoded neighbours) is at least this", flag="--tau")
+        "(sum of 1/distance to decoded neighbours) is at least this",
+        flag="--tau",
+    )
     rho: float = setting(
-        PUBLISHED_RHO, _at_least_zero("< 1 disables the repulsion"),
+        PUBLISHED_RHO,
+        _at_least_zero("< 1 disables the repulsion"),
         "locality order: positions decoded in the same step keep at least this (Chebyshev) distance; "
-        "< 1 disables the repulsion", flag="--rho")
+        "< 1 disables the repulsion",
+        flag="--rho",
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -134,8 +172,9 @@ class SamplingConfig:
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(SamplingConfig)}
 
 
-def check_values(values: Mapping[str, Any], num_tokens: int | None = None,
-                 names: Mapping[str, str] | None = None) -> None:
+def check_values(
+    values: Mapping[str, Any], num_tokens: int | None = None, names: Mapping[str, str] | None = None
+) -> None:
     """Check the given settings alone (a subset of the fields); the error names a setting as ``names``
     spells it (the CLI passes its flags), else by its field name."""
     for key, value in values.items():

@@ -93,8 +93,10 @@ def check_output_file(path: str | os.PathLike, allowed_suffixes: Iterable[str], 
     if str(path).endswith(os.sep) or path.is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file name ending in {' or '.join(allowed)}")
     if path.suffix.lower() not in allowed:
-        raise UserError(f"{flag} {path}: unsupported file type {path.suffix or '(none)'!r}; "
-                        f"use a name ending in {' or '.join(allowed)}")
+        raise UserError(
+            f"{flag} {path}: unsupported file type {path.suffix or '(none)'!r}; "
+            f"use a name ending in {' or '.join(allowed)}"
+        )
     if path.exists() and not path.is_file():
         raise UserError(f"{flag} {path} exists and is not a regular file; choose another path")
     _check_creatable_dir(path.parent, flag, str(path))
@@ -131,13 +133,29 @@ def add_sampling_args(parser: argparse.ArgumentParser, *, batch_size: int = 32, 
     for f in FIELDS.values():
         meta = f.metadata
         alias = f" ({', '.join(meta['aliases'])}: the same flag, kept for old scripts)" if meta["aliases"] else ""
-        parser.add_argument(meta["flag"], *meta["aliases"], dest=f.name, type=None if meta["choices"] else type(f.default),
-                            default=None, choices=meta["choices"], metavar=meta["metavar"],
-                            help=f"{meta['help']}{alias} (default: the model's own)")
-    parser.add_argument("--seed", type=int, default=seed,
-                        help="base seed; image i gets its own seed from (seed, i), whatever the batch size")
-    parser.add_argument("--batch-size", type=int, default=batch_size, metavar="B",
-                        help="images generated per forward pass (memory, not results, depends on it)")
+        parser.add_argument(
+            meta["flag"],
+            *meta["aliases"],
+            dest=f.name,
+            type=None if meta["choices"] else type(f.default),
+            default=None,
+            choices=meta["choices"],
+            metavar=meta["metavar"],
+            help=f"{meta['help']}{alias} (default: the model's own)",
+        )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=seed,
+        help="base seed; image i gets its own seed from (seed, i), whatever the batch size",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        metavar="B",
+        help="images generated per forward pass (memory, not results, depends on it)",
+    )
     add_device_arg(parser)
 
 
@@ -156,8 +174,9 @@ def resolve_settings(pipe, args: argparse.Namespace) -> SamplingConfig:
 
 def add_device_arg(parser: argparse.ArgumentParser, default: str = "auto") -> None:
     """``--device``: auto (CUDA, then Apple MPS, else CPU), cpu, cuda, cuda:N or mps."""
-    parser.add_argument("--device", default=default,
-                        help="auto (CUDA if available, then Apple MPS, else CPU), cpu, cuda, cuda:N or mps")
+    parser.add_argument(
+        "--device", default=default, help="auto (CUDA if available, then Apple MPS, else CPU), cpu, cuda, cuda:N or mps"
+    )
 
 
 def check_sampling_args(args: argparse.Namespace) -> None:
@@ -169,8 +188,11 @@ def check_sampling_args(args: argparse.Namespace) -> None:
     except ValueError as e:
         raise UserError(str(e)) from None
     if args.guidance_scale is not None and args.guidance_scale < 1:
-        log.warning("--guidance-scale %g < 1 steers images away from their class; 1 disables guidance, "
-                    "published models use 1.5-6", args.guidance_scale)
+        log.warning(
+            "--guidance-scale %g < 1 steers images away from their class; 1 disables guidance, "
+            "published models use 1.5-6",
+            args.guidance_scale,
+        )
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_device_arg(args.device)
@@ -211,8 +233,10 @@ def check_checkpoint_arg(checkpoint: str | os.PathLike, config: str | None) -> P
 
     path = check_input_file(checkpoint, flag="--checkpoint")
     if config is None and not _has_saved_config(path):
-        raise UserError(f"--checkpoint {path}: no model config with these weights (no {path.with_suffix('.json').name} "
-                        f"beside them); pass --config with one of {', '.join(NAMED_CONFIGS)}")
+        raise UserError(
+            f"--checkpoint {path}: no model config with these weights (no {path.with_suffix('.json').name} "
+            f"beside them); pass --config with one of {', '.join(NAMED_CONFIGS)}"
+        )
     return path
 
 
@@ -233,19 +257,36 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """``--model`` or ``--checkpoint/--config/--tokenizer`` (default: the embedded Fashion-MNIST model), ``--dtype``."""
-    parser.add_argument("--model", default=None, metavar="DIR|REPO",
-                        help="a folder written by LPDPipeline.save_pretrained, or a Hugging Face repo id such as "
-                             "mit-han-lab/lpd_l_256 (needs huggingface_hub and a network); default: the embedded "
-                             "Fashion-MNIST model")
-    parser.add_argument("--checkpoint", default=None,
-                        help="LPD weights instead of --model: .safetensors saved by lpdgen, or a published .pth")
-    parser.add_argument("--config", default=None,
-                        help="with --checkpoint: config name for weights saved without one (lpd-l, lpd-xl, lpd-xxl)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="DIR|REPO",
+        help="a folder written by LPDPipeline.save_pretrained, or a Hugging Face repo id such as "
+        "mit-han-lab/lpd_l_256 (needs huggingface_hub and a network); default: the embedded "
+        "Fashion-MNIST model",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="LPD weights instead of --model: .safetensors saved by lpdgen, or a published .pth",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="with --checkpoint: config name for weights saved without one (lpd-l, lpd-xl, lpd-xxl)",
+    )
     parser.add_argument("--image-size", type=int, default=256, help="with --config: 256 or 512")
-    parser.add_argument("--tokenizer", default=None,
-                        help="with --checkpoint: 'fmnist' (the shipped tokenizer) or a VQ checkpoint such as vq_ds16_c2i.pt")
-    parser.add_argument("--dtype", default="float32", choices=DTYPES,
-                        help="weights dtype (bfloat16/float16 are for GPUs; on CPUs float32 is fastest)")
+    parser.add_argument(
+        "--tokenizer",
+        default=None,
+        help="with --checkpoint: 'fmnist' (the shipped tokenizer) or a VQ checkpoint such as vq_ds16_c2i.pt",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=DTYPES,
+        help="weights dtype (bfloat16/float16 are for GPUs; on CPUs float32 is fastest)",
+    )
     add_engine_args(parser)
 
 
@@ -253,11 +294,18 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     """``--quantize`` and ``--compile``: the fast decoding engine (docs/engine.md)."""
     from ..quantize import QUANTIZE_MODES
 
-    parser.add_argument("--quantize", default=None, choices=QUANTIZE_MODES,
-                        help="quantize the network's Linear layers: int8 (CPU, about 3x faster decoding), "
-                             "int8-weight / int4-weight (GPU, needs torchao)")
-    parser.add_argument("--compile", action="store_true",
-                        help="compile the per-step decoding function (torch.compile; CUDA graphs on GPUs)")
+    parser.add_argument(
+        "--quantize",
+        default=None,
+        choices=QUANTIZE_MODES,
+        help="quantize the network's Linear layers: int8 (CPU, about 3x faster decoding), "
+        "int8-weight / int4-weight (GPU, needs torchao)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the per-step decoding function (torch.compile; CUDA graphs on GPUs)",
+    )
 
 
 def load_pipeline(args: argparse.Namespace, device=None):
@@ -275,9 +323,19 @@ def load_pipeline(args: argparse.Namespace, device=None):
     if args.checkpoint is not None:
         check_checkpoint_arg(args.checkpoint, args.config)
         if args.tokenizer is None:
-            raise UserError("--checkpoint needs --tokenizer ('fmnist' or a VQ checkpoint file) to turn codes into images")
+            raise UserError(
+                "--checkpoint needs --tokenizer ('fmnist' or a VQ checkpoint file) to turn codes into images"
+            )
         if args.tokenizer != "fmnist":
             check_input_file(args.tokenizer, flag="--tokenizer")
-    return LPDPipeline.from_pretrained(args.model, checkpoint=args.checkpoint, config=args.config,
-                                       tokenizer=args.tokenizer, image_size=args.image_size, device=device,
-                                       dtype=getattr(torch, args.dtype), quantize=args.quantize, compile=args.compile)
+    return LPDPipeline.from_pretrained(
+        args.model,
+        checkpoint=args.checkpoint,
+        config=args.config,
+        tokenizer=args.tokenizer,
+        image_size=args.image_size,
+        device=device,
+        dtype=getattr(torch, args.dtype),
+        quantize=args.quantize,
+        compile=args.compile,
+    )

@@ -33,20 +33,34 @@ GIF_ROWS = 10  # the animation shows the first image of at most this many rows
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sample", help="generate class-conditional images (default: the embedded Fashion-MNIST model)",
-                       description="Generate a grid of images, one row per class. With no arguments: every class of "
-                                   "the embedded Fashion-MNIST model, at its own steps and guidance.")
-    p.add_argument("--class", "--classes", dest="classes", nargs="+", default=None, metavar="C",
-                   help="class ids or names, e.g. 'sneaker' 'ankle boot' or 207 (default: every class of the model, "
-                        "the first 10 of a 1000-class model)")
+    p = sub.add_parser(
+        "sample",
+        help="generate class-conditional images (default: the embedded Fashion-MNIST model)",
+        description="Generate a grid of images, one row per class. With no arguments: every class of "
+        "the embedded Fashion-MNIST model, at its own steps and guidance.",
+    )
+    p.add_argument(
+        "--class",
+        "--classes",
+        dest="classes",
+        nargs="+",
+        default=None,
+        metavar="C",
+        help="class ids or names, e.g. 'sneaker' 'ankle boot' or 207 (default: every class of the model, "
+        "the first 10 of a 1000-class model)",
+    )
     p.add_argument("--num", type=int, default=8, metavar="N", help="images per class (one grid row each)")
     add_model_args(p)
     add_sampling_args(p, batch_size=64)
     p.add_argument("--out", default="samples.png", help="the grid: .png, .jpg or .webp ('' to skip)")
     p.add_argument("--out-dir", default=None, help="also write one PNG per image into this folder")
-    p.add_argument("--gif", default=None, metavar="FILE.gif",
-                   help="also write an animation of the decoding: per step, the image from the tokens known so far "
-                        "beside the cells chosen at that step (first image of each row)")
+    p.add_argument(
+        "--gif",
+        default=None,
+        metavar="FILE.gif",
+        help="also write an animation of the decoding: per step, the image from the tokens known so far "
+        "beside the cells chosen at that step (first image of each row)",
+    )
     p.set_defaults(func=run)
 
 
@@ -69,8 +83,13 @@ def run(args: argparse.Namespace) -> int:
     images, codes, orders = [], [], []
     t0 = time.perf_counter()
     for start in tqdm(range(0, len(labels), args.batch_size), desc="sampling", unit="batch"):
-        chunk = labels[start:start + args.batch_size]
-        out = pipe(chunk, **settings.to_dict(), seeds=image_seeds(args.seed, range(start, start + len(chunk))), output_type="np")
+        chunk = labels[start : start + args.batch_size]
+        out = pipe(
+            chunk,
+            **settings.to_dict(),
+            seeds=image_seeds(args.seed, range(start, start + len(chunk))),
+            output_type="np",
+        )
         images.append(out.images)
         codes.append(out.codes)
         orders.append(out.orders)
@@ -78,9 +97,11 @@ def run(args: argparse.Namespace) -> int:
     arr = np.concatenate(images)
     names = [short_name(pipe.class_names[c]) if pipe.class_names else f"class {c}" for c in classes]
     guidance = settings.guidance_scale
-    print(f"{len(arr)} images in {seconds:.2f} s ({1e3 * seconds / len(arr):.1f} ms per image), "
-          f"{steps} steps ({steps} forward passes for {pipe.model.cfg.num_tokens} tokens), guidance {guidance:g}, "
-          f"order {settings.order}, device {pipe.device}")
+    print(
+        f"{len(arr)} images in {seconds:.2f} s ({1e3 * seconds / len(arr):.1f} ms per image), "
+        f"{steps} steps ({steps} forward passes for {pipe.model.cfg.num_tokens} tokens), guidance {guidance:g}, "
+        f"order {settings.order}, device {pipe.device}"
+    )
     if args.out_dir:
         folder = Path(args.out_dir)
         for i, (im, label) in enumerate(zip(arr, labels)):
@@ -94,10 +115,14 @@ def run(args: argparse.Namespace) -> int:
     if args.gif:
         first = list(range(0, len(labels), args.num))[:GIF_ROWS]
         all_codes, all_orders = torch.cat(codes), torch.cat(orders)
-        frames = decoding_frames(all_codes[first], all_orders[first], out.group_sizes,
-                                 lambda c: pipe.decode(c, "np"), scale=max(2, 128 // arr.shape[1]),
-                                 captions=names[:GIF_ROWS])
+        frames = decoding_frames(
+            all_codes[first],
+            all_orders[first],
+            out.group_sizes,
+            lambda c: pipe.decode(c, "np"),
+            scale=max(2, 128 // arr.shape[1]),
+            captions=names[:GIF_ROWS],
+        )
         save_gif(frames, args.gif)
         print(f"wrote {args.gif} ({len(frames)} frames)")
     return 0
-

@@ -56,10 +56,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     choices = {"lr_unit": LR_UNITS, "precision": PRECISIONS, "parallel": PARALLEL_MODES}
     p = sub.add_parser("train", help="train LPD on cached tokens (one process, or torchrun DDP / FSDP)")
-    p.add_argument("--data", required=True, help="token cache written by `lpdgen cache`, or a published-layout "
-                                                 "directory of <class>/<name>.npz token files")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="token cache written by `lpdgen cache`, or a published-layout directory of <class>/<name>.npz token files",
+    )
     p.add_argument("--flip-prob", type=float, default=0.5, help="probability of training on the flipped image's codes")
-    p.add_argument("--model", default="lpd-l", help="named size (lpd-l, lpd-xl, lpd-xxl) or a JSON file of LPDConfig fields")
+    p.add_argument(
+        "--model", default="lpd-l", help="named size (lpd-l, lpd-xl, lpd-xxl) or a JSON file of LPDConfig fields"
+    )
     p.add_argument("--image-size", type=int, default=256, help="image size of a named model (256 -> 16x16 tokens)")
     p.add_argument("--dropout", type=float, default=None, help="override the model config's dropout (published 0.1)")
     p.add_argument("--label-drop", type=float, default=None, help="override the class-drop probability (published 0.1)")
@@ -70,8 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=_HELP.get(f.name))
         else:
             kind = _OPTIONAL_TYPES.get(f.name, type(f.default))
-            p.add_argument(flag, type=kind, default=f.default, choices=choices.get(f.name),
-                           help=_HELP[f.name])
+            p.add_argument(flag, type=kind, default=f.default, choices=choices.get(f.name), help=_HELP[f.name])
     p.set_defaults(func=run, interrupt_hint=_interrupt_hint)
 
 

@@ -15,10 +15,25 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 # TrainConfig fields that may change between a run and its resumption; every other field (and the model
 # config, and the dataset size) must match, or the resumed run would not continue the same run.
-RESUMABLE_CHANGES = frozenset({
-    "out_dir", "resume", "device", "parallel", "accum_steps", "checkpoint_every", "keep_last", "log_every",
-    "sample_every", "sample_count", "sample_steps", "sample_cfg", "tokenizer", "init", "tensorboard",
-})
+RESUMABLE_CHANGES = frozenset(
+    {
+        "out_dir",
+        "resume",
+        "device",
+        "parallel",
+        "accum_steps",
+        "checkpoint_every",
+        "keep_last",
+        "log_every",
+        "sample_every",
+        "sample_count",
+        "sample_steps",
+        "sample_cfg",
+        "tokenizer",
+        "init",
+        "tensorboard",
+    }
+)
 
 
 @dataclass
@@ -58,8 +73,14 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        positive = {"global_batch": self.global_batch, "checkpoint_every": self.checkpoint_every,
-                    "log_every": self.log_every, "accum_steps": self.accum_steps, "sample_count": self.sample_count, "sample_steps": self.sample_steps}
+        positive = {
+            "global_batch": self.global_batch,
+            "checkpoint_every": self.checkpoint_every,
+            "log_every": self.log_every,
+            "accum_steps": self.accum_steps,
+            "sample_count": self.sample_count,
+            "sample_steps": self.sample_steps,
+        }
         bad = {k: v for k, v in positive.items() if int(v) != v or v < 1}
         if bad:
             raise ValueError(f"these settings must be positive integers: {bad}")

@@ -25,7 +25,9 @@ def batch_position(step: int, num_items: int, global_batch: int) -> tuple[int, i
     return divmod(step, per_epoch)
 
 
-def rank_batch(step: int, num_items: int, global_batch: int, rank: int, world_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def rank_batch(
+    step: int, num_items: int, global_batch: int, rank: int, world_size: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Dataset indices of this rank's share of global batch ``step`` and their positions in that batch.
 
     Rank r takes the r-th contiguous slice of the global batch, so concatenating the ranks' slices in
@@ -37,7 +39,7 @@ def rank_batch(step: int, num_items: int, global_batch: int, rank: int, world_si
     local = global_batch // world_size
     start = i * global_batch + rank * local
     positions = torch.arange(rank * local, (rank + 1) * local)
-    return epoch_permutation(num_items, seed, epoch)[start:start + local], positions
+    return epoch_permutation(num_items, seed, epoch)[start : start + local], positions
 
 
 def draw_schedule(schedules: list[list[int]], seed: int, step: int) -> tuple[int, ...]:
@@ -46,7 +48,9 @@ def draw_schedule(schedules: list[list[int]], seed: int, step: int) -> tuple[int
     return tuple(schedules[k])
 
 
-def sample_randomness(seed: int, step: int, positions: torch.Tensor, num_tokens: int, label_drop: float) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_randomness(
+    seed: int, step: int, positions: torch.Tensor, num_tokens: int, label_drop: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample random orders (B, N) and null-class flags (B,) for the samples at ``positions`` of the
     global batch of ``step``. Each sample draws from its own generator seeded by (seed, step, position),
     so a sample's randomness does not depend on how the batch is split over processes."""

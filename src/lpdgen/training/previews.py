@@ -41,7 +41,11 @@ def sample_grid(model: LPD, *, count: int, steps: int, guidance_scale: float, se
     locality-aware orders, image i seeded by ``(seed, i)``; decoding leaves the training mode as it was."""
     c = model.cfg
     out = LPDPipeline(model, tokenizer)(
-        torch.arange(count) % c.num_classes, num_inference_steps=min(steps, c.num_tokens), guidance_scale=guidance_scale,
-        seeds=image_seeds(seed, range(count)), output_type="np" if tokenizer is not None else "codes")
+        torch.arange(count) % c.num_classes,
+        num_inference_steps=min(steps, c.num_tokens),
+        guidance_scale=guidance_scale,
+        seeds=image_seeds(seed, range(count)),
+        output_type="np" if tokenizer is not None else "codes",
+    )
     images = out.images if tokenizer is not None else code_maps(out.codes, c.vocab_size)
     return image_grid(images)

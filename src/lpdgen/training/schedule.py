@@ -54,7 +54,9 @@ def resolve_schedules(spec: str, num_tokens: int) -> list[list[int]]:
     try:
         counts = [int(s) for s in spec.split(",") if s.strip()]
     except ValueError:
-        raise ValueError(f"schedules must be 'auto', comma-separated step counts or a .json file, got {spec!r}") from None
+        raise ValueError(
+            f"schedules must be 'auto', comma-separated step counts or a .json file, got {spec!r}"
+        ) from None
     if not counts:
         raise ValueError("schedules is empty")
     bad = [c for c in counts if not 1 <= c <= num_tokens]

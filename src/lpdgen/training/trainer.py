@@ -74,7 +74,14 @@ class Trainer:
     training work.
     """
 
-    def __init__(self, model_cfg: LPDConfig, cfg: TrainConfig, dataset: Dataset, dist_info: DistInfo | None = None, tokenizer=None):
+    def __init__(
+        self,
+        model_cfg: LPDConfig,
+        cfg: TrainConfig,
+        dataset: Dataset,
+        dist_info: DistInfo | None = None,
+        tokenizer=None,
+    ):
         self.cfg = cfg
         self.model_cfg = model_cfg
         self.dataset = dataset
@@ -83,10 +90,14 @@ class Trainer:
         self.tokenizer = tokenizer
         self.out_dir = Path(cfg.out_dir)
         if cfg.global_batch % self.dist.world_size:
-            raise ValueError(f"global batch {cfg.global_batch} is not divisible by the {self.dist.world_size} processes")
+            raise ValueError(
+                f"global batch {cfg.global_batch} is not divisible by the {self.dist.world_size} processes"
+            )
         self.local_batch = cfg.global_batch // self.dist.world_size
         if self.local_batch % cfg.accum_steps:
-            raise ValueError(f"the per-process batch {self.local_batch} is not divisible by accum_steps {cfg.accum_steps}")
+            raise ValueError(
+                f"the per-process batch {self.local_batch} is not divisible by accum_steps {cfg.accum_steps}"
+            )
         self.schedules = resolve_schedules(cfg.schedules, model_cfg.num_tokens)
         self._check_dataset()
         self.steps_per_epoch = len(dataset) // cfg.global_batch
@@ -111,8 +122,9 @@ class Trainer:
         # CUDA: FlexAttention skips the fully masked blocks of the group-causal mask (same results)
         self.model.use_flex_attention = self.device.type == "cuda"
         self.objective = wrap_model(self.model, self.dist, cfg.parallel, shard=Block)
-        self.optimizer = torch.optim.AdamW(param_groups(self.objective, cfg.weight_decay), lr=cfg.peak_lr,
-                                           betas=(cfg.beta1, cfg.beta2))
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.objective, cfg.weight_decay), lr=cfg.peak_lr, betas=(cfg.beta1, cfg.beta2)
+        )
         self.step = 0
         if self._resume is not None:
             self._load_state(self._resume)
@@ -130,13 +142,19 @@ class Trainer:
         codes, labels = load_batch(self.dataset, torch.arange(min(n, 8)))
         c = self.model_cfg
         if codes.shape[1] != c.num_tokens:
-            raise ValueError(f"dataset items have {codes.shape[1]} tokens but the model's grid {c.grid} has {c.num_tokens}")
+            raise ValueError(
+                f"dataset items have {codes.shape[1]} tokens but the model's grid {c.grid} has {c.num_tokens}"
+            )
         if int(codes.min()) < 0 or int(codes.max()) >= c.vocab_size:
-            raise ValueError(f"dataset codes span [{int(codes.min())}, {int(codes.max())}], outside the model vocabulary of {c.vocab_size}")
+            raise ValueError(
+                f"dataset codes span [{int(codes.min())}, {int(codes.max())}], outside the model vocabulary of {c.vocab_size}"
+            )
         all_labels = torch.as_tensor(np.asarray(self.dataset.labels)) if hasattr(self.dataset, "labels") else labels
         if int(all_labels.min()) < 0 or int(all_labels.max()) >= c.num_classes:
-            raise ValueError(f"dataset labels span [{int(all_labels.min())}, {int(all_labels.max())}], "
-                             f"outside the model's {c.num_classes} classes")
+            raise ValueError(
+                f"dataset labels span [{int(all_labels.min())}, {int(all_labels.max())}], "
+                f"outside the model's {c.num_classes} classes"
+            )
 
     def _resume_path(self) -> Path | None:
         if self.cfg.resume is None:
@@ -186,34 +204,42 @@ class Trainer:
         path = checkpoint_path(self.out_dir, self.step)
         if self.dist.is_main:
             epoch, index = batch_position(self.step, len(self.dataset), self.cfg.global_batch)
-            atomic_torch_save({
-                "format": CHECKPOINT_FORMAT,
-                "model": msd,
-                "optimizer": osd,
-                "step": self.step,
-                "epoch": epoch,  # data-loader position of the next step: epoch and batch index in it
-                "batch_in_epoch": index,
-                "lr_position": self._lr_position(self.step),
-                "rng": rng,
-                "world_size": self.dist.world_size,
-                "model_config": self.model_cfg.to_dict(),
-                "train_config": self.cfg.to_dict(),
-                "dataset_size": len(self.dataset),
-            }, path)
+            atomic_torch_save(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "model": msd,
+                    "optimizer": osd,
+                    "step": self.step,
+                    "epoch": epoch,  # data-loader position of the next step: epoch and batch index in it
+                    "batch_in_epoch": index,
+                    "lr_position": self._lr_position(self.step),
+                    "rng": rng,
+                    "world_size": self.dist.world_size,
+                    "model_config": self.model_cfg.to_dict(),
+                    "train_config": self.cfg.to_dict(),
+                    "dataset_size": len(self.dataset),
+                },
+                path,
+            )
             self._prune_checkpoints()
         barrier()
         return path if self.dist.is_main else None
 
     def _prune_checkpoints(self) -> None:
         if self.cfg.keep_last:
-            for old in list_checkpoints(self.out_dir)[:-self.cfg.keep_last]:
+            for old in list_checkpoints(self.out_dir)[: -self.cfg.keep_last]:
                 old.unlink(missing_ok=True)
 
     def _load_state(self, ckpt: dict) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-        set_state_dict(self.objective, self.optimizer, model_state_dict=ckpt["model"], optim_state_dict=ckpt["optimizer"],
-                       options=StateDictOptions(full_state_dict=True))
+        set_state_dict(
+            self.objective,
+            self.optimizer,
+            model_state_dict=ckpt["model"],
+            optim_state_dict=ckpt["optimizer"],
+            options=StateDictOptions(full_state_dict=True),
+        )
         self.step = int(ckpt["step"])
         rng = ckpt["rng"]
         if len(rng) == self.dist.world_size:
@@ -222,8 +248,12 @@ class Trainer:
             if "torch_cuda" in mine and self.device.type == "cuda":
                 torch.cuda.set_rng_state(mine["torch_cuda"], self.device)
         elif self.dist.is_main:
-            log.warning("checkpoint was written by %d processes, resuming on %d: dropout draws will differ "
-                        "from an uninterrupted run (data, orders and schedules do not)", len(rng), self.dist.world_size)
+            log.warning(
+                "checkpoint was written by %d processes, resuming on %d: dropout draws will differ "
+                "from an uninterrupted run (data, orders and schedules do not)",
+                len(rng),
+                self.dist.world_size,
+            )
         self._truncate_log(self.step)
 
     def _truncate_log(self, step: int) -> None:
@@ -242,13 +272,21 @@ class Trainer:
     def lr_at(self, step: int) -> float:
         c = self.cfg
         end = self._lr_position(self.total_steps)
-        return learning_rate(self._lr_position(step), peak=c.peak_lr, min_lr=c.min_lr, warmup=c.warmup,
-                             decay_start=min(c.decay_start, end), end=end)
+        return learning_rate(
+            self._lr_position(step),
+            peak=c.peak_lr,
+            min_lr=c.min_lr,
+            warmup=c.warmup,
+            decay_start=min(c.decay_start, end),
+            end=end,
+        )
 
     def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on global batch ``step``; returns (local loss, grad norm) as tensors (no sync)."""
         c = self.cfg
-        indices, positions = rank_batch(step, len(self.dataset), c.global_batch, self.dist.rank, self.dist.world_size, c.seed)
+        indices, positions = rank_batch(
+            step, len(self.dataset), c.global_batch, self.dist.rank, self.dist.world_size, c.seed
+        )
         epoch, _ = batch_position(step, len(self.dataset), c.global_batch)
         if hasattr(self.dataset, "set_epoch"):  # e.g. the flip choice of a token cache
             self.dataset.set_epoch(epoch)
@@ -268,7 +306,9 @@ class Trainer:
             rows = slice(i * micro, (i + 1) * micro)
             with self._gradient_sync(i == c.accum_steps - 1):
                 with self._autocast():
-                    part = self.objective(tokens[rows], labels[rows], sizes, orders[rows], null=null[rows]) / c.accum_steps
+                    part = (
+                        self.objective(tokens[rows], labels[rows], sizes, orders[rows], null=null[rows]) / c.accum_steps
+                    )
                 part.backward()
             loss += part.detach()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -301,9 +341,18 @@ class Trainer:
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._open_tensorboard()
-            log.info("training %s (%d params) for %d steps (%d per epoch), global batch %d on %d process(es), "
-                     "peak lr %.3g, %d schedules", self.model_cfg.name, sum(p.numel() for p in self.model.parameters()),
-                     self.total_steps, self.steps_per_epoch, c.global_batch, self.dist.world_size, c.peak_lr, len(self.schedules))
+            log.info(
+                "training %s (%d params) for %d steps (%d per epoch), global batch %d on %d process(es), "
+                "peak lr %.3g, %d schedules",
+                self.model_cfg.name,
+                sum(p.numel() for p in self.model.parameters()),
+                self.total_steps,
+                self.steps_per_epoch,
+                c.global_batch,
+                self.dist.world_size,
+                c.peak_lr,
+                len(self.schedules),
+            )
             log.info("%s", self.schedule_summary())
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not main, desc="train", dynamic_ncols=True)
         loss_sum = torch.zeros((), device=self.device)
@@ -328,12 +377,23 @@ class Trainer:
                     elapsed = time.perf_counter() - t0
                     mean_loss = float(all_reduce_mean(loss_sum / window))
                     images = window * c.global_batch
-                    last = {"step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": mean_loss, "lr": self.lr_at(self.step - 1), "grad_norm": float(norm_sum / window),
-                            "img_per_s": images / elapsed, "tokens_per_s": images * self.model_cfg.num_tokens / elapsed}
+                    last = {
+                        "step": self.step,
+                        "epoch": self.step / self.steps_per_epoch,
+                        "loss": mean_loss,
+                        "lr": self.lr_at(self.step - 1),
+                        "grad_norm": float(norm_sum / window),
+                        "img_per_s": images / elapsed,
+                        "tokens_per_s": images * self.model_cfg.num_tokens / elapsed,
+                    }
                     if main:
                         self._write_log(last)
-                        bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{last['img_per_s']:.1f}",
-                                        tok_s=f"{last['tokens_per_s']:.0f}")
+                        bar.set_postfix(
+                            loss=f"{mean_loss:.4f}",
+                            lr=f"{last['lr']:.2e}",
+                            img_s=f"{last['img_per_s']:.1f}",
+                            tok_s=f"{last['tokens_per_s']:.0f}",
+                        )
                     loss_sum.zero_()
                     norm_sum.zero_()
                     window = 0
@@ -357,17 +417,24 @@ class Trainer:
         warm = min(self.total_steps, round(c.warmup * per_unit))
         decay = min(self.total_steps, round(c.decay_start * per_unit))
         unit = "epochs" if c.lr_unit == "epoch" else "steps"
-        text = (f"lr schedule: linear warm-up to {c.peak_lr:.3g} over {warm} steps ({c.warmup:g} {unit}), constant "
-                f"until step {decay}, cosine to {c.min_lr:.3g} at step {self.total_steps} "
-                f"({self.total_steps / max(1, self.steps_per_epoch):.3g} epochs)")
+        text = (
+            f"lr schedule: linear warm-up to {c.peak_lr:.3g} over {warm} steps ({c.warmup:g} {unit}), constant "
+            f"until step {decay}, cosine to {c.min_lr:.3g} at step {self.total_steps} "
+            f"({self.total_steps / max(1, self.steps_per_epoch):.3g} epochs)"
+        )
         if round(c.warmup * per_unit) >= self.total_steps:
             text += "; the run ends inside the warm-up: shorten --warmup or train longer"
         return text
 
     def _log_time_estimate(self, seconds_per_step: float) -> None:
         remaining = (self.total_steps - self.step) * seconds_per_step
-        log.info("%.3g s per step (measured over %d steps); the remaining %d steps take about %s",
-                 seconds_per_step, TIMING_STEPS, self.total_steps - self.step, _duration(remaining))
+        log.info(
+            "%.3g s per step (measured over %d steps); the remaining %d steps take about %s",
+            seconds_per_step,
+            TIMING_STEPS,
+            self.total_steps - self.step,
+            _duration(remaining),
+        )
 
     # --- outputs --------------------------------------------------------------------------------------
 
@@ -405,8 +472,14 @@ class Trainer:
         path = None
         if model is not None:
             c = self.cfg
-            grid = sample_grid(model, count=c.sample_count, steps=c.sample_steps, guidance_scale=c.sample_cfg,
-                               seed=c.seed, tokenizer=self.tokenizer)
+            grid = sample_grid(
+                model,
+                count=c.sample_count,
+                steps=c.sample_steps,
+                guidance_scale=c.sample_cfg,
+                seed=c.seed,
+                tokenizer=self.tokenizer,
+            )
             path = save_png(grid, self.out_dir / "samples" / f"step_{self.step:08d}.png")
         barrier()
         return path
