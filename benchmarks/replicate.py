@@ -43,11 +43,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpdgen.evaluation.classifier import FMNISTClassifier, to_classifier_input
 from lpdgen.data import FASHION_MNIST_PAD, FashionMNIST
+from lpdgen.evaluation.classifier import FMNISTClassifier, to_classifier_input
+from lpdgen.evaluation.metrics import FIDStatistics, feature_statistics, fid
 from lpdgen.evaluation.protocol import FMNIST_REFERENCE, reference_statistics
 from lpdgen.io import atomic_write_json
-from lpdgen.evaluation.metrics import FIDStatistics, feature_statistics, fid
 from lpdgen.pipeline import LPDPipeline
 from lpdgen.rng import image_seeds
 
@@ -88,6 +88,7 @@ LATENCY_GUIDANCE = 3.0  # the shipped default (guided: two forward streams), for
 
 
 # --- the result file ----------------------------------------------------------------------------------
+
 
 class ResultStore:
     """``{"results": {name: row}}`` in one JSON file, rewritten atomically after every row, so that a run
@@ -133,6 +134,7 @@ def selected(name: str, only: list[str], skip: list[str]) -> bool:
 
 # --- settings -----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Setting:
     """One measured configuration; its name is its key in the result file."""
@@ -154,8 +156,9 @@ def gen_name(order: str, steps: int, seed: int = 0, tau: float | None = None, rh
     return f"main/{order}/steps={steps}{thresholds}/seed={seed}"
 
 
-def gen(order: str, steps: int, seed: int = 0, tau: float | None = None, rho: float | None = None,
-        inception: bool = False) -> Setting:
+def gen(
+    order: str, steps: int, seed: int = 0, tau: float | None = None, rho: float | None = None, inception: bool = False
+) -> Setting:
     return Setting(gen_name(order, steps, seed, tau, rho), "generate", steps, order, seed, tau, rho, inception)
 
 
@@ -175,19 +178,27 @@ def settings(scales: tuple[float, ...] = SWEEP_SCALES, grid: Grid = GRIDS["fmnis
     out += [Setting(f"fid/{gen_name(o, h, SECOND_SEED)}", "fid", h, o, SECOND_SEED) for o in ("locality", "random")]
     out += [gen("locality", h, tau=t, rho=r) for t, r in (PROXIMITY_ONLY, REPULSION_ONLY)]
     out += [gen("locality", h, tau=t, rho=r) for t in TAU_GRID for r in RHO_GRID if (t, r) != (1.0, 2.0)]
-    out += [Setting(f"fid/{gen_name('locality', h, 0, t, r)}", "fid", h, "locality", tau=t, rho=r)
-            for t, r in (PROXIMITY_ONLY, REPULSION_ONLY)]  # the paper's ablation, by the metric that separates orders
+    out += [
+        Setting(f"fid/{gen_name('locality', h, 0, t, r)}", "fid", h, "locality", tau=t, rho=r)
+        for t, r in (PROXIMITY_ONLY, REPULSION_ONLY)
+    ]  # the paper's ablation, by the metric that separates orders
     for k in grid.steps:
         if k != h:
             out += sweep(k, scales) + [gen(o, k) for o in ORDERS]
-    out += [Setting("fid/floor/train-real", "fid", extra={"floor": "real"}),
-            Setting("fid/floor/train-recon", "fid", extra={"floor": "recon"})]
-    out += [Setting(f"best-thresholds/steps={k}", "generate", k, "locality", extra={"best_thresholds": True})
-            for k in grid.steps if k != h]
+    out += [
+        Setting("fid/floor/train-real", "fid", extra={"floor": "real"}),
+        Setting("fid/floor/train-recon", "fid", extra={"floor": "recon"}),
+    ]
+    out += [
+        Setting(f"best-thresholds/steps={k}", "generate", k, "locality", extra={"best_thresholds": True})
+        for k in grid.steps
+        if k != h
+    ]
     return out
 
 
 # --- metrics ------------------------------------------------------------------------------------------
+
 
 @torch.no_grad()
 def classifier_features(classifier: FMNISTClassifier, images: np.ndarray, batch: int = 1000) -> np.ndarray:
@@ -219,9 +230,12 @@ class Context:
 
             self._inception = InceptionFeatures()
             t0 = time.perf_counter()
-            self._inception_ref, _, _ = reference_statistics(self.args.fid_reference, self._inception,
-                                                                  cache_dir=self.args.fid_cache)
-            self.store.set_meta(inception_reference={"images": self._inception_ref.num, "seconds": time.perf_counter() - t0})
+            self._inception_ref, _, _ = reference_statistics(
+                self.args.fid_reference, self._inception, cache_dir=self.args.fid_cache
+            )
+            self.store.set_meta(
+                inception_reference={"images": self._inception_ref.num, "seconds": time.perf_counter() - t0}
+            )
         return self._inception, self._inception_ref
 
     def classifier_row(self, images: np.ndarray, labels: np.ndarray | None) -> dict:
@@ -237,10 +251,10 @@ class Context:
         """Inception FID of the first ``--num-fid`` images; with ``--inception-later`` the images are saved
         instead (``--images``), for a later run of the ``fid/`` settings on a machine with the weights."""
         if self.args.inception_later:
-            save_images(self.args.images, name, images[:self.args.num_fid])
+            save_images(self.args.images, name, images[: self.args.num_fid])
             return {"num_fid_saved": min(len(images), self.args.num_fid)}
         extractor, ref = self.inception()
-        stats = inception_stats(extractor, images[:self.args.num_fid], None)
+        stats = inception_stats(extractor, images[: self.args.num_fid], None)
         return {"fid": fid(stats, ref), "num_fid": min(len(images), self.args.num_fid), "num_fid_reference": ref.num}
 
 
@@ -257,14 +271,18 @@ def chosen_guidance(ctx: Context, steps: int) -> float:
 def best_thresholds(ctx: Context) -> tuple[float, float]:
     """(tau, rho) of the headline-step locality row with the lowest FD train (published thresholds included)."""
     h = ctx.grid.headline
-    rows = {k: v for k, v in ctx.store.results.items() if k.startswith(f"main/locality/steps={h}/") and v.get("seed") == 0}
+    rows = {
+        k: v for k, v in ctx.store.results.items() if k.startswith(f"main/locality/steps={h}/") and v.get("seed") == 0
+    }
     if not rows:
         raise ValueError(f"no {h}-step locality rows yet: run 'main/locality/steps={h}/*' first")
     best = min(rows.values(), key=lambda r: r["fd_train"])
     return best["tau"], best["rho"]
 
 
-def sample(ctx: Context, s: Setting, num: int, guidance: float, tau: float, rho: float) -> tuple[np.ndarray, np.ndarray, float]:
+def sample(
+    ctx: Context, s: Setting, num: int, guidance: float, tau: float, rho: float
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Thresholds go with the call: the pipeline's defaults stay the published ones for every later setting."""
     return generate(ctx.pipe, num, s.steps, guidance, s.order, s.seed, ctx.args.batch, tau=tau, rho=rho)
 
@@ -277,8 +295,16 @@ def run_generate(ctx: Context, s: Setting) -> dict:
     images, labels, sec = sample(ctx, s, ctx.args.num, guidance, tau, rho)
     if s.order != "locality":  # the thresholds shape the locality-aware order only
         tau = rho = None
-    row = {"order": s.order, "steps": s.steps, "seed": s.seed, "guidance": guidance, "tau": tau, "rho": rho,
-           "sec_per_image": sec, **ctx.classifier_row(images, labels)}
+    row = {
+        "order": s.order,
+        "steps": s.steps,
+        "seed": s.seed,
+        "guidance": guidance,
+        "tau": tau,
+        "rho": rho,
+        "sec_per_image": sec,
+        **ctx.classifier_row(images, labels),
+    }
     if s.inception:
         row.update(ctx.inception_fid(images, s.name))
     return row
@@ -286,15 +312,21 @@ def run_generate(ctx: Context, s: Setting) -> dict:
 
 def run_sweep(ctx: Context, s: Setting) -> dict:
     images, labels, sec = sample(ctx, s, ctx.args.sweep_num, s.guidance, ctx.pipe.sampling.tau, ctx.pipe.sampling.rho)
-    return {"order": s.order, "steps": s.steps, "seed": s.seed, "guidance": s.guidance, "sec_per_image": sec,
-            **ctx.classifier_row(images, labels)}
+    return {
+        "order": s.order,
+        "steps": s.steps,
+        "seed": s.seed,
+        "guidance": s.guidance,
+        "sec_per_image": sec,
+        **ctx.classifier_row(images, labels),
+    }
 
 
 def floor_images(ctx: Context, which: str) -> tuple[np.ndarray, np.ndarray]:
     """The first ``--num`` training images (class-balanced enough: the split is shuffled), or their
     tokenizer reconstructions: what a perfect model, or a perfect model behind this tokenizer, would score."""
     data = FashionMNIST(split="train", pad_to=FASHION_MNIST_PAD)
-    images, labels = data.images.numpy()[:ctx.args.num, ..., None], np.asarray(data.labels)[:ctx.args.num]
+    images, labels = data.images.numpy()[: ctx.args.num, ..., None], np.asarray(data.labels)[: ctx.args.num]
     return (images if which == "real" else reconstructions(ctx.pipe, images)), labels
 
 
@@ -359,8 +391,14 @@ def run_latency(ctx: Context, s: Setting) -> dict:
     codes = {}
 
     def call(k: int):
-        codes[k] = ctx.pipe(labels, num_inference_steps=k, guidance_scale=LATENCY_GUIDANCE, order="locality",
-                            seeds=seeds, output_type="codes").codes
+        codes[k] = ctx.pipe(
+            labels,
+            num_inference_steps=k,
+            guidance_scale=LATENCY_GUIDANCE,
+            order="locality",
+            seeds=seeds,
+            output_type="codes",
+        ).codes
 
     for k in steps:  # warm-up
         call(k)
@@ -403,8 +441,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", default="docs/replication.json", help="result file (resumed when it exists)")
     p.add_argument("--only", nargs="*", default=[], help="run only settings matching these patterns")
     p.add_argument("--skip", nargs="*", default=[], help="skip settings matching these patterns")
-    p.add_argument("--redo", nargs="*", default=[],
-                   help="remeasure the settings matching these patterns even when the file has them (rows replaced)")
+    p.add_argument(
+        "--redo",
+        nargs="*",
+        default=[],
+        help="remeasure the settings matching these patterns even when the file has them (rows replaced)",
+    )
     p.add_argument("--list", action="store_true", help="print the settings in run order and exit")
     p.add_argument("--num", type=int, default=5000, help="images per setting (classifier metrics)")
     p.add_argument("--num-fid", type=int, default=2000, help="images per Inception FID (the first of a setting)")
@@ -413,19 +455,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=100, help="generation batch size")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--cache-dir", default="runs/replicate_cache", help="classifier features of the splits")
-    p.add_argument("--fid-reference", default=FMNIST_REFERENCE,
-                   help="Inception reference: 'fmnist' (the 10,000 test images) or an image .npz (smoke tests)")
+    p.add_argument(
+        "--fid-reference",
+        default=FMNIST_REFERENCE,
+        help="Inception reference: 'fmnist' (the 10,000 test images) or an image .npz (smoke tests)",
+    )
     p.add_argument("--fid-cache", default=None, help="Inception reference cache (default: lpdgen's)")
     p.add_argument("--model", default="fmnist-64", choices=sorted(GRIDS), help="embedded model to measure")
     p.add_argument("--device", default="cpu", help="generation device (the classifier runs on the CPU)")
-    p.add_argument("--inception-later", action="store_true",
-                   help="save the images of Inception rows to --images instead of scoring them (e.g. on a GPU "
-                        "machine without the Inception weights); the fid/ settings score them later")
+    p.add_argument(
+        "--inception-later",
+        action="store_true",
+        help="save the images of Inception rows to --images instead of scoring them (e.g. on a GPU "
+        "machine without the Inception weights); the fid/ settings score them later",
+    )
     p.add_argument("--images", default=None, help="the .npz of saved images (--inception-later)")
     args = p.parse_args(argv)
     for flag in ("num", "num_fid", "sweep_num"):
         if getattr(args, flag) < 10 or getattr(args, flag) % 10:
-            raise SystemExit(f"error: --{flag.replace('_', '-')} must be a positive multiple of 10 (equal images per class)")
+            raise SystemExit(
+                f"error: --{flag.replace('_', '-')} must be a positive multiple of 10 (equal images per class)"
+            )
     args.scales = tuple(args.scales)
     return args
 
@@ -441,17 +491,32 @@ def main(argv: list[str] | None = None) -> None:
         return
     torch.set_num_threads(args.threads)
     store = ResultStore(args.json)
-    store.set_meta(model=args.model, num=args.num, num_fid=args.num_fid, sweep_num=args.sweep_num,
-                   scales=list(args.scales), threads=args.threads, batch=args.batch, torch=torch.__version__,
-                   device=args.device)
+    store.set_meta(
+        model=args.model,
+        num=args.num,
+        num_fid=args.num_fid,
+        sweep_num=args.sweep_num,
+        scales=list(args.scales),
+        threads=args.threads,
+        batch=args.batch,
+        torch=torch.__version__,
+        device=args.device,
+    )
     redo = {s.name for s in todo if args.redo and selected(s.name, args.redo, [])}
     todo = [s for s in todo if s.name not in store or s.name in redo]
     print(f"{len(todo)} settings to run, results in {args.json}", flush=True)
     pipe = LPDPipeline.from_pretrained(args.model, device=args.device)
     classifier = FMNISTClassifier.from_checkpoint()
     cache = Path(args.cache_dir)
-    ctx = Context(args, grid, store, pipe, classifier, reference_features(classifier, "test", cache),
-                  reference_features(classifier, "train", cache))
+    ctx = Context(
+        args,
+        grid,
+        store,
+        pipe,
+        classifier,
+        reference_features(classifier, "test", cache),
+        reference_features(classifier, "train", cache),
+    )
     for s in tqdm(todo, desc="settings", unit="setting"):
         if s.name not in store or s.name in redo:  # a sweep may have run as another setting's prerequisite
             run_setting(ctx, s)

@@ -14,9 +14,10 @@ import argparse
 import torch
 
 from lpdgen.data import FASHION_MNIST_CLASSES
-from lpdgen.model import LPD
-from lpdgen.pipeline import LPDPipeline, SamplingConfig
 from lpdgen.embedded import SHIPPED_TOKENIZERS
+from lpdgen.model import LPD
+from lpdgen.pipeline import LPDPipeline
+from lpdgen.settings import SamplingConfig
 from lpdgen.tokenizer import load_tokenizer
 
 
@@ -24,7 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("weights", help="lpd.safetensors written at the end of `lpdgen train` (config beside it)")
     p.add_argument("out", help="folder to write")
-    p.add_argument("--tokenizer", default="fmnist", help="a shipped tokenizer (fmnist, fmnist-256: referenced by name) or a VQ checkpoint")
+    p.add_argument(
+        "--tokenizer",
+        default="fmnist",
+        help="a shipped tokenizer (fmnist, fmnist-256: referenced by name) or a VQ checkpoint",
+    )
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--cfg", type=float, required=True)
     p.add_argument("--order", default="locality")

@@ -27,14 +27,25 @@ import sys
 import time
 from pathlib import Path
 
-LPD_MODEL = dict(width=192, depth=8, heads=6, num_classes=10, grid=[16, 16], dropout=0.1, label_drop=0.1,
-                 name="lpd-fmnist-256")
+LPD_MODEL = dict(
+    width=192, depth=8, heads=6, num_classes=10, grid=[16, 16], dropout=0.1, label_drop=0.1, name="lpd-fmnist-256"
+)
 
 
 def tokenizer_config(codebook: int) -> dict:
     """16x16 codes from 32x32 images: one downsampling (2x2-pixel cells), 32 base channels."""
-    return dict(image_channels=1, base_channels=32, channel_mult=[1, 2], num_res_blocks=1, z_channels=32,
-                codebook_size=codebook, codebook_dim=8, norm_groups=8, usage_window=16384, image_size=32)
+    return dict(
+        image_channels=1,
+        base_channels=32,
+        channel_mult=[1, 2],
+        num_res_blocks=1,
+        z_channels=32,
+        codebook_size=codebook,
+        codebook_dim=8,
+        norm_groups=8,
+        usage_window=16384,
+        image_size=32,
+    )
 
 
 def lpdgen(*args: str) -> list[str]:
@@ -68,9 +79,26 @@ def run(cmd: list[str], timeout: float, log: Path) -> int:
 
 
 def stage1_command(args, config: Path, out_dir: Path, steps: int) -> list[str]:
-    return lpdgen("train-tokenizer", "--config", str(config), "--out-dir", str(out_dir), "--steps", str(steps),
-                  "--batch-size", str(args.tok_batch), "--lr", "1e-3", "--data-root", args.data_root,
-                  "--device", args.device, "--no-eval", "--checkpoint-every", "1000")
+    return lpdgen(
+        "train-tokenizer",
+        "--config",
+        str(config),
+        "--out-dir",
+        str(out_dir),
+        "--steps",
+        str(steps),
+        "--batch-size",
+        str(args.tok_batch),
+        "--lr",
+        "1e-3",
+        "--data-root",
+        args.data_root,
+        "--device",
+        args.device,
+        "--no-eval",
+        "--checkpoint-every",
+        "1000",
+    )
 
 
 def train_tokenizers(args, out: Path, summary: dict) -> Path:
@@ -93,12 +121,34 @@ def train_tokenizers(args, out: Path, summary: dict) -> Path:
     t0 = time.perf_counter()
     codes1 = run_all(cmds, logs, args.tok_timeout)
     cmds, logs = [], []
-    for k, d in dirs.items():
-        cmds.append(lpdgen("train-tokenizer", "--init-from", str(d / "stage1" / "vq.safetensors"),
-                           "--out-dir", str(d / "stage2"), "--steps", str(steps // 4),
-                           "--batch-size", str(args.tok_batch), "--lr", "3e-4", "--warmup-steps", "20",
-                           "--consistency-weight", "10", "--dead-code-every", "0", "--data-root", args.data_root,
-                           "--device", args.device, "--checkpoint-every", "1000"))
+    for d in dirs.values():
+        cmds.append(
+            lpdgen(
+                "train-tokenizer",
+                "--init-from",
+                str(d / "stage1" / "vq.safetensors"),
+                "--out-dir",
+                str(d / "stage2"),
+                "--steps",
+                str(steps // 4),
+                "--batch-size",
+                str(args.tok_batch),
+                "--lr",
+                "3e-4",
+                "--warmup-steps",
+                "20",
+                "--consistency-weight",
+                "10",
+                "--dead-code-every",
+                "0",
+                "--data-root",
+                args.data_root,
+                "--device",
+                args.device,
+                "--checkpoint-every",
+                "1000",
+            )
+        )
         logs.append(d / "stage2.log")
     codes2 = run_all(cmds, logs, args.tok_timeout)
     summary["tokenizer_seconds"] = round(time.perf_counter() - t0, 1)
@@ -118,13 +168,44 @@ def train_tokenizers(args, out: Path, summary: dict) -> Path:
 
 
 def lpd_command(args, out_dir: Path, cache: Path, model_json: Path, steps: int) -> list[str]:
-    return lpdgen("train", "--data", str(cache), "--model", str(model_json), "--out-dir", str(out_dir),
-                  "--global-batch", str(args.lpd_batch), "--steps", str(steps), "--lr-unit", "step",
-                  "--warmup", str(min(200, steps // 10)), "--decay-start", str(steps // 2),
-                  "--base-lr", str(args.lpd_lr), "--min-lr", "2e-5", "--precision", args.precision,
-                  "--attention", args.attention, "--checkpoint-every", str(max(100, steps // 5)),
-                  "--keep-last", "1", "--log-every", "50" if steps > 200 else "10", "--no-tensorboard",
-                  "--device", args.device, "--resume", "auto")
+    return lpdgen(
+        "train",
+        "--data",
+        str(cache),
+        "--model",
+        str(model_json),
+        "--out-dir",
+        str(out_dir),
+        "--global-batch",
+        str(args.lpd_batch),
+        "--steps",
+        str(steps),
+        "--lr-unit",
+        "step",
+        "--warmup",
+        str(min(200, steps // 10)),
+        "--decay-start",
+        str(steps // 2),
+        "--base-lr",
+        str(args.lpd_lr),
+        "--min-lr",
+        "2e-5",
+        "--precision",
+        args.precision,
+        "--attention",
+        args.attention,
+        "--checkpoint-every",
+        str(max(100, steps // 5)),
+        "--keep-last",
+        "1",
+        "--log-every",
+        "50" if steps > 200 else "10",
+        "--no-tensorboard",
+        "--device",
+        args.device,
+        "--resume",
+        "auto",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,8 +239,23 @@ def main(argv: list[str] | None = None) -> None:
     save()
     cache = out / "cache"
     t0 = time.perf_counter()
-    code = run(lpdgen("cache", "--tokenizer", str(tok), "--data-root", args.data_root, "--out", str(cache),
-                      "--batch-size", "1000", "--device", args.device), 300, out / "cache.log")
+    code = run(
+        lpdgen(
+            "cache",
+            "--tokenizer",
+            str(tok),
+            "--data-root",
+            args.data_root,
+            "--out",
+            str(cache),
+            "--batch-size",
+            "1000",
+            "--device",
+            args.device,
+        ),
+        300,
+        out / "cache.log",
+    )
     summary["cache_seconds"] = round(time.perf_counter() - t0, 1)
     if code:
         raise SystemExit(f"cache failed ({code}); see {out / 'cache.log'}")
@@ -170,8 +266,11 @@ def main(argv: list[str] | None = None) -> None:
     steps = args.lpd_steps
     if not steps:
         code = run(lpd_command(args, out / "smoke", cache, model_json, args.smoke_steps), 240, out / "smoke.log")
-        records = [json.loads(line) for line in (out / "smoke" / "log.jsonl").read_text().splitlines()
-                   if "img_per_s" in line] if code == 0 else []
+        records = (
+            [json.loads(line) for line in (out / "smoke" / "log.jsonl").read_text().splitlines() if "img_per_s" in line]
+            if code == 0
+            else []
+        )
         if not records:
             raise SystemExit(f"the throughput run failed ({code}); see {out / 'smoke.log'}")
         img_per_s = records[-1]["img_per_s"]  # the last window: compiled / warmed up

@@ -10,13 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from demo_browser import browser_missing, demo_server, fetch_image, headless_chromium, wait_for_click, wait_for_image
 from PIL import Image
 
-from demo_browser import browser_missing, demo_server, fetch_image, headless_chromium, wait_for_click, wait_for_image
-
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(browser_missing() is not None,
-                                 reason=f"browser test needs a headless browser and the demo extras: {browser_missing()}")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        browser_missing() is not None,
+        reason=f"browser test needs a headless browser and the demo extras: {browser_missing()}",
+    ),
+]
 
 IMAGE_SIZE = 32  # the embedded Fashion-MNIST model: 32x32 images from an 8x8 token grid
 SCALE = 4  # the page shows 32-pixel images 4x larger (nearest neighbour)
@@ -57,7 +60,7 @@ def test_click_generate_shows_the_grid(server):
     assert animated, "the decoding animation is shown too"
     for i in range(8):  # every cell is a picture: a garment on a dark background, not one flat colour
         x = SCALE * PAD + i * cell
-        tile = image[SCALE * PAD:SCALE * (PAD + IMAGE_SIZE), x:x + SCALE * IMAGE_SIZE]
+        tile = image[SCALE * PAD : SCALE * (PAD + IMAGE_SIZE), x : x + SCALE * IMAGE_SIZE]
         spread = int(tile.max()) - int(tile.min())
         assert tile.std() > 10 and spread > 80, f"image {i} looks blank (std {tile.std():.1f}, range {spread})"
 
@@ -85,8 +88,9 @@ def test_edit_through_the_api(client):
     if not Path(FASHION_MNIST_DIR).is_dir():
         pytest.skip(f"Fashion-MNIST is not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)")
     picked = client.predict(0, api_name="/test_image")
-    grid, gif, summary = client.predict(handle_file(picked), "inpaint", 0, 16, 32, 32, "dress", 0, 3.0, "locality", 0,
-                                        api_name="/edit")
+    grid, gif, summary = client.predict(
+        handle_file(picked), "inpaint", 0, 16, 32, 32, "dress", 0, 3.0, "locality", 0, api_name="/edit"
+    )
     assert summary.startswith("inpaint: kept 32 of 64 token cells, generated 32 in 8 steps")
     assert Image.open(grid).size == (2 * SCALE * IMAGE_SIZE + 3 * PAD, SCALE * IMAGE_SIZE + 2 * PAD)
     assert Image.open(gif).n_frames == 1 + 8

@@ -13,7 +13,8 @@ from lpdgen.embedded import DEFAULT_MODEL, EMBEDDED_MODELS, model_folder
 from lpdgen.evaluation.classifier import FMNISTClassifier
 from lpdgen.pipeline import LPDPipeline
 from lpdgen.rng import image_seeds
-from lpdgen.tokenizer import load_tokenizer, psnr
+from lpdgen.tokenizer import load_tokenizer
+from lpdgen.training.tokenizer_trainer import psnr
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,9 @@ def test_names_load_the_two_models_and_no_name_the_default():
 
 
 def test_unknown_embedded_name_lists_the_known_ones():
-    with pytest.raises(FileNotFoundError, match=r"^pretrained folder not found: fmnist-128 \(embedded models: fmnist-64, fmnist-256\)$"):
+    with pytest.raises(
+        FileNotFoundError, match=r"^pretrained folder not found: fmnist-128 \(embedded models: fmnist-64, fmnist-256\)$"
+    ):
         LPDPipeline.from_pretrained("fmnist-128")
     with pytest.raises(ValueError, match="unknown embedded model 'mnist'; choose one of fmnist-64, fmnist-256"):
         model_folder("mnist")

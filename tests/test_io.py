@@ -94,9 +94,11 @@ def _components():
 
     torch.manual_seed(0)
     lpd = LPD(LPDConfig(width=32, depth=2, heads=4, vocab_size=40, num_classes=5, grid=(3, 4), dropout=0.1))
-    return [(lpd, LPD.from_checkpoint, "LPD"),
-            (VQTokenizer(VQConfig.named("tiny")), VQTokenizer.from_checkpoint, "VQTokenizer"),
-            (FMNISTClassifier(ClassifierConfig(channels=(4, 4, 8))), FMNISTClassifier.from_checkpoint, "FMNISTClassifier")]
+    return [
+        (lpd, LPD.from_checkpoint, "LPD"),
+        (VQTokenizer(VQConfig.named("tiny")), VQTokenizer.from_checkpoint, "VQTokenizer"),
+        (FMNISTClassifier(ClassifierConfig(channels=(4, 4, 8))), FMNISTClassifier.from_checkpoint, "FMNISTClassifier"),
+    ]
 
 
 @pytest.mark.parametrize("index", [0, 1, 2])

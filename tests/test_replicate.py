@@ -95,8 +95,20 @@ def report(rep):
 
 
 def test_report_marks_unmeasured_rows_pending_and_plots_measured_ones(rep, report, tmp_path):
-    row = {"order": "locality", "steps": 8, "seed": 0, "guidance": 4.0, "tau": 1.0, "rho": 2.0, "fd_test": 31.68,
-           "fd_train": 31.03, "accuracy": 0.9394, "fid": 67.92, "sec_per_image": 0.0128, "elapsed_s": 3600.0}
+    row = {
+        "order": "locality",
+        "steps": 8,
+        "seed": 0,
+        "guidance": 4.0,
+        "tau": 1.0,
+        "rho": 2.0,
+        "fd_test": 31.68,
+        "fd_train": 31.03,
+        "accuracy": 0.9394,
+        "fid": 67.92,
+        "sec_per_image": 0.0128,
+        "elapsed_s": 3600.0,
+    }
     data = {"results": {rep.gen_name("locality", 8): row, rep.gen_name("random", 8): {**row, "fd_test": 29.54}}}
     grid = rep.GRIDS["fmnist-64"]
     text = report.tables(data, grid)

@@ -43,7 +43,9 @@ def image_array(images, size: tuple[int, int], channels: int) -> np.ndarray:
     if arr.ndim != 4:
         raise ValueError(f"images must be (B, H, W) or (B, H, W, C), got shape {arr.shape}")
     if arr.shape[1:3] != tuple(size):
-        raise ValueError(f"images are {arr.shape[2]}x{arr.shape[1]} pixels; this model edits {size[1]}x{size[0]} images")
+        raise ValueError(
+            f"images are {arr.shape[2]}x{arr.shape[1]} pixels; this model edits {size[1]}x{size[0]} images"
+        )
     if arr.shape[3] != channels:
         raise ValueError(f"images have {arr.shape[3]} channels; this model's tokenizer takes {channels}")
     return arr
@@ -61,8 +63,10 @@ def cell_mask(mask, batch: int, grid: tuple[int, int], cell: int) -> torch.Tenso
     h, w = grid
     pixels = (h * cell, w * cell)
     if arr.ndim != 3 or arr.shape[0] != batch or arr.shape[1:] not in (tuple(grid), pixels):
-        raise ValueError(f"mask must be (B, H, W) = ({batch}, {pixels[0]}, {pixels[1]}) pixels or (B, h, w) = "
-                         f"({batch}, {h}, {w}) token cells, got shape {arr.shape}")
+        raise ValueError(
+            f"mask must be (B, H, W) = ({batch}, {pixels[0]}, {pixels[1]}) pixels or (B, h, w) = "
+            f"({batch}, {h}, {w}) token cells, got shape {arr.shape}"
+        )
     if arr.shape[1:] == pixels and cell > 1:
         arr = arr.reshape(batch, h, cell, w, cell).any(axis=(2, 4))  # (B, h, c, w, c) -> (B, h, w)
     return torch.from_numpy(np.array(arr, dtype=bool))
@@ -75,8 +79,10 @@ def check_box(box: Sequence[int], size: tuple[int, int]) -> Box:
     x0, y0, x1, y1 = (int(v) for v in box)
     height, width = size
     if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-        raise ValueError(f"box {(x0, y0, x1, y1)} is out of range: need 0 <= x0 < x1 <= {width} and "
-                         f"0 <= y0 < y1 <= {height} (pixels, x1 and y1 exclusive)")
+        raise ValueError(
+            f"box {(x0, y0, x1, y1)} is out of range: need 0 <= x0 < x1 <= {width} and "
+            f"0 <= y0 < y1 <= {height} (pixels, x1 and y1 exclusive)"
+        )
     return x0, y0, x1, y1
 
 

@@ -79,7 +79,9 @@ def save_npz(path: PathLike, **arrays: np.ndarray) -> Path:
     return atomic_write(path, write)
 
 
-def save_safetensors(tensors: Mapping[str, torch.Tensor], path: PathLike, metadata: dict[str, str] | None = None) -> Path:
+def save_safetensors(
+    tensors: Mapping[str, torch.Tensor], path: PathLike, metadata: dict[str, str] | None = None
+) -> Path:
     """Save tensors as safetensors atomically (tensors are made contiguous and moved to CPU)."""
     from safetensors.torch import save_file
 
@@ -97,8 +99,9 @@ def save_checkpoint(module: torch.nn.Module, kind: str, config: Mapping[str, Any
     worth keeping with the weights, e.g. a test accuracy), both atomically. Returns the weights path."""
     path = Path(path).with_suffix(".safetensors")
     config = json.loads(json.dumps(dict(config)))  # tuples -> lists: what reading it back gives
-    save_safetensors(module.state_dict(), path,
-                     metadata={CHECKPOINT_KIND_KEY: kind, CHECKPOINT_CONFIG_KEY: json.dumps(config)})
+    save_safetensors(
+        module.state_dict(), path, metadata={CHECKPOINT_KIND_KEY: kind, CHECKPOINT_CONFIG_KEY: json.dumps(config)}
+    )
     atomic_write_json({"kind": kind, "config": config, **info}, path.with_suffix(".json"))
     return path
 
@@ -152,7 +155,9 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, w
     return module.eval()
 
 
-def load_state_dict_file(path: PathLike, *, key: str | None = "model", map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def load_state_dict_file(
+    path: PathLike, *, key: str | None = "model", map_location: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     """Load a state dict from ``.safetensors``, a ``torch.save``'d ``{key: state_dict}`` (the format of
     the published LPD and LlamaGen checkpoints) or a bare ``torch.save``'d state dict.
 
@@ -178,9 +183,7 @@ def load_state_dict_file(path: PathLike, *, key: str | None = "model", map_locat
         obj = obj[key]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         keys = list(obj.keys())[:8] if isinstance(obj, Mapping) else type(obj).__name__
-        raise ValueError(
-            f"{path}: expected a state dict (name -> tensor) or {{'{key}': state_dict}}, found {keys}"
-        )
+        raise ValueError(f"{path}: expected a state dict (name -> tensor) or {{'{key}': state_dict}}, found {keys}")
     return dict(obj)
 
 
