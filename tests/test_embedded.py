@@ -75,3 +75,21 @@ def test_256_token_model_draws_the_requested_classes(pipe256):
     random_accuracy = _accuracy(random, per_class=3)
     assert accuracy >= 0.7, accuracy
     assert random_accuracy <= 0.4, random_accuracy
+
+
+def test_sample_command_takes_an_embedded_name(tmp_path, capsys):
+    from PIL import Image
+
+    from lpdgen.cli import main
+
+    out = tmp_path / "bag.png"
+    assert (
+        main(["sample", "--model", "fmnist-256", "--class", "bag", "--num", "2", "--steps", "4", "--out", str(out)])
+        == 0
+    )
+    assert "4 steps (4 forward passes for 256 tokens)" in capsys.readouterr().out
+    assert Image.open(out).size[0] > 64  # a labelled grid of two 32-pixel images
+    assert main(["sample", "--model", "fmnist-32", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "pretrained folder not found: fmnist-32 (embedded models: fmnist-64, fmnist-256)" in err
+    assert "Traceback" not in err

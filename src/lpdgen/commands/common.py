@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ..embedded import DEFAULT_MODEL, EMBEDDED_MODELS
 from ..settings import FIELDS, SamplingConfig, check_values
 from ..utils import get_logger
 
@@ -260,10 +261,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        metavar="DIR|REPO",
-        help="a folder written by LPDPipeline.save_pretrained, or a Hugging Face repo id such as "
-        "mit-han-lab/lpd_l_256 (needs huggingface_hub and a network); default: the embedded "
-        "Fashion-MNIST model",
+        metavar="NAME|DIR|REPO",
+        help=f"an embedded model ({', '.join(EMBEDDED_MODELS)}), a folder written by "
+        "LPDPipeline.save_pretrained, or a Hugging Face repo id such as mit-han-lab/lpd_l_256 (needs "
+        f"huggingface_hub and a network); default: the embedded {DEFAULT_MODEL}",
     )
     parser.add_argument(
         "--checkpoint",
