@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "lpdgen"
 LAYERS = {
     "helpers": {"io", "utils", "rng", "images", "classes", "animation", "data", "distributed"},
     "core": {"masks", "sampling", "orders", "quantize", "model", "engine", "generation", "editing", "tokenizer", "pipeline"},
-    "built": {"training", "evaluation", "demo"},
+    "built": {"training", "evaluation", "demo", "serving"},
     "cli": {"commands", "cli"},
 }
 RANK = {top: i for i, names in enumerate(LAYERS.values()) for top in names}
