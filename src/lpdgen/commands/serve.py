@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from .common import UserError, add_device_arg, add_model_args, load_pipeline
-from .demo import check_port_free
+from .demo import add_listen_args, check_port_free
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,10 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "then exits 0. See docs/serving.md.")
     add_model_args(p)
     add_device_arg(p)
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on; 0.0.0.0 serves every network interface (anyone who can reach this "
-                        "machine can then use the model)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    add_listen_args(p, port=8000)
     p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, metavar="N",
                    help="images per batch (one pipeline call); also the most images one request may ask for")
     p.add_argument("--max-wait-ms", type=float, default=DEFAULT_MAX_WAIT_MS, metavar="MS",
