@@ -100,7 +100,7 @@ def parse_request(pipe: "LPDPipeline", body: Any, max_images: int) -> ImageReque
     the model's defaults. Without ``seeds`` each image gets a fresh random seed (returned, so it can be
     reproduced). Raises ``ValueError``."""
     if not isinstance(body, dict):
-        raise ValueError("the request body must be a JSON object such as {\"classes\": [\"sneaker\"]}")
+        raise ValueError("the request body must be a JSON object such as {\"classes\": [\"sneaker\"]}")  # noqa: TRY004
     defaults = dataclasses.asdict(pipe.settings())
     known = {"classes", "seeds", "output_format", *defaults}
     unknown = sorted(set(body) - known)
@@ -311,7 +311,7 @@ class ImageService:
                              f"got {max_batch}, {max_queue}, {max_wait_ms}")
         self._load, self.name, self.warmup = load, name, warmup
         self.max_batch, self.max_wait_s, self.max_queue = max_batch, max_wait_ms / 1000, max_queue
-        self.pipe: "LPDPipeline | None" = None
+        self.pipe: LPDPipeline | None = None
         self.load_error: str | None = None
         self.metrics = Metrics()
         self._pending: deque[Job] = deque()
@@ -343,7 +343,7 @@ class ImageService:
         loop = asyncio.get_running_loop()
         try:
             pipe = await loop.run_in_executor(self._executor, self._load_and_warm_up)
-        except Exception as e:  # a bad checkpoint, out of memory ...: say so on /health, in one line
+        except Exception as e:  # noqa: BLE001  (a bad checkpoint, out of memory ...: said on /health, in one line)
             self.load_error = " ".join(str(e).split()) or type(e).__name__
             log.error("lpdgen serve: the model did not load: %s", self.load_error)
             return
@@ -556,7 +556,7 @@ def create_app(service: ImageService):
         except ClientGone:
             m["dropped"] += 1
             return _error(499, "the client went away")  # nobody reads it; keeps the handler's contract
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001  (the batch failed: logged with its traceback by _run; one line here)
             m["error"] += 1
             return _error(500, f"generation failed: {type(e).__name__}: {e}")
         m["ok"] += 1
