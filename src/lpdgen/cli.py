@@ -29,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "eval",
     "bench",
     "demo",
+    "serve",
 )
 
 DEBUG_ENV = "LPDGEN_DEBUG"

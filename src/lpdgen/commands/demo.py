@@ -27,13 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(p)
     add_device_arg(p)
-    p.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on; 0.0.0.0 serves every network interface (anyone who can reach this "
-        "machine can then use the model)",
-    )
-    p.add_argument("--port", type=int, default=7860, help="port to listen on")
+    add_listen_args(p, port=7860)
     p.add_argument(
         "--max-queue",
         type=int,
@@ -42,6 +36,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="requests that may wait while one runs; further ones are refused with 'queue is full'",
     )
     p.set_defaults(func=run)
+
+
+def add_listen_args(parser: argparse.ArgumentParser, port: int) -> None:
+    """``--host`` (this machine only, unless told otherwise) and ``--port``: shared by the commands that serve."""
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 serves every network interface (anyone who can reach "
+        "this machine can then use the model)",
+    )
+    parser.add_argument("--port", type=int, default=port, help="port to listen on")
 
 
 def check_port_free(host: str, port: int) -> None:
