@@ -17,7 +17,6 @@ from lpdgen import LPD, LPDConfig
 from lpdgen.io import atomic_write_json
 from lpdgen.orders import group_sizes
 
-
 # wall-clock seconds, or this process's CPU seconds: on a machine shared with normal-priority jobs a
 # nice-19 benchmark spends most wall time waiting for a core, and with one thread its CPU time is the work
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -34,7 +33,12 @@ def add_decode_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    p.add_argument("--clock", choices=CLOCKS, default="wall", help="time wall seconds or process CPU seconds (use with --threads 1)")
+    p.add_argument(
+        "--clock",
+        choices=CLOCKS,
+        default="wall",
+        help="time wall seconds or process CPU seconds (use with --threads 1)",
+    )
     p.add_argument("--json", default=None, help="also write the results here")
 
 
@@ -48,7 +52,9 @@ def random_model(args: argparse.Namespace) -> tuple[LPD, list[int]]:
     return LPD(cfg).eval(), group_sizes(cfg.num_tokens, args.steps)
 
 
-def time_round_robin(fns: Mapping[str, Callable[[], Any]], repeats: int, clock: str = "wall") -> tuple[dict[str, float], list[float]]:
+def time_round_robin(
+    fns: Mapping[str, Callable[[], Any]], repeats: int, clock: str = "wall"
+) -> tuple[dict[str, float], list[float]]:
     """Median seconds (of :data:`CLOCKS` ``clock``) of each function, timed round-robin (repeat r of every
     function, then r + 1) so that load drift on a shared machine hits all alike; also the 1-minute load
     average before and after."""

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpdgen.evaluation.classifier import FMNISTClassifier
 from lpdgen.data import FashionMNIST
+from lpdgen.evaluation.classifier import FMNISTClassifier
 from lpdgen.io import atomic_write_json
 from lpdgen.pipeline import LPDPipeline
 from lpdgen.rng import image_seeds
@@ -36,7 +36,7 @@ def lower_half(pipe: LPDPipeline) -> np.ndarray:
     """(H, W) pixel mask of the lower half (whole token rows)."""
     height, width = pipe.image_size
     mask = np.zeros((height, width), dtype=bool)
-    mask[height // 2:] = True
+    mask[height // 2 :] = True
     return mask
 
 
@@ -45,8 +45,15 @@ def edit_all(pipe: LPDPipeline, images: np.ndarray, labels: np.ndarray, seed: in
     mask, out = lower_half(pipe), []
     for s in tqdm(range(0, len(images), batch), desc=desc, unit="batch"):
         idx = range(s, min(len(images), s + batch))
-        out.append(pipe.inpaint(images[s:idx.stop], mask, labels[s:idx.stop].tolist(), seeds=image_seeds(seed, idx),
-                                output_type="np").images)
+        out.append(
+            pipe.inpaint(
+                images[s : idx.stop],
+                mask,
+                labels[s : idx.stop].tolist(),
+                seeds=image_seeds(seed, idx),
+                output_type="np",
+            ).images
+        )
     return np.concatenate(out)
 
 
@@ -84,8 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     overrides = {k: v for k, v in (("num_inference_steps", args.steps), ("guidance_scale", args.cfg)) if v is not None}
     pipe.sampling = dataclasses.replace(pipe.sampling, **overrides)  # every edit below uses these
     data = FashionMNIST(split="test")
-    images = data.images[:args.num].numpy()  # (B, 32, 32) uint8, padded as the tokenizer expects
-    original = np.asarray(data.labels[:args.num])
+    images = data.images[: args.num].numpy()  # (B, 32, 32) uint8, padded as the tokenizer expects
+    original = np.asarray(data.labels[: args.num])
     classes = pipe.model.cfg.num_classes
     target = (original + 1 + np.arange(len(original)) % (classes - 1)) % classes
     classifier = FMNISTClassifier.from_checkpoint()
@@ -96,22 +103,37 @@ def main(argv: list[str] | None = None) -> None:
     per_target = {pipe.class_names[c]: float((pred[target == c] == c).mean()) for c in range(classes)}
     timing = time_edits(pipe, images, target, min(args.batch, args.num), args.repeats)
     result = {
-        "num": int(len(images)), "steps": pipe.sampling.num_inference_steps, "cfg": pipe.sampling.guidance_scale,
-        "order": pipe.sampling.order, "seed": args.seed, "threads": torch.get_num_threads(),
-        "target_label": {"acc_target": float((pred == target).mean()), "acc_original": float((pred == original).mean())},
+        "num": int(len(images)),
+        "steps": pipe.sampling.num_inference_steps,
+        "cfg": pipe.sampling.guidance_scale,
+        "order": pipe.sampling.order,
+        "seed": args.seed,
+        "threads": torch.get_num_threads(),
+        "target_label": {
+            "acc_target": float((pred == target).mean()),
+            "acc_original": float((pred == original).mean()),
+        },
         "original_label": {"acc_original": float((pred_control == original).mean())},
         "acc_target_by_class": per_target,
-        "seconds_per_edit": {"batched": timing["batched"], "single": timing["single"], "batch": min(args.batch, args.num)},
+        "seconds_per_edit": {
+            "batched": timing["batched"],
+            "single": timing["single"],
+            "batch": min(args.batch, args.num),
+        },
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result, args.json)
     print(json.dumps(result, indent=2))
     print(f"\nlower-half edits of {len(images)} test images, {result['steps']} steps, guidance {result['cfg']:g}:")
-    print(f"  target label:   classified as target {result['target_label']['acc_target']:.3f}, "
-          f"as original {result['target_label']['acc_original']:.3f}")
+    print(
+        f"  target label:   classified as target {result['target_label']['acc_target']:.3f}, "
+        f"as original {result['target_label']['acc_original']:.3f}"
+    )
     print(f"  original label: classified as original {result['original_label']['acc_original']:.3f}")
-    print(f"  CPU time per edit: {1e3 * timing['batched']:.1f} ms batched ({result['seconds_per_edit']['batch']} per call), "
-          f"{1e3 * timing['single']:.1f} ms one at a time")
+    print(
+        f"  CPU time per edit: {1e3 * timing['batched']:.1f} ms batched ({result['seconds_per_edit']['batch']} per call), "
+        f"{1e3 * timing['single']:.1f} ms one at a time"
+    )
 
 
 if __name__ == "__main__":

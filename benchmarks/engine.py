@@ -65,12 +65,16 @@ PROFILE_CATEGORIES = {
 
 def load_baseline(ref: str) -> ModuleType:
     """``src/lpdgen`` of git ``ref`` imported as the package ``lpdgen_baseline`` (its imports are relative)."""
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "src/lpdgen"], check=True, capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref, "src/lpdgen"], check=True, capture_output=True
+    ).stdout
     root = Path(tempfile.mkdtemp(prefix="lpdgen_baseline_"))
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(root, filter="data")
     pkg = root / "src" / "lpdgen"
-    spec = importlib.util.spec_from_file_location("lpdgen_baseline", pkg / "__init__.py", submodule_search_locations=[str(pkg)])
+    spec = importlib.util.spec_from_file_location(
+        "lpdgen_baseline", pkg / "__init__.py", submodule_search_locations=[str(pkg)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["lpdgen_baseline"] = module
     spec.loader.exec_module(module)
@@ -87,7 +91,12 @@ def gemm_replay(model: LPD, sizes: list[int], batch: int) -> Callable[[], None]:
         rows, queries = step.slot_end - step.slot_start, step.q_end - step.q_start
         for i, blk in enumerate(model.blocks):
             r = queries if i == last else rows
-            calls += [(blk.attn.qkv, rows, width), (blk.attn.proj, r, width), (blk.mlp.fc1, r, width), (blk.mlp.fc2, r, blk.mlp.fc1.out_features)]
+            calls += [
+                (blk.attn.qkv, rows, width),
+                (blk.attn.proj, r, width),
+                (blk.mlp.fc1, r, width),
+                (blk.mlp.fc2, r, blk.mlp.fc1.out_features),
+            ]
         calls.append((model.head, queries, width))
     inputs = [(torch.randn(batch, r, d), lin.weight, lin.bias) for lin, r, d in calls]
 
@@ -106,8 +115,10 @@ def profile_shares(fn: Callable[[], object]) -> dict[str, float]:
         fn()
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    shares = {name: sum(e.self_cpu_time_total for e in events if any(op in e.key for op in ops)) / total
-              for name, ops in PROFILE_CATEGORIES.items()}
+    shares = {
+        name: sum(e.self_cpu_time_total for e in events if any(op in e.key for op in ops)) / total
+        for name, ops in PROFILE_CATEGORIES.items()
+    }
     return {**shares, "other": 1 - sum(shares.values())}
 
 
@@ -118,8 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="also time the compiled step")
     p.add_argument("--fbgemm", action="store_true", help="also time int8 weights packed for fbgemm")
     p.add_argument("--profile", action="store_true", help="where each decode's time goes (torch profiler)")
-    p.add_argument("--kv-spans", type=int, nargs="*", default=[],
-                   help=f"also time int8 with steps attending over spans of this many cache slots (default {KV_SPAN})")
+    p.add_argument(
+        "--kv-spans",
+        type=int,
+        nargs="*",
+        default=[],
+        help=f"also time int8 with steps attending over spans of this many cache slots (default {KV_SPAN})",
+    )
     args = p.parse_args(argv)
     model, sizes = random_model(args)
     cfg = model.cfg
@@ -137,23 +153,37 @@ def main(argv: list[str] | None = None) -> int:
     if args.compile:
         engines["compiled"] = Engine(model, compile=True)
 
-    print(f"width {cfg.width} depth {cfg.depth} ({count_parameters(cfg) / 1e6:.0f}M params), {args.steps} steps, cfg {args.cfg}, "
-          f"greedy, {torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
-    result = {"config": cfg.to_dict(), "params": count_parameters(cfg), "steps": args.steps, "cfg": args.cfg, "clock": args.clock,
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "baseline": args.baseline,
-              "command": " ".join(["python", "benchmarks/engine.py", *(argv if argv is not None else sys.argv[1:])]), "rows": []}
+    print(
+        f"width {cfg.width} depth {cfg.depth} ({count_parameters(cfg) / 1e6:.0f}M params), {args.steps} steps, cfg {args.cfg}, "
+        f"greedy, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        flush=True,
+    )
+    result = {
+        "config": cfg.to_dict(),
+        "params": count_parameters(cfg),
+        "steps": args.steps,
+        "cfg": args.cfg,
+        "clock": args.clock,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "baseline": args.baseline,
+        "command": " ".join(["python", "benchmarks/engine.py", *(argv if argv is not None else sys.argv[1:])]),
+        "rows": [],
+    }
     for batch in args.batches:
         labels = torch.arange(batch) % cfg.num_classes
         orders = locality_aware(cfg.grid, sizes, batch=batch, seed=0)
-        run = {name: (lambda e=e: generate(e.model, labels, sizes, orders, cfg=args.cfg, top_k=1, engine=e)) for name, e in engines.items()}
+        run = {
+            name: (lambda e=e: generate(e.model, labels, sizes, orders, guidance_scale=args.cfg, top_k=1, engine=e))
+            for name, e in engines.items()
+        }
         if baseline is not None:
             run["baseline"] = lambda: baseline.generate(labels, sizes, orders, cfg=args.cfg, top_k=1)  # its own loop
         replay = gemm_replay(model, sizes, 2 * batch if args.cfg != 1.0 else batch)
         run["floor"] = lambda: torch.inference_mode()(replay)()
         tokens = {name: fn() for name, fn in run.items() if name != "floor"}  # also warms up (compiles)
         sec, load = time_round_robin(run, args.repeats, args.clock)
-        row = {"batch": batch, "seconds": sec, "load_avg": load,
-               "fp32_over_floor": sec["fp32"] / sec["floor"]}
+        row = {"batch": batch, "seconds": sec, "load_avg": load, "fp32_over_floor": sec["fp32"] / sec["floor"]}
         for name in tokens:
             if name.startswith("int8"):
                 row[f"{name}_agreement_with_fp32"] = (tokens[name] == tokens["fp32"]).float().mean().item()
@@ -167,10 +197,20 @@ def main(argv: list[str] | None = None) -> int:
             row["compiled_tokens_equal_fp32"] = bool(torch.equal(tokens["compiled"], tokens["fp32"]))
             row["fp32_over_compiled"] = sec["fp32"] / sec["compiled"]
         result["rows"].append(row)
-        print(f"batch {batch} (load avg {load[0]:.2f} -> {load[1]:.2f}): "
-              + ", ".join(f"{k} {v:.3f} s" for k, v in sec.items()), flush=True)
-        print("  " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
-                               if k not in ("batch", "seconds", "load_avg")), flush=True)
+        print(
+            f"batch {batch} (load avg {load[0]:.2f} -> {load[1]:.2f}): "
+            + ", ".join(f"{k} {v:.3f} s" for k, v in sec.items()),
+            flush=True,
+        )
+        print(
+            "  "
+            + ", ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in row.items()
+                if k not in ("batch", "seconds", "load_avg")
+            ),
+            flush=True,
+        )
         if args.profile:  # the floor is matrix products by construction
             row["profile"] = {name: profile_shares(fn) for name, fn in run.items() if name != "floor"}
             for name, shares in row["profile"].items():

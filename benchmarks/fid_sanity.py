@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from lpdgen.data import load_fashion_mnist
-from lpdgen.evaluation.protocol import read_image_set, to_rgb, write_png_folder
 from lpdgen.evaluation.inception import InceptionFeatures
 from lpdgen.evaluation.metrics import feature_statistics, fid, precision_recall
+from lpdgen.evaluation.protocol import read_image_set, to_rgb, write_png_folder
 
 
 def synthetic_digits(num: int, seed: int = 0, size: int = 28) -> np.ndarray:
@@ -36,8 +36,15 @@ def synthetic_digits(num: int, seed: int = 0, size: int = 28) -> np.ndarray:
         font = ImageFont.load_default(size=int(rng.integers(16, 24)))
         canvas = Image.new("L", (size, size), 0)
         draw = ImageDraw.Draw(canvas)
-        draw.text((size / 2 + rng.normal(0, 1.5), size / 2 + rng.normal(0, 1.5)), str(i % 10), fill=255,
-                  font=font, anchor="mm", stroke_width=int(rng.integers(0, 2)), stroke_fill=255)
+        draw.text(
+            (size / 2 + rng.normal(0, 1.5), size / 2 + rng.normal(0, 1.5)),
+            str(i % 10),
+            fill=255,
+            font=font,
+            anchor="mm",
+            stroke_width=int(rng.integers(0, 2)),
+            stroke_fill=255,
+        )
         out[i] = np.asarray(canvas.rotate(rng.normal(0, 10), resample=Image.BILINEAR))
     return out
 
@@ -54,9 +61,9 @@ def main(argv: list[str] | None = None) -> dict:
     train, _ = load_fashion_mnist(split="train")
     test, _ = load_fashion_mnist(split="test")
     rng = np.random.default_rng(0)
-    test = test[:args.num]
+    test = test[: args.num]
     noisy = np.clip(test.astype(np.float64) + rng.normal(0, 64, size=test.shape), 0, 255).round().astype(np.uint8)
-    sets = {"train": train[:args.num], "test": test, "test+noise": noisy, "digits": synthetic_digits(args.num)}
+    sets = {"train": train[: args.num], "test": test, "test+noise": noisy, "digits": synthetic_digits(args.num)}
 
     feats, seconds = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,8 +87,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{'pair':<26}{'FID':>10}{'precision':>11}{'recall':>9}")
     for row in rows:
         print(f"{row['pair']:<26}{row['fid']:>10.2f}{row['precision']:>11.3f}{row['recall']:>9.3f}")
-    result = {"num": args.num, "seconds_per_1000_images": per_1000, "rows": rows,
-              "npz_equals_folder": bool(np.array_equal(feats["test"], feats["test (folder)"]))}
+    result = {
+        "num": args.num,
+        "seconds_per_1000_images": per_1000,
+        "rows": rows,
+        "npz_equals_folder": bool(np.array_equal(feats["test"], feats["test (folder)"])),
+    }
     print(f"npz and folder features identical: {result['npz_equals_folder']}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -41,10 +41,19 @@ def main(argv: list[str] | None = None) -> dict:
         net = InceptionFeatures(batch_size=batch)
         net(images[:2])  # warm-up (TorchScript profiling runs)
         total = _seconds(lambda net=net, images=images: net.features([images], progress=False))
-        prep = _seconds(lambda images=images, batch=batch: [preprocess(torch.from_numpy(images[i:i + batch]))
-                                                            for i in range(0, args.num, batch)])
-        rows.append({"input": f"{size}x{size}x{channels}", "batch": batch,
-                     "s_per_1000": 1000 * total / args.num, "preprocess_s_per_1000": 1000 * prep / args.num})
+        prep = _seconds(
+            lambda images=images, batch=batch: [
+                preprocess(torch.from_numpy(images[i : i + batch])) for i in range(0, args.num, batch)
+            ]
+        )
+        rows.append(
+            {
+                "input": f"{size}x{size}x{channels}",
+                "batch": batch,
+                "s_per_1000": 1000 * total / args.num,
+                "preprocess_s_per_1000": 1000 * prep / args.num,
+            }
+        )
     d = 2048
     a, b = rng.normal(size=(d, 3 * d)), rng.normal(size=(d, 3 * d))
     s1, s2 = a @ a.T / (3 * d), b @ b.T / (3 * d)

@@ -51,22 +51,36 @@ def main(argv: list[str] | None = None) -> int:
         ref_orders = args.reference_orders
         reference = partial(locality_aware_reference, side, side, sizes, rho=rho, batch=ref_orders, seed=0)
         ref = best_time(reference, args.repeats) / ref_orders
-        same = torch.equal(locality_aware(side, sizes, rho=rho, batch=ref_orders, seed=0),
-                           reference())
+        same = torch.equal(locality_aware(side, sizes, rho=rho, batch=ref_orders, seed=0), reference())
         for batch in args.batches:
             fast = best_time(partial(locality_aware, side, sizes, rho=rho, batch=batch, seed=1), args.repeats) / batch
-            per_row = best_time(partial(locality_aware, side, sizes, rho=rho, seed=list(range(batch))),
-                                args.repeats) / batch
-            rows.append({"grid": f"{side}x{side}", "steps": steps, "rho": rho, "batch": batch,
-                         "reference_ms_per_order": ref * 1e3, "fast_ms_per_order": fast * 1e3,
-                         "speedup": ref / fast, "per_row_seeds_cost": per_row / fast, "identical_to_reference": same})
+            per_row = (
+                best_time(partial(locality_aware, side, sizes, rho=rho, seed=list(range(batch))), args.repeats) / batch
+            )
+            rows.append(
+                {
+                    "grid": f"{side}x{side}",
+                    "steps": steps,
+                    "rho": rho,
+                    "batch": batch,
+                    "reference_ms_per_order": ref * 1e3,
+                    "fast_ms_per_order": fast * 1e3,
+                    "speedup": ref / fast,
+                    "per_row_seeds_cost": per_row / fast,
+                    "identical_to_reference": same,
+                }
+            )
 
-    print(f"{'grid':>6} {'steps':>5} {'rho':>4} {'batch':>6} {'loop ms/order':>14} {'fast ms/order':>14} "
-          f"{'speedup':>8} {'per-row seeds':>13} {'identical':>9}")
+    print(
+        f"{'grid':>6} {'steps':>5} {'rho':>4} {'batch':>6} {'loop ms/order':>14} {'fast ms/order':>14} "
+        f"{'speedup':>8} {'per-row seeds':>13} {'identical':>9}"
+    )
     for r in rows:
-        print(f"{r['grid']:>6} {r['steps']:>5} {r['rho']:>4g} {r['batch']:>6} {r['reference_ms_per_order']:>14.3f} "
-              f"{r['fast_ms_per_order']:>14.4f} {r['speedup']:>7.0f}x {r['per_row_seeds_cost']:>12.2f}x "
-              f"{r['identical_to_reference']!s:>9}")
+        print(
+            f"{r['grid']:>6} {r['steps']:>5} {r['rho']:>4g} {r['batch']:>6} {r['reference_ms_per_order']:>14.3f} "
+            f"{r['fast_ms_per_order']:>14.4f} {r['speedup']:>7.0f}x {r['per_row_seeds_cost']:>12.2f}x "
+            f"{r['identical_to_reference']!s:>9}"
+        )
     result = {"threads": args.threads, "repeats": args.repeats, "rows": rows}
     print(json.dumps(result))
     if args.json is not None:

@@ -57,7 +57,10 @@ def time_mlp(width: int, rows: list[int], repeats: int, clock: str = "wall") -> 
                 fn()  # warm-up
             sec, load = time_round_robin(fns, repeats, clock)
         result[r] = {"seconds": sec, "load_avg": load}
-        print(f"{r:>5} rows (load {load[0]:.1f}): " + ", ".join(f"{k} {sec['fp32'] / v:.2f}x" for k, v in sec.items()), flush=True)
+        print(
+            f"{r:>5} rows (load {load[0]:.1f}): " + ", ".join(f"{k} {sec['fp32'] / v:.2f}x" for k, v in sec.items()),
+            flush=True,
+        )
     return result
 
 
@@ -79,30 +82,63 @@ def main(argv: list[str] | None = None) -> int:
     if args.mlp_rows:
         if args.threads:
             torch.set_num_threads(args.threads)
-        write_result(args.json, {"threads": torch.get_num_threads(), "width": args.width,
-                                 "mlp": time_mlp(args.width, args.mlp_rows, args.repeats, args.clock)})
+        write_result(
+            args.json,
+            {
+                "threads": torch.get_num_threads(),
+                "width": args.width,
+                "mlp": time_mlp(args.width, args.mlp_rows, args.repeats, args.clock),
+            },
+        )
         return 0
     model, sizes = random_model(args)
     cfg = model.cfg
     engines = {"fp32": Engine(model)}
-    engines.update({name: Engine(quantize_model(copy.deepcopy(model), "int8", skip=skip, backend=backend))
-                    for name, (skip, backend) in CHOICES.items()})
-    result = {"threads": torch.get_num_threads(), "steps": args.steps, "cfg": args.cfg, "config": cfg.to_dict(), "batches": []}
+    engines.update(
+        {
+            name: Engine(quantize_model(copy.deepcopy(model), "int8", skip=skip, backend=backend))
+            for name, (skip, backend) in CHOICES.items()
+        }
+    )
+    result = {
+        "threads": torch.get_num_threads(),
+        "steps": args.steps,
+        "cfg": args.cfg,
+        "config": cfg.to_dict(),
+        "batches": [],
+    }
     for batch in args.batches:
         gen = torch.Generator().manual_seed(batch)
         labels = torch.randint(0, cfg.num_classes, (batch,), generator=gen)
         orders = locality_aware(cfg.grid, sizes, batch=batch, seed=0)
-        tokens = {name: generate(e.model, labels, sizes, orders, cfg=args.cfg, top_k=1, engine=e) for name, e in engines.items()}
-        logits = {name: decode_logits(e.model, tokens["fp32"], labels, sizes, orders, engine=e) for name, e in engines.items()}
-        sec, load = time_round_robin({name: (lambda e=e: generate(e.model, labels, sizes, orders, cfg=args.cfg, top_k=1, engine=e))
-                                      for name, e in engines.items()}, args.repeats, args.clock)
+        tokens = {
+            name: generate(e.model, labels, sizes, orders, guidance_scale=args.cfg, top_k=1, engine=e)
+            for name, e in engines.items()
+        }
+        logits = {
+            name: decode_logits(e.model, tokens["fp32"], labels, sizes, orders, engine=e) for name, e in engines.items()
+        }
+        sec, load = time_round_robin(
+            {
+                name: (lambda e=e: generate(e.model, labels, sizes, orders, guidance_scale=args.cfg, top_k=1, engine=e))
+                for name, e in engines.items()
+            },
+            args.repeats,
+            args.clock,
+        )
         row = {"batch": batch, "load_avg": load}
         for name in engines:
-            row[name] = {"seconds": sec[name], "speedup_vs_fp32": sec["fp32"] / sec[name],
-                         "greedy_agreement": (tokens[name] == tokens["fp32"]).float().mean().item(),
-                         "logit_rel_error": ((logits[name] - logits["fp32"]).norm() / logits["fp32"].norm()).item()}
-            print(f"batch {batch} {name:>15}: {sec[name]:.3f} s, {row[name]['speedup_vs_fp32']:.2f}x fp32, "
-                  f"greedy agreement {row[name]['greedy_agreement']:.3f}, logit rel. error {row[name]['logit_rel_error']:.4f}", flush=True)
+            row[name] = {
+                "seconds": sec[name],
+                "speedup_vs_fp32": sec["fp32"] / sec[name],
+                "greedy_agreement": (tokens[name] == tokens["fp32"]).float().mean().item(),
+                "logit_rel_error": ((logits[name] - logits["fp32"]).norm() / logits["fp32"].norm()).item(),
+            }
+            print(
+                f"batch {batch} {name:>15}: {sec[name]:.3f} s, {row[name]['speedup_vs_fp32']:.2f}x fp32, "
+                f"greedy agreement {row[name]['greedy_agreement']:.3f}, logit rel. error {row[name]['logit_rel_error']:.4f}",
+                flush=True,
+            )
         result["batches"].append(row)
     write_result(args.json, result)
     return 0

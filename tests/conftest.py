@@ -27,10 +27,20 @@ def _deterministic_torch():
 
 
 @pytest.fixture
-def tiny_model() -> LPD:
-    """A random :data:`TINY_CFG` model in eval mode (seed 0: the same weights in every test)."""
+def model() -> LPD:
+    """A random :data:`TINY_CFG` model in eval mode (seed 0: the same weights in every test): the
+    decoder of the generation, engine, editing and sampling tests."""
     torch.manual_seed(0)
     return LPD(LPDConfig(**TINY_CFG)).eval()
+
+
+@pytest.fixture(scope="session")
+def pipe():
+    """The embedded Fashion-MNIST pipeline (32-pixel images, 64 tokens), loaded once per session.
+    Tests call it and read it; none changes it (a test that needs another pipeline builds its own)."""
+    from lpdgen.pipeline import LPDPipeline
+
+    return LPDPipeline.from_pretrained()
 
 
 @pytest.fixture

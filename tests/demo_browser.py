@@ -20,9 +20,17 @@ from pathlib import Path
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 # Headless Chromium that never reaches for the network: on a closed network the background services
 # (component updates, sync, QUIC probing) make it stall on start-up.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
 START_TIMEOUT = 60  # seconds for `lpdgen demo` to load the model and answer HTTP
 INSTALL = "apt-get install chromium chromium-driver; pip install 'lpdgen[demo-test]' (or bash scripts/setup.sh)"
 
@@ -67,16 +75,24 @@ def demo_server(*argv: str, port: int | None = None, log: Path | None = None) ->
     """Run ``lpdgen demo --port <free port> *argv`` as a subprocess until its page answers; yield its URL.
     The server is always stopped on exit (Ctrl-C, then kill), whatever happened in between."""
     port = port or free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
     if log is None:
         fd, name = tempfile.mkstemp(prefix="lpdgen-demo-", suffix=".log")
         os.close(fd)
         log = Path(name)
     url = f"http://127.0.0.1:{port}/"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "lpdgen.cli", "demo", "--port", str(port), *argv],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lpdgen.cli", "demo", "--port", str(port), *argv],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while not _answers(url):
@@ -137,6 +153,7 @@ def wait_for_image(driver, elem_id: str, timeout: float = 60.0, previous: str | 
         images = d.find_elements(By.CSS_SELECTOR, f"#{elem_id} img")
         value = images[0].get_attribute("src") if images else None
         return value if value and value != previous else False
+
     return WebDriverWait(driver, timeout, poll_frequency=0.05).until(src)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from lpdgen.data import load_fashion_mnist
 from lpdgen.evaluation.classifier import (
     ASSET,
     ClassifierConfig,
@@ -14,7 +15,6 @@ from lpdgen.evaluation.classifier import (
     to_classifier_input,
     train_classifier,
 )
-from lpdgen.data import load_fashion_mnist
 from lpdgen.evaluation.protocol import classifier_metrics, read_image_set, to_rgb
 
 

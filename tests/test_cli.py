@@ -8,9 +8,19 @@ from PIL import Image
 
 from lpdgen import LPD, LPDConfig, VQConfig, VQTokenizer
 from lpdgen.cli import main
+from lpdgen.pipeline import LPDPipeline
 
-VQ = dict(image_channels=1, base_channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=16,
-          codebook_size=24, codebook_dim=4, norm_groups=8, image_size=16)
+VQ = dict(
+    image_channels=1,
+    base_channels=32,
+    channel_mult=(1, 2),
+    num_res_blocks=1,
+    z_channels=16,
+    codebook_size=24,
+    codebook_dim=4,
+    norm_groups=8,
+    image_size=16,
+)
 
 
 def test_info_lists_the_published_sizes_with_their_parameter_counts(capsys):
@@ -18,15 +28,18 @@ def test_info_lists_the_published_sizes_with_their_parameter_counts(capsys):
     out = capsys.readouterr().out
     for count in ("337,157,120", "751,947,520", "1,412,184,576"):
         assert count in out
-    # the embedded models, with their sizes as the files hold them
-    from safetensors import safe_open
-
+    # the embedded models (all of lpdgen.embedded's), with their sizes as the files hold them
+    from lpdgen.embedded import EMBEDDED_MODELS
     from lpdgen.pipeline import LPDPipeline
 
-    pipe = LPDPipeline.from_pretrained()
-    assert f"{sum(p.numel() for p in pipe.model.parameters()):,}" in out
-    assert f"{sum(v.numel() for v in pipe.tokenizer.state_dict().values()):,}" in out
-    assert "lpd-fmnist: LPD, 32x32 Fashion-MNIST, 8x8 tokens, 10 classes" in out and "--tokenizer fmnist" in out
+    assert list(EMBEDDED_MODELS) == ["fmnist-64", "fmnist-256"]
+    for name, grid in (("fmnist-64", "8x8"), ("fmnist-256", "16x16")):
+        pipe = LPDPipeline.from_pretrained(name)
+        assert f"{sum(p.numel() for p in pipe.model.parameters()):,}" in out
+        assert f"{sum(v.numel() for v in pipe.tokenizer.state_dict().values()):,}" in out
+        assert f"{name}: LPD, 32x32 Fashion-MNIST, {grid} tokens, 10 classes" in out and f"--model {name} (" in out
+    assert "--model fmnist-64 (the default;" in out
+    assert "--tokenizer fmnist\n" in out and "--tokenizer fmnist-256\n" in out
     assert "--classifier fmnist" in out and "test accuracy 90.5%" in out
 
 
@@ -39,8 +52,25 @@ def tiny_files(tmp_path):
 
 def test_sample_writes_a_grid_and_one_file_per_image(tiny_files):
     lpd, vq, tmp = tiny_files
-    args = ["sample", "--checkpoint", str(lpd), "--tokenizer", str(vq), "--steps", "6", "--cfg", "2.0",
-            "--num", "2", "--batch-size", "4", "--out", str(tmp / "grid.png"), "--out-dir", str(tmp / "imgs")]
+    args = [
+        "sample",
+        "--checkpoint",
+        str(lpd),
+        "--tokenizer",
+        str(vq),
+        "--steps",
+        "6",
+        "--cfg",
+        "2.0",
+        "--num",
+        "2",
+        "--batch-size",
+        "4",
+        "--out",
+        str(tmp / "grid.png"),
+        "--out-dir",
+        str(tmp / "imgs"),
+    ]
     assert main(args) == 0
     files = sorted((tmp / "imgs").glob("*.png"))
     assert len(files) == 6 and files[0].name == "000000_class0.png"
@@ -54,8 +84,28 @@ def test_sample_writes_a_grid_and_one_file_per_image(tiny_files):
 
 def test_sample_counts_in_words(tiny_files, capsys):
     lpd, vq, tmp = tiny_files
-    assert main(["sample", "--checkpoint", str(lpd), "--tokenizer", str(vq), "--steps", "1", "--class", "0",
-                 "--num", "1", "--out", "", "--out-dir", str(tmp / "one")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--checkpoint",
+                str(lpd),
+                "--tokenizer",
+                str(vq),
+                "--steps",
+                "1",
+                "--class",
+                "0",
+                "--num",
+                "1",
+                "--out",
+                "",
+                "--out-dir",
+                str(tmp / "one"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.startswith("1 image in ") and "1 step (1 forward pass for 64 tokens)" in out, out
     assert "wrote 1 image to" in out and "images" not in out, out
@@ -83,37 +133,61 @@ def test_sample_with_no_model_arguments_uses_the_embedded_model(tmp_path, capsys
     assert grid.shape[0] >= 10 * 64 and grid.shape[1] >= 3 * 64  # 10 rows x 3 images of 32 px shown at 64 px
     assert grid.std() > 20  # not blank
     h = grid.shape[0] // 10
-    rows = [grid[r * h:(r + 1) * h] for r in range(10)]
+    rows = [grid[r * h : (r + 1) * h] for r in range(10)]
     assert all(np.abs(rows[i] - rows[i + 1]).mean() > 5 for i in range(9))  # rows (classes) differ
     frames = Image.open(gif)
     from lpdgen.pipeline import LPDPipeline
 
     assert frames.n_frames == LPDPipeline.from_pretrained().sampling.num_inference_steps
-    assert main(["sample", "--class", "sneaker", "bag", "--num", "1", "--steps", "64", "--order", "raster",
-                 "--out", str(tmp_path / "two.jpg")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--class",
+                "sneaker",
+                "bag",
+                "--num",
+                "1",
+                "--steps",
+                "64",
+                "--order",
+                "raster",
+                "--out",
+                str(tmp_path / "two.jpg"),
+            ]
+        )
+        == 0
+    )
     assert Image.open(tmp_path / "two.jpg").format == "JPEG"
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--class", "sneakr"], "did you mean 'sneaker'"),
-    (["--class", "boot"], "did you mean 'ankle boot'"),
-    (["--class", "10"], "out of range"),
-    (["--steps", "65"], "64 tokens"),
-    (["--cfg", "-1"], "--cfg must be >= 0"),
-    (["--model", "/nonexistent/folder"], "not found"),
-    (["--config", "lpd-l"], "go with --checkpoint"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--class", "sneakr"], "did you mean 'sneaker'"),
+        (["--class", "boot"], "did you mean 'ankle boot'"),
+        (["--class", "10"], "out of range"),
+        (["--steps", "65"], "64 tokens"),
+        (["--cfg", "-1"], "--guidance-scale must be a finite number >= 0"),
+        (["--top-p", "0"], "--top-p must be in (0, 1]"),
+        (["--model", "/nonexistent/folder"], "not found"),
+        (["--config", "lpd-l"], "go with --checkpoint"),
+    ],
+)
 def test_sample_bad_input_is_one_clear_line(argv, message, tmp_path, capsys):
     assert main(["sample", *argv, "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("flip", "the weights are damaged (their sha256 differs from the one saved with them)"),
-    ("nan", "hold 1 NaN or infinite values"),
-    ("random", "the file is damaged or not a PyTorch file"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("flip", "the weights are damaged (their sha256 differs from the one saved with them)"),
+        ("nan", "hold 1 NaN or infinite values"),
+        ("random", "the file is damaged or not a PyTorch file"),
+    ],
+)
 def test_damaged_weights_are_one_line_and_no_images(tiny_files, capsys, damage, message):
     """Weights that load but are wrong would decode into plausible garbage (identical images, exit 0):
     a flipped byte in the tensor data, a NaN weight, random bytes named .pth."""
@@ -142,9 +216,63 @@ def test_damaged_weights_are_one_line_and_no_images(tiny_files, capsys, damage, 
 
 def test_model_flag_errors_speak_of_flags_not_python(tiny_files, capsys):
     weights, _, folder = tiny_files
-    for model, message in ((weights, "is a file; give a model folder, or pass weights with --checkpoint"),
-                           (folder, "not a model folder (no pipeline.json in it")):
+    for model, message in (
+        (weights, "is a file; give a model folder, or pass weights with --checkpoint"),
+        (folder, "not a model folder (no pipeline.json in it"),
+    ):
         assert main(["sample", "--model", str(model), "--out", str(folder / "x.png")]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and message in err, err
         assert not any(api in err for api in ("save_pretrained", "checkpoint=", "LPDPipeline")), err
+
+
+SAMPLING_COMMANDS = [
+    ["sample"],
+    ["edit", "inpaint", "--image", "x.png", "--box", "0", "0", "8", "8", "--class", "0", "--out", "y.png"],
+    ["eval", "sample", "--checkpoint", "m.safetensors", "--out", "x.npz"],
+    ["eval", "cfg-search", "--checkpoint", "m.safetensors", "--scales", "1", "--out-dir", "d", "--ref", "fmnist"],
+]
+
+
+@pytest.mark.parametrize("argv", SAMPLING_COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_every_sampling_command_takes_every_setting_from_the_model_unless_told(argv):
+    """No sampling flag given: each of the nine settings is the model's own (the published ones of a
+    published model), in every command that samples; a flag changes its setting and nothing else."""
+    from lpdgen.cli import build_parser
+    from lpdgen.commands.common import resolve_settings
+    from lpdgen.settings import FIELDS, SamplingConfig
+
+    pipe = LPDPipeline(
+        LPD(LPDConfig(width=32, depth=1, heads=2, vocab_size=16, num_classes=3, grid=(4, 4))),
+        sampling=SamplingConfig(
+            num_inference_steps=5,
+            guidance_scale=2.5,
+            guidance_schedule="constant",
+            order="halton",
+            temperature=0.8,
+            top_k=3,
+            top_p=0.9,
+            tau=0.5,
+            rho=2.0,
+        ),
+    )
+    parser = build_parser()
+    assert resolve_settings(pipe, parser.parse_args(argv)) == pipe.sampling
+    told = resolve_settings(pipe, parser.parse_args([*argv, "--steps", "7", "--cfg", "1.5"]))
+    assert (told.num_inference_steps, told.guidance_scale) == (7, 1.5)
+    assert all(
+        getattr(told, k) == getattr(pipe.sampling, k)
+        for k in FIELDS
+        if k not in ("num_inference_steps", "guidance_scale")
+    )
+
+
+def test_sample_prints_the_settings_it_used(capsys, tmp_path):
+    defaults = LPDPipeline.from_pretrained().sampling
+    assert main(["sample", "--class", "bag", "--num", "1", "--order", "raster", "--out", str(tmp_path / "x.png")]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        f"{defaults.num_inference_steps} steps" in printed
+        and f"guidance {defaults.guidance_scale:g}" in printed
+        and "order raster" in printed
+    ), printed

@@ -13,7 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lpdgen import LPD, LPDConfig, VQConfig, VQTokenizer
-from lpdgen.commands.common import USER_ERRORS, UserError, add_sampling_args, check_sampling_args, load_model, load_tokenizer_arg
+from lpdgen.commands.common import (
+    USER_ERRORS,
+    UserError,
+    add_sampling_args,
+    check_checkpoint_arg,
+    check_sampling_args,
+    load_tokenizer_arg,
+)
+from lpdgen.settings import FIELDS
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 floats = st.floats(allow_nan=True, allow_infinity=True, width=32)
@@ -21,18 +29,46 @@ floats = st.floats(allow_nan=True, allow_infinity=True, width=32)
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    add_sampling_args(p, steps=None, cfg=None)
+    add_sampling_args(p)
     return p.parse_args(argv)
 
 
 @FUZZ
-@given(steps=st.integers(-5, 5), cfg=floats, temperature=floats, top_k=st.integers(-3, 3), top_p=floats,
-       tau=floats, rho=floats, batch=st.integers(-2, 3))
+@given(
+    steps=st.integers(-5, 5),
+    cfg=floats,
+    temperature=floats,
+    top_k=st.integers(-3, 3),
+    top_p=floats,
+    tau=floats,
+    rho=floats,
+    batch=st.integers(-2, 3),
+)
 def test_sampling_flags_are_accepted_exactly_when_valid(steps, cfg, temperature, top_k, top_p, tau, rho, batch):
-    args = _parse([f"--steps={steps}", f"--cfg={cfg!r}", f"--temperature={temperature!r}", f"--top-k={top_k}",
-                   f"--top-p={top_p!r}", f"--tau={tau!r}", f"--rho={rho!r}", f"--batch-size={batch}", "--device=cpu"])
-    valid = (steps >= 1 and math.isfinite(cfg) and cfg >= 0 and math.isfinite(temperature) and temperature >= 0
-             and top_k >= 0 and 0 < top_p <= 1 and all(math.isfinite(v) and v >= 0 for v in (tau, rho)) and batch >= 1)
+    args = _parse(
+        [
+            f"--steps={steps}",
+            f"--cfg={cfg!r}",
+            f"--temperature={temperature!r}",
+            f"--top-k={top_k}",
+            f"--top-p={top_p!r}",
+            f"--tau={tau!r}",
+            f"--rho={rho!r}",
+            f"--batch-size={batch}",
+            "--device=cpu",
+        ]
+    )
+    valid = (
+        steps >= 1
+        and math.isfinite(cfg)
+        and cfg >= 0
+        and math.isfinite(temperature)
+        and temperature >= 0
+        and top_k >= 0
+        and 0 < top_p <= 1
+        and all(math.isfinite(v) and v >= 0 for v in (tau, rho))
+        and batch >= 1
+    )
     if valid:
         check_sampling_args(args)
     else:
@@ -40,10 +76,15 @@ def test_sampling_flags_are_accepted_exactly_when_valid(steps, cfg, temperature,
             check_sampling_args(args)
 
 
-def test_model_defaults_may_be_left_to_the_model():
+def test_every_sampling_flag_defaults_to_the_models_own_setting():
     args = _parse([])
-    assert args.steps is None and args.cfg is None
+    assert all(getattr(args, name) is None for name in FIELDS), vars(args)
     check_sampling_args(args)
+
+
+def test_the_old_guidance_flags_set_the_same_setting():
+    args = _parse(["--cfg", "2.5", "--cfg-schedule", "constant"])
+    assert (args.guidance_scale, args.guidance_schedule) == (2.5, "constant")
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +93,14 @@ def real_files(tmp_path_factory):
     model = LPD(LPDConfig(width=32, depth=1, heads=2, vocab_size=24, num_classes=3, grid=(4, 4)))
     other = LPD(LPDConfig(width=32, depth=1, heads=2, vocab_size=30, num_classes=3, grid=(4, 4)))  # wrong shapes
     tok = VQTokenizer(VQConfig.named("tiny"))
-    return {"model": model.save(d / "m").read_bytes(), "other": other.save(d / "o").read_bytes(),
-            "model_json": (d / "m.json").read_bytes(), "tok": tok.save(d / "t").read_bytes(),
-            "tok_json": (d / "t.json").read_bytes(), "reference": model}
+    return {
+        "model": model.save(d / "m").read_bytes(),
+        "other": other.save(d / "o").read_bytes(),
+        "model_json": (d / "m.json").read_bytes(),
+        "tok": tok.save(d / "t").read_bytes(),
+        "tok_json": (d / "t.json").read_bytes(),
+        "reference": model,
+    }
 
 
 def _mutations():
@@ -71,7 +117,7 @@ def _payload(files, kind, what, where) -> bytes:
         return what
     data = bytearray(files[what])
     if kind == "truncate":
-        return bytes(data[:int(len(data) * where)])
+        return bytes(data[: int(len(data) * where)])
     # Structure only: safetensors keeps no checksum, so a flipped byte inside tensor data loads as other
     # weights by design of the format (a checksum in the metadata would close that gap); a corrupt header must not.
     header = 8 + int.from_bytes(data[:8], "little")
@@ -90,7 +136,7 @@ def test_any_model_file_loads_correctly_or_fails_cleanly(tmp_path, real_files, m
     if with_json:
         json_path.write_bytes(real_files["model_json"])
     try:
-        model = load_model(path, None, 256, "cpu")
+        model = LPD.from_checkpoint(check_checkpoint_arg(path, None), image_size=256)
     except USER_ERRORS:
         return
     ref = real_files["reference"].state_dict()  # loaded: then it must be the real weights, exactly

@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 import torch
-
 from conftest import random_orders, random_schedule
+
 from lpdgen import LPD, LPDConfig
 from lpdgen.engine import Engine
 from lpdgen.generation import decode_logits, generate
@@ -56,8 +56,10 @@ def test_compiled_cuda_graph_decoding_gives_eager_tokens():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would pass vacuously
         for sizes in ([1, 2, 3, 6, 12], random_schedule(N, gen), [1, 2, 3, 6, 12]):
-            eager = generate(model, labels, sizes, orders, cfg=3.0, top_k=1)
-            assert torch.equal(generate(engine.model, labels, sizes, orders, cfg=3.0, top_k=1, engine=engine), eager)
+            eager = generate(model, labels, sizes, orders, guidance_scale=3.0, top_k=1)
+            assert torch.equal(
+                generate(engine.model, labels, sizes, orders, guidance_scale=3.0, top_k=1, engine=engine), eager
+            )
     assert engine.compiled
 
 

@@ -10,7 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from lpdgen.data import FashionMNIST, ImageFolder, center_crop_arr, image_dataset, load_fashion_mnist, read_idx, write_idx
+from lpdgen.data import (
+    FashionMNIST,
+    ImageFolder,
+    center_crop_arr,
+    image_dataset,
+    load_fashion_mnist,
+    read_idx,
+    write_idx,
+)
 from lpdgen.training.token_datasets import NpzTokenDataset, flip_choice
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -99,7 +107,9 @@ def test_center_crop_follows_adm_recipe():
     assert out.shape == (64, 64, 3)
     inner = out[:, 8:-8].reshape(-1, 3).astype(int)
     assert (inner[:, 1] > 200).all() and (inner[:, 0] < 40).all() and (inner[:, 2] < 40).all()
-    ref = Image.fromarray(arr).resize((300, 150), Image.BOX).resize((150, 75), Image.BOX).resize((128, 64), Image.BICUBIC)
+    ref = (
+        Image.fromarray(arr).resize((300, 150), Image.BOX).resize((150, 75), Image.BOX).resize((128, 64), Image.BICUBIC)
+    )
     assert np.array_equal(out, np.asarray(ref)[:, 32:96])
     small = np.asarray(center_crop_arr(Image.fromarray(arr[:40, :50]), 64))  # upscaling path
     assert small.shape == (64, 64, 3)

@@ -14,7 +14,6 @@ import pytest
 import torch
 from PIL import Image
 
-from lpdgen import LPDPipeline
 from lpdgen.cli import main
 from lpdgen.demo import (
     KEEP_FILES_S,
@@ -35,11 +34,6 @@ from lpdgen.orders.draw import draw_order
 from lpdgen.rng import image_seeds
 
 
-@pytest.fixture(scope="module")
-def pipe() -> LPDPipeline:
-    return LPDPipeline.from_pretrained()  # the embedded Fashion-MNIST model: 32-pixel images, 64 tokens
-
-
 def test_check_request_normalises_web_values(pipe):
     """Forms send numbers as floats and classes as typed text; the request holds ids and ints."""
     r = check_request(pipe, "ankle boot", 3.0, 8.0, 2.5, "raster", 7.0)
@@ -49,31 +43,37 @@ def test_check_request_normalises_web_values(pipe):
     assert r.seeds == image_seeds(7, range(3))  # image i: the seed `lpdgen sample --seed 7` gives image i
 
 
-@pytest.mark.parametrize("args, message", [
-    (("snaker", 1, 8, 3.0, "locality", 0), "unknown class name 'snaker'; did you mean 'sneaker'?"),
-    (("10", 1, 8, 3.0, "locality", 0), "class id 10 is out of range: this model has classes 0..9"),
-    (("", 1, 8, 3.0, "locality", 0), "choose a class"),
-    (("bag", 0, 8, 3.0, "locality", 0), f"number of images must be an integer in [1, {MAX_IMAGES}], got 0"),
-    (("bag", MAX_IMAGES + 1, 8, 3.0, "locality", 0), f"number of images must be an integer in [1, {MAX_IMAGES}]"),
-    (("bag", 2.5, 8, 3.0, "locality", 0), "number of images must be an integer"),
-    (("bag", 1, 0, 3.0, "locality", 0), "steps must be an integer in [1, number of tokens] (this model has 64 tokens"),
-    (("bag", 1, 65, 3.0, "locality", 0), "steps must be an integer in [1, number of tokens]"),
-    (("bag", 1, 8, -1.0, "locality", 0), "guidance scale must be >= 0 (1.0 = no guidance), got -1.0"),
-    (("bag", 1, 8, float("nan"), "locality", 0), "guidance scale must be >= 0"),
-    (("bag", 1, 8, None, "locality", 0), "guidance must be a number, got None"),
-    (("bag", 1, None, 3.0, "locality", 0), "steps must be a number, got None"),
-    # what an API client may send: text or lists where numbers belong, each the same one line
-    (("bag", "abc", 8, 3.0, "locality", 0), "number of images must be an integer in [1, 64], got 'abc'"),
-    (("bag", 1, "8", 3.0, "locality", 0), "steps must be a number, got '8'"),
-    (("bag", 1, 8, "x", "locality", 0), "guidance must be a number, got 'x'"),
-    (("bag", 1, 8, 3.0, 5, 0), "unknown order 5"),
-    (("bag", 1, 8, 3.0, "locality", "s"), "seed must be an integer >= 0, got 's'"),
-    (("bag", True, 8, 3.0, "locality", 0), "number of images must be an integer in [1, 64], got True"),
-    (([1], 1, 8, 3.0, "locality", 0), "class label must be an id or a name, got list"),
-    (("bag", 1, 8, 3.0, "spiral", 0), "unknown order 'spiral'"),
-    (("bag", 1, 8, 3.0, "locality", -1), "seed must be an integer >= 0, got -1"),
-    (("bag", 1, 8, 3.0, "locality", None), "seed must be an integer >= 0, got None"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("snaker", 1, 8, 3.0, "locality", 0), "unknown class name 'snaker'; did you mean 'sneaker'?"),
+        (("10", 1, 8, 3.0, "locality", 0), "class id 10 is out of range: this model has classes 0..9"),
+        (("", 1, 8, 3.0, "locality", 0), "choose a class"),
+        (("bag", 0, 8, 3.0, "locality", 0), f"number of images must be an integer in [1, {MAX_IMAGES}], got 0"),
+        (("bag", MAX_IMAGES + 1, 8, 3.0, "locality", 0), f"number of images must be an integer in [1, {MAX_IMAGES}]"),
+        (("bag", 2.5, 8, 3.0, "locality", 0), "number of images must be an integer"),
+        (
+            ("bag", 1, 0, 3.0, "locality", 0),
+            "num_inference_steps must be an integer in [1, number of tokens] (this model has 64 tokens",
+        ),
+        (("bag", 1, 65, 3.0, "locality", 0), "steps must be an integer in [1, number of tokens]"),
+        (("bag", 1, 8, -1.0, "locality", 0), "guidance_scale must be a finite number >= 0 (1 = no guidance), got -1.0"),
+        (("bag", 1, 8, float("nan"), "locality", 0), "guidance_scale must be a finite number >= 0"),
+        (("bag", 1, 8, None, "locality", 0), "guidance must be a number, got None"),
+        (("bag", 1, None, 3.0, "locality", 0), "steps must be a number, got None"),
+        # what an API client may send: text or lists where numbers belong, each the same one line
+        (("bag", "abc", 8, 3.0, "locality", 0), "number of images must be an integer in [1, 64], got 'abc'"),
+        (("bag", 1, "8", 3.0, "locality", 0), "steps must be a number, got '8'"),
+        (("bag", 1, 8, "x", "locality", 0), "guidance must be a number, got 'x'"),
+        (("bag", 1, 8, 3.0, 5, 0), "order must be one of locality, raster, random, halton; got 5"),
+        (("bag", 1, 8, 3.0, "locality", "s"), "seed must be an integer >= 0, got 's'"),
+        (("bag", True, 8, 3.0, "locality", 0), "number of images must be an integer in [1, 64], got True"),
+        (([1], 1, 8, 3.0, "locality", 0), "class label must be an id or a name, got list"),
+        (("bag", 1, 8, 3.0, "spiral", 0), "order must be one of locality, raster, random, halton; got 'spiral'"),
+        (("bag", 1, 8, 3.0, "locality", -1), "seed must be an integer >= 0, got -1"),
+        (("bag", 1, 8, 3.0, "locality", None), "seed must be an integer >= 0, got None"),
+    ],
+)
 def test_check_request_refuses_bad_input_with_one_clear_line(pipe, args, message):
     with pytest.raises(ValueError) as err:
         check_request(pipe, *args)
@@ -97,15 +97,25 @@ def test_validation_messages_are_the_libraries(pipe):
 
 def test_generate_shows_the_pipelines_images_order_and_decoding(pipe, tmp_path):
     g = generate(pipe, "sneaker", 3, 4, 2.0, "random", 5, workdir=tmp_path)
-    ref = pipe([7] * 3, num_inference_steps=4, guidance_scale=2.0, order="random", seeds=image_seeds(5, range(3)),
-               output_type="np")
+    ref = pipe(
+        [7] * 3,
+        num_inference_steps=4,
+        guidance_scale=2.0,
+        order="random",
+        seeds=image_seeds(5, range(3)),
+        output_type="np",
+    )
     expected = np.full((4 * 36, 4 * (3 * 34 + 2), 3), 255, np.uint8)  # 1 row of 3: pad 2, each image 4x larger
     for i, im in enumerate(ref.images):
         big = np.kron(im[..., 0], np.ones((4, 4), np.uint8))[..., None]
-        expected[8:136, 4 * (2 + 34 * i):4 * (2 + 34 * i) + 128] = big
+        expected[8:136, 4 * (2 + 34 * i) : 4 * (2 + 34 * i) + 128] = big
     np.testing.assert_array_equal(g.grid, expected)
-    np.testing.assert_array_equal(g.order_map, np.asarray(draw_order(ref.orders[0], ref.group_sizes, (8, 8),
-                                                                      title="random order, 4 steps: the step of each cell")))
+    np.testing.assert_array_equal(
+        g.order_map,
+        np.asarray(
+            draw_order(ref.orders[0], ref.group_sizes, (8, 8), title="random order, 4 steps: the step of each cell")
+        ),
+    )
     with Image.open(g.animation) as gif:
         assert gif.n_frames == 4  # one frame per step
     assert g.animation.parent == tmp_path
@@ -121,7 +131,7 @@ def test_grid_picture_layout():
     grid = grid_picture(images)
     assert grid.shape == (4 * (2 * 34 + 2), 4 * (8 * 34 + 2), 3)
     np.testing.assert_array_equal(grid[8:136, 8:136, 0], np.kron(images[0, ..., 0], np.ones((4, 4), np.uint8)))
-    assert (grid[4 * 36:, 4 * (2 * 34 + 2):] == 255).all()  # no third image on the second row
+    assert (grid[4 * 36 :, 4 * (2 * 34 + 2) :] == 255).all()  # no third image on the second row
 
 
 def test_compare_uses_the_same_seeds_on_both_sides(pipe, tmp_path):
@@ -136,7 +146,7 @@ def test_compare_uses_the_same_seeds_on_both_sides(pipe, tmp_path):
 
 
 def test_compare_checks_both_sides_before_running(pipe, tmp_path):
-    with pytest.raises(ValueError, match="unknown order 'spiral'"):
+    with pytest.raises(ValueError, match="order must be one of locality, raster, random, halton; got 'spiral'"):
         compare(pipe, "bag", 2, 3.0, 1, 8, "locality", 8, "spiral", workdir=tmp_path)
     assert list(tmp_path.iterdir()) == []  # the valid left side did not run either
 
@@ -166,7 +176,9 @@ def test_app_queues_every_event_on_one_model_slot(pipe, tmp_path):
         events["generate"].fn("snaker", 1, 3.0, 0, 8, "locality")
     grid, gif, order_map, summary = events["generate"].fn("bag", 1.0, 3.0, 0.0, 2.0, "halton")
     assert grid.shape == (4 * 36, 4 * 36, 3) and gif.endswith(".gif") and summary.startswith("1 image in ")
-    a_grid, a_gif, a_summary, b_grid, b_gif, b_summary = events["compare"].fn("bag", 1, 3.0, 0, 2, "raster", 4, "halton")
+    a_grid, a_gif, a_summary, b_grid, b_gif, b_summary = events["compare"].fn(
+        "bag", 1, 3.0, 0, 2, "raster", 4, "halton"
+    )
     assert a_grid.shape == b_grid.shape == (4 * 36, 4 * 36, 3) and a_gif.endswith(".gif")
     assert "2 steps" in a_summary and "4 steps" in b_summary and b_gif.endswith(".gif")
     with pytest.raises(ValueError, match="max_queue must be >= 1"):
@@ -181,11 +193,11 @@ def test_the_api_names_its_parameters_in_the_pages_order_and_the_edit_tab_opens_
 
     app = build_app(pipe, workdir=tmp_path)
     api = app.get_api_info()["named_endpoints"]
-    for name, params in (("generate", ["class_label", "num_images", "guidance", "seed", "steps", "order"]),
-                         ("compare", ["class_label", "num_images", "guidance", "seed", "steps_a", "order_a", "steps_b",
-                                      "order_b"]),
-                         ("edit", ["image", "operation", "x0", "y0", "x1", "y1", "class_label", "steps", "order",
-                                   "guidance", "seed"])):
+    for name, params in (
+        ("generate", ["class_label", "num_images", "guidance", "seed", "steps", "order"]),
+        ("compare", ["class_label", "num_images", "guidance", "seed", "steps_a", "order_a", "steps_b", "order_b"]),
+        ("edit", ["image", "operation", "x0", "y0", "x1", "y1", "class_label", "steps", "order", "guidance", "seed"]),
+    ):
         assert [p["parameter_name"] for p in api[f"/{name}"]["parameters"]] == params
         event = next(fn for fn in app.fns.values() if fn.api_name == name)
         page = [b.elem_id for b in app.blocks.values() if b in event.inputs]  # the blocks in layout order
@@ -195,8 +207,10 @@ def test_the_api_names_its_parameters_in_the_pages_order_and_the_edit_tab_opens_
 
 
 def test_gradio_is_not_imported_by_the_package_or_other_commands():
-    code = ("import sys, lpdgen, lpdgen.demo, lpdgen.cli; lpdgen.cli.build_parser(); "
-            "lpdgen.cli.main(['info']); assert 'gradio' not in sys.modules, 'gradio imported'")
+    code = (
+        "import sys, lpdgen, lpdgen.demo, lpdgen.cli; lpdgen.cli.build_parser(); "
+        "lpdgen.cli.main(['info']); assert 'gradio' not in sys.modules, 'gradio imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
 
 
@@ -244,10 +258,13 @@ def boot() -> np.ndarray:
         return image
 
 
-@pytest.mark.parametrize("operation, box, cells", [
-    ("inpaint", (1, 1, 5, 5), {(0, 0), (0, 1), (1, 0), (1, 1)}),  # touched cells are regenerated
-    ("outpaint", (1, 1, 9, 9), None),  # only cell (1, 1) lies wholly inside: every other cell is regenerated
-])
+@pytest.mark.parametrize(
+    "operation, box, cells",
+    [
+        ("inpaint", (1, 1, 5, 5), {(0, 0), (0, 1), (1, 0), (1, 1)}),  # touched cells are regenerated
+        ("outpaint", (1, 1, 9, 9), None),  # only cell (1, 1) lies wholly inside: every other cell is regenerated
+    ],
+)
 def test_check_edit_marks_token_cells(pipe, boot, operation, box, cells):
     r = check_edit(pipe, boot, box, operation, "dress", 0, 3.0, "locality", 0)
     regenerated = {tuple(ij) for ij in np.argwhere(r.regenerate).tolist()}
@@ -256,22 +273,40 @@ def test_check_edit_marks_token_cells(pipe, boot, operation, box, cells):
     assert (r.class_id, r.steps, r.image.shape) == (3, None, (32, 32, 1))
 
 
-@pytest.mark.parametrize("image, box, operation, steps, message", [
-    (None, (0, 0, 8, 8), "inpaint", 0, "choose a test image or upload one"),
-    (np.zeros((28, 28), np.uint8), (0, 0, 8, 8), "inpaint", 0, "images are 28x28 pixels; this model edits 32x32 images"),
-    ("boot", (8, 0, 8, 8), "inpaint", 0, "box (8, 0, 8, 8) is out of range"),
-    ("boot", (0, 0, 40, 8), "inpaint", 0, "box (0, 0, 40, 8) is out of range"),
-    ("boot", (0, 0, 8, 8), "erase", 0, "unknown operation 'erase'"),
-    ("boot", (0, 0, 8, 8), "inpaint", 5, "steps must be an integer in [0, 4], got 5"),  # 4 cells: at most 4 steps
-    ("boot", (0, "a", 8, 8), "inpaint", 0, "the box needs four numbers x0 y0 x1 y1, got (0, 'a', 8, 8)"),
-    ("boot", (0, 0, 8, 8), "inpaint", "2", "steps must be an integer in [0, 4], got '2'"),
-    ("boot", (0, 0, 8, 8), ["inpaint"], 0, "unknown operation ['inpaint']"),
-    ("picture.png", (0, 0, 8, 8), "inpaint", 0, "images must be uint8 pixels"),
-])
+@pytest.mark.parametrize(
+    "image, box, operation, steps, message",
+    [
+        (None, (0, 0, 8, 8), "inpaint", 0, "choose a test image or upload one"),
+        (
+            np.zeros((28, 28), np.uint8),
+            (0, 0, 8, 8),
+            "inpaint",
+            0,
+            "images are 28x28 pixels; this model edits 32x32 images",
+        ),
+        ("boot", (8, 0, 8, 8), "inpaint", 0, "box (8, 0, 8, 8) is out of range"),
+        ("boot", (0, 0, 40, 8), "inpaint", 0, "box (0, 0, 40, 8) is out of range"),
+        ("boot", (0, 0, 8, 8), "erase", 0, "unknown operation 'erase'"),
+        ("boot", (0, 0, 8, 8), "inpaint", 5, "steps must be an integer in [0, 4], got 5"),  # 4 cells: at most 4 steps
+        ("boot", (0, "a", 8, 8), "inpaint", 0, "the box needs four numbers x0 y0 x1 y1, got (0, 'a', 8, 8)"),
+        ("boot", (0, 0, 8, 8), "inpaint", "2", "steps must be an integer in [0, 4], got '2'"),
+        ("boot", (0, 0, 8, 8), ["inpaint"], 0, "unknown operation ['inpaint']"),
+        ("picture.png", (0, 0, 8, 8), "inpaint", 0, "images must be uint8 pixels"),
+    ],
+)
 def test_check_edit_refuses_bad_input(pipe, boot, image, box, operation, steps, message):
     with pytest.raises(ValueError) as err:
-        check_edit(pipe, boot if isinstance(image, str) and image == "boot" else image, box, operation, "dress", steps,
-                   3.0, "locality", 0)
+        check_edit(
+            pipe,
+            boot if isinstance(image, str) and image == "boot" else image,
+            box,
+            operation,
+            "dress",
+            steps,
+            3.0,
+            "locality",
+            0,
+        )
     assert message in str(err.value)
 
 
@@ -280,7 +315,15 @@ def test_edit_is_the_pipelines_inpaint(pipe, boot, tmp_path):
     g = edit(pipe, boot, (0, 16, 32, 32), "inpaint", "dress", 4, 3.0, "locality", 3, workdir=tmp_path)
     lower = np.zeros((8, 8), bool)
     lower[4:] = True
-    ref = pipe.inpaint(boot[None], lower, ["dress"], 4, 3.0, seeds=image_seeds(3, [0]), output_type="np")
+    ref = pipe.inpaint(
+        boot[None],
+        lower,
+        ["dress"],
+        num_inference_steps=4,
+        guidance_scale=3.0,
+        seeds=image_seeds(3, [0]),
+        output_type="np",
+    )
     np.testing.assert_array_equal(g.grid[2:130, -130:-2], np.kron(ref.images[0], np.ones((4, 4, 3), np.uint8)))
     assert torch.equal(ref.codes[0, :4].cpu(), pipe.encode(boot[None])[0, :4].cpu())
     with Image.open(g.animation) as gif:
@@ -313,7 +356,6 @@ def test_fashion_mnist_test_image():
     np.testing.assert_array_equal(fashion_mnist_test_image(9999), images[9999])
     with pytest.raises(ValueError, match=r"test image number must be an integer in \[0, 9999\], got 10000"):
         fashion_mnist_test_image(10000)
-
 
 
 def test_old_gifs_are_pruned(pipe, tmp_path):

@@ -10,13 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from demo_browser import browser_missing, demo_server, fetch_image, headless_chromium, wait_for_click, wait_for_image
 from PIL import Image
 
-from demo_browser import browser_missing, demo_server, fetch_image, headless_chromium, wait_for_click, wait_for_image
-
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(browser_missing() is not None,
-                                 reason=f"browser test needs a headless browser and the demo extras: {browser_missing()}")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        browser_missing() is not None,
+        reason=f"browser test needs a headless browser and the demo extras: {browser_missing()}",
+    ),
+]
 
 IMAGE_SIZE = 32  # the embedded Fashion-MNIST model: 32x32 images from an 8x8 token grid
 SCALE = 4  # the page shows 32-pixel images 4x larger (nearest neighbour)
@@ -30,7 +33,9 @@ def server_log(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(server_log):
-    with demo_server("--max-queue", "1", log=server_log) as url:  # one waiting request at most: the bound is testable cheaply
+    with demo_server(
+        "--max-queue", "1", log=server_log
+    ) as url:  # one waiting request at most: the bound is testable cheaply
         yield url
 
 
@@ -62,7 +67,7 @@ def test_click_generate_shows_the_grid(server):
     assert animated, "the decoding animation is shown too"
     for i in range(8):  # every cell is a picture: a garment on a dark background, not one flat colour
         x = SCALE * PAD + i * cell
-        tile = image[SCALE * PAD:SCALE * (PAD + IMAGE_SIZE), x:x + SCALE * IMAGE_SIZE]
+        tile = image[SCALE * PAD : SCALE * (PAD + IMAGE_SIZE), x : x + SCALE * IMAGE_SIZE]
         spread = int(tile.max()) - int(tile.min())
         assert tile.std() > 10 and spread > 80, f"image {i} looks blank (std {tile.std():.1f}, range {spread})"
 
@@ -83,7 +88,9 @@ def test_bad_input_is_the_cli_error(client, capsys):
 
 def test_the_api_takes_named_parameters_in_the_pages_order(client):
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    names = {name: [p["parameter_name"] for p in api[f"/{name}"]["parameters"]] for name in ("generate", "compare", "edit")}
+    names = {
+        name: [p["parameter_name"] for p in api[f"/{name}"]["parameters"]] for name in ("generate", "compare", "edit")
+    }
     assert names == {
         "generate": ["class_label", "num_images", "guidance", "seed", "steps", "order"],
         "compare": ["class_label", "num_images", "guidance", "seed", "steps_a", "order_a", "steps_b", "order_b"],
@@ -91,14 +98,20 @@ def test_the_api_takes_named_parameters_in_the_pages_order(client):
     }
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(num_images="abc"), "number of images must be an integer in [1, 64], got 'abc'"),
-    (dict(guidance="x"), "guidance must be a number, got 'x'"),
-    (dict(steps=None), "steps must be a number, got None"),
-    (dict(steps=100), "steps must be an integer in [1, number of tokens] (this model has 64 tokens per image), got 100"),
-    (dict(seed="s"), "seed must be an integer >= 0, got 's'"),
-    (dict(order=5), "unknown order 5"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(num_images="abc"), "number of images must be an integer in [1, 64], got 'abc'"),
+        (dict(guidance="x"), "guidance must be a number, got 'x'"),
+        (dict(steps=None), "steps must be a number, got None"),
+        (
+            dict(steps=100),
+            "steps must be an integer in [1, number of tokens] (this model has 64 tokens per image), got 100",
+        ),
+        (dict(seed="s"), "seed must be an integer >= 0, got 's'"),
+        (dict(order=5), "unknown order 5"),
+    ],
+)
 def test_wrongly_typed_values_get_one_line_and_no_server_traceback(client, server_log, bad, message):
     from gradio_client.exceptions import AppError
 
@@ -118,9 +131,20 @@ def test_edit_through_the_api(client):
     if not Path(FASHION_MNIST_DIR).is_dir():
         pytest.skip(f"Fashion-MNIST is not installed in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)")
     picked = client.predict(0, api_name="/test_image")
-    grid, gif, summary = client.predict(image=handle_file(picked), operation="inpaint", x0=0, y0=16, x1=32, y1=32,
-                                        class_label="dress", steps=0, order="locality", guidance=3.0, seed=0,
-                                        api_name="/edit")
+    grid, gif, summary = client.predict(
+        image=handle_file(picked),
+        operation="inpaint",
+        x0=0,
+        y0=16,
+        x1=32,
+        y1=32,
+        class_label="dress",
+        steps=0,
+        order="locality",
+        guidance=3.0,
+        seed=0,
+        api_name="/edit",
+    )
     assert summary.startswith("inpaint: kept 32 of 64 token cells, generated 32 in 8 steps")
     assert Image.open(grid).size == (2 * SCALE * IMAGE_SIZE + 3 * PAD, SCALE * IMAGE_SIZE + 2 * PAD)
     assert Image.open(gif).n_frames == 1 + 8
@@ -131,7 +155,9 @@ def test_second_request_is_queued_and_the_queue_is_bounded(server, client):
     third is refused at once, and the page itself keeps answering."""
     from gradio_client.utils import Status
 
-    big = client.submit(class_label="bag", num_images=16, steps=64, guidance=3.0, seed=0, api_name="/generate")  # 64 steps: seconds on a CPU
+    big = client.submit(
+        class_label="bag", num_images=16, steps=64, guidance=3.0, seed=0, api_name="/generate"
+    )  # 64 steps: seconds on a CPU
     _wait_status(big, Status.PROCESSING)
     queued = client.submit("sneaker", 1, 3.0, 1, 8, "raster", api_name="/generate")
     _wait_status(queued, Status.IN_QUEUE)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_worker import assert_same_parameters
 
 from lpdgen.distributed import all_gather_objects, all_reduce_mean, barrier, init_distributed, is_main, wrap_model
 from lpdgen.model import LPD
-from train_worker import assert_same_parameters
 
 WORKER = Path(__file__).with_name("train_worker.py")
 STEPS = 10
@@ -29,15 +29,39 @@ def _free_port() -> int:
 
 def _env() -> dict:
     src = str(Path(__file__).parents[1] / "src")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def _run(out: Path, nproc: int, parallel: str = "ddp", *extra: str) -> subprocess.Popen:
-    args = [str(WORKER), "--out-dir", str(out), "--steps", str(STEPS), "--checkpoint-every", str(STEPS // 2),
-            "--parallel", parallel, *extra]
+    args = [
+        str(WORKER),
+        "--out-dir",
+        str(out),
+        "--steps",
+        str(STEPS),
+        "--checkpoint-every",
+        str(STEPS // 2),
+        "--parallel",
+        parallel,
+        *extra,
+    ]
     if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+            *args,
+        ]
     else:
         cmd = [sys.executable, *args]
     return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -8,25 +8,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_CFG, TINY_N, random_orders, random_schedule
 
-from conftest import random_orders, random_schedule
-from lpdgen import LPD, LPDConfig
 from lpdgen.editing import box_mask, cell_mask
 from lpdgen.engine import Engine
 from lpdgen.generation import decode_logits, generate
 from lpdgen.masks import decode_steps
 from lpdgen.orders import build_orders, group_sizes, known_first, locality_aware
 from lpdgen.orders.reference import locality_aware_reference
-from lpdgen.sampling import cfg_scales, guide
+from lpdgen.sampling import guidance_scales, guide
 
-CFG = dict(width=48, depth=3, heads=4, vocab_size=37, num_classes=6, grid=(4, 5))
-N = 20
-
-
-@pytest.fixture
-def model() -> LPD:
-    torch.manual_seed(0)
-    return LPD(LPDConfig(**CFG)).eval()
+CFG, N = TINY_CFG, TINY_N
 
 
 def known_prefix_orders(known: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -52,8 +44,11 @@ def test_prefill_without_known_tokens_is_ordinary_decoding():
     gen = torch.Generator().manual_seed(0)
     for _ in range(10):
         sizes = tuple(random_schedule(N, gen))
-        assert all(torch.equal(a.mask, b.mask) and (a.slot_start, a.slot_end, a.q_start) == (b.slot_start, b.slot_end, b.q_start)
-                   for a, b in zip(decode_steps(sizes, 0), decode_steps(sizes)))
+        assert all(
+            torch.equal(a.mask, b.mask)
+            and (a.slot_start, a.slot_end, a.q_start) == (b.slot_start, b.slot_end, b.q_start)
+            for a, b in zip(decode_steps(sizes, 0), decode_steps(sizes))
+        )
 
 
 def test_prefilled_logits_equal_training_forward_with_known_tokens_as_first_group(model):
@@ -78,14 +73,14 @@ def greedy_reference(model, known_tokens, labels, sizes, orders, p, cfg):
     """Greedy guided generation through the training forward, known tokens as the first group."""
     tokens = known_tokens.clone()
     ordered_pos = orders[:, p:]
-    scales = cfg_scales(torch.arange(N), N, cfg, "linear")
+    scales = guidance_scales(torch.arange(N), N, cfg, "linear")
     start = p
     b = labels.shape[0]
     for g in sizes:
         cond = model.forward_logits(tokens, labels, [p, *sizes], orders, null=torch.zeros(b, dtype=torch.bool))
         uncond = model.forward_logits(tokens, labels, [p, *sizes], orders, null=torch.ones(b, dtype=torch.bool))
-        logits = guide(cond[:, start:start + g], uncond[:, start:start + g], scales[start:start + g])
-        tokens.scatter_(1, orders[:, start:start + g], logits.argmax(-1))
+        logits = guide(cond[:, start : start + g], uncond[:, start : start + g], scales[start : start + g])
+        tokens.scatter_(1, orders[:, start : start + g], logits.argmax(-1))
         start += g
     assert ordered_pos.shape[1] == start - p
     return tokens
@@ -101,7 +96,7 @@ def test_prefilled_greedy_generation_matches_training_forward_and_keeps_known_to
         labels = torch.tensor([1, 4])
         with torch.no_grad():
             want = greedy_reference(model, tokens, labels, sizes, orders, p, cfg)
-        got = generate(model, labels, sizes, orders, num_known=p, known_tokens=tokens, cfg=cfg, top_k=1)
+        got = generate(model, labels, sizes, orders, num_known=p, known_tokens=tokens, guidance_scale=cfg, top_k=1)
         assert torch.equal(got, want), (p, cfg)
         assert torch.equal(got[known], tokens[known])  # bit for bit
 
@@ -111,8 +106,16 @@ def test_known_tokens_come_back_bit_for_bit_when_sampling(model):
     known = random_known(4, 8, gen)
     orders = known_prefix_orders(known, gen)
     tokens = torch.randint(0, CFG["vocab_size"], (4, N), generator=gen)
-    out = generate(model, torch.tensor([0, 1, 2, 3]), [1, 2, 4, 5], orders, num_known=8, known_tokens=tokens,
-                   cfg=3.0, generator=[torch.Generator().manual_seed(i) for i in range(4)])
+    out = generate(
+        model,
+        torch.tensor([0, 1, 2, 3]),
+        [1, 2, 4, 5],
+        orders,
+        num_known=8,
+        known_tokens=tokens,
+        guidance_scale=3.0,
+        generator=[torch.Generator().manual_seed(i) for i in range(4)],
+    )
     assert torch.equal(out[known], tokens[known])
     assert (out[~known] != tokens[~known]).any()  # the unknown cells were generated (random weights: differ)
 
@@ -126,8 +129,16 @@ def test_step_count_is_the_unknown_schedule(model):
     engine.step = lambda *a: calls.append(a[0].shape[1]) or step(*a)  # context rows fed per step
     known = random_known(1, 6, gen)
     sizes = group_sizes(N - 6, 5)
-    generate(model, torch.tensor([2]), sizes, known_prefix_orders(known, gen), num_known=6,
-             known_tokens=torch.zeros(1, N, dtype=torch.long), engine=engine, generator=gen)
+    generate(
+        model,
+        torch.tensor([2]),
+        sizes,
+        known_prefix_orders(known, gen),
+        num_known=6,
+        known_tokens=torch.zeros(1, N, dtype=torch.long),
+        engine=engine,
+        generator=gen,
+    )
     assert len(calls) == len(sizes) == 5
     assert calls[0] == 1 + 6  # class token and the 6 known tokens, in one pass
     assert calls[1:] == sizes[:-1]
@@ -136,11 +147,20 @@ def test_step_count_is_the_unknown_schedule(model):
 def test_prefill_errors_are_clear(model):
     orders = torch.arange(N)[None]
     with pytest.raises(ValueError, match="sum to"):
-        generate(model, torch.tensor([0]), group_sizes(N, 4), orders, num_known=3, known_tokens=torch.zeros(1, N, dtype=torch.long))
+        generate(
+            model,
+            torch.tensor([0]),
+            group_sizes(N, 4),
+            orders,
+            num_known=3,
+            known_tokens=torch.zeros(1, N, dtype=torch.long),
+        )
     with pytest.raises(ValueError, match="known_tokens"):
         generate(model, torch.tensor([0]), group_sizes(N - 3, 4), orders, num_known=3)
     with pytest.raises(ValueError, match="num_known"):
-        generate(model, torch.tensor([0]), [1], orders, num_known=N - 1 + 1, known_tokens=torch.zeros(1, N, dtype=torch.long))
+        generate(
+            model, torch.tensor([0]), [1], orders, num_known=N - 1 + 1, known_tokens=torch.zeros(1, N, dtype=torch.long)
+        )
 
 
 # ---- orders over the unknown cells ----------------------------------------------------------------------
@@ -159,8 +179,10 @@ def test_locality_order_with_known_cells_equals_the_reference():
         tau, rho, seed = float(rng.choice([0.5, 1.0, 2.0])), float(rng.choice([0, 1, 2, 3])), int(rng.integers(1000))
         fast = locality_aware((h, w), sizes, tau, rho, batch=b, seed=seed, known=known)
         assert torch.equal(fast, locality_aware_reference(h, w, sizes, tau, rho, batch=b, seed=seed, known=known))
-        assert torch.equal(locality_aware((h, w), sizes, tau, rho, seed=list(range(b)), known=known),
-                           locality_aware_reference(h, w, sizes, tau, rho, seed=list(range(b)), known=known))
+        assert torch.equal(
+            locality_aware((h, w), sizes, tau, rho, seed=list(range(b)), known=known),
+            locality_aware_reference(h, w, sizes, tau, rho, seed=list(range(b)), known=known),
+        )
 
 
 def test_locality_order_lists_known_cells_first_and_grows_from_them():
@@ -219,13 +241,6 @@ def test_pixel_masks_regenerate_every_cell_they_touch():
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    from lpdgen.pipeline import LPDPipeline
-
-    return LPDPipeline.from_pretrained()
-
-
-@pytest.fixture(scope="module")
 def images(pipe) -> np.ndarray:
     """Three 32x32 uint8 test-like images: the embedded model's own samples (no dataset needed)."""
     return pipe([0, 7, 9], seeds=[1, 2, 3], output_type="np").images[..., 0]
@@ -242,7 +257,9 @@ def test_inpaint_keeps_the_unmasked_codes_and_uses_the_unknown_schedule(pipe, im
     assert out.group_sizes == [group_sizes(32, 5), group_sizes(32, 5), group_sizes(33, 5)]
     assert out.labels == [3, 8, 0]
     for i in range(3):  # a batch with different counts: each image as if edited alone
-        alone = pipe.inpaint(images[i:i + 1], mask[i:i + 1], out.labels[i], 5, seeds=[7 + i], output_type="codes")
+        alone = pipe.inpaint(
+            images[i : i + 1], mask[i : i + 1], out.labels[i], num_inference_steps=5, seeds=[7 + i], output_type="codes"
+        )
         assert torch.equal(alone.codes[0], out.codes[i])
         assert torch.equal(alone.orders[0], out.orders[i])
 
@@ -277,8 +294,11 @@ def test_outpaint_keeps_the_box_cells(pipe, images):
 
 
 def test_wrong_inputs_are_one_clear_error(pipe, images):
-    with pytest.raises(ValueError, match=r"28x28 pixels; this model edits 32x32 images: pad them first, e\.g\. "
-                                         r"lpdgen\.editing\.pad_to\(images, \(32, 32\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"28x28 pixels; this model edits 32x32 images: pad them first, e\.g\. "
+        r"lpdgen\.editing\.pad_to\(images, \(32, 32\)\)",
+    ):
         pipe.inpaint(np.zeros((1, 28, 28), np.uint8), np.ones((1, 28, 28), bool), 0)
     with pytest.raises(ValueError, match="mask must be"):
         pipe.inpaint(images, np.ones((2, 32, 32), bool), 0)
@@ -294,7 +314,7 @@ def test_wrong_inputs_are_one_clear_error(pipe, images):
         pipe.outpaint(images, (2, 2, 7, 7), 0)
     with pytest.raises(ValueError, match="covers no whole token cell"):  # one box per image: the second keeps nothing
         pipe.outpaint(images, [(0, 0, 4, 4), (1, 0, 5, 4), (0, 0, 4, 4)], 0)
-    pipe.outpaint(images[:1], (0, 0, 4, 4), 0, 1, output_type="codes")  # one whole cell is enough
+    pipe.outpaint(images[:1], (0, 0, 4, 4), 0, num_inference_steps=1, output_type="codes")  # one whole cell is enough
 
 
 def test_pad_to_centers_images_and_masks_on_a_black_canvas():
@@ -320,9 +340,13 @@ def edit_files(tmp_path_factory, images):
     d = tmp_path_factory.mktemp("edit")
     mask = np.zeros((32, 32), np.uint8)
     mask[16:] = 255
-    return {"image": save_png(images[0], d / "in.png"), "mask": save_png(mask, d / "mask.png"),
-            "small": save_png(np.zeros((28, 28), np.uint8), d / "small.png"),
-            "big": save_png(np.zeros((40, 40), np.uint8), d / "big.png"), "dir": d}
+    return {
+        "image": save_png(images[0], d / "in.png"),
+        "mask": save_png(mask, d / "mask.png"),
+        "small": save_png(np.zeros((28, 28), np.uint8), d / "small.png"),
+        "big": save_png(np.zeros((40, 40), np.uint8), d / "big.png"),
+        "dir": d,
+    }
 
 
 def test_edit_command_writes_the_edit_and_its_gif(edit_files, pipe, capsys):
@@ -331,8 +355,26 @@ def test_edit_command_writes_the_edit_and_its_gif(edit_files, pipe, capsys):
     from lpdgen.cli import main
 
     d = edit_files["dir"]
-    rc = main(["edit", "inpaint", "--image", str(edit_files["image"]), "--mask", str(edit_files["mask"]), "--class", "bag",
-               "--out", str(d / "out.png"), "--gif", str(d / "edit.gif"), "--steps", "4", "--seed", "3"])
+    rc = main(
+        [
+            "edit",
+            "inpaint",
+            "--image",
+            str(edit_files["image"]),
+            "--mask",
+            str(edit_files["mask"]),
+            "--class",
+            "bag",
+            "--out",
+            str(d / "out.png"),
+            "--gif",
+            str(d / "edit.gif"),
+            "--steps",
+            "4",
+            "--seed",
+            "3",
+        ]
+    )
     assert rc == 0
     assert "kept 32 of 64 token cells, generated 32 in 4 steps" in capsys.readouterr().out
     assert Image.open(d / "out.png").size == (32, 32)
@@ -342,7 +384,14 @@ def test_edit_command_writes_the_edit_and_its_gif(edit_files, pipe, capsys):
 
     mask = np.zeros((32, 32), bool)
     mask[16:] = True
-    want = pipe.inpaint([Image.open(edit_files["image"])], mask, "bag", 4, seeds=image_seeds(3, [0]), output_type="np")
+    want = pipe.inpaint(
+        [Image.open(edit_files["image"])],
+        mask,
+        "bag",
+        num_inference_steps=4,
+        seeds=image_seeds(3, [0]),
+        output_type="np",
+    )
     assert (np.asarray(Image.open(d / "out.png")) == want.images[0, ..., 0]).all()
 
 
@@ -358,37 +407,86 @@ def test_edit_command_pads_a_28x28_image_and_crops_the_result_back(edit_files, p
     d = edit_files["dir"]
     raw = np.asarray(Image.open(edit_files["image"]))[2:30, 2:30]  # the 28x28 original of a padded test image
     Image.fromarray(raw).save(d / "raw28.png")
-    assert main(["edit", "inpaint", "--image", str(d / "raw28.png"), "--box", "0", "0", "14", "28", "--class", "bag",
-                 "--out", str(d / "out28.png"), "--steps", "4", "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "edit",
+                "inpaint",
+                "--image",
+                str(d / "raw28.png"),
+                "--box",
+                "0",
+                "0",
+                "14",
+                "28",
+                "--class",
+                "bag",
+                "--out",
+                str(d / "out28.png"),
+                "--steps",
+                "4",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert "kept 32 of 64 token cells" in capsys.readouterr().out  # box x 0..14 on the input = 2..16 padded: 4 columns
     got = np.asarray(Image.open(d / "out28.png"))
     mask = np.zeros((1, 28, 28), bool)
     mask[:, :, :14] = True
-    want = pipe.inpaint(pad_to(raw[None], (32, 32))[0], pad_to(mask, (32, 32))[0], "bag", 4,
-                        seeds=image_seeds(3, [0]), output_type="np").images[0, 2:30, 2:30, 0]
+    want = pipe.inpaint(
+        pad_to(raw[None], (32, 32))[0],
+        pad_to(mask, (32, 32))[0],
+        "bag",
+        num_inference_steps=4,
+        seeds=image_seeds(3, [0]),
+        output_type="np",
+    ).images[0, 2:30, 2:30, 0]
     assert got.shape == (28, 28) and (got == want).all()
 
 
 def test_edit_outpaint_box_under_one_cell_is_an_error(edit_files, capsys):
     from lpdgen.cli import EXIT_USER_ERROR, main
 
-    rc = main(["edit", "outpaint", "--image", str(edit_files["image"]), "--box", "1", "1", "3", "3", "--class", "0",
-               "--out", str(edit_files["dir"] / "o.png")])
+    rc = main(
+        [
+            "edit",
+            "outpaint",
+            "--image",
+            str(edit_files["image"]),
+            "--box",
+            "1",
+            "1",
+            "3",
+            "3",
+            "--class",
+            "0",
+            "--out",
+            str(edit_files["dir"] / "o.png"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == EXIT_USER_ERROR and err.count("\n") == 0
     assert err.startswith("lpdgen edit outpaint: error: --box: the box covers no whole token cell (4x4 pixels"), err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--image", "{big}", "--box", "0", "0", "4", "4"], "is 40x40 pixels; this model edits 32x32"),
-    (["--image", "{image}", "--box", "0", "0", "40", "4"], "--box: box (0, 0, 40, 4) is out of range"),
-    (["--image", "{image}", "--box", "5", "0", "5", "4"], "out of range"),
-    (["--image", "{image}", "--mask", "{small}"], "--mask"),
-    (["--image", "{dir}/missing.png", "--box", "0", "0", "4", "4"], "file not found"),
-    (["--image", "{image}", "--box", "0", "0", "4", "4", "--class", "dres"], "did you mean 'dress'"),
-    (["--image", "{image}", "--box", "0", "0", "4", "4", "--steps", "5"], "5 steps for 1 token cell to regenerate: use at most 1 step"),
-    (["--image", "{mask}", "--box", "0", "0", "4", "4", "--out", "{dir}/o.txt"], "unsupported file type"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--image", "{big}", "--box", "0", "0", "4", "4"], "is 40x40 pixels; this model edits 32x32"),
+        (["--image", "{image}", "--box", "0", "0", "40", "4"], "--box: box (0, 0, 40, 4) is out of range"),
+        (["--image", "{image}", "--box", "5", "0", "5", "4"], "out of range"),
+        (["--image", "{image}", "--mask", "{small}"], "--mask"),
+        (["--image", "{dir}/missing.png", "--box", "0", "0", "4", "4"], "file not found"),
+        (["--image", "{image}", "--box", "0", "0", "4", "4", "--class", "dres"], "did you mean 'dress'"),
+        (
+            ["--image", "{image}", "--box", "0", "0", "4", "4", "--steps", "5"],
+            "5 steps for 1 token cell to regenerate: use at most 1 step",
+        ),
+        (["--image", "{mask}", "--box", "0", "0", "4", "4", "--out", "{dir}/o.txt"], "unsupported file type"),
+    ],
+)
 def test_edit_command_errors_are_one_line(edit_files, argv, message, capsys):
     from lpdgen.cli import EXIT_USER_ERROR, main
 

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from lpdgen import LPD, LPDConfig, VQConfig, VQTokenizer
-from lpdgen.rng import image_seed
+from lpdgen.evaluation.inception import InceptionFeatures
+from lpdgen.evaluation.metrics import FIDStatistics, feature_statistics, fid, save_statistics
 from lpdgen.evaluation.protocol import (
     SampleConfig,
     batch_ranges,
@@ -28,9 +29,9 @@ from lpdgen.evaluation.protocol import (
     sample_to_npz,
     write_png_folder,
 )
-from lpdgen.evaluation.inception import InceptionFeatures
-from lpdgen.evaluation.metrics import FIDStatistics, feature_statistics, fid, save_statistics
-from lpdgen.pipeline import LPDPipeline, SamplingConfig
+from lpdgen.pipeline import LPDPipeline
+from lpdgen.rng import image_seed
+from lpdgen.settings import SamplingConfig
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,10 @@ def test_same_index_same_image_for_batch_sizes_1_and_8_and_for_1_or_2_processes(
     one = sample_to_npz(pipeline, tmp_path / "bs1.npz", config, batch_size=1, progress=False)
     eight = sample_to_npz(pipeline, tmp_path / "bs8.npz", config, batch_size=8, progress=False)
     # two processes: rank 1 and rank 0 each make their share; rank 0 merges once everything exists
-    assert sample_to_npz(pipeline, tmp_path / "two.npz", config, batch_size=3, rank=1, world_size=2, progress=False) is None
+    assert (
+        sample_to_npz(pipeline, tmp_path / "two.npz", config, batch_size=3, rank=1, world_size=2, progress=False)
+        is None
+    )
     two = sample_to_npz(pipeline, tmp_path / "two.npz", config, batch_size=3, rank=0, world_size=2, progress=False)
     with np.load(one) as a, np.load(eight) as b, np.load(two) as c:
         images = a["arr_0"]
@@ -86,8 +90,12 @@ def test_same_index_same_image_for_batch_sizes_1_and_8_and_for_1_or_2_processes(
         np.testing.assert_array_equal(images, b["arr_0"])
         np.testing.assert_array_equal(images, c["arr_0"])
     assert len({images[i].tobytes() for i in range(10)}) == 10  # distinct seeds, distinct images
-    other = sample_to_npz(pipeline, tmp_path / "seed8.npz", SampleConfig(num_images=2, seed=8, sampling=SamplingConfig(num_inference_steps=5, guidance_scale=2.0)),
-                          progress=False)
+    other = sample_to_npz(
+        pipeline,
+        tmp_path / "seed8.npz",
+        SampleConfig(num_images=2, seed=8, sampling=SamplingConfig(num_inference_steps=5, guidance_scale=2.0)),
+        progress=False,
+    )
     with np.load(other) as d:
         assert not np.array_equal(d["arr_0"], images[:2])
 
@@ -109,7 +117,12 @@ def test_resume_reuses_finished_parts_and_refuses_another_run(pipeline, tmp_path
         np.testing.assert_array_equal(f["arr_0"], reference)
     assert parts[0].stat().st_mtime_ns == kept_mtime  # finished batches were not redone
     with pytest.raises(ValueError, match="different run"):
-        sample_to_npz(pipeline, out, SampleConfig(num_images=6, seed=2, sampling=SamplingConfig(num_inference_steps=4)), progress=False)
+        sample_to_npz(
+            pipeline,
+            out,
+            SampleConfig(num_images=6, seed=2, sampling=SamplingConfig(num_inference_steps=4)),
+            progress=False,
+        )
 
 
 def _random_set(rng, n, size=16):
@@ -149,7 +162,12 @@ def test_metrics_errors_are_clear(extractor, tmp_path):
     kw = {"cache_dir": tmp_path / "cache", "progress": False}
     with pytest.raises(ValueError, match="resolution mismatch: samples are 16x16, reference images are 32x32"):
         compute_metrics(tmp_path / "small.npz", tmp_path / "big.npz", extractor, **kw)
-    assert compute_metrics(tmp_path / "small.npz", tmp_path / "big.npz", extractor, allow_resolution_mismatch=True, **kw)["fid"] > 0
+    assert (
+        compute_metrics(tmp_path / "small.npz", tmp_path / "big.npz", extractor, allow_resolution_mismatch=True, **kw)[
+            "fid"
+        ]
+        > 0
+    )
     np.savez(tmp_path / "stats2048.npz", mu=np.zeros(2048), sigma=np.eye(2048))
     with pytest.raises(ValueError, match="dimension 2048, the feature network gives 12"):
         compute_metrics(tmp_path / "small.npz", tmp_path / "stats2048.npz", extractor, **kw)
@@ -174,8 +192,17 @@ def test_metrics_errors_are_clear(extractor, tmp_path):
 def test_cfg_search_reports_one_fid_per_scale(pipeline, extractor, tmp_path):
     rng = np.random.default_rng(2)
     np.savez(tmp_path / "ref.npz", arr_0=_random_set(rng, 20, 8))  # the tiny tokenizer makes 8x8 images
-    rows = cfg_search(pipeline, [1.0, 3.0], SampleConfig(num_images=15, sampling=SamplingConfig(num_inference_steps=4)), tmp_path / "sweep",
-                      tmp_path / "ref.npz", extractor, batch_size=8, cache_dir=tmp_path / "cache", progress=False)
+    rows = cfg_search(
+        pipeline,
+        [1.0, 3.0],
+        SampleConfig(num_images=15, sampling=SamplingConfig(num_inference_steps=4)),
+        tmp_path / "sweep",
+        tmp_path / "ref.npz",
+        extractor,
+        batch_size=8,
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
     assert [r["cfg"] for r in rows] == [1.0, 3.0]
     assert all(np.isfinite(r["fid"]) and r["num_samples"] == 15 for r in rows)
     assert rows[0]["fid"] != rows[1]["fid"]
@@ -187,18 +214,52 @@ def test_cli_sample_then_metrics(pipeline, extractor, tmp_path, capsys, caplog):
     ckpt = pipeline.model.save(tmp_path / "lpd")
     vq = pipeline.tokenizer.save(tmp_path / "vq")
     out = tmp_path / "s.npz"
-    args = ["eval", "sample", "--checkpoint", str(ckpt), "--tokenizer", str(vq), "--num-images", "6", "--steps", "4",
-            "--batch-size", "4", "--device", "cpu", "--out", str(out), "--png-dir", str(tmp_path / "png")]
+    args = [
+        "eval",
+        "sample",
+        "--checkpoint",
+        str(ckpt),
+        "--tokenizer",
+        str(vq),
+        "--num-images",
+        "6",
+        "--steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--png-dir",
+        str(tmp_path / "png"),
+    ]
     assert main(args) == 0
-    direct = sample_to_npz(pipeline, tmp_path / "direct.npz", SampleConfig(num_images=6, sampling=SamplingConfig(num_inference_steps=4)), progress=False)
+    direct = sample_to_npz(
+        pipeline,
+        tmp_path / "direct.npz",
+        SampleConfig(num_images=6, sampling=SamplingConfig(num_inference_steps=4)),
+        progress=False,
+    )
     with np.load(out) as a, np.load(direct) as b:
         np.testing.assert_array_equal(a["arr_0"], b["arr_0"])
     assert len(list((tmp_path / "png").glob("*.png"))) == 6
 
     rng = np.random.default_rng(3)
     np.savez(tmp_path / "ref.npz", arr_0=_random_set(rng, 20, 8))
-    metrics = ["eval", "metrics", str(out), "--ref", str(tmp_path / "ref.npz"), "--inception", str(extractor.path),
-               "--cache-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "m.json")]
+    metrics = [
+        "eval",
+        "metrics",
+        str(out),
+        "--ref",
+        str(tmp_path / "ref.npz"),
+        "--inception",
+        str(extractor.path),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--json",
+        str(tmp_path / "m.json"),
+    ]
     assert main(metrics) == 0
     assert "fid" in capsys.readouterr().out and (tmp_path / "m.json").is_file()
     # 6 images for 12-d features: the promised warning, as one log line (docs/evaluation.md)
@@ -217,12 +278,52 @@ def test_torchrun_two_processes_write_the_same_npz_as_one(pipeline, tmp_path):
         port = s.getsockname()[1]
     src = str(Path(__file__).parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
-    args = ["-m", "lpdgen.cli", "eval", "sample", "--checkpoint", str(ckpt), "--tokenizer", str(vq), "--device", "cpu",
-            "--num-images", "10", "--steps", "4", "--cfg", "2.0", "--batch-size", "3", "--out", str(tmp_path / "two.npz")]
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                    "127.0.0.1", "--master_port", str(port), *args], env=env, check=True, timeout=600)
-    one = sample_to_npz(pipeline, tmp_path / "one.npz", SampleConfig(num_images=10, sampling=SamplingConfig(num_inference_steps=4, guidance_scale=2.0)), batch_size=8,
-                        progress=False)
+    args = [
+        "-m",
+        "lpdgen.cli",
+        "eval",
+        "sample",
+        "--checkpoint",
+        str(ckpt),
+        "--tokenizer",
+        str(vq),
+        "--device",
+        "cpu",
+        "--num-images",
+        "10",
+        "--steps",
+        "4",
+        "--cfg",
+        "2.0",
+        "--batch-size",
+        "3",
+        "--out",
+        str(tmp_path / "two.npz"),
+    ]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(port),
+            *args,
+        ],
+        env=env,
+        check=True,
+        timeout=600,
+    )
+    one = sample_to_npz(
+        pipeline,
+        tmp_path / "one.npz",
+        SampleConfig(num_images=10, sampling=SamplingConfig(num_inference_steps=4, guidance_scale=2.0)),
+        batch_size=8,
+        progress=False,
+    )
     with np.load(one) as a, np.load(tmp_path / "two.npz") as b:
         np.testing.assert_array_equal(a["arr_0"], b["arr_0"])
         np.testing.assert_array_equal(a["arr_1"], b["arr_1"])
@@ -235,8 +336,9 @@ def test_adm_style_reference_uses_its_own_statistics_and_its_images_for_precisio
     shifted_mu = stats.mu + 1.0  # statistics from "another evaluator": must be used as they are
     np.savez(tmp_path / "adm.npz", arr_0=ref, mu=shifted_mu, sigma=stats.sigma)
     np.savez(tmp_path / "samples.npz", arr_0=samples)
-    out = compute_metrics(tmp_path / "samples.npz", tmp_path / "adm.npz", extractor, cache_dir=tmp_path / "c",
-                          progress=False)
+    out = compute_metrics(
+        tmp_path / "samples.npz", tmp_path / "adm.npz", extractor, cache_dir=tmp_path / "c", progress=False
+    )
     sample_stats = feature_statistics(extractor.features([samples], progress=False))
     assert out["fid"] == pytest.approx(fid(sample_stats, FIDStatistics(shifted_mu, stats.sigma)), rel=1e-9)
     assert "precision" in out and "recall" in out  # features from the reference's own images
@@ -264,5 +366,6 @@ def test_inception_score_is_reported_when_the_network_gives_logits(extractor, tm
     feats, logits = net.extract([samples], progress=False)
     np.testing.assert_allclose(logits, 20 * feats[:, :4])
     assert out["inception_score"] == pytest.approx(inception_score(logits)[0], rel=1e-12) and out["inception_score"] > 1
-    assert "inception_score" not in compute_metrics(tmp_path / "s.npz", tmp_path / "r.npz", extractor,
-                                                    cache_dir=tmp_path / "c", progress=False)
+    assert "inception_score" not in compute_metrics(
+        tmp_path / "s.npz", tmp_path / "r.npz", extractor, cache_dir=tmp_path / "c", progress=False
+    )

@@ -59,7 +59,9 @@ def test_preprocess_is_bilinear_resize_to_299_with_gray_replicated():
     assert torch.equal(preprocess(torch.from_numpy(rgb)), x)
     # already 299: only the range changes
     big = rng.integers(0, 256, size=(1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
-    np.testing.assert_allclose(preprocess(torch.from_numpy(big))[0].permute(1, 2, 0).numpy(), big[0] / 127.5 - 1, atol=1e-6)
+    np.testing.assert_allclose(
+        preprocess(torch.from_numpy(big))[0].permute(1, 2, 0).numpy(), big[0] / 127.5 - 1, atol=1e-6
+    )
 
 
 def test_preprocess_rejects_bad_input():
@@ -134,7 +136,9 @@ def test_fashion_mnist_sanity_with_the_real_network(inception):  # ~1 min on 2 q
     noise = np.random.default_rng(0).normal(0, 64, size=test.shape)
     noisy = np.clip(test + noise, 0, 255).astype(np.uint8)
     with pytest.warns(UserWarning, match="covariance is singular"):
-        stats = {k: feature_statistics(inception.features([v], progress=False))
-                 for k, v in (("train", train), ("test", test), ("noisy", noisy))}
+        stats = {
+            k: feature_statistics(inception.features([v], progress=False))
+            for k, v in (("train", train), ("test", test), ("noisy", noisy))
+        }
     same, corrupted = fid(stats["train"], stats["test"]), fid(stats["test"], stats["noisy"])
     assert 0 < same < corrupted / 2

@@ -96,9 +96,11 @@ def _components():
 
     torch.manual_seed(0)
     lpd = LPD(LPDConfig(width=32, depth=2, heads=4, vocab_size=40, num_classes=5, grid=(3, 4), dropout=0.1))
-    return [(lpd, LPD.from_checkpoint, "LPD"),
-            (VQTokenizer(VQConfig.named("tiny")), VQTokenizer.from_checkpoint, "VQTokenizer"),
-            (FMNISTClassifier(ClassifierConfig(channels=(4, 4, 8))), FMNISTClassifier.from_checkpoint, "FMNISTClassifier")]
+    return [
+        (lpd, LPD.from_checkpoint, "LPD"),
+        (VQTokenizer(VQConfig.named("tiny")), VQTokenizer.from_checkpoint, "VQTokenizer"),
+        (FMNISTClassifier(ClassifierConfig(channels=(4, 4, 8))), FMNISTClassifier.from_checkpoint, "FMNISTClassifier"),
+    ]
 
 
 @pytest.mark.parametrize("index", [0, 1, 2])
@@ -182,9 +184,13 @@ def test_the_checksum_covers_values_names_dtypes_and_shapes():
     base = {"a": torch.arange(4.0), "b": torch.zeros(2, dtype=torch.int64)}
     digest = tensors_sha256(base)
     assert tensors_sha256({"b": base["b"], "a": base["a"].clone()}) == digest  # order and copies do not matter
-    for changed in ({**base, "a": base["a"] + 1e-6}, {"a2": base["a"], "b": base["b"]},
-                    {**base, "a": base["a"].double()}, {**base, "a": base["a"].view(2, 2)},
-                    {**base, "c": torch.tensor(1.0)}):
+    for changed in (
+        {**base, "a": base["a"] + 1e-6},
+        {"a2": base["a"], "b": base["b"]},
+        {**base, "a": base["a"].double()},
+        {**base, "a": base["a"].view(2, 2)},
+        {**base, "c": torch.tensor(1.0)},
+    ):
         assert tensors_sha256(changed) != digest
 
 
@@ -211,8 +217,19 @@ def test_the_shipped_weights_carry_their_checksum():
 
     from safetensors import safe_open
 
+    from lpdgen.embedded import EMBEDDED_MODELS, SHIPPED_TOKENIZERS
+
     assets = resources.files("lpdgen") / "assets"
-    for name in ("lpd_fmnist/model.safetensors", "vq_fmnist.safetensors", "fmnist_classifier.safetensors"):
+    names = [
+        *(f"{folder}/model.safetensors" for folder in EMBEDDED_MODELS.values()),
+        *(f"{stem}.safetensors" for stem in dict.fromkeys(SHIPPED_TOKENIZERS.values())),
+        "fmnist_classifier.safetensors",
+    ]
+    assert len(names) == 5  # two models, two tokenizers, the classifier: every weights file shipped
+    assert sorted(p.name for p in assets.iterdir() if p.name.endswith(".safetensors")) == sorted(
+        n for n in names if "/" not in n
+    )
+    for name in names:
         path = str(assets / name)
         with safe_open(path, framework="pt") as f:
             saved = (f.metadata() or {}).get(CHECKSUM_KEY)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-
 from conftest import random_schedule
+
 from lpdgen.masks import decode_steps, training_mask
 
 
@@ -30,7 +30,7 @@ def naive_training_mask(group_sizes: list[int]) -> torch.Tensor:
 
 def test_training_mask_matches_per_pair_rules_on_random_schedules():
     gen = torch.Generator().manual_seed(1)
-    for trial in range(150):
+    for _ in range(150):
         n = int(torch.randint(1, 40, (1,), generator=gen))
         sizes = random_schedule(n, gen)
         got = training_mask(tuple(sizes))
@@ -56,10 +56,8 @@ def naive_step_visibility(group_sizes: list[int], k: int) -> torch.Tensor:
     ctx_slots = [0] if k == 0 else list(range(c[k - 1], c[k]))
     q_slots = list(range(c[k], c[k + 1]))
     rows = []
-    for slot in ctx_slots:  # a context token sees every slot before the end of the context block
-        rows.append([s < c[k] for s in range(c[k + 1])])
-    for slot in q_slots:
-        rows.append([True] * c[k + 1])
+    rows += [[s < c[k] for s in range(c[k + 1])]] * len(ctx_slots)  # context: every slot before its block's end
+    rows += [[True] * c[k + 1]] * len(q_slots)
     return torch.tensor(rows, dtype=torch.bool)
 
 

@@ -138,8 +138,14 @@ def test_the_small_sample_fid_path_warns_too():
 
 def test_fid_shrinks_with_more_samples_of_the_same_distribution():
     rng = np.random.default_rng(7)
-    small = [fid(feature_statistics(rng.normal(size=(100, 8))), feature_statistics(rng.normal(size=(100, 8)))) for _ in range(3)]
-    large = [fid(feature_statistics(rng.normal(size=(5000, 8))), feature_statistics(rng.normal(size=(5000, 8)))) for _ in range(3)]
+    small = [
+        fid(feature_statistics(rng.normal(size=(100, 8))), feature_statistics(rng.normal(size=(100, 8))))
+        for _ in range(3)
+    ]
+    large = [
+        fid(feature_statistics(rng.normal(size=(5000, 8))), feature_statistics(rng.normal(size=(5000, 8))))
+        for _ in range(3)
+    ]
     assert np.mean(large) < np.mean(small) / 5
 
 

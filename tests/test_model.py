@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import random_orders, random_schedule
+
 from lpdgen import LPD, LPDConfig
 from lpdgen.model import NAMED_CONFIGS, count_parameters, resize_pos_embed
 
@@ -48,7 +48,9 @@ def test_state_dict_layout_equals_the_published_checkpoint(published_data, name,
             if int(key.split(".")[1]) != 0:
                 continue
             for i in range(depth):
-                expected[key.replace("blocks.0.", f"blocks.{i}.", 1)] = [s * d // 1024 if s in (1024, 3072, 4096) else s for s in shape]
+                expected[key.replace("blocks.0.", f"blocks.{i}.", 1)] = [
+                    s * d // 1024 if s in (1024, 3072, 4096) else s for s in shape
+                ]
         else:
             expected[key] = [s * d // 1024 if s in (1024,) else s for s in shape]
     expected["pos_embed"] = [1, cfg.num_tokens + 1, d]
@@ -122,7 +124,9 @@ def test_256px_checkpoint_loads_into_512px_model_with_bicubic_pos_embed(tmp_path
     torch.testing.assert_close(big.pos_embed[0, 1:], torch.full((64, TINY["width"]), 0.5))
     # and a real field matches torch's bicubic interpolation of the (h, w) grid
     field = torch.randn(1, 17, 3)
-    want = F.interpolate(field[:, 1:].reshape(1, 4, 4, 3).permute(0, 3, 1, 2), size=(8, 8), mode="bicubic", align_corners=False)
+    want = F.interpolate(
+        field[:, 1:].reshape(1, 4, 4, 3).permute(0, 3, 1, 2), size=(8, 8), mode="bicubic", align_corners=False
+    )
     torch.testing.assert_close(resize_pos_embed(field, (8, 8))[:, 1:], want.permute(0, 2, 3, 1).reshape(1, 64, 3))
 
 
@@ -135,7 +139,11 @@ def test_mismatched_checkpoint_lists_missing_unexpected_and_wrong_keys(tmp_path)
     with pytest.raises(ValueError) as err:
         LPD.from_checkpoint(tmp_path / "bad.pth", config=LPDConfig(**TINY))
     msg = str(err.value)
-    assert "missing keys: norm.weight" in msg and "unexpected keys: extra.weight" in msg and "head.weight: checkpoint (7, 7)" in msg
+    assert (
+        "missing keys: norm.weight" in msg
+        and "unexpected keys: extra.weight" in msg
+        and "head.weight: checkpoint (7, 7)" in msg
+    )
 
 
 def test_corrupt_and_missing_checkpoints_fail_clearly(tmp_path):
@@ -189,7 +197,10 @@ def test_label_drop_uses_the_null_class_and_is_seeded():
     b = model.forward_logits(tokens, torch.tensor([3, 4]), [1, 11], orders)
     torch.testing.assert_close(a, b)  # every label dropped: labels do not matter
     model.cfg.label_drop = 0.5
-    draws = [model(tokens, torch.tensor([0, 1]), [1, 11], orders, generator=torch.Generator().manual_seed(7)) for _ in range(2)]
+    draws = [
+        model(tokens, torch.tensor([0, 1]), [1, 11], orders, generator=torch.Generator().manual_seed(7))
+        for _ in range(2)
+    ]
     torch.testing.assert_close(draws[0], draws[1])
 
 

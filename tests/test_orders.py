@@ -277,7 +277,7 @@ def proximity_map(selected: np.ndarray) -> np.ndarray:
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             if (dy, dx) != (0, 0):
-                prox += padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] / math.hypot(dy, dx)
+                prox += padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] / math.hypot(dy, dx)
     return prox
 
 
@@ -297,7 +297,7 @@ def check_locality_properties(order: list[int], h: int, w: int, sizes: list[int]
     selected = np.zeros((h, w), dtype=bool)
     start = 0
     for k, g in enumerate(sizes):
-        step = order[start:start + g]
+        step = order[start : start + g]
         start += g
         prox = proximity_map(selected).ravel()
         free = ~selected.ravel()
@@ -322,16 +322,23 @@ def check_locality_properties(order: list[int], h: int, w: int, sizes: list[int]
             if len(walk) < g or prox[c] > last + 1e-9:
                 assert any(near(c, s) for s in walk if prox[s] >= prox[c] - 1e-9), (k, c, walk)
         if len(walk) < g and walk:
-            rest = step[len(walk):]
+            rest = step[len(walk) :]
             # FPS continues: the first fill cell is at least as far from the walk as every pool cell
             pool = [c for c in np.flatnonzero(free) if c not in walk]
             assert min_dist2(rest[0], walk, w) == max(min_dist2(c, walk, w) for c in pool)
         selected.ravel()[step] = True
 
 
-@pytest.mark.parametrize("h, w, steps, tau, rho", [
-    (8, 8, 10, 1.0, 2.0), (6, 9, 12, 1.0, 1.0), (7, 7, 7, 0.5, 3.0), (5, 12, 20, 1.5, 2.0), (10, 10, 16, 1.0, 0.0),
-])
+@pytest.mark.parametrize(
+    "h, w, steps, tau, rho",
+    [
+        (8, 8, 10, 1.0, 2.0),
+        (6, 9, 12, 1.0, 1.0),
+        (7, 7, 7, 0.5, 3.0),
+        (5, 12, 20, 1.5, 2.0),
+        (10, 10, 16, 1.0, 0.0),
+    ],
+)
 def test_locality_orders_keep_the_hard_properties(h, w, steps, tau, rho):
     sizes = O.group_sizes(h * w, steps)
     orders = O.locality_aware((h, w), sizes, tau=tau, rho=rho, batch=400, seed=h * 100 + w)
@@ -376,11 +383,11 @@ def test_locality_orders_touch_known_cells_more_than_random_orders():
             selected = np.zeros((16, 16), dtype=bool)
             start = 0
             for k, g in enumerate(sizes):
-                step = order[start:start + g]
+                step = order[start : start + g]
                 start += g
                 padded = np.pad(selected, 1)
                 if k > 0:
-                    touching += [padded[c // 16:c // 16 + 3, c % 16:c % 16 + 3].any() for c in step]
+                    touching += [padded[c // 16 : c // 16 + 3, c % 16 : c % 16 + 3].any() for c in step]
                 selected.ravel()[step] = True
         return float(np.mean(touching))
 
@@ -467,8 +474,10 @@ def test_build_orders_takes_one_seed_per_row_for_every_type(kind):
     assert orders.shape == (3, 20) and torch.equal(orders, singles)
     gens = [torch.Generator().manual_seed(s) for s in (7, 8, 9)]
     single_gens = [torch.Generator().manual_seed(s) for s in (7, 8, 9)]
-    assert torch.equal(O.build_orders(kind, (4, 5), sizes, seed=gens),
-                       torch.cat([O.build_orders(kind, (4, 5), sizes, seed=g) for g in single_gens]))
+    assert torch.equal(
+        O.build_orders(kind, (4, 5), sizes, seed=gens),
+        torch.cat([O.build_orders(kind, (4, 5), sizes, seed=g) for g in single_gens]),
+    )
     if kind != "raster":
         assert len({tuple(r) for r in orders.tolist()}) == 3
 

@@ -44,12 +44,15 @@ def test_orders_command_draws_a_picture(tmp_path):
     assert image.format == "PNG" and image.width >= 160 and image.height >= 160
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["orders", "--grid", "4", "--steps", "20", "--out", "x.json"], "steps"),
-    (["orders", "--grid", "4", "--steps", "4"], "nothing to do"),
-    (["orders", "--grid", "4", "--steps", "4", "--out", "x.txt"], ".json or .npy"),
-    (["orders", "--grid", "4", "--steps", "4", "--count", "0", "--out", "x.json"], "--count"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["orders", "--grid", "4", "--steps", "20", "--out", "x.json"], "steps"),
+        (["orders", "--grid", "4", "--steps", "4"], "nothing to do"),
+        (["orders", "--grid", "4", "--steps", "4", "--out", "x.txt"], ".json or .npy"),
+        (["orders", "--grid", "4", "--steps", "4", "--count", "0", "--out", "x.json"], "--count"),
+    ],
+)
 def test_orders_command_reports_bad_input(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2

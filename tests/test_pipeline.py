@@ -10,8 +10,17 @@ from lpdgen import LPD, LPDConfig, VQConfig, VQTokenizer
 from lpdgen.orders import group_sizes, locality_aware
 from lpdgen.pipeline import LPDPipeline
 
-VQ = dict(image_channels=1, base_channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=16,
-          codebook_size=24, codebook_dim=4, norm_groups=8, image_size=16)
+VQ = dict(
+    image_channels=1,
+    base_channels=32,
+    channel_mult=(1, 2),
+    num_res_blocks=1,
+    z_channels=16,
+    codebook_size=24,
+    codebook_dim=4,
+    norm_groups=8,
+    image_size=16,
+)
 
 
 @pytest.fixture

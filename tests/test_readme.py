@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 from PIL import Image
 
 import lpdgen
-from conftest import REPO
 
 README = REPO / "README.md"
 SRC = str(Path(lpdgen.__file__).parents[1])
@@ -40,7 +40,7 @@ def _section(title: str) -> str:
     text = README.read_text()
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
-    return text[start:end if end > 0 else None]
+    return text[start : end if end > 0 else None]
 
 
 def test_the_python_snippets_run_in_order(tmp_path, monkeypatch):
@@ -62,8 +62,11 @@ def test_the_python_snippets_run_in_order(tmp_path, monkeypatch):
 @pytest.mark.integration
 def test_the_edit_command_lines_run_as_written(tmp_path):
     """The "Edit images" shell block, with `python` and `lpdgen` as this interpreter and this tree."""
-    lines = [line for line in _section("Edit images").split("```bash\n", 1)[1].split("```")[0].splitlines()
-             if line.strip() and not line.startswith("#")]
+    lines = [
+        line
+        for line in _section("Edit images").split("```bash\n", 1)[1].split("```")[0].splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert [line.split()[0] for line in lines] == ["python", "lpdgen"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
     for line in lines:

@@ -57,21 +57,25 @@ def test_only_and_skip_patterns(rep):
     assert not rep.selected("latency/batch=1", [], ["latency/*"])
 
 
-def test_settings_cover_the_issue_with_headline_rows_first(rep):
-    names = [s.name for s in rep.settings()]
+@pytest.mark.parametrize("model", ["fmnist-64", "fmnist-256"])
+def test_settings_cover_the_issue_with_headline_rows_first(rep, model):
+    grid = rep.GRIDS[model]
+    n, h = grid.tokens, grid.headline
+    settings = rep.settings(rep.SWEEP_SCALES, grid)
+    names = [s.name for s in settings]
     assert len(names) == len(set(names))
-    required = {rep.gen_name("random", 64), rep.gen_name("raster", 64)}
-    required |= {rep.gen_name(o, k) for o in rep.ORDERS for k in rep.STEPS}
-    required |= {rep.gen_name("locality", 8, 0, *t) for t in (rep.PROXIMITY_ONLY, rep.REPULSION_ONLY)}
-    required |= {rep.gen_name(o, 8, rep.SECOND_SEED) for o in ("locality", "random")}
+    required = {rep.gen_name("random", n), rep.gen_name("raster", n)}
+    required |= {rep.gen_name(o, k) for o in rep.ORDERS for k in grid.steps}
+    required |= {rep.gen_name("locality", h, 0, *t) for t in (rep.PROXIMITY_ONLY, rep.REPULSION_ONLY)}
+    required |= {rep.gen_name(o, h, rep.SECOND_SEED) for o in ("locality", "random")}
     assert required <= set(names)
-    headline = [names.index(rep.gen_name(o, 8)) for o in rep.ORDERS] + [names.index(rep.gen_name("random", 64))]
-    assert max(headline) < min(names.index(rep.gen_name(o, k)) for o in rep.ORDERS for k in rep.STEPS if k != 8)
-    by_name = {s.name: s for s in rep.settings()}
-    assert all(by_name[rep.gen_name(o, 8)].inception for o in rep.ORDERS)
+    headline = [names.index(rep.gen_name(o, h)) for o in rep.ORDERS] + [names.index(rep.gen_name("random", n))]
+    assert max(headline) < min(names.index(rep.gen_name(o, k)) for o in rep.ORDERS for k in grid.steps if k != h)
+    by_name = {s.name: s for s in settings}
+    assert all(by_name[rep.gen_name(o, h)].inception for o in rep.ORDERS)
     # every generation row's guidance comes from a sweep at its own step count
-    sweeps = {s.steps for s in rep.settings() if s.kind == "sweep"}
-    assert {s.steps for s in rep.settings() if s.kind == "generate"} <= sweeps
+    sweeps = {s.steps for s in settings if s.kind == "sweep"}
+    assert {s.steps for s in settings if s.kind == "generate"} <= sweeps
 
 
 def test_list_flag_prints_names_without_running(rep, capsys, tmp_path):
@@ -91,20 +95,33 @@ def report(rep):
 
 
 def test_report_marks_unmeasured_rows_pending_and_plots_measured_ones(rep, report, tmp_path):
-    row = {"order": "locality", "steps": 8, "seed": 0, "guidance": 4.0, "tau": 1.0, "rho": 2.0, "fd_test": 31.68,
-           "fd_train": 31.03, "accuracy": 0.9394, "fid": 67.92, "sec_per_image": 0.0128, "elapsed_s": 3600.0}
+    row = {
+        "order": "locality",
+        "steps": 8,
+        "seed": 0,
+        "guidance": 4.0,
+        "tau": 1.0,
+        "rho": 2.0,
+        "fd_test": 31.68,
+        "fd_train": 31.03,
+        "accuracy": 0.9394,
+        "fid": 67.92,
+        "sec_per_image": 0.0128,
+        "elapsed_s": 3600.0,
+    }
     data = {"results": {rep.gen_name("locality", 8): row, rep.gen_name("random", 8): {**row, "fd_test": 29.54}}}
-    text = report.tables(data)
+    grid = rep.GRIDS["fmnist-64"]
+    text = report.tables(data, grid)
     assert "| 8 | locality | 4 | 93.9% | 31.68 | 31.03 | 67.92 | 0.013 |" in text
     assert "| 8 | raster | pending |" in text and "2 settings measured" in text
     assert "| 8 | 4 | 31.68 (93.9%) | 29.54 (93.9%) | pending | pending |" in text
     from PIL import Image
 
-    path = report.quality_plot(data["results"], tmp_path / "q.png")
+    path = report.quality_plot(data["results"], tmp_path / "q.png", grid)
     with Image.open(path) as img:
         colours = {c for _, c in img.getcolors(maxcolors=1 << 16)}
     assert report.COLOURS[0] in colours and report.COLOURS[1] in colours  # locality and random points drawn
-    assert report.speedup_plot(data["results"], tmp_path / "s.png") is None  # no latency rows yet
+    assert report.speedup_plot(data["results"], tmp_path / "s.png", grid) is None  # no latency rows yet
 
 
 def test_thresholds_go_with_each_call_and_leave_the_pipeline_defaults_alone(rep):

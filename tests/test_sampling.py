@@ -5,22 +5,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lpdgen.sampling import cfg_scales, draw_uniform, filter_logits, guide, sample_tokens
+from lpdgen.sampling import draw_uniform, filter_logits, guidance_scales, guide, sample_tokens
 
 
 def test_linear_cfg_schedule_is_one_plus_s_minus_one_times_t_over_n():
     n, s = 256, 4.8
     t = torch.arange(n)
-    got = cfg_scales(t, n, s, "linear")
+    got = guidance_scales(t, n, s, "linear")
     want = torch.tensor([1 + (s - 1) * ti / n for ti in range(n)], dtype=torch.float32)
     torch.testing.assert_close(got, want)
     assert got[0] == 1.0
-    assert torch.all(cfg_scales(t, n, s, "constant") == s)
+    assert torch.all(guidance_scales(t, n, s, "constant") == s)
 
 
 def test_unknown_cfg_schedule_is_rejected():
-    with pytest.raises(ValueError, match="cfg_schedule"):
-        cfg_scales(torch.arange(3), 3, 2.0, "cosine")
+    with pytest.raises(ValueError, match="guidance_schedule"):
+        guidance_scales(torch.arange(3), 3, 2.0, "cosine")
 
 
 def test_guidance_with_scale_one_returns_conditional_logits_exactly():
@@ -91,8 +91,20 @@ def test_per_sample_generators_make_rows_independent_of_the_batch():
         draw_uniform((2, 6), gens, torch.device("cpu"))
 
 
-def test_bad_sampling_arguments_are_rejected():
-    with pytest.raises(ValueError):
-        filter_logits(torch.randn(3), top_p=0.0)
-    with pytest.raises(ValueError):
-        sample_tokens(torch.randn(2, 3), torch.rand(2), temperature=-1)
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(top_p=0.0), "top_p"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(top_k=-1), "top_k"),
+        (dict(guidance_scale=float("nan")), "guidance_scale"),
+        (dict(guidance_schedule="cosine"), "guidance_schedule"),
+    ],
+)
+def test_bad_sampling_arguments_are_rejected_once_per_call_before_any_step(model, bad, match, monkeypatch):
+    """The per-step functions trust their arguments; generate() checks them before the first step."""
+    import lpdgen.generation as generation
+
+    monkeypatch.setattr(generation, "run_steps", lambda *a, **k: pytest.fail("a step ran"))
+    with pytest.raises(ValueError, match=match):
+        generation.generate(model, torch.tensor([0]), [1, 19], torch.arange(20)[None], **bad)

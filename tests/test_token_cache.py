@@ -17,9 +17,9 @@ import torch
 import lpdgen
 from lpdgen.cli import main
 from lpdgen.data import write_idx
-from lpdgen.training.token_datasets import TokenDataset, flip_choice
-from lpdgen.training.token_cache import build_token_cache, code_dtype, shard_ranges
 from lpdgen.tokenizer import VQConfig, VQTokenizer
+from lpdgen.training.token_cache import build_token_cache, code_dtype, shard_ranges
+from lpdgen.training.token_datasets import TokenDataset, flip_choice
 
 N_ITEMS, SHARD, BATCH = 22, 4, 2  # 6 shards, the last one partial
 
@@ -102,8 +102,10 @@ def test_killed_build_resumes_to_identical_shards(tok_path, tmp_path):
     out = tmp_path / "killed"
     src = str(Path(lpdgen.__file__).parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    script = ("import sys; sys.path.insert(0, sys.argv[1]); from test_token_cache import run_build; "
-              "run_build(sys.argv[2], sys.argv[3], delay=0.15)")
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from test_token_cache import run_build; "
+        "run_build(sys.argv[2], sys.argv[3], delay=0.15)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).parent), tok_path, str(out)], env=env)
     try:
         deadline = time.monotonic() + 120
@@ -146,7 +148,9 @@ def test_rebuild_with_other_settings_is_refused(tok_path, tmp_path):
     with pytest.raises(ValueError, match="shard_size"):
         build_token_cache(tok, Synthetic(), tmp_path, shard_size=5, progress=False)
     with pytest.raises(ValueError, match="labels"):
-        build_token_cache(tok, torch.utils.data.TensorDataset(torch.zeros(2, 1, 16, 16)), tmp_path / "x", progress=False)
+        build_token_cache(
+            tok, torch.utils.data.TensorDataset(torch.zeros(2, 1, 16, 16)), tmp_path / "x", progress=False
+        )
     with pytest.raises(FileNotFoundError, match="lpdgen cache"):
         TokenDataset(tmp_path / "nothing")
     with pytest.raises(ValueError, match="positive"):
@@ -160,8 +164,23 @@ def test_cache_command_on_fashion_mnist_files(tok_path, tmp_path):
         write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (10, 28, 28), dtype=np.uint8))
         write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", (np.arange(10) % 10).astype(np.uint8))
     out = tmp_path / "cache"
-    argv = ["cache", "--data-root", str(tmp_path), "--split", "test", "--tokenizer", tok_path, "--out", str(out),
-            "--shard-size", "4", "--batch-size", "3", "--device", "cpu"]
+    argv = [
+        "cache",
+        "--data-root",
+        str(tmp_path),
+        "--split",
+        "test",
+        "--tokenizer",
+        tok_path,
+        "--out",
+        str(out),
+        "--shard-size",
+        "4",
+        "--batch-size",
+        "3",
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 0
     ds = TokenDataset(out)
     assert len(ds) == 10 and ds.grid == (16, 16) and ds[9][1] == 9  # 32x32 padded images, 2x downsampling

@@ -14,9 +14,16 @@ import torch.nn.functional as F
 from lpdgen.data import FashionMNIST
 from lpdgen.images import float_to_uint8, uint8_to_float
 from lpdgen.io import save_safetensors
-from lpdgen.tokenizer import AttnBlock, VectorQuantizer, VQConfig, VQTokenizer, codebook_stats, load_tokenizer, psnr
-from lpdgen.training.tokenizer_trainer import (TokenizerTrainConfig, batch_indices, evaluate_tokenizer, restart_dead_codes,
-                                    train_tokenizer)
+from lpdgen.tokenizer import AttnBlock, VectorQuantizer, VQConfig, VQTokenizer, load_tokenizer
+from lpdgen.training.tokenizer_trainer import (
+    TokenizerTrainConfig,
+    batch_indices,
+    codebook_stats,
+    evaluate_tokenizer,
+    psnr,
+    restart_dead_codes,
+    train_tokenizer,
+)
 
 SHAPES = Path(__file__).parent / "data" / "llamagen_vq16_state_dict_shapes.json"
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -84,7 +91,7 @@ def test_attention_block_matches_llamagen_bmm_formula():
     h = attn.norm(x)
     q, k, v = attn.q(h), attn.k(h), attn.v(h)
     b, c, hh, ww = q.shape
-    w_ = torch.bmm(q.reshape(b, c, hh * ww).permute(0, 2, 1), k.reshape(b, c, hh * ww)) * c ** -0.5
+    w_ = torch.bmm(q.reshape(b, c, hh * ww).permute(0, 2, 1), k.reshape(b, c, hh * ww)) * c**-0.5
     w_ = torch.softmax(w_, dim=2)
     ref = torch.bmm(v.reshape(b, c, hh * ww), w_.permute(0, 2, 1)).reshape(b, c, hh, ww)
     assert torch.allclose(attn(x), x + attn.proj_out(ref), atol=1e-5)
@@ -172,7 +179,7 @@ class _Blobs(torch.utils.data.Dataset):
         self.images = torch.full((n, 1, size, size), -1.0)
         for i in range(n):
             r, c = torch.randint(0, size - 6, (2,), generator=g).tolist()
-            self.images[i, :, r:r + 6, c:c + 6] = 1.0
+            self.images[i, :, r : r + 6, c : c + 6] = 1.0
         self.labels = np.arange(n) % 3
 
     def __len__(self):
@@ -212,7 +219,9 @@ def test_training_reduces_loss_and_resume_is_exact(tmp_path):
     assert F.mse_loss(straight.decode(straight.encode(x)), x).item() < err0
 
     first = tiny(seed=7)  # stops after 5 steps (as if killed just after the step-5 checkpoint) ...
-    part = train_tokenizer(first, data, TokenizerTrainConfig(out_dir=str(tmp_path / "b"), **common), progress=False, stop_at=5)
+    part = train_tokenizer(
+        first, data, TokenizerTrainConfig(out_dir=str(tmp_path / "b"), **common), progress=False, stop_at=5
+    )
     assert part["steps"] == 5 and not (tmp_path / "b" / "vq.safetensors").exists()
     resumed = tiny(seed=99)  # ... and a fresh process resumes from the checkpoint: initial weights do not matter
     train_tokenizer(resumed, data, TokenizerTrainConfig(out_dir=str(tmp_path / "b"), **common), progress=False)

@@ -15,37 +15,40 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_worker import assert_same_parameters, patch_tokens, tiny_model
 
 from lpdgen.distributed import DistInfo
 from lpdgen.model import LPD, LPDConfig
 from lpdgen.orders import all_group_sizes
-from lpdgen.training.trainer import (
-    TrainConfig,
-    Trainer,
-    batch_position,
-    draw_schedule,
-    epoch_permutation,
-    learning_rate,
-    list_checkpoints,
-    load_training_checkpoint,
-    param_groups,
-    rank_batch,
-    resolve_schedules,
-    sample_randomness,
-)
-from train_worker import PatchTokens, assert_same_parameters, tiny_model
+from lpdgen.training.checkpoints import list_checkpoints, load_training_checkpoint
+from lpdgen.training.config import TrainConfig
+from lpdgen.training.draws import batch_position, draw_schedule, epoch_permutation, rank_batch, sample_randomness
+from lpdgen.training.schedule import learning_rate, param_groups, resolve_schedules
+from lpdgen.training.token_datasets import TensorTokens
+from lpdgen.training.trainer import Trainer
 
 WORKER = Path(__file__).with_name("train_worker.py")
 
 
 @pytest.fixture(scope="module")
-def tokens() -> PatchTokens:
-    return PatchTokens(512)
+def tokens() -> TensorTokens:
+    return patch_tokens(512)
 
 
 def small_cfg(tmp_path: Path, **kw) -> TrainConfig:
-    base = dict(out_dir=str(tmp_path / "run"), global_batch=8, steps=6, lr_unit="step", warmup=2, decay_start=3,
-                base_lr=0.05, checkpoint_every=3, log_every=1, device="cpu", tensorboard=False)
+    base = dict(
+        out_dir=str(tmp_path / "run"),
+        global_batch=8,
+        steps=6,
+        lr_unit="step",
+        warmup=2,
+        decay_start=3,
+        base_lr=0.05,
+        checkpoint_every=3,
+        log_every=1,
+        device="cpu",
+        tensorboard=False,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -160,9 +163,20 @@ def test_bad_input_fails_before_work(tmp_path, tokens):
         Trainer(tiny_model(), small_cfg(tmp_path, schedules="4,64"), tokens)
     with pytest.raises(ValueError, match="fewer than one global batch"):
         Trainer(tiny_model(), small_cfg(tmp_path, global_batch=1024), tokens)
-    with pytest.raises(ValueError, match="bf16 autocast is for CUDA only"):
-        Trainer(tiny_model(), small_cfg(tmp_path, precision="bf16"), tokens)
     assert not out.exists()
+
+
+def test_bf16_autocast_on_cpu_tracks_fp32(tmp_path, tokens):
+    """CPU bf16 autocast (fast on AVX512-BF16 / AMX CPUs) computes the same loss as fp32 to bf16 precision,
+    while the weights and the optimizer stay fp32."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        trainer = Trainer(tiny_model(), small_cfg(tmp_path / precision, precision=precision, steps=2), tokens)
+        assert trainer.amp == (precision == "bf16")
+        losses[precision] = [float(trainer.train_step(s)[0]) for s in range(2)]
+        assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert losses["bf16"] != losses["fp32"]  # autocast really ran in bf16
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=2e-2)
 
 
 def test_resume_from_a_different_run_is_refused(tmp_path, tokens):
@@ -174,7 +188,7 @@ def test_resume_from_a_different_run_is_refused(tmp_path, tokens):
     with pytest.raises(ValueError, match=r"different run:\n  global_batch: 8 -> 16\n  steps: 3 -> 6$"):
         Trainer(tiny_model(), small_cfg(tmp_path, resume=str(ckpt), global_batch=16), tokens)
     with pytest.raises(ValueError, match="dataset size: 512 -> 256"):
-        Trainer(tiny_model(), small_cfg(tmp_path, steps=3, resume=str(ckpt)), PatchTokens(256))
+        Trainer(tiny_model(), small_cfg(tmp_path, steps=3, resume=str(ckpt)), patch_tokens(256))
     with pytest.raises(FileNotFoundError):
         Trainer(tiny_model(), small_cfg(tmp_path, resume=str(tmp_path / "nope.pt")), tokens)
     # what may change between a run and its resumption does not block it
@@ -187,12 +201,13 @@ def test_resume_from_a_different_run_is_refused(tmp_path, tokens):
 
 def test_loss_decreases_on_real_tokens(tmp_path, tokens):
     """Fashion-MNIST patch tokens, tiny model: the mean loss of each 20-step window beats the previous."""
-    cfg = small_cfg(tmp_path, global_batch=16, steps=100, warmup=10, decay_start=100, base_lr=0.1,
-                    checkpoint_every=100, log_every=1)
+    cfg = small_cfg(
+        tmp_path, global_batch=16, steps=100, warmup=10, decay_start=100, base_lr=0.1, checkpoint_every=100, log_every=1
+    )
     Trainer(tiny_model(), cfg, tokens).fit()
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert len(losses) == 100
-    windows = [sum(losses[i:i + 20]) / 20 for i in range(0, 100, 20)]
+    windows = [sum(losses[i : i + 20]) / 20 for i in range(0, 100, 20)]
     assert all(b < a for a, b in zip(windows, windows[1:])), windows
     assert windows[-1] < 0.8 * math.log(8)  # well below the uniform guess over 8 codes
 
@@ -228,8 +243,19 @@ def test_init_from_published_format_with_pos_embed_resize(tmp_path, tokens):
 
 
 def _worker(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(WORKER), "--out-dir", str(out), "--steps", "24", "--checkpoint-every", "6",
-            "--dropout", "0.1", *extra]
+    return [
+        sys.executable,
+        str(WORKER),
+        "--out-dir",
+        str(out),
+        "--steps",
+        "24",
+        "--checkpoint-every",
+        "6",
+        "--dropout",
+        "0.1",
+        *extra,
+    ]
 
 
 def _losses(run: Path) -> dict[int, float]:
@@ -238,15 +264,20 @@ def _losses(run: Path) -> dict[int, float]:
 
 @pytest.mark.integration
 def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    proc = subprocess.Popen(_worker(killed, "--delay", "0.15"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    subprocess.run(_worker(straight), env=env, check=True, capture_output=True)
-    deadline = time.time() + 120
+    proc = subprocess.Popen(
+        _worker(killed, "--delay", "0.15"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120  # killed at its first checkpoint, whatever the load (0.9 s to the next one)
     while not list_checkpoints(killed) and time.time() < deadline:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    subprocess.run(_worker(straight), env=env, check=True, capture_output=True)
     survivors = list_checkpoints(killed)
     assert survivors and survivors[-1].name != "ckpt_00000024.pt", "the run ended before it could be killed"
     for ckpt in survivors:  # whatever was on disk at the kill is complete
@@ -272,8 +303,8 @@ def token_cache(tmp_path_factory) -> Path:
     from torch.utils.data import Subset
 
     from lpdgen.data import FashionMNIST
-    from lpdgen.training.token_cache import build_token_cache
     from lpdgen.tokenizer import VQConfig, VQTokenizer
+    from lpdgen.training.token_cache import build_token_cache
 
     torch.manual_seed(0)
     images = FashionMNIST()
@@ -289,9 +320,32 @@ def test_cli_trains_on_a_token_cache_and_resumes(tmp_path, token_cache):
 
     model = tmp_path / "model.json"
     model.write_text(json.dumps(dict(width=32, depth=1, heads=2, vocab_size=512, num_classes=10, grid=[8, 8])))
-    args = ["train", "--data", str(token_cache), "--model", str(model), "--out-dir", str(tmp_path / "run"),
-            "--global-batch", "16", "--lr-unit", "step", "--warmup", "1", "--decay-start", "2",
-            "--checkpoint-every", "2", "--log-every", "1", "--device", "cpu", "--threads", "1", "--no-tensorboard"]
+    args = [
+        "train",
+        "--data",
+        str(token_cache),
+        "--model",
+        str(model),
+        "--out-dir",
+        str(tmp_path / "run"),
+        "--global-batch",
+        "16",
+        "--lr-unit",
+        "step",
+        "--warmup",
+        "1",
+        "--decay-start",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--log-every",
+        "1",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--no-tensorboard",
+    ]
     assert main([*args, "--steps", "4"]) == 0
     assert (tmp_path / "run" / "lpd.safetensors").is_file()
     first = _losses(tmp_path / "run")
@@ -332,7 +386,10 @@ def test_gradient_accumulation_takes_the_same_steps(tmp_path, tokens):
     split = Trainer(tiny_model(), small_cfg(tmp_path / "b", global_batch=16, accum_steps=4), tokens)
     split.fit()
     assert_same_parameters(whole.model.state_dict(), split.model.state_dict(), width=32, tol=1e-5)
-    logs = [[json.loads(line) for line in (d / "run" / "log.jsonl").read_text().splitlines()] for d in (tmp_path / "a", tmp_path / "b")]
+    logs = [
+        [json.loads(line) for line in (d / "run" / "log.jsonl").read_text().splitlines()]
+        for d in (tmp_path / "a", tmp_path / "b")
+    ]
     for key in ("loss", "grad_norm"):  # the step's mean loss and its gradient, not a sum over micro-batches
         assert [r[key] for r in logs[1]] == pytest.approx([r[key] for r in logs[0]], abs=1e-5)
     with pytest.raises(ValueError, match="not divisible by accum_steps 3"):

@@ -16,37 +16,41 @@ import torch
 
 from lpdgen.data import FASHION_MNIST_DIR, load_fashion_mnist
 from lpdgen.model import LPDConfig
-from lpdgen.training.trainer import Trainer, TrainConfig
+from lpdgen.training.config import TrainConfig
+from lpdgen.training.token_datasets import TensorTokens
+from lpdgen.training.trainer import Trainer
 
 PATCH = 4
 LEVELS = 8
 
 
-class PatchTokens:
+def patch_tokens(count: int, root: str = FASHION_MNIST_DIR) -> TensorTokens:
     """Fashion-MNIST images as 7x7 grids of quantized patch means (codes in [0, LEVELS))."""
-
-    def __init__(self, count: int, root: str = FASHION_MNIST_DIR):
-        images, labels = load_fashion_mnist(root, "train")
-        x = torch.from_numpy(np.array(images[:count])).float()  # (B, 28, 28)
-        side = x.shape[1] // PATCH
-        means = x.view(-1, side, PATCH, side, PATCH).mean(dim=(2, 4))  # (B, 7, 7)
-        self.codes = (means * LEVELS / 256.0).long().clamp_(0, LEVELS - 1).flatten(1)  # (B, 49)
-        self.labels = torch.from_numpy(labels[:count].astype(np.int64))
-        self.grid = (side, side)
-
-    def __len__(self) -> int:
-        return len(self.codes)
-
-    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.codes[indices], self.labels[indices]
+    images, labels = load_fashion_mnist(root, "train")
+    x = torch.from_numpy(np.array(images[:count])).float()  # (B, 28, 28)
+    side = x.shape[1] // PATCH
+    means = x.view(-1, side, PATCH, side, PATCH).mean(dim=(2, 4))  # (B, 7, 7)
+    codes = (means * LEVELS / 256.0).long().clamp_(0, LEVELS - 1).flatten(1)  # (B, 49)
+    return TensorTokens(codes, torch.from_numpy(labels[:count].astype(np.int64)))
 
 
 def tiny_model(dropout: float = 0.0, label_drop: float = 0.1) -> LPDConfig:
-    return LPDConfig(width=32, depth=2, heads=2, vocab_size=LEVELS, num_classes=10, grid=(7, 7),
-                     dropout=dropout, label_drop=label_drop, name="tiny")
+    return LPDConfig(
+        width=32,
+        depth=2,
+        heads=2,
+        vocab_size=LEVELS,
+        num_classes=10,
+        grid=(7, 7),
+        dropout=dropout,
+        label_drop=label_drop,
+        name="tiny",
+    )
 
 
-def assert_same_parameters(want: dict[str, torch.Tensor], have: dict[str, torch.Tensor], width: int, tol: float) -> None:
+def assert_same_parameters(
+    want: dict[str, torch.Tensor], have: dict[str, torch.Tensor], width: int, tol: float
+) -> None:
     """Every parameter within ``tol``, except the key third of each ``attn.qkv.bias``.
 
     The key bias adds the same q.b to every logit of a row, which softmax ignores: its true gradient is 0
@@ -89,12 +93,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--delay", type=float, default=0.0)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    cfg = TrainConfig(out_dir=args.out_dir, global_batch=args.global_batch, steps=args.steps, lr_unit="step",
-                      warmup=3, decay_start=args.steps // 2, base_lr=0.05, checkpoint_every=args.checkpoint_every,
-                      keep_last=2, log_every=1, parallel=args.parallel, accum_steps=args.accum_steps, resume=args.resume, device="cpu",
-                      tensorboard=False)
+    cfg = TrainConfig(
+        out_dir=args.out_dir,
+        global_batch=args.global_batch,
+        steps=args.steps,
+        lr_unit="step",
+        warmup=3,
+        decay_start=args.steps // 2,
+        base_lr=0.05,
+        checkpoint_every=args.checkpoint_every,
+        keep_last=2,
+        log_every=1,
+        parallel=args.parallel,
+        accum_steps=args.accum_steps,
+        resume=args.resume,
+        device="cpu",
+        tensorboard=False,
+    )
     SlowTrainer.delay = args.delay
-    trainer = SlowTrainer(tiny_model(args.dropout), cfg, PatchTokens(args.items))
+    trainer = SlowTrainer(tiny_model(args.dropout), cfg, patch_tokens(args.items))
     summary = trainer.fit()
     if trainer.dist.is_main:
         print(json.dumps(summary))

@@ -18,7 +18,7 @@ _EXPORTS = {
     "VQTokenizer": "tokenizer",
     "VQConfig": "tokenizer",
     "LPDPipeline": "pipeline",
-    "SamplingConfig": "pipeline",
+    "SamplingConfig": "settings",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -45,9 +45,16 @@ def step_map(known_before: np.ndarray, chosen: np.ndarray, grid: tuple[int, int]
     return out
 
 
-def decoding_frames(codes: torch.Tensor, orders: torch.Tensor, group_sizes: Sequence[int],
-                    decode: Callable[[torch.Tensor], np.ndarray], *, scale: int = 4,
-                    captions: Sequence[str] | None = None, prefilled: bool = False) -> list[np.ndarray]:
+def decoding_frames(
+    codes: torch.Tensor,
+    orders: torch.Tensor,
+    group_sizes: Sequence[int],
+    decode: Callable[[torch.Tensor], np.ndarray],
+    *,
+    scale: int = 4,
+    captions: Sequence[str] | None = None,
+    prefilled: bool = False,
+) -> list[np.ndarray]:
     """One RGB frame per step (plus the finished image): each image of the batch as a row of
     [decoded known tokens | step map], with a header naming the step.
 
@@ -92,5 +99,9 @@ def save_gif(frames: Sequence[np.ndarray], path: PathLike, *, ms_per_frame: int 
         raise ValueError("no frames to write")
     images = [Image.fromarray(f) for f in frames]
     durations = [ms_per_frame] * (len(images) - 1) + [hold_last_ms]
-    return atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                                                          duration=durations, loop=0))
+    return atomic_write(
+        path,
+        lambda tmp: images[0].save(
+            tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0
+        ),
+    )

@@ -60,7 +60,11 @@ def class_id(label: int | str, num_classes: int, names: Sequence[str] | None = N
     if wanted in index:
         return index[wanted]
     close = _suggestions(wanted, list(index))
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f"; known: {', '.join(short_name(n) for n in names[:12])}{' ...' if len(names) > 12 else ''}"
+    hint = (
+        f"; did you mean {', '.join(repr(c) for c in close)}?"
+        if close
+        else f"; known: {', '.join(short_name(n) for n in names[:12])}{' ...' if len(names) > 12 else ''}"
+    )
     raise ValueError(f"unknown class name {label!r}{hint}")
 
 
@@ -73,8 +77,9 @@ def _suggestions(wanted: str, known: list[str], n: int = 3) -> list[str]:
     return list(dict.fromkeys(words + close))[:n]
 
 
-def class_ids(labels: Sequence[int | str] | torch.Tensor | int | str, num_classes: int,
-              names: Sequence[str] | None = None) -> list[int]:
+def class_ids(
+    labels: Sequence[int | str] | torch.Tensor | int | str, num_classes: int, names: Sequence[str] | None = None
+) -> list[int]:
     """Labels (ids, names or a tensor of ids) as a list of class ids, each checked against the model."""
     if isinstance(labels, torch.Tensor):
         labels = labels.reshape(-1).tolist()

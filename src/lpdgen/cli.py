@@ -29,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "eval",
     "bench",
     "demo",
+    "serve",
 )
 
 DEBUG_ENV = "LPDGEN_DEBUG"
@@ -51,7 +52,9 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="lpdgen", description="Locality-aware Parallel Decoding for image generation")
     parser.add_argument("--version", action="version", version=f"lpdgen {__version__}")
-    parser.add_argument("--debug", action="store_true", help=f"show full tracebacks for every error (or set {DEBUG_ENV}=1)")
+    parser.add_argument(
+        "--debug", action="store_true", help=f"show full tracebacks for every error (or set {DEBUG_ENV}=1)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     sub.required = True
     for name in COMMANDS:
@@ -63,8 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_debug_flag(sub: argparse._SubParsersAction) -> None:
     """Accept ``--debug`` after any (sub)command name too; SUPPRESS keeps a subcommand from resetting it."""
     for parser in sub.choices.values():
-        parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                            help=f"show full tracebacks for every error (or set {DEBUG_ENV}=1)")
+        parser.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help=f"show full tracebacks for every error (or set {DEBUG_ENV}=1)",
+        )
         for action in parser._actions:
             if isinstance(action, argparse._SubParsersAction):
                 _add_debug_flag(action)

@@ -18,10 +18,22 @@ from .images import IMAGE_EXTENSIONS
 from .io import PathLike
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-_FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-                        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+_FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 FASHION_MNIST_PAD = 32  # the shipped tokenizer's input side: 28x28 images zero-padded to 32x32 (8x8 codes)
 _IDX_UBYTE = 0x08  # IDX type code of unsigned bytes (the only type Fashion-MNIST uses)
 
@@ -41,11 +53,13 @@ def read_idx(path: PathLike) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise ValueError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape))
     if len(raw) - header != expected:
-        raise ValueError(f"{path}: truncated or corrupt IDX file: header declares shape {shape} "
-                         f"({expected} bytes of data) but {len(raw) - header} bytes follow")
+        raise ValueError(
+            f"{path}: truncated or corrupt IDX file: header declares shape {shape} "
+            f"({expected} bytes of data) but {len(raw) - header} bytes follow"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -94,7 +108,9 @@ def load_fashion_mnist(root: PathLike = FASHION_MNIST_DIR, split: str = "train")
     image_stem, label_stem = _FASHION_MNIST_FILES[split]
     images, labels = read_idx(_find_idx(root, image_stem)), read_idx(_find_idx(root, label_stem))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(f"Fashion-MNIST {split} in {root}: images {images.shape} and labels {labels.shape} do not pair up")
+        raise ValueError(
+            f"Fashion-MNIST {split} in {root}: images {images.shape} and labels {labels.shape} do not pair up"
+        )
     if labels.size and labels.max() >= len(FASHION_MNIST_CLASSES):
         raise ValueError(f"Fashion-MNIST {split} in {root}: label {labels.max()} out of range")
     return images, labels.astype(np.int64)
@@ -123,7 +139,7 @@ class FashionMNIST(Dataset):
             raise ValueError(f"pad_to={pad_to} is smaller than the {h}x{w} images")
         top, left = (pad_to - h) // 2, (pad_to - w) // 2
         padded = np.zeros((len(images), pad_to, pad_to), dtype=np.uint8)
-        padded[:, top:top + h, left:left + w] = images
+        padded[:, top : top + h, left : left + w] = images
         self.images = torch.from_numpy(padded)  # (N, S, S) uint8
         self.classes = FASHION_MNIST_CLASSES
 
@@ -148,7 +164,9 @@ def find_files(folder: PathLike, extensions: tuple[str, ...] = IMAGE_EXTENSIONS)
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in extensions and p.is_file())
 
 
-def scan_class_folders(root: PathLike, extensions: tuple[str, ...]) -> tuple[list[str], list[tuple[Path, int]], np.ndarray]:
+def scan_class_folders(
+    root: PathLike, extensions: tuple[str, ...]
+) -> tuple[list[str], list[tuple[Path, int]], np.ndarray]:
     """``root/<class>/...`` -> (sorted class names, sorted (file, class id) pairs, int64 labels): the
     ImageNet / published-cache convention that class ids follow sorted folder names."""
     root = Path(root)
@@ -174,7 +192,7 @@ def center_crop_arr(image, image_size: int):
     image = image.resize(tuple(round(x * scale) for x in image.size), resample=Image.BICUBIC)
     arr = np.array(image)
     top, left = (arr.shape[0] - image_size) // 2, (arr.shape[1] - image_size) // 2
-    return Image.fromarray(arr[top:top + image_size, left:left + image_size])
+    return Image.fromarray(arr[top : top + image_size, left : left + image_size])
 
 
 class ImageFolder(Dataset):

@@ -38,12 +38,14 @@ if TYPE_CHECKING:
     from .pipeline import LPDPipeline
 
 INSTALL_HINT = "the demo needs gradio: pip install 'lpdgen[demo]'"
-MAX_IMAGES = 64  # per request: the largest (64 images, 64 steps) takes about 10 s on 2 busy CPU cores
+MAX_IMAGES = 64  # per request: bounds the slowest request (its time: README, Try it in the browser)
 GRID_COLUMNS = 8
 ANIMATION_IMAGES = 4  # the decoding animation shows the first images only (64 rows per frame are unreadable)
 ANIMATION_HEIGHT = 400  # pixels on the page
-ANIMATION_CAPTION = ("Decoding, step by step (first images): the image from the tokens known so far (grey: not "
-                     "generated yet) beside the cells chosen at that step (orange).")
+ANIMATION_CAPTION = (
+    "Decoding, step by step (first images): the image from the tokens known so far (grey: not "
+    "generated yet) beside the cells chosen at that step (orange)."
+)
 DISPLAY_PIXELS = 128  # small images are upscaled (nearest neighbour) to about this size
 DEFAULT_MAX_QUEUE = 16  # requests waiting for the model; more are refused ("queue is full"), not piled up
 MODEL_SLOT = "model"  # the concurrency id every event shares: one model, one request at a time
@@ -106,8 +108,9 @@ class Request:
         return image_seeds(self.seed, range(self.num_images))
 
 
-def check_request(pipe: LPDPipeline, label: str | int, num_images: float, steps: float, guidance: float,
-                  order: str, seed: float) -> Request:
+def check_request(
+    pipe: LPDPipeline, label: str | int, num_images: float, steps: float, guidance: float, order: str, seed: float
+) -> Request:
     """Validate a page's inputs on the server with the library's messages (the ones ``lpdgen sample``
     prints for the same mistake), before the model runs. Raises ``ValueError``."""
     if label is None or str(label).strip() == "":
@@ -131,11 +134,14 @@ class Generation:
     order_map: np.ndarray | None = None  # (H, W, 3) uint8 picture of the first image's generation order
 
 
-def _animation(pipe: LPDPipeline, codes, orders, group_sizes: list[int], workdir: Path, prefilled: bool = False) -> Path:
+def _animation(
+    pipe: LPDPipeline, codes, orders, group_sizes: list[int], workdir: Path, prefilled: bool = False
+) -> Path:
     """The decoding of ``codes`` (B, h, w) as a GIF in ``workdir`` (a fresh name: requests never collide)."""
     scale = max(2, display_scale(pipe.image_size[0]))
-    frames = decoding_frames(codes, orders, group_sizes, lambda c: pipe.decode(c, "np"), scale=scale,
-                             prefilled=prefilled)
+    frames = decoding_frames(
+        codes, orders, group_sizes, lambda c: pipe.decode(c, "np"), scale=scale, prefilled=prefilled
+    )
     _prune(workdir, KEEP_FILES_S)
     fd, name = tempfile.mkstemp(prefix="decode-", suffix=".gif", dir=workdir)
     os.close(fd)
@@ -157,27 +163,55 @@ def run_request(pipe: LPDPipeline, request: Request, workdir: Path) -> Generatio
 
     r = request
     t0 = time.perf_counter()
-    out = pipe([r.class_id] * r.num_images, num_inference_steps=r.steps, guidance_scale=r.guidance, order=r.order,
-               seeds=r.seeds, output_type="np")
+    out = pipe(
+        [r.class_id] * r.num_images,
+        num_inference_steps=r.steps,
+        guidance_scale=r.guidance,
+        order=r.order,
+        seeds=r.seeds,
+        output_type="np",
+    )
     seconds = time.perf_counter() - t0
     shown = slice(0, min(ANIMATION_IMAGES, r.num_images))
     animation = _animation(pipe, out.codes[shown], out.orders[shown], out.group_sizes, workdir)
     title = f"{r.order} order, {r.steps} steps: the step of each cell"
     order_map = np.asarray(draw_order(out.orders[0], out.group_sizes, pipe.model.cfg.grid, title=title))
-    summary = (f"{r.num_images} image{'s' * (r.num_images > 1)} in {seconds:.2f} s: "
-               f"{1e3 * seconds / r.num_images:.1f} ms per image, {1e3 * seconds / r.steps:.1f} ms "
-               f"per step ({r.steps} steps = forward passes, {r.order} order, guidance {r.guidance:g}, seed {r.seed})")
+    summary = (
+        f"{r.num_images} image{'s' * (r.num_images > 1)} in {seconds:.2f} s: "
+        f"{1e3 * seconds / r.num_images:.1f} ms per image, {1e3 * seconds / r.steps:.1f} ms "
+        f"per step ({r.steps} steps = forward passes, {r.order} order, guidance {r.guidance:g}, seed {r.seed})"
+    )
     return Generation(r, grid_picture(out.images), animation, seconds, summary, order_map)
 
 
-def generate(pipe: LPDPipeline, label: str | int, num_images: float, steps: float, guidance: float, order: str,
-             seed: float, *, workdir: Path) -> Generation:
+def generate(
+    pipe: LPDPipeline,
+    label: str | int,
+    num_images: float,
+    steps: float,
+    guidance: float,
+    order: str,
+    seed: float,
+    *,
+    workdir: Path,
+) -> Generation:
     """The Generate tab: ``num_images`` images of one class, with the decoding animation and order map."""
     return run_request(pipe, check_request(pipe, label, num_images, steps, guidance, order, seed), workdir)
 
 
-def compare(pipe: LPDPipeline, label: str | int, num_images: float, guidance: float, seed: float,
-            steps_a: float, order_a: str, steps_b: float, order_b: str, *, workdir: Path) -> tuple[Generation, Generation]:
+def compare(
+    pipe: LPDPipeline,
+    label: str | int,
+    num_images: float,
+    guidance: float,
+    seed: float,
+    steps_a: float,
+    order_a: str,
+    steps_b: float,
+    order_b: str,
+    *,
+    workdir: Path,
+) -> tuple[Generation, Generation]:
     """The Compare tab: the same class and seeds under two settings (step counts and/or orders). Both
     requests are validated before either runs, so a bad right side costs no generation."""
     a = check_request(pipe, label, num_images, steps_a, guidance, order_a, seed)
@@ -220,8 +254,17 @@ class EditRequest:
     seed: int
 
 
-def check_edit(pipe: LPDPipeline, image: np.ndarray | None, box: tuple[float, float, float, float], operation: str,
-               label: str | int, steps: float, guidance: float, order: str, seed: float) -> EditRequest:
+def check_edit(
+    pipe: LPDPipeline,
+    image: np.ndarray | None,
+    box: tuple[float, float, float, float],
+    operation: str,
+    label: str | int,
+    steps: float,
+    guidance: float,
+    order: str,
+    seed: float,
+) -> EditRequest:
     """Validate an edit on the server with the library's messages; ``steps`` 0 = the model's own. Raises ``ValueError``."""
     from .editing import box_mask, cell_mask, check_box, image_array
 
@@ -234,15 +277,17 @@ def check_edit(pipe: LPDPipeline, image: np.ndarray | None, box: tuple[float, fl
         raise ValueError(f"the box needs four numbers x0 y0 x1 y1, got {tuple(box)!r}")
     box = check_box(box, pipe.image_size)
     inside = box_mask(box, 1, pipe.image_size)
-    regenerate = cell_mask(inside if operation == "inpaint" else ~inside, 1, pipe.model.cfg.grid,
-                           pipe.tokenizer.config.downsample)[0].numpy()
+    regenerate = cell_mask(
+        inside if operation == "inpaint" else ~inside, 1, pipe.model.cfg.grid, pipe.tokenizer.config.downsample
+    )[0].numpy()
     (class_id,) = pipe.class_ids([label])
     cells = int(regenerate.sum())
     n = _whole("steps", steps, 0, cells) if cells else 0  # the library's rule: at most one step per cell
     guidance = _number("guidance", guidance)
     pipe.settings(guidance_scale=guidance, order=order)
-    return EditRequest(arr, operation, box, regenerate, class_id, n or None, float(guidance), order,
-                       _whole("seed", seed, 0))
+    return EditRequest(
+        arr, operation, box, regenerate, class_id, n or None, float(guidance), order, _whole("seed", seed, 0)
+    )
 
 
 def edit_preview(pipe: LPDPipeline, image: np.ndarray, regenerate: np.ndarray) -> np.ndarray:
@@ -255,8 +300,19 @@ def edit_preview(pipe: LPDPipeline, image: np.ndarray, regenerate: np.ndarray) -
     return upscale(out.round().astype(np.uint8), display_scale(image.shape[0]))
 
 
-def edit(pipe: LPDPipeline, image: np.ndarray | None, box: tuple[float, float, float, float], operation: str,
-         label: str | int, steps: float, guidance: float, order: str, seed: float, *, workdir: Path) -> Generation:
+def edit(
+    pipe: LPDPipeline,
+    image: np.ndarray | None,
+    box: tuple[float, float, float, float],
+    operation: str,
+    label: str | int,
+    steps: float,
+    guidance: float,
+    order: str,
+    seed: float,
+    *,
+    workdir: Path,
+) -> Generation:
     """The Edit tab: inpaint (regenerate the box) or outpaint (keep only the box) one image as class
     ``label``. The grid: the input with the cells to regenerate tinted, and the result; the GIF: the
     kept tokens, then each step's new ones."""
@@ -264,17 +320,31 @@ def edit(pipe: LPDPipeline, image: np.ndarray | None, box: tuple[float, float, f
     run = pipe.inpaint if r.operation == "inpaint" else pipe.outpaint
     where = r.regenerate if r.operation == "inpaint" else r.box  # cells for inpaint, the kept box for outpaint
     t0 = time.perf_counter()
-    out = run(r.image[None], where, [r.class_id], r.steps, r.guidance, seeds=image_seeds(r.seed, [0]),
-              output_type="np", order=r.order)
+    out = run(
+        r.image[None],
+        where,
+        [r.class_id],
+        seeds=image_seeds(r.seed, [0]),
+        output_type="np",
+        num_inference_steps=r.steps,
+        guidance_scale=r.guidance,
+        order=r.order,
+    )
     seconds = time.perf_counter() - t0
     kept = int(out.known.sum())
     sizes = [kept, *out.group_sizes] if kept else list(out.group_sizes)
     animation = _animation(pipe, out.codes, out.orders, sizes, workdir, prefilled=kept > 0)
-    pictures = np.stack([edit_preview(pipe, r.image, r.regenerate),  # input, cells to regenerate tinted | result
-                         edit_preview(pipe, out.images[0], np.zeros_like(r.regenerate))])
-    summary = (f"{r.operation}: kept {kept} of {out.known.numel()} token cells, generated {out.known.numel() - kept} "
-               f"in {len(out.group_sizes)} steps in {seconds:.2f} s ({r.order} order, guidance {r.guidance:g}, "
-               f"seed {r.seed})")
+    pictures = np.stack(
+        [
+            edit_preview(pipe, r.image, r.regenerate),  # input, cells to regenerate tinted | result
+            edit_preview(pipe, out.images[0], np.zeros_like(r.regenerate)),
+        ]
+    )
+    summary = (
+        f"{r.operation}: kept {kept} of {out.known.numel()} token cells, generated {out.known.numel() - kept} "
+        f"in {len(out.group_sizes)} steps in {seconds:.2f} s ({r.order} order, guidance {r.guidance:g}, "
+        f"seed {r.seed})"
+    )
     return Generation(r, image_grid(pictures, columns=2), animation, seconds, summary)
 
 
@@ -295,16 +365,20 @@ def import_gradio() -> Any:
 def _web(gr: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` with bad input shown as a one-line ``gr.Error`` (on the page and to API clients). It keeps
     ``fn``'s signature (``functools.wraps``): gradio names the API's parameters after it."""
+
     @functools.wraps(fn)
     def wrapped(*args: Any) -> Any:
         try:
             return fn(*args)
         except (ValueError, FileNotFoundError) as e:  # the library's bad-input errors (a missing data set too)
             raise gr.Error(str(e), print_exception=False) from None
+
     return wrapped
 
 
-def _on(gr: Any, trigger: Callable[..., Any], fn: Callable[..., Any], inputs: list[Any], outputs: Any, **kwargs: Any) -> None:
+def _on(
+    gr: Any, trigger: Callable[..., Any], fn: Callable[..., Any], inputs: list[Any], outputs: Any, **kwargs: Any
+) -> None:
     """Wire a model event: raw inputs (``preprocess=False``), so that a wrongly typed value from an API
     client (text for a number) reaches the tab function and gets the library's one-line message; gradio's
     own preprocessing would fail first, with a server traceback and a generic error. The parameters are
@@ -324,13 +398,21 @@ def _uploaded_image(component: Any, payload: Any) -> np.ndarray | None:
 
 def _class_input(gr: Any, pipe: LPDPipeline, prefix: str) -> Any:
     choices = class_choices(pipe)
-    return gr.Dropdown(choices, value=choices[0], label="class", allow_custom_value=True, elem_id=f"{prefix}-class",
-                       info="a name or an id")
+    return gr.Dropdown(
+        choices,
+        value=choices[0],
+        label="class",
+        allow_custom_value=True,
+        elem_id=f"{prefix}-class",
+        info="a name or an id",
+    )
 
 
 def _guidance_and_seed(gr: Any, pipe: LPDPipeline, prefix: str) -> tuple[Any, Any]:
-    return (gr.Number(pipe.sampling.guidance_scale, label="guidance (1 = none)", elem_id=f"{prefix}-guidance"),
-            gr.Number(0, precision=0, label="seed", elem_id=f"{prefix}-seed"))
+    return (
+        gr.Number(pipe.sampling.guidance_scale, label="guidance (1 = none)", elem_id=f"{prefix}-guidance"),
+        gr.Number(0, precision=0, label="seed", elem_id=f"{prefix}-seed"),
+    )
 
 
 def _common_inputs(gr: Any, pipe: LPDPipeline, prefix: str) -> tuple[Any, Any, Any, Any]:
@@ -342,9 +424,12 @@ def _common_inputs(gr: Any, pipe: LPDPipeline, prefix: str) -> tuple[Any, Any, A
 
 def _steps_and_order(gr: Any, pipe: LPDPipeline, prefix: str, steps: int, order: str) -> tuple[Any, Any]:
     n = pipe.model.cfg.num_tokens
-    return (gr.Slider(1, n, value=steps, step=1, label=f"steps (1..{n}; {n} = one token per step)",
-                      elem_id=f"{prefix}-steps"),
-            gr.Dropdown(list(ORDER_TYPES), value=order, label="order", elem_id=f"{prefix}-order"))
+    return (
+        gr.Slider(
+            1, n, value=steps, step=1, label=f"steps (1..{n}; {n} = one token per step)", elem_id=f"{prefix}-steps"
+        ),
+        gr.Dropdown(list(ORDER_TYPES), value=order, label="order", elem_id=f"{prefix}-order"),
+    )
 
 
 def _results(gr: Any, prefix: str) -> tuple[Any, Any]:
@@ -377,8 +462,14 @@ def _generate_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
         g = generate(pipe, class_label, num_images, steps, guidance, order, seed, workdir=workdir)
         return g.grid, str(g.animation), g.order_map, g.summary
 
-    _on(gr, button.click, on_generate, [label, num, guidance, seed, steps, order],
-        [grid, animation, order_map, summary], api_name="generate")
+    _on(
+        gr,
+        button.click,
+        on_generate,
+        [label, num, guidance, seed, steps, order],
+        [grid, animation, order_map, summary],
+        api_name="generate",
+    )
 
 
 def _compare_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
@@ -386,8 +477,10 @@ def _compare_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
     with gr.Row():
         label, num, guidance, seed = _common_inputs(gr, pipe, "compare")
     with gr.Row():  # left: the model's own steps; right: one token per step, as a classic autoregressive model
-        settings = [_steps_and_order(gr, pipe, f"compare-{side}", steps, d.order)
-                    for side, steps in (("a", d.num_inference_steps), ("b", pipe.model.cfg.num_tokens))]
+        settings = [
+            _steps_and_order(gr, pipe, f"compare-{side}", steps, d.order)
+            for side, steps in (("a", d.num_inference_steps), ("b", pipe.model.cfg.num_tokens))
+        ]
     button = gr.Button("Compare", variant="primary", elem_id="compare-button")
     outputs = []
     with gr.Row():
@@ -398,13 +491,20 @@ def _compare_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
     gr.Markdown(ANIMATION_CAPTION)
 
     def on_compare(class_label, num_images, guidance, seed, steps_a, order_a, steps_b, order_b):
-        a, b = compare(pipe, class_label, num_images, guidance, seed, steps_a, order_a, steps_b, order_b,
-                       workdir=workdir)
+        a, b = compare(
+            pipe, class_label, num_images, guidance, seed, steps_a, order_a, steps_b, order_b, workdir=workdir
+        )
         return a.grid, str(a.animation), a.summary, b.grid, str(b.animation), b.summary
 
     (steps_a, order_a), (steps_b, order_b) = settings
-    _on(gr, button.click, on_compare, [label, num, guidance, seed, steps_a, order_a, steps_b, order_b], outputs,
-        api_name="compare")
+    _on(
+        gr,
+        button.click,
+        on_compare,
+        [label, num, guidance, seed, steps_a, order_a, steps_b, order_b],
+        outputs,
+        api_name="compare",
+    )
 
 
 def _first_test_image(pipe: LPDPipeline) -> np.ndarray | None:
@@ -426,8 +526,9 @@ def _default_box(pipe: LPDPipeline) -> tuple[int, int, int, int]:
 
 def _default_region(pipe: LPDPipeline, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(image, cells to regenerate) of the Edit tab's opening state: inpaint :func:`_default_box`."""
-    r = check_edit(pipe, image, _default_box(pipe), "inpaint", 0, 0, pipe.sampling.guidance_scale,
-                   pipe.sampling.order, 0)
+    r = check_edit(
+        pipe, image, _default_box(pipe), "inpaint", 0, 0, pipe.sampling.guidance_scale, pipe.sampling.order, 0
+    )
     return r.image, r.regenerate
 
 
@@ -440,30 +541,54 @@ def _edit_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
                 index = gr.Number(0, precision=0, label="Fashion-MNIST test image", elem_id="edit-index")
                 load = gr.Button("Load", elem_id="edit-load")
             first = _first_test_image(pipe)
-            image = gr.Image(first, label=f"image to edit ({width}x{height}; or upload one)", type="numpy",
-                             image_mode="L" if pipe.tokenizer.config.image_channels == 1 else "RGB",
-                             sources=["upload", "clipboard"], height=ANIMATION_HEIGHT // 2, elem_id="edit-image")
-            operation = gr.Radio(list(EDIT_OPERATIONS), value="inpaint", label="inpaint: regenerate the box; "
-                                 "outpaint: keep only the box", elem_id="edit-operation")
+            image = gr.Image(
+                first,
+                label=f"image to edit ({width}x{height}; or upload one)",
+                type="numpy",
+                image_mode="L" if pipe.tokenizer.config.image_channels == 1 else "RGB",
+                sources=["upload", "clipboard"],
+                height=ANIMATION_HEIGHT // 2,
+                elem_id="edit-image",
+            )
+            operation = gr.Radio(
+                list(EDIT_OPERATIONS),
+                value="inpaint",
+                label="inpaint: regenerate the box; outpaint: keep only the box",
+                elem_id="edit-operation",
+            )
             with gr.Row():
-                box = [gr.Slider(0, side, value=value, step=1, label=name, elem_id=f"edit-{name}")
-                       for name, side, value in zip(("x0", "y0", "x1", "y1"), (width, height) * 2, _default_box(pipe))]
+                box = [
+                    gr.Slider(0, side, value=value, step=1, label=name, elem_id=f"edit-{name}")
+                    for name, side, value in zip(("x0", "y0", "x1", "y1"), (width, height) * 2, _default_box(pipe))
+                ]
             label = _class_input(gr, pipe, "edit")
-            steps = gr.Slider(0, pipe.model.cfg.num_tokens, value=0, step=1, elem_id="edit-steps",
-                              label="steps (0 = the model's own, at most one per cell to regenerate)")
+            steps = gr.Slider(
+                0,
+                pipe.model.cfg.num_tokens,
+                value=0,
+                step=1,
+                elem_id="edit-steps",
+                label="steps (0 = the model's own, at most one per cell to regenerate)",
+            )
             order = gr.Dropdown(list(ORDER_TYPES), value=d.order, label="order", elem_id="edit-order")
             guidance, seed = _guidance_and_seed(gr, pipe, "edit")
             button = gr.Button("Edit", variant="primary", elem_id="edit-button")
         with gr.Column(scale=3):
             summary, grid = _results(gr, "edit")
             with gr.Row():
-                preview = _picture(gr, "edit-preview", format="png", value=None if first is None else edit_preview(
-                    pipe, *_default_region(pipe, first)))
+                preview = _picture(
+                    gr,
+                    "edit-preview",
+                    format="png",
+                    value=None if first is None else edit_preview(pipe, *_default_region(pipe, first)),
+                )
                 animation = _picture(gr, "edit-animation", type="filepath")
-            gr.Markdown("Left: the cells to regenerate (tinted), updated as you move the box: a token cell is "
-                        "regenerated when the box touches it (inpaint), kept only when the box covers it (outpaint). "
-                        "Right: " + ANIMATION_CAPTION[0].lower() + ANIMATION_CAPTION[1:] + " The first frame is "
-                        "what is kept.")
+            gr.Markdown(
+                "Left: the cells to regenerate (tinted), updated as you move the box: a token cell is "
+                "regenerated when the box touches it (inpaint), kept only when the box covers it (outpaint). "
+                "Right: " + ANIMATION_CAPTION[0].lower() + ANIMATION_CAPTION[1:] + " The first frame is "
+                "what is kept."
+            )
 
     def on_load(index):
         return fashion_mnist_test_image(index)
@@ -477,16 +602,32 @@ def _edit_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
     image_input = image
 
     def on_edit(image, operation, x0, y0, x1, y1, class_label, steps, order, guidance, seed):
-        g = edit(pipe, _uploaded_image(image_input, image), (x0, y0, x1, y1), operation, class_label, steps,
-                 guidance, order, seed, workdir=workdir)
+        g = edit(
+            pipe,
+            _uploaded_image(image_input, image),
+            (x0, y0, x1, y1),
+            operation,
+            class_label,
+            steps,
+            guidance,
+            order,
+            seed,
+            workdir=workdir,
+        )
         return g.grid, str(g.animation), g.summary
 
     load.click(_web(gr, on_load), index, image, api_name="test_image", queue=False)
     region = [image, operation, *box]
     for widget in region:  # no model involved: answered at once, not queued behind generations
         widget.change(_web(gr, on_preview), region, preview, api_visibility="private", queue=False)
-    _on(gr, button.click, on_edit, [*region, label, steps, order, guidance, seed], [grid, animation, summary],
-        api_name="edit")
+    _on(
+        gr,
+        button.click,
+        on_edit,
+        [*region, label, steps, order, guidance, seed],
+        [grid, animation, summary],
+        api_name="edit",
+    )
 
 
 def build_app(pipe: LPDPipeline, *, workdir: Path, max_queue: int = DEFAULT_MAX_QUEUE) -> Any:
@@ -497,10 +638,12 @@ def build_app(pipe: LPDPipeline, *, workdir: Path, max_queue: int = DEFAULT_MAX_
     gr = import_gradio()
     d = pipe.sampling
     with gr.Blocks(title="lpdgen demo", analytics_enabled=False, delete_cache=(KEEP_FILES_S // 4, KEEP_FILES_S)) as app:
-        gr.Markdown(f"## Locality-aware Parallel Decoding\n{pipe.model.cfg.num_tokens} tokens per image, generated "
-                    f"in groups: each step places a group of tokens next to what is already known and apart from "
-                    f"each other. The model's own settings: {d.num_inference_steps} steps, guidance "
-                    f"{d.guidance_scale:g}, {d.order} order.")
+        gr.Markdown(
+            f"## Locality-aware Parallel Decoding\n{pipe.model.cfg.num_tokens} tokens per image, generated "
+            f"in groups: each step places a group of tokens next to what is already known and apart from "
+            f"each other. The model's own settings: {d.num_inference_steps} steps, guidance "
+            f"{d.guidance_scale:g}, {d.order} order."
+        )
         with gr.Tab("Generate"):
             _generate_tab(gr, pipe, workdir)
         with gr.Tab("Compare"):
@@ -509,4 +652,3 @@ def build_app(pipe: LPDPipeline, *, workdir: Path, max_queue: int = DEFAULT_MAX_
             _edit_tab(gr, pipe, workdir)
     app.queue(default_concurrency_limit=1, max_size=max_queue)
     return app
-

@@ -43,10 +43,14 @@ def image_array(images, size: tuple[int, int], channels: int) -> np.ndarray:
     if arr.ndim != 4:
         raise ValueError(f"images must be (B, H, W) or (B, H, W, C), got shape {arr.shape}")
     if arr.shape[1:3] != tuple(size):
-        how = (f": pad them first, e.g. lpdgen.editing.pad_to(images, {tuple(size)})"
-               if arr.shape[1] <= size[0] and arr.shape[2] <= size[1] else "")
-        raise ValueError(f"images are {arr.shape[2]}x{arr.shape[1]} pixels; this model edits {size[1]}x{size[0]} "
-                         f"images{how}")
+        how = (
+            f": pad them first, e.g. lpdgen.editing.pad_to(images, {tuple(size)})"
+            if arr.shape[1] <= size[0] and arr.shape[2] <= size[1]
+            else ""
+        )
+        raise ValueError(
+            f"images are {arr.shape[2]}x{arr.shape[1]} pixels; this model edits {size[1]}x{size[0]} images{how}"
+        )
     if arr.shape[3] != channels:
         raise ValueError(f"images have {arr.shape[3]} channels; this model's tokenizer takes {channels}")
     return arr
@@ -66,7 +70,7 @@ def pad_to(images: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, tuple
         raise ValueError(f"images of {w}x{h} pixels do not fit in {size[1]}x{size[0]}")
     top, left = (size[0] - h) // 2, (size[1] - w) // 2
     out = np.zeros((arr.shape[0], *size, *arr.shape[3:]), dtype=arr.dtype)
-    out[:, top:top + h, left:left + w] = arr
+    out[:, top : top + h, left : left + w] = arr
     return out, (top, left)
 
 
@@ -77,8 +81,10 @@ def check_keeps_a_cell(keep: np.ndarray, cell: int, what: str = "the box to keep
     b, h, w = keep.shape
     regenerate = cell_mask(~np.asarray(keep, dtype=bool), b, (h // cell, w // cell), cell)
     if bool(regenerate.flatten(1).all(dim=1).any()):
-        raise ValueError(f"{what} covers no whole token cell ({cell}x{cell} pixels, on a grid starting at 0, 0), so "
-                         f"nothing of the image would be kept; keep at least one cell, e.g. the box 0 0 {cell} {cell}")
+        raise ValueError(
+            f"{what} covers no whole token cell ({cell}x{cell} pixels, on a grid starting at 0, 0), so "
+            f"nothing of the image would be kept; keep at least one cell, e.g. the box 0 0 {cell} {cell}"
+        )
 
 
 def cell_mask(mask, batch: int, grid: tuple[int, int], cell: int) -> torch.Tensor:
@@ -93,8 +99,10 @@ def cell_mask(mask, batch: int, grid: tuple[int, int], cell: int) -> torch.Tenso
     h, w = grid
     pixels = (h * cell, w * cell)
     if arr.ndim != 3 or arr.shape[0] != batch or arr.shape[1:] not in (tuple(grid), pixels):
-        raise ValueError(f"mask must be (B, H, W) = ({batch}, {pixels[0]}, {pixels[1]}) pixels or (B, h, w) = "
-                         f"({batch}, {h}, {w}) token cells, got shape {arr.shape}")
+        raise ValueError(
+            f"mask must be (B, H, W) = ({batch}, {pixels[0]}, {pixels[1]}) pixels or (B, h, w) = "
+            f"({batch}, {h}, {w}) token cells, got shape {arr.shape}"
+        )
     if arr.shape[1:] == pixels and cell > 1:
         arr = arr.reshape(batch, h, cell, w, cell).any(axis=(2, 4))  # (B, h, c, w, c) -> (B, h, w)
     return torch.from_numpy(np.array(arr, dtype=bool))
@@ -107,8 +115,10 @@ def check_box(box: Sequence[int], size: tuple[int, int]) -> Box:
     x0, y0, x1, y1 = (int(v) for v in box)
     height, width = size
     if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-        raise ValueError(f"box {(x0, y0, x1, y1)} is out of range: need 0 <= x0 < x1 <= {width} and "
-                         f"0 <= y0 < y1 <= {height} (pixels, x1 and y1 exclusive)")
+        raise ValueError(
+            f"box {(x0, y0, x1, y1)} is out of range: need 0 <= x0 < x1 <= {width} and "
+            f"0 <= y0 < y1 <= {height} (pixels, x1 and y1 exclusive)"
+        )
     return x0, y0, x1, y1
 
 

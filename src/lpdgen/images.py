@@ -54,7 +54,7 @@ def image_grid(images: np.ndarray, columns: int | None = None, pad: int = 2, bac
     for i, im in enumerate(images):
         r, col = divmod(i, columns)
         top, left = pad + r * (h + pad), pad + col * (w + pad)
-        out[top:top + h, left:left + w] = im
+        out[top : top + h, left : left + w] = im
     return out
 
 
@@ -102,8 +102,15 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def label_image(image: np.ndarray, title: str | None = None, *, row_labels: Sequence[str] | None = None,
-                rows: int | None = None, scale: int = 1, background: int = 255) -> np.ndarray:
+def label_image(
+    image: np.ndarray,
+    title: str | None = None,
+    *,
+    row_labels: Sequence[str] | None = None,
+    rows: int | None = None,
+    scale: int = 1,
+    background: int = 255,
+) -> np.ndarray:
     """Add a title strip above an (H, W, C) mosaic and/or a label at the left of each of its ``rows``
     equal-height rows (``len(row_labels)`` rows by default). Returns an RGB uint8 array."""
     from PIL import Image, ImageDraw
@@ -130,11 +137,13 @@ def label_image(image: np.ndarray, title: str | None = None, *, row_labels: Sequ
     return np.asarray(canvas)
 
 
-def labelled_grid(images: np.ndarray, row_labels: Sequence[str], columns: int, *, scale: int = 2,
-                  title: str | None = None) -> np.ndarray:
+def labelled_grid(
+    images: np.ndarray, row_labels: Sequence[str], columns: int, *, scale: int = 2, title: str | None = None
+) -> np.ndarray:
     """A mosaic with ``columns`` images per row and each row's label (e.g. its class name) at the left."""
     rows = max(1, math.ceil(images.shape[0] / columns))
     if len(row_labels) != rows:
         raise ValueError(f"{len(row_labels)} row labels for {rows} rows")
-    return label_image(upscale(image_grid(images, columns=columns), scale), title, row_labels=row_labels,
-                       rows=rows, scale=scale)
+    return label_image(
+        upscale(image_grid(images, columns=columns), scale), title, row_labels=row_labels, rows=rows, scale=scale
+    )

@@ -102,7 +102,9 @@ def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def save_safetensors(tensors: Mapping[str, torch.Tensor], path: PathLike, metadata: dict[str, str] | None = None) -> Path:
+def save_safetensors(
+    tensors: Mapping[str, torch.Tensor], path: PathLike, metadata: dict[str, str] | None = None
+) -> Path:
     """Save tensors as safetensors atomically (tensors are made contiguous and moved to CPU), with their
     sha256 (:func:`tensors_sha256`) in the metadata for :func:`load_state_dict_file` to verify."""
     from safetensors.torch import save_file
@@ -122,8 +124,9 @@ def save_checkpoint(module: torch.nn.Module, kind: str, config: Mapping[str, Any
     worth keeping with the weights, e.g. a test accuracy), both atomically. Returns the weights path."""
     path = Path(path).with_suffix(".safetensors")
     config = json.loads(json.dumps(dict(config)))  # tuples -> lists: what reading it back gives
-    save_safetensors(module.state_dict(), path,
-                     metadata={CHECKPOINT_KIND_KEY: kind, CHECKPOINT_CONFIG_KEY: json.dumps(config)})
+    save_safetensors(
+        module.state_dict(), path, metadata={CHECKPOINT_KIND_KEY: kind, CHECKPOINT_CONFIG_KEY: json.dumps(config)}
+    )
     atomic_write_json({"kind": kind, "config": config, **info}, path.with_suffix(".json"))
     return path
 
@@ -177,7 +180,9 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, w
     return module.eval()
 
 
-def load_state_dict_file(path: PathLike, *, key: str | None = "model", map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def load_state_dict_file(
+    path: PathLike, *, key: str | None = "model", map_location: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     """Load a state dict from ``.safetensors``, a ``torch.save``'d ``{key: state_dict}`` (the format of
     the published LPD and LlamaGen checkpoints) or a bare ``torch.save``'d state dict.
 
@@ -209,8 +214,10 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
     expected = metadata.get(CHECKSUM_KEY)
     if expected is not None and tensors_sha256(state) != expected:
-        raise ValueError(f"{path}: the weights are damaged (their sha256 differs from the one saved with them); "
-                         "download or copy the file again")
+        raise ValueError(
+            f"{path}: the weights are damaged (their sha256 differs from the one saved with them); "
+            "download or copy the file again"
+        )
     return state
 
 
@@ -223,9 +230,7 @@ def _load_pickle(path: Path, key: str | None, map_location: str | torch.device) 
         obj = obj[key]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         keys = list(obj.keys())[:8] if isinstance(obj, Mapping) else type(obj).__name__
-        raise ValueError(
-            f"{path}: expected a state dict (name -> tensor) or {{'{key}': state_dict}}, found {keys}"
-        )
+        raise ValueError(f"{path}: expected a state dict (name -> tensor) or {{'{key}': state_dict}}, found {keys}")
     return dict(obj)
 
 
@@ -247,8 +252,10 @@ def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
     for name, t in state.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
-            raise ValueError(f"{path}: weights {name!r} hold {bad} NaN or infinite values (a diverged "
-                             "training run, or a damaged file); these weights cannot be used")
+            raise ValueError(
+                f"{path}: weights {name!r} hold {bad} NaN or infinite values (a diverged "
+                "training run, or a damaged file); these weights cannot be used"
+            )
 
 
 def _can_mmap(path: Path) -> bool:

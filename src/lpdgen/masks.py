@@ -123,32 +123,45 @@ def decode_steps(group_sizes: tuple[int, ...], prefill: int = 0) -> tuple[Decode
     return tuple(steps)
 
 
-# Decoding steps attend over the cache in spans of this many slots (the last span ends at 1 + N).
-# Measured on CPU (docs/engine.md): attending over all 1 + N slots at every step doubles attention's
-# work against the slots actually written; rounding up to 64 slots keeps the extra work under 64 slots
-# while a 256-token image still has only 5 distinct key lengths (compiled graphs / CUDA graphs per shape).
+# Decoding steps attend over the cache in spans of this many slots (the last span ends at 1 + N): the
+# extra work stays under one span while a 256-token image has only 5 distinct key lengths (compiled
+# graphs / CUDA graphs per shape). Why 64, with the measurements: docs/engine.md.
 KV_SPAN = 64
 
 
-def decode_slot_masks(group_sizes, num_slots: int, device: torch.device | str, span: int = KV_SPAN,
-                      prefill: int = 0) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
-    """Per step of :func:`decode_steps` (with ``prefill`` known tokens at step 1), on ``device``: the cache slots it writes (L,) and its mask
-    (L, S) over the first S cache slots, S = the step's last slot rounded up to a multiple of ``span``
-    (at most ``num_slots``), False beyond the step's block: hidden slots get weight exactly 0. A step's
-    shapes then depend on its row count and S only, never on where decoding stands (compilable, CUDA-graph
-    friendly); ``span >= num_slots`` attends over every slot at every step. Built once per
-    (schedule, size, span, device) and cached."""
+@dataclass(frozen=True)
+class PlannedStep:
+    """One decoding step as the loop runs it, on the decoding device: the generation-order positions it
+    queries, the cache slots it writes and its mask over the cache. Built by :func:`decode_plan`."""
+
+    q_start: int  # queries for generation-order positions [q_start, q_end)
+    q_end: int
+    slots: torch.Tensor  # (L,) cache slots written: this step's context rows, then its queries
+    mask: torch.Tensor  # (L, S) bool over the first S cache slots
+
+
+def decode_plan(
+    group_sizes, num_slots: int, device: torch.device | str, span: int = KV_SPAN, prefill: int = 0
+) -> tuple[PlannedStep, ...]:
+    """The steps of :func:`decode_steps` (with ``prefill`` known tokens at step 1) ready to run on
+    ``device``. A step's mask covers the first S cache slots, S = the step's last slot rounded up to a
+    multiple of ``span`` (at most ``num_slots``), and is False beyond the step's block, so hidden slots
+    get weight exactly 0. A step's shapes then depend on its row count and S only, never on where
+    decoding stands (compilable, CUDA-graph friendly); ``span >= num_slots`` attends over every slot
+    at every step. Built once per (schedule, size, span, device, prefill) and cached."""
     if span < 1:
         raise ValueError(f"span must be >= 1, got {span}")
     if prefill < 0:
         raise ValueError(f"prefill must be >= 0, got {prefill}")
-    return _decode_slot_masks(tuple(int(g) for g in group_sizes), int(num_slots), int(span), torch.device(device),
-                              int(prefill))
+    return _decode_plan(
+        tuple(int(g) for g in group_sizes), int(num_slots), int(span), torch.device(device), int(prefill)
+    )
 
 
 @lru_cache(maxsize=32)
-def _decode_slot_masks(group_sizes: tuple[int, ...], num_slots: int, span: int, device: torch.device,
-                       prefill: int) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+def _decode_plan(
+    group_sizes: tuple[int, ...], num_slots: int, span: int, device: torch.device, prefill: int
+) -> tuple[PlannedStep, ...]:
     if num_slots < 1 + prefill + sum(group_sizes):
         raise ValueError(f"{num_slots} cache slots cannot hold the class token and {prefill + sum(group_sizes)} tokens")
     out = []
@@ -156,6 +169,7 @@ def _decode_slot_masks(group_sizes: tuple[int, ...], num_slots: int, span: int, 
         for s in decode_steps(group_sizes, prefill):
             width = min(num_slots, -(-s.slot_end // span) * span)
             mask = torch.zeros(s.mask.shape[0], width, dtype=torch.bool)
-            mask[:, :s.slot_end] = s.mask
-            out.append((torch.arange(s.slot_start, s.slot_end, device=device), mask.to(device)))
+            mask[:, : s.slot_end] = s.mask
+            slots = torch.arange(s.slot_start, s.slot_end, device=device)
+            out.append(PlannedStep(s.q_start, s.q_end, slots, mask.to(device)))
     return tuple(out)

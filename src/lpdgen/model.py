@@ -108,7 +108,9 @@ def count_parameters(cfg: LPDConfig) -> int:
     """Parameter count from the config alone (no allocation), e.g. 337,157,120 for lpd-l at 256px."""
     d, v, n = cfg.width, cfg.vocab_size, cfg.num_tokens
     ln = 2 * d
-    block = 2 * ln + (3 * d * d + 3 * d) + (d * d + d) + (d * cfg.hidden_dim + cfg.hidden_dim) + (cfg.hidden_dim * d + d)
+    block = (
+        2 * ln + (3 * d * d + 3 * d) + (d * d + d) + (d * cfg.hidden_dim + cfg.hidden_dim) + (cfg.hidden_dim * d + d)
+    )
     embeddings = cfg.num_classes * d + v * d + d + d + (n + 1) * d  # class, token, fake_latent, mask_token, pos
     return embeddings + ln + cfg.depth * block + ln + d * v  # + z_proj_ln, blocks, norm, head
 
@@ -126,7 +128,9 @@ class KVCache:
     where writes into views of one buffer were compiled into two copies of the whole layer per write.
     """
 
-    def __init__(self, depth: int, batch: int, heads: int, slots: int, head_dim: int, *, dtype: torch.dtype, device: torch.device):
+    def __init__(
+        self, depth: int, batch: int, heads: int, slots: int, head_dim: int, *, dtype: torch.dtype, device: torch.device
+    ):
         shape = (batch, heads, slots, head_dim)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(depth)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(depth)]
@@ -143,7 +147,9 @@ class KVCache:
     def device(self) -> torch.device:
         return self.k[0].device
 
-    def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def write(
+        self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (B, H, L, Dh) into the cache slots ``slots`` (L,) (a device tensor, so that the step
         does not depend on a host integer) and return the layer's (B, H, 1 + N, Dh) keys and values."""
         keys, values = self.k[layer], self.v[layer]
@@ -163,14 +169,14 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(cfg.dropout)
 
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        b, l, d = x.shape
-        qkv = self.qkv(x).view(b, l, 3, self.heads, d // self.heads)  # (B, L, 3, H, Dh)
+        b, length, d = x.shape
+        qkv = self.qkv(x).view(b, length, 3, self.heads, d // self.heads)  # (B, L, 3, H, Dh)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, L, Dh)
         return q, k, v
 
     def _out(self, y: torch.Tensor) -> torch.Tensor:
-        b, h, l, dh = y.shape
-        y = y.transpose(1, 2).reshape(b, l, h * dh)  # (B, H, L, Dh) -> (B, L, D)
+        b, h, length, dh = y.shape
+        y = y.transpose(1, 2).reshape(b, length, h * dh)  # (B, H, L, Dh) -> (B, L, D)
         return self.proj_drop(self.proj(y))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | BlockMask) -> torch.Tensor:
@@ -182,7 +188,9 @@ class Attention(nn.Module):
             return self._out(attend(q, k, v, block_mask=mask))
         return self._out(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
 
-    def forward_cached(self, x: torch.Tensor, cache: KVCache, layer: int, slots: torch.Tensor, mask: torch.Tensor, queries: int | None) -> torch.Tensor:
+    def forward_cached(
+        self, x: torch.Tensor, cache: KVCache, layer: int, slots: torch.Tensor, mask: torch.Tensor, queries: int | None
+    ) -> torch.Tensor:
         """One decoding step: write this block's K/V into cache slots ``slots`` and attend over the first
         S slots under ``mask`` (L, S). With ``queries`` (the last layer) only the last ``queries`` rows are
         computed: context tokens only ever contribute their K/V."""
@@ -228,7 +236,9 @@ class Block(nn.Module):
         x = x + self.attn(self.norm1(x), mask)
         return x + self.mlp(self.norm2(x))
 
-    def forward_cached(self, x: torch.Tensor, cache: KVCache, layer: int, slots: torch.Tensor, mask: torch.Tensor, queries: int | None) -> torch.Tensor:
+    def forward_cached(
+        self, x: torch.Tensor, cache: KVCache, layer: int, slots: torch.Tensor, mask: torch.Tensor, queries: int | None
+    ) -> torch.Tensor:
         """Cached step; with ``queries`` only the last ``queries`` rows are kept once their K/V are written."""
         y = self.attn.forward_cached(self.norm1(x), cache, layer, slots, mask, queries)
         if queries is not None:
@@ -282,10 +292,18 @@ class LPD(nn.Module):
     def check_labels(self, labels: torch.Tensor) -> None:
         if labels.dim() != 1 or labels.dtype not in (torch.int32, torch.int64):
             raise ValueError(f"labels must be a 1-D integer tensor (B,), got {tuple(labels.shape)} {labels.dtype}")
-        if _host_checked(labels) and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.cfg.num_classes):
-            raise ValueError(f"labels must lie in [0, {self.cfg.num_classes}), got range [{int(labels.min())}, {int(labels.max())}]")
+        if (
+            _host_checked(labels)
+            and labels.numel()
+            and (int(labels.min()) < 0 or int(labels.max()) >= self.cfg.num_classes)
+        ):
+            raise ValueError(
+                f"labels must lie in [0, {self.cfg.num_classes}), got range [{int(labels.min())}, {int(labels.max())}]"
+            )
 
-    def check_schedule(self, group_sizes, orders: torch.Tensor | None, batch: int, num_known: int = 0) -> tuple[int, ...]:
+    def check_schedule(
+        self, group_sizes, orders: torch.Tensor | None, batch: int, num_known: int = 0
+    ) -> tuple[int, ...]:
         """Validate group sizes and orders against this model's token count; returns sizes as a tuple.
         With ``num_known`` (editing), the first ``num_known`` cells of each order are known and the group
         sizes cover the rest."""
@@ -329,7 +347,7 @@ class LPD(nn.Module):
         """Per-query logits (B, N, V) of the teacher-forcing forward: row j predicts ``tokens`` at raster
         position ``orders[:, j]``. ``null`` (B,) bool selects the null class per sample; in training mode
         it defaults to a draw with probability ``label_drop`` (from ``generator``)."""
-        b, n = self._check_tokens(tokens)
+        b, n = self.check_tokens(tokens)
         self.check_labels(labels)
         if labels.shape[0] != b:
             raise ValueError(f"labels has {labels.shape[0]} entries for {b} token rows")
@@ -355,7 +373,7 @@ class LPD(nn.Module):
                 x = torch.utils.checkpoint.checkpoint(block, x, mask, use_reentrant=False)
             else:
                 x = block(x, mask)
-        return self.head(self.norm(x[:, 1 + n_ctx:]))  # (B, N, V)
+        return self.head(self.norm(x[:, 1 + n_ctx :]))  # (B, N, V)
 
     def forward(
         self,
@@ -371,18 +389,24 @@ class LPD(nn.Module):
         ``orders`` default to independent uniform permutations and ``null`` to label drop,
         both drawn from ``generator``."""
         if orders is None:
-            self._check_tokens(tokens)
+            self.check_tokens(tokens)
             orders = draw_uniform(tuple(tokens.shape), generator, tokens.device).argsort(dim=1)  # (B, N)
         logits = self.forward_logits(tokens, labels, group_sizes, orders, null=null, generator=generator)
         targets = torch.gather(tokens, 1, orders)  # (B, N) in generation order
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
-    def _check_tokens(self, tokens: torch.Tensor) -> tuple[int, int]:
+    def check_tokens(self, tokens: torch.Tensor) -> tuple[int, int]:
+        """(B, N) raster-order integer codes of this model's vocabulary, else ``ValueError``; returns (B, N).
+        Public because the decoding loop checks its teacher-forced and known tokens with it."""
         if tokens.dim() != 2 or tokens.shape[1] != self.cfg.num_tokens:
             raise ValueError(f"tokens must be (B, {self.cfg.num_tokens}) raster-order codes, got {tuple(tokens.shape)}")
         if tokens.dtype not in (torch.int32, torch.int64):
             raise ValueError(f"tokens must be integer codes, got {tokens.dtype}")
-        if _host_checked(tokens) and tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.vocab_size):
+        if (
+            _host_checked(tokens)
+            and tokens.numel()
+            and (int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.vocab_size)
+        ):
             raise ValueError(f"token codes must lie in [0, {self.cfg.vocab_size})")
         return tokens.shape[0], tokens.shape[1]
 
@@ -401,11 +425,13 @@ class LPD(nn.Module):
         dtype = self.cache_dtype(device) if dtype is None else dtype
         return KVCache(c.depth, batch, c.heads, c.num_tokens + 1, c.head_dim, dtype=dtype, device=device)
 
-    def decode_step(self, context: torch.Tensor, queries_pos: torch.Tensor, cache: KVCache, slots: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def decode_step(
+        self, context: torch.Tensor, queries_pos: torch.Tensor, cache: KVCache, slots: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """One forward pass of decoding: ``context`` (B, c, D) embedded context tokens (the class token at
         step 1) and ``queries_pos`` (B, g, D) position embeddings of this step's targets, written into cache
         slots ``slots`` (c + g,). ``mask`` (c + g, S) says which of the first S slots each row sees
-        (:func:`lpdgen.masks.decode_slot_masks`). Returns the logits (B, g, V) of the queries. Shapes
+        (:func:`lpdgen.masks.decode_plan`). Returns the logits (B, g, V) of the queries. Shapes
         depend on (c, g, S) only, never on the step index."""
         g = queries_pos.shape[1]
         x = self.z_proj_ln(torch.cat([context, self.mask_token + queries_pos], dim=1))  # (B, c + g, D)
@@ -431,7 +457,9 @@ class LPD(nn.Module):
         """Write ``<path>.safetensors`` with the weights and ``<path>.json`` with the config (atomically;
         the project's checkpoint convention, :func:`lpdgen.io.save_checkpoint`)."""
         if getattr(self, "quantized", None):
-            raise ValueError(f"cannot save a {self.quantized}-quantized model: save the fp32 weights and quantize after loading")
+            raise ValueError(
+                f"cannot save a {self.quantized}-quantized model: save the fp32 weights and quantize after loading"
+            )
         return save_checkpoint(self, "LPD", self.cfg.to_dict(), path)
 
     @classmethod
@@ -480,7 +508,9 @@ def _read_saved_config(path: Path) -> LPDConfig:
     saved = read_checkpoint_config(path, "LPD")
     if saved is not None:
         return LPDConfig.from_dict(saved)
-    raise ValueError(f"{path}: no config found beside the weights; pass config= (an LPDConfig or a name such as 'lpd-l')")
+    raise ValueError(
+        f"{path}: no config found beside the weights; pass config= (an LPDConfig or a name such as 'lpd-l')"
+    )
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

@@ -4,108 +4,37 @@ Why a pipeline object: sampling for people (``lpdgen sample``), for evaluation (
 per-image seeds) and for training previews all do the same glue - pick the schedule for a step count,
 build one order per image, decode with guidance, turn codes into pixels - and it belongs in one place.
 Shaped like a diffusers pipeline: ``from_pretrained`` / ``save_pretrained``, keyword arguments,
-``torch.Generator`` or per-image seeds, an output dataclass, ``output_type``.
-
-A pretrained pipeline is a folder::
-
-    model.safetensors  model.json        the LPD weights and LPDConfig (LPD.save)
-    tokenizer.safetensors tokenizer.json the VQ tokenizer (VQTokenizer.save), or a shipped name in pipeline.json
-    pipeline.json                        class names and the model's own sampling defaults
-
-The embedded Fashion-MNIST model (``LPDPipeline.from_pretrained()``) is such a folder inside the package.
+``torch.Generator`` or per-image seeds, an output dataclass, ``output_type``. Where the parts come from
+(folders, the embedded model, the Hub, published checkpoints): :mod:`lpdgen.pretrained`; what the
+sampling settings are: :class:`lpdgen.settings.SamplingConfig`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
+from . import rng
 from .classes import class_ids, default_class_names
 from .editing import box_mask, cell_mask, check_keeps_a_cell, image_array
 from .engine import Engine
 from .generation import generate
 from .images import float_to_uint8
-from .io import PathLike, atomic_write_json
+from .io import PathLike
 from .model import LPD, LPDConfig
-from .orders import ORDER_TYPES, PUBLISHED_RHO, PUBLISHED_TAU, build_orders, group_sizes
-from . import rng
-from .sampling import CFG_SCHEDULES
-from .tokenizer import load_tokenizer
+from .orders import build_orders, group_sizes
+from .pretrained import Parts, load_parts, save_parts
+from .settings import DEFAULT_STEPS, SamplingConfig
 from .utils import eval_mode, plural
 
 OUTPUT_TYPES = ("pil", "np", "pt", "codes")
-PIPELINE_FILE = "pipeline.json"
-EMBEDDED = "lpd_fmnist"  # src/lpdgen/assets/lpd_fmnist/: the default model of from_pretrained()
-HF_TOKENIZER = ("FoundationVision/LlamaGen", "vq_ds16_c2i.pt")  # the paper's tokenizer on the Hugging Face Hub
-
-
-def check_sampling(steps: int, guidance_scale: float, guidance_schedule: str, order: str, temperature: float,
-                   top_k: int, top_p: float, num_tokens: int | None = None) -> None:
-    """Reject sampling settings that make no sense, naming the setting (negative guidance, top-p 0 ...)."""
-    if int(steps) != steps or steps < 1 or (num_tokens is not None and steps > num_tokens):
-        limit = f" (this model has {num_tokens} tokens per image)" if num_tokens is not None else ""
-        raise ValueError(f"steps must be an integer in [1, number of tokens]{limit}, got {steps!r}")
-    if not guidance_scale >= 0:  # also catches NaN
-        raise ValueError(f"guidance scale must be >= 0 (1.0 = no guidance), got {guidance_scale}")
-    if guidance_schedule not in CFG_SCHEDULES:
-        raise ValueError(f"unknown guidance_schedule {guidance_schedule!r}; choose one of {CFG_SCHEDULES}")
-    if order not in ORDER_TYPES:
-        raise ValueError(f"unknown order {order!r}; choose one of {ORDER_TYPES}")
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    if int(top_k) != top_k or top_k < 0:
-        raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {top_k}")
-    if not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1] (1 = off), got {top_p}")
-
-
-@dataclass
-class SamplingConfig:
-    """How a model samples unless told otherwise; stored with the model (``pipeline.json``) so that
-    ``pipe(labels)`` and ``lpdgen sample`` use the settings its authors measured to work best."""
-
-    num_inference_steps: int = 20  # forward passes (groups); 1 <= steps <= number of tokens
-    guidance_scale: float = 1.0  # classifier-free guidance s (1.0: none)
-    guidance_schedule: str = "linear"  # "linear": s_t ramps from 1 to s over the generation order
-    order: str = "locality"  # locality | raster | random | halton
-    temperature: float = 1.0
-    top_k: int = 0  # 0: off
-    top_p: float = 1.0  # 1.0: off
-    tau: float = PUBLISHED_TAU  # proximity threshold of the locality-aware order
-    rho: float = PUBLISHED_RHO  # repulsion threshold of the locality-aware order
-
-    def __post_init__(self) -> None:
-        check_sampling(self.num_inference_steps, self.guidance_scale, self.guidance_schedule, self.order,
-                       self.temperature, self.top_k, self.top_p)
-        if self.tau < 0 or self.rho < 0:
-            raise ValueError(f"tau and rho must be >= 0, got tau={self.tau}, rho={self.rho}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SamplingConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        if set(d) - known:
-            raise ValueError(f"unknown sampling settings {sorted(set(d) - known)}; known: {sorted(known)}")
-        return cls(**d)
-
-
-# Published sampling settings of the released ImageNet models: (config, image size) -> settings.
-PUBLISHED_SAMPLING: dict[tuple[str, int], SamplingConfig] = {
-    ("lpd-l", 256): SamplingConfig(num_inference_steps=20, guidance_scale=4.8, rho=2.0),
-    ("lpd-xl", 256): SamplingConfig(num_inference_steps=20, guidance_scale=4.9, rho=2.0),
-    ("lpd-xxl", 256): SamplingConfig(num_inference_steps=20, guidance_scale=5.9, rho=3.0),
-    ("lpd-l", 512): SamplingConfig(num_inference_steps=48, guidance_scale=7.3, rho=4.0),
-    ("lpd-xl", 512): SamplingConfig(num_inference_steps=48, guidance_scale=6.0, rho=4.0),
-}
+Labels = Sequence[int | str] | torch.Tensor | int | str
 
 
 @dataclass
@@ -134,20 +63,27 @@ class LPDPipeline:
         tokenizer: anything with ``decode(codes (B, h, w)) -> (B, C, H, W)`` floats in [-1, 1]
             (e.g. :class:`lpdgen.VQTokenizer`); None allows ``output_type="codes"`` only.
         sampling: the defaults of every call (steps, guidance, order, ...); :class:`SamplingConfig`'s
-            own defaults when None.
+            own defaults when None (at most one step per token).
         class_names: one name per class (labels may then be names); ImageNet's for 1,000-class models.
-        compile: compile the per-step decoding function (:class:`lpdgen.engine.Engine`; CUDA graphs on GPUs).
+        compile: compile the per-step decoding function of the pipeline's engine
+            (:class:`lpdgen.engine.Engine`; CUDA graphs on GPUs).
     """
 
-    def __init__(self, model: LPD, tokenizer: torch.nn.Module | None = None, *, sampling: SamplingConfig | None = None,
-                 class_names: Sequence[str] | None = None, compile: bool = False):
+    def __init__(
+        self,
+        model: LPD,
+        tokenizer: torch.nn.Module | None = None,
+        *,
+        sampling: SamplingConfig | None = None,
+        class_names: Sequence[str] | None = None,
+        compile: bool = False,
+    ):
         self.model = model
         self.compile = compile
         self._engine: Engine | None = None
         self.tokenizer = tokenizer
-        self.sampling = sampling or SamplingConfig(num_inference_steps=min(20, model.cfg.num_tokens))
-        if self.sampling.num_inference_steps > model.cfg.num_tokens:
-            raise ValueError(f"default steps {self.sampling.num_inference_steps} exceed the model's {model.cfg.num_tokens} tokens")
+        n = model.cfg.num_tokens
+        self.sampling = (sampling or SamplingConfig(num_inference_steps=min(DEFAULT_STEPS, n))).validate(n)
         names = tuple(class_names) if class_names is not None else default_class_names(model.cfg.num_classes)
         if names is not None and len(names) != model.cfg.num_classes:
             raise ValueError(f"got {len(names)} class names for a model of {model.cfg.num_classes} classes")
@@ -159,78 +95,97 @@ class LPDPipeline:
 
     @property
     def engine(self) -> Engine:
-        """The decoding engine (KV cache kept between calls, optionally compiled steps), made on first use."""
-        if self._engine is None or self._engine.model is not self.model:
+        """The decoding engine (KV cache kept between calls, steps compiled when :attr:`compile`), made
+        on first use and again after :meth:`to` or a new :attr:`model`."""
+        if self._engine is None or self._engine.model is not self.model or self._engine.compile != self.compile:
             self._engine = Engine(self.model, compile=self.compile)
         return self._engine
 
-    def class_ids(self, labels: Sequence[int | str] | torch.Tensor | int | str) -> list[int]:
+    def class_ids(self, labels: Labels) -> list[int]:
         """Labels (ids or names) as class ids of this model; an unknown name suggests close ones."""
         return class_ids(labels, self.model.cfg.num_classes, self.class_names)
+
+    def settings(self, **overrides: Any) -> SamplingConfig:
+        """The model's sampling defaults (:attr:`sampling`) with every override that is not None put in,
+        validated, steps included against this model's token count. Keys: :class:`SamplingConfig` fields."""
+        return self.sampling.override(self.model.cfg.num_tokens, **overrides)
 
     @torch.inference_mode()
     def __call__(
         self,
-        class_labels: Sequence[int | str] | torch.Tensor | int | str,
+        class_labels: Labels,
         *,
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        guidance_schedule: str | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        order: str | None = None,
-        tau: float | None = None,
-        rho: float | None = None,
         generator: torch.Generator | None = None,
         seeds: Sequence[int] | None = None,
         output_type: str = "pil",
+        **settings: Any,
     ) -> PipelineOutput:
         """Generate one image per class label (an id or a name such as ``"sneaker"``).
 
-        Every sampling argument (the fields of :class:`SamplingConfig`) left None takes the model's own
-        default (:attr:`sampling`); ``tau``/``rho`` are the locality-aware order's thresholds.
+        ``settings``: any :class:`SamplingConfig` field (``num_inference_steps``, ``guidance_scale``,
+        ``guidance_schedule``, ``order``, ``temperature``, ``top_k``, ``top_p``, ``tau``, ``rho``);
+        one left out or None takes the model's own default (:attr:`sampling`).
         Randomness: ``seeds`` (one int per image) makes each image a function of its own seed only -
         the same whatever batch it is generated in (see :mod:`lpdgen.rng`); otherwise one ``generator``
         (or torch's default stream) drives orders and sampling of the whole batch.
         """
-        s = self.settings(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                          guidance_schedule=guidance_schedule, temperature=temperature, top_k=top_k, top_p=top_p,
-                          order=order, tau=tau, rho=rho)
+        sampling = self.settings(**settings)
         self._check_output_type(output_type)
         ids = self.class_ids(class_labels)
         labels = torch.tensor(ids, dtype=torch.long, device=self.device)
-        b, grid = labels.shape[0], self.model.cfg.grid
-        sizes = group_sizes(self.model.cfg.num_tokens, s.num_inference_steps)
+        b = labels.shape[0]
+        sizes = group_sizes(self.model.cfg.num_tokens, sampling.num_inference_steps)
         if seeds is not None:
             if len(seeds) != b or generator is not None:
                 raise ValueError(f"pass either one seed per image ({b}) or a generator, got {len(seeds)} seeds")
-            gens = [rng.generator(s) for s in seeds]
-            orders = self._orders(s, sizes, None, gens)  # row i: the batch-1 order of seed i
+            gens = [rng.generator(seed) for seed in seeds]
+            orders = self._orders(sampling, sizes, None, gens)  # row i: the batch-1 order of seed i
             sample_gen: torch.Generator | list[torch.Generator] | None = gens
         else:
-            orders = self._orders(s, sizes, b, generator if generator is not None else rng.generator(rng.fresh_seed()))
+            orders = self._orders(
+                sampling, sizes, b, generator if generator is not None else rng.generator(rng.fresh_seed())
+            )
             sample_gen = generator
-        codes = generate(self.model, labels, sizes, orders.to(self.device), cfg=s.guidance_scale,
-                         cfg_schedule=s.guidance_schedule, temperature=s.temperature, top_k=s.top_k,
-                         top_p=s.top_p, generator=sample_gen, engine=self.engine)
-        codes = codes.view(b, *grid)  # (B, N) raster -> (B, h, w)
+        codes = self._generate(sampling, labels, sizes, orders, sample_gen, self.engine)
+        codes = codes.view(b, *self.model.cfg.grid)  # (B, N) raster -> (B, h, w)
         return PipelineOutput(self.decode(codes, output_type), codes, orders, sizes, ids)
 
-    def _orders(self, s: SamplingConfig, sizes: list[int], batch: int | None, gen, known=None) -> torch.Tensor:
-        return build_orders(s.order, self.model.cfg.grid, sizes, batch=batch, seed=gen, tau=s.tau, rho=s.rho,
-                            known=known)
+    def _orders(self, sampling: SamplingConfig, sizes: list[int], batch: int | None, gen, known=None) -> torch.Tensor:
+        return build_orders(
+            sampling.order,
+            self.model.cfg.grid,
+            sizes,
+            batch=batch,
+            seed=gen,
+            tau=sampling.tau,
+            rho=sampling.rho,
+            known=known,
+        )
 
-    def settings(self, **overrides) -> SamplingConfig:
-        """The model's sampling defaults (:attr:`sampling`) with every override that is not None put in,
-        validated, steps included against this model's token count. Keys: :class:`SamplingConfig` fields."""
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(SamplingConfig)}
-        if unknown:
-            raise TypeError(f"unknown sampling settings {sorted(unknown)}")
-        v = {**dataclasses.asdict(self.sampling), **{k: x for k, x in overrides.items() if x is not None}}
-        check_sampling(v["num_inference_steps"], v["guidance_scale"], v["guidance_schedule"], v["order"],
-                       v["temperature"], v["top_k"], v["top_p"], self.model.cfg.num_tokens)
-        return SamplingConfig(**v)
+    def _generate(
+        self,
+        sampling: SamplingConfig,
+        labels: torch.Tensor,
+        sizes: list[int],
+        orders: torch.Tensor,
+        generator,
+        engine: Engine,
+        **known,
+    ) -> torch.Tensor:
+        return generate(
+            self.model,
+            labels,
+            sizes,
+            orders,
+            guidance_scale=sampling.guidance_scale,
+            guidance_schedule=sampling.guidance_schedule,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            generator=generator,
+            engine=engine,
+            **known,
+        )
 
     def _check_output_type(self, output_type: str) -> None:
         if output_type not in OUTPUT_TYPES:
@@ -264,19 +219,11 @@ class LPDPipeline:
         self,
         images,
         mask,
-        class_labels: Sequence[int | str] | torch.Tensor | int | str,
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
+        class_labels: Labels,
+        *,
         seeds: Sequence[int] | None = None,
         output_type: str = "pil",
-        *,
-        guidance_schedule: str | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        order: str | None = None,
-        tau: float | None = None,
-        rho: float | None = None,
+        **settings: Any,
     ) -> PipelineOutput:
         """Regenerate the masked part of each image, keeping the rest token for token.
 
@@ -293,20 +240,18 @@ class LPDPipeline:
             mask: bool, True = regenerate: (B, H, W) pixels (every token cell it touches is regenerated)
                 or (B, h, w) token cells; a 2-D mask applies to every image.
             class_labels: one label (id or name) for every image, or one per image.
-            num_inference_steps: steps for the masked cells (default: the model's, at most the masked count).
-            guidance_scale: classifier-free guidance (default: the model's); the null-class half of the
-                batch sees the same kept tokens.
             seeds: one int per image (default: fresh ones); image i depends on seed i alone. A full mask
                 gives exactly ``pipe(labels, seeds=seeds)``.
             output_type: "pil", "np", "pt" or "codes", as for :meth:`__call__`.
-            guidance_schedule, temperature, top_k, top_p, order, tau, rho: as for :meth:`__call__`.
+            settings: the sampling settings, as for :meth:`__call__`. ``num_inference_steps`` counts the
+                steps for the masked cells: by default the model's, at most the masked count; given, it
+                must not exceed the masked count. With guidance, the null-class half of the batch sees
+                the same kept tokens.
         Returns:
             :class:`PipelineOutput` with ``codes`` (B, h, w), ``known`` (B, h, w) and the images.
         """
-        s = dataclasses.replace(  # the step count is checked per mask below, against the masked cells
-            self.settings(guidance_scale=guidance_scale, guidance_schedule=guidance_schedule, temperature=temperature,
-                          top_k=top_k, top_p=top_p, order=order, tau=tau, rho=rho),
-            **({} if num_inference_steps is None else {"num_inference_steps": num_inference_steps}))
+        steps_given = settings.get("num_inference_steps") is not None
+        sampling = self.settings(**settings)
         self._check_output_type(output_type)
         codes = self.encode(images)  # (B, h, w)
         b, (h, w), n = codes.shape[0], self.model.cfg.grid, self.model.cfg.num_tokens
@@ -324,32 +269,54 @@ class LPDPipeline:
         flat = codes.view(b, n)
         out, orders = flat.clone(), torch.arange(n).repeat(b, 1)
         schedules: list[list[int]] = [[] for _ in range(b)]
-        counts = regen.sum(dim=1)
-        for count in sorted(set(counts.tolist()) - {0}):  # rows regenerating equally many cells share a schedule
-            rows = (counts == count).nonzero().flatten()
-            steps = min(s.num_inference_steps, count) if num_inference_steps is None else s.num_inference_steps
+        counts = regen.sum(dim=1).tolist()
+        engine = self.engine
+        for count in sorted(set(counts) - {0}):  # rows regenerating equally many cells share a schedule
+            rows = [i for i, c in enumerate(counts) if c == count]
+            steps = sampling.num_inference_steps if steps_given else min(sampling.num_inference_steps, count)
             if steps > count:
-                raise ValueError(f"{steps} steps for {plural(count, 'token cell')} to regenerate: use at most "
-                                 f"{plural(count, 'step')} (each step generates at least one cell)")
+                raise ValueError(
+                    f"{steps} steps for {plural(count, 'token cell')} to regenerate: use at most "
+                    f"{plural(count, 'step')} (each step generates at least one cell)"
+                )
             sizes = group_sizes(count, steps)
-            gens = [rng.generator(seeds[i]) for i in rows.tolist()]
-            row_orders = self._orders(s, sizes, None, gens, known=~regen[rows])  # kept cells first
-            on_device = rows.to(self.device)
-            out[on_device] = generate(
-                self.model, labels[on_device], sizes, row_orders.to(self.device), cfg=s.guidance_scale,
-                cfg_schedule=s.guidance_schedule, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, generator=gens,
-                num_known=n - count, known_tokens=flat[on_device], engine=self.engine)
+            gens = [rng.generator(seeds[i]) for i in rows]
+            row_orders = self._orders(sampling, sizes, None, gens, known=~regen[rows])  # kept cells first
+            on_device = torch.tensor(rows, device=self.device)
+            out[on_device] = self._generate(
+                sampling,
+                labels[on_device],
+                sizes,
+                row_orders,
+                gens,
+                engine,
+                num_known=n - count,
+                known_tokens=flat[on_device],
+            )
             orders[rows] = row_orders
-            for i in rows.tolist():
+            for i in rows:
                 schedules[i] = sizes
         uniform = all(sz == schedules[0] for sz in schedules)
         codes = out.view(b, h, w)
-        return PipelineOutput(self.decode(codes, output_type), codes, orders, schedules[0] if uniform else schedules,
-                              ids, known=~regen.view(b, h, w))
+        return PipelineOutput(
+            self.decode(codes, output_type),
+            codes,
+            orders,
+            schedules[0] if uniform else schedules,
+            ids,
+            known=~regen.view(b, h, w),
+        )
 
-    def outpaint(self, images, keep_box, class_labels: Sequence[int | str] | torch.Tensor | int | str,
-                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                 seeds: Sequence[int] | None = None, output_type: str = "pil", **kwargs) -> PipelineOutput:
+    def outpaint(
+        self,
+        images,
+        keep_box,
+        class_labels: Labels,
+        *,
+        seeds: Sequence[int] | None = None,
+        output_type: str = "pil",
+        **settings: Any,
+    ) -> PipelineOutput:
         """Keep the token cells inside ``keep_box`` and generate everything around them.
 
         ``keep_box``: (x0, y0, x1, y1) in pixels (x1, y1 exclusive) for every image, or one box per
@@ -358,8 +325,7 @@ class LPDPipeline:
         b = len(images) if isinstance(images, (list, tuple)) else int(np.shape(images)[0])
         keep = box_mask(keep_box, b, self.image_size)
         check_keeps_a_cell(keep, self.tokenizer.config.downsample)
-        return self.inpaint(images, ~keep, class_labels, num_inference_steps, guidance_scale, seeds, output_type,
-                            **kwargs)
+        return self.inpaint(images, ~keep, class_labels, seeds=seeds, output_type=output_type, **settings)
 
     def decode(self, codes: torch.Tensor, output_type: str = "np"):
         """Codes (B, h, w) -> images in ``output_type`` (None for "codes")."""
@@ -372,12 +338,10 @@ class LPDPipeline:
         arr = float_to_uint8(images)  # (B, H, W, C)
         if output_type == "np":
             return arr
-        from PIL import Image
-
         return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arr]
 
     # ------------------------------------------------------------------------------------------------
-    # loading and saving
+    # loading and saving (the files themselves: lpdgen.pretrained)
     # ------------------------------------------------------------------------------------------------
 
     @classmethod
@@ -396,7 +360,8 @@ class LPDPipeline:
     ) -> LPDPipeline:
         """Load a pipeline, in eval mode, on ``device``.
 
-        - no argument: the embedded Fashion-MNIST model (no network);
+        - no argument: the default embedded Fashion-MNIST model (no network); ``"fmnist-64"`` or
+          ``"fmnist-256"`` names one (8x8 or 16x16 tokens, :mod:`lpdgen.embedded`);
         - ``path``: a folder written by :meth:`save_pretrained`, or a Hugging Face repo id such as
           ``"mit-han-lab/lpd_l_256"`` (needs ``pip install huggingface_hub`` and a network);
         - ``checkpoint=`` (+ ``config=`` for published files, which carry no config) and ``tokenizer=``:
@@ -407,25 +372,13 @@ class LPDPipeline:
         ``quantize``: "int8" (CPU) or "int8-weight" / "int4-weight" (GPU, torchao): :meth:`LPD.quantize`.
         ``compile``: compile the decoding step (:class:`lpdgen.engine.Engine`).
         """
-        if path is not None and checkpoint is not None:
-            raise ValueError("pass either a pretrained folder / repo id or checkpoint=, not both")
-        if checkpoint is not None:
-            pipe = cls._from_files(checkpoint, config, tokenizer, image_size)
-        elif path is None:
-            with resources.as_file(resources.files("lpdgen") / "assets" / EMBEDDED) as folder:
-                pipe = cls._from_folder(Path(folder))
-        elif Path(path).is_dir():
-            pipe = cls._from_folder(Path(path))
-        elif Path(path).exists():
-            raise ValueError(f"{path} is a file: pass a pretrained folder, or the file as checkpoint=")
-        elif _looks_like_repo_id(str(path)):
-            pipe = cls._from_hub(str(path), tokenizer)
-        else:
-            raise FileNotFoundError(f"pretrained folder not found: {path}")
+        parts = load_parts(path, checkpoint=checkpoint, config=config, tokenizer=tokenizer, image_size=image_size)
+        pipe = cls(
+            parts.model, parts.tokenizer, sampling=parts.sampling, class_names=parts.class_names, compile=compile
+        )
         pipe.to(device, dtype)
         if quantize is not None:
             pipe.model.quantize(quantize)
-        pipe.compile = compile
         return pipe
 
     def to(self, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> LPDPipeline:
@@ -436,86 +389,10 @@ class LPDPipeline:
             self.tokenizer.to(device=device, dtype=torch.float32).eval()
         return self
 
-    @classmethod
-    def _from_folder(cls, folder: Path) -> LPDPipeline:
-        meta_path = folder / PIPELINE_FILE
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{folder} has no {PIPELINE_FILE}: not a folder written by LPDPipeline.save_pretrained")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{meta_path} is not valid JSON: {e}") from None
-        if not isinstance(meta, dict) or "model" not in meta or "tokenizer" not in meta:
-            raise ValueError(f"{meta_path} must name the 'model' and 'tokenizer' files")
-        model = LPD.from_checkpoint(folder / meta["model"])
-        tok_spec = meta["tokenizer"]
-        tokenizer = None if tok_spec is None else load_tokenizer(tok_spec if tok_spec == "fmnist" else str(folder / tok_spec))
-        if tokenizer is not None:
-            check_compatible(model, tokenizer)
-        return cls(model, tokenizer, sampling=SamplingConfig.from_dict(meta.get("sampling", {})),
-                   class_names=meta.get("class_names"))
-
-    @classmethod
-    def _from_files(cls, checkpoint: PathLike, config: str | LPDConfig | None, tokenizer, image_size: int) -> LPDPipeline:
-        model = LPD.from_checkpoint(checkpoint, config=config, image_size=image_size)
-        tok = load_tokenizer(str(tokenizer)) if isinstance(tokenizer, (str, Path)) else tokenizer
-        if tok is not None:
-            check_compatible(model, tok)
-        published = PUBLISHED_SAMPLING.get((config, image_size)) if isinstance(config, str) else None
-        return cls(model, tok, sampling=published)
-
-    @classmethod
-    def _from_hub(cls, repo_id: str, tokenizer: PathLike | None) -> LPDPipeline:
-        try:
-            import huggingface_hub
-        except ImportError:
-            raise ValueError(f"{repo_id!r} is not a local folder; to download it from the Hugging Face Hub, "
-                             "pip install huggingface_hub") from None
-        files = huggingface_hub.list_repo_files(repo_id)
-        if PIPELINE_FILE in files:
-            folder = huggingface_hub.snapshot_download(repo_id)
-            return cls._from_folder(Path(folder))
-        weights = [f for f in files if f.endswith((".pth", ".pt", ".safetensors", ".bin"))]
-        if len(weights) != 1:
-            raise ValueError(f"{repo_id}: expected one weights file, found {weights or 'none'}")
-        name = repo_id.rsplit("/", 1)[-1].lower()  # e.g. lpd_l_256 -> config lpd-l at 256px
-        parts = name.split("_")
-        if len(parts) != 3 or not parts[2].isdigit():
-            raise ValueError(f"{repo_id}: cannot tell the config from the name; download the file and pass "
-                             "checkpoint= and config=")
-        config, size = f"{parts[0]}-{parts[1]}", int(parts[2])
-        ckpt = huggingface_hub.hf_hub_download(repo_id, weights[0])
-        tok = tokenizer if tokenizer is not None else huggingface_hub.hf_hub_download(*HF_TOKENIZER)
-        return cls._from_files(ckpt, config, tok, size)
-
-    def save_pretrained(self, folder: PathLike, *, dtype: torch.dtype = torch.float32,
-                        tokenizer_name: str | None = None) -> Path:
+    def save_pretrained(
+        self, folder: PathLike, *, dtype: torch.dtype = torch.float32, tokenizer_name: str | None = None
+    ) -> Path:
         """Write the pipeline as a folder that :meth:`from_pretrained` reads (weights in ``dtype``).
-        ``tokenizer_name``: name a shipped tokenizer (``"fmnist"``) instead of writing its weights."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        model = self.model
-        if dtype != torch.float32:
-            model = LPD(model.cfg)
-            model.load_state_dict({k: v.to(dtype) for k, v in self.model.state_dict().items()}, assign=True)
-        model.save(folder / "model")
-        tok_spec = tokenizer_name
-        if tok_spec is None and self.tokenizer is not None:
-            self.tokenizer.save(folder / "tokenizer")
-            tok_spec = "tokenizer.safetensors"
-        meta = {"model": "model.safetensors", "tokenizer": tok_spec, "sampling": self.sampling.to_dict(),
-                "class_names": list(self.class_names) if self.class_names is not None else None}
-        atomic_write_json(meta, folder / PIPELINE_FILE)
-        return folder
-
-
-def check_compatible(model: LPD, tokenizer: torch.nn.Module) -> None:
-    """The tokenizer must speak the model's vocabulary (it is convolutional: any code grid decodes)."""
-    if tokenizer.config.codebook_size != model.cfg.vocab_size:
-        raise ValueError(f"tokenizer codebook has {tokenizer.config.codebook_size} entries "
-                         f"but the model's vocabulary is {model.cfg.vocab_size}: they were not trained together")
-
-
-def _looks_like_repo_id(s: str) -> bool:
-    parts = s.split("/")
-    return len(parts) == 2 and all(parts) and not s.startswith((".", "/", "~"))
+        ``tokenizer_name``: name a shipped tokenizer (``"fmnist"``, ``"fmnist-256"``) instead of writing its weights."""
+        parts = Parts(self.model, self.tokenizer, self.sampling, self.class_names)
+        return save_parts(folder, parts, dtype=dtype, tokenizer_name=tokenizer_name)

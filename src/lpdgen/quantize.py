@@ -16,26 +16,24 @@ from torch import nn
 
 QUANTIZE_MODES = ("int8", "int8-weight", "int4-weight")
 
-# Which Linear layers int8 keeps in fp32, chosen by measurement (benchmarks/quantize.py, oneDNN packing,
-# quiet machine; docs/engine.md): the embedding tables are row lookups (no matrix product) and always stay
-# fp32. Keeping the 16384-way head in fp32 made a 768/12 decode 1.35x slower at batch 1 (1.22x at batch 8)
-# for a 15% smaller logit error. Latency is LPD's point, so the head is quantized by default (on the
-# trained Fashion-MNIST model: 82% of greedy tokens kept, FID within 0.6); ``quantize_model(model,
-# skip=("head",))`` keeps it fp32.
+# Which Linear layers int8 keeps in fp32, chosen by measurement (benchmarks/quantize.py; the figures are in
+# docs/engine.md): the embedding tables are row lookups (no matrix product) and always stay fp32. Keeping
+# the large head in fp32 costs more latency than the logit error it saves, and latency is LPD's point, so
+# the head is quantized by default; ``quantize_model(model, skip=("head",))`` keeps it fp32.
 INT8_SKIP: tuple[str, ...] = ()
 
 
 def int8_backend() -> str:
     """The quantized-kernel library for ``"int8"``: oneDNN on CPUs with VNNI int8 dot products (AVX512-VNNI
-    or AMX), which it uses and fbgemm's dynamic Linear does not; fbgemm elsewhere. Measured on an
-    AVX512-VNNI + AMX CPU (docs/engine.md): at the ~400 rows of a batch-8 guided step one 768-3072-768 MLP
-    ran 2.5x faster than fp32 with fbgemm and 3.7-7.7x with oneDNN; a 768/12 batch-8 decode went from
-    1.9x to 2.8x fp32's speed under load, and runs 3.0x faster than fp32 on a quiet machine."""
+    or AMX), which it uses and fbgemm's dynamic Linear does not; fbgemm elsewhere. Chosen by measurement on
+    an AVX512-VNNI + AMX CPU, where oneDNN's lead grows with the rows of a step (figures: docs/engine.md)."""
     vnni = getattr(torch.cpu, "_is_vnni_supported", lambda: False)()
     return "onednn" if vnni and "onednn" in torch.backends.quantized.supported_engines else "fbgemm"
 
 
-def quantize_model(model: nn.Module, mode: str = "int8", *, skip: tuple[str, ...] = INT8_SKIP, backend: str | None = None) -> nn.Module:
+def quantize_model(
+    model: nn.Module, mode: str = "int8", *, skip: tuple[str, ...] = INT8_SKIP, backend: str | None = None
+) -> nn.Module:
     """Convert ``model``'s Linear layers in place for inference; returns the model.
 
     ``"int8"``: int8 weights (per output channel) and int8 activations quantized on the fly
@@ -56,8 +54,10 @@ def quantize_model(model: nn.Module, mode: str = "int8", *, skip: tuple[str, ...
         if any(p.dtype != torch.float32 for p in model.parameters()):
             raise ValueError("int8 quantizes an fp32 model; this one has other dtypes")
         if device.type != "cpu":
-            raise ValueError(f"int8 (dynamic activations) runs on CPU only, the model is on {device}; "
-                             "on a GPU use 'int8-weight' or 'int4-weight' (needs torchao)")
+            raise ValueError(
+                f"int8 (dynamic activations) runs on CPU only, the model is on {device}; "
+                "on a GPU use 'int8-weight' or 'int4-weight' (needs torchao)"
+            )
         _quantize_dynamic_int8(model, skip, backend or int8_backend())
     else:
         _quantize_torchao(model, mode, skip)
@@ -78,15 +78,21 @@ def _quantize_dynamic_int8(model: nn.Module, skip: tuple[str, ...], backend: str
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     if backend not in torch.backends.quantized.supported_engines:
-        raise ValueError(f"int8 backend {backend!r} is not available here; choose one of {torch.backends.quantized.supported_engines}")
+        raise ValueError(
+            f"int8 backend {backend!r} is not available here; choose one of {torch.backends.quantized.supported_engines}"
+        )
     previous = torch.backends.quantized.engine
     torch.backends.quantized.engine = backend  # weights are packed for the engine current at conversion
     try:
         with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao on every call
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
-            quantize_dynamic(model, {name: per_channel_dynamic_qconfig for name in _quantized_linears(model, skip)},
-                             dtype=torch.qint8, inplace=True)
+            quantize_dynamic(
+                model,
+                {name: per_channel_dynamic_qconfig for name in _quantized_linears(model, skip)},
+                dtype=torch.qint8,
+                inplace=True,
+            )
     finally:
         torch.backends.quantized.engine = previous
 

@@ -44,10 +44,21 @@ def derive_seed(*parts: int | str) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-def generator(seed: int) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded with ``seed`` (draws are made on the CPU and moved, so a seed
-    gives the same numbers on every device)."""
-    return torch.Generator().manual_seed(int(seed))
+def generator(seed: int | None, device: str | torch.device = "cpu") -> torch.Generator:
+    """A ``torch.Generator`` seeded with ``seed`` (None: from OS entropy). The only place lpdgen makes
+    one. CPU by default: draws are made on the CPU and moved, so a seed gives the same numbers on every
+    device; ``device`` is for draws that must stay on an accelerator (benchmarks)."""
+    gen = torch.Generator(device=torch.device(device))
+    if seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(int(seed))
+    return gen
+
+
+def derived_generator(*parts: int | str) -> torch.Generator:
+    """:func:`generator` of :func:`derive_seed` ``(*parts)``: the generator of one named training draw."""
+    return generator(derive_seed(*parts))
 
 
 def fresh_seed() -> int:

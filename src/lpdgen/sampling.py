@@ -12,22 +12,24 @@ from collections.abc import Sequence
 
 import torch
 
-CFG_SCHEDULES = ("linear", "constant")
+GUIDANCE_SCHEDULES = ("linear", "constant")
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
-def cfg_scales(positions: torch.Tensor, num_tokens: int, scale: float, schedule: str = "linear") -> torch.Tensor:
+def guidance_scales(
+    positions: torch.Tensor, num_tokens: int, guidance_scale: float, schedule: str = "linear"
+) -> torch.Tensor:
     """Guidance scale s_t of the token that is ``positions``-th (0-based) in generation order.
 
     "linear" (the published default): s_t = 1 + (s - 1) * t / N, weak guidance early, full late;
     "constant": s_t = s.
     """
     if schedule == "linear":
-        return 1.0 + (scale - 1.0) * positions.to(torch.float32) / num_tokens
+        return 1.0 + (guidance_scale - 1.0) * positions.to(torch.float32) / num_tokens
     if schedule == "constant":
-        return torch.full(positions.shape, float(scale), dtype=torch.float32, device=positions.device)
-    raise ValueError(f"unknown cfg_schedule {schedule!r}; choose one of {CFG_SCHEDULES}")
+        return torch.full(positions.shape, float(guidance_scale), dtype=torch.float32, device=positions.device)
+    raise ValueError(f"unknown guidance_schedule {schedule!r}; choose one of {GUIDANCE_SCHEDULES}")
 
 
 def guide(cond: torch.Tensor, uncond: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -38,10 +40,9 @@ def guide(cond: torch.Tensor, uncond: torch.Tensor, scales: torch.Tensor) -> tor
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """Set logits outside the top-k and outside the top-p nucleus to -inf (0 / 1.0 disable them).
-    At least the most likely token always survives."""
+    At least the most likely token always survives. Runs at every decoding step, so it trusts its
+    arguments: :class:`lpdgen.settings.SamplingConfig` checked them once per call."""
     vocab = logits.shape[-1]
-    if top_k < 0 or not 0.0 < top_p <= 1.0:
-        raise ValueError(f"need top_k >= 0 and 0 < top_p <= 1, got top_k={top_k}, top_p={top_p}")
     if 0 < top_k < vocab:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -76,10 +77,9 @@ def sample_tokens(
 ) -> torch.Tensor:
     """Sample one token per row of ``logits`` (..., V) by inverse CDF with ``uniform`` (...) in [0, 1).
 
-    ``top_k == 1`` or ``temperature == 0`` is greedy (argmax, no randomness used).
+    ``top_k == 1`` or ``temperature == 0`` is greedy (argmax, no randomness used). Arguments are
+    trusted, as in :func:`filter_logits`.
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
     if top_k == 1 or temperature == 0:
         return logits.argmax(dim=-1)
     logits = filter_logits(logits.float() / temperature, top_k, top_p)

@@ -15,18 +15,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .embedded import SHIPPED_TOKENIZERS, tokenizer_weights
 from .images import float_to_uint8, uint8_to_float
 from .io import PathLike, check_state_dict, load_state_dict_file, load_strict, read_checkpoint_config, save_checkpoint
 
 GROUPNORM_EPS = 1e-6  # LlamaGen's GroupNorm epsilon (taming-transformers heritage)
-FMNIST_WEIGHTS = Path(__file__).parent / "assets" / "vq_fmnist.safetensors"  # + vq_fmnist.json (config)
+FMNIST_WEIGHTS = tokenizer_weights("fmnist")  # + vq_fmnist.json (config)
 CHECKPOINT_KIND = "VQTokenizer"  # what the checkpoint files say they hold (lpdgen.io.save_checkpoint)
 
 
@@ -56,7 +56,9 @@ class VQConfig:
                     f"VQConfig: level width {self.base_channels * m} is not divisible by norm_groups={self.norm_groups}"
                 )
         if self.image_size % self.downsample:
-            raise ValueError(f"VQConfig: image_size {self.image_size} is not a multiple of the downsampling {self.downsample}")
+            raise ValueError(
+                f"VQConfig: image_size {self.image_size} is not a multiple of the downsampling {self.downsample}"
+            )
 
     @property
     def downsample(self) -> int:
@@ -103,13 +105,42 @@ NAMED_CONFIGS: dict[str, dict] = {
     "vq-16": {},
     # 28x28 grayscale padded to 32x32 -> 8x8 codes. Sized to train in ~half an hour on 2 CPU cores.
     "fmnist": dict(
-        image_channels=1, base_channels=16, channel_mult=(1, 2, 3), num_res_blocks=1, z_channels=64,
-        codebook_size=512, codebook_dim=8, norm_groups=8, usage_window=8192, image_size=32,
+        image_channels=1,
+        base_channels=16,
+        channel_mult=(1, 2, 3),
+        num_res_blocks=1,
+        z_channels=64,
+        codebook_size=512,
+        codebook_dim=8,
+        norm_groups=8,
+        usage_window=8192,
+        image_size=32,
+    ),
+    # 16x16 codes of 2x2-pixel cells: one downsampling, 1,024 entries (chosen by measuring 256 / 1024 / 4096)
+    "fmnist-256": dict(
+        image_channels=1,
+        base_channels=32,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        z_channels=32,
+        codebook_size=1024,
+        codebook_dim=8,
+        norm_groups=8,
+        usage_window=16384,
+        image_size=32,
     ),
     # A few thousand parameters: for unit tests and examples that only need the plumbing.
     "tiny": dict(
-        image_channels=1, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, z_channels=8,
-        codebook_size=32, codebook_dim=4, norm_groups=4, usage_window=256, image_size=16,
+        image_channels=1,
+        base_channels=8,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        z_channels=8,
+        codebook_size=32,
+        codebook_dim=4,
+        norm_groups=4,
+        usage_window=256,
+        image_size=16,
     ),
 }
 
@@ -208,8 +239,13 @@ def _run_level(level: nn.Module, h: torch.Tensor) -> torch.Tensor:
 
 
 def _middle(channels: int, groups: int, dropout: float) -> nn.ModuleList:
-    return nn.ModuleList([ResnetBlock(channels, channels, groups, dropout), AttnBlock(channels, groups),
-                          ResnetBlock(channels, channels, groups, dropout)])
+    return nn.ModuleList(
+        [
+            ResnetBlock(channels, channels, groups, dropout),
+            AttnBlock(channels, groups),
+            ResnetBlock(channels, channels, groups, dropout),
+        ]
+    )
 
 
 class Encoder(nn.Module):
@@ -315,7 +351,9 @@ class VectorQuantizer(nn.Module):
         if codes.dim() != 3:
             raise ValueError(f"codes must be (B, h, w), got shape {tuple(codes.shape)}")
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.embedding.num_embeddings):
-            raise ValueError(f"codes must lie in [0, {self.embedding.num_embeddings}), got [{int(codes.min())}, {int(codes.max())}]")
+            raise ValueError(
+                f"codes must lie in [0, {self.embedding.num_embeddings}), got [{int(codes.min())}, {int(codes.max())}]"
+            )
         return self.codebook()[codes].permute(0, 3, 1, 2)  # (B, h, w, D) -> (B, D, h, w)
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
@@ -326,12 +364,14 @@ class VectorQuantizer(nn.Module):
         commit_loss = F.mse_loss(z, e.detach())
         if self.training:
             self.record_usage(codes)
-        return QuantizerOutput(z=z, z_q=z + (e - z).detach(), codes=codes, codebook_loss=codebook_loss, commit_loss=commit_loss)
+        return QuantizerOutput(
+            z=z, z_q=z + (e - z).detach(), codes=codes, codebook_loss=codebook_loss, commit_loss=commit_loss
+        )
 
     @torch.no_grad()
     def record_usage(self, codes: torch.Tensor) -> None:
         """Shift the newest codes into the rolling ``codebook_used`` window (as LlamaGen does)."""
-        new = codes.reshape(-1)[-self.codebook_used.numel():].to(self.codebook_used.dtype)
+        new = codes.reshape(-1)[-self.codebook_used.numel() :].to(self.codebook_used.dtype)
         n = new.numel()
         self.codebook_used.copy_(torch.cat([self.codebook_used[n:], new]))
 
@@ -429,7 +469,9 @@ class VQTokenizer(nn.Module):
         return save_checkpoint(self, CHECKPOINT_KIND, self.config.to_dict(), path)
 
     @classmethod
-    def from_checkpoint(cls, path: PathLike, config: VQConfig | None = None, *, map_location: str | torch.device = "cpu") -> VQTokenizer:
+    def from_checkpoint(
+        cls, path: PathLike, config: VQConfig | None = None, *, map_location: str | torch.device = "cpu"
+    ) -> VQTokenizer:
         """Load weights strictly (names and shapes must match), in eval mode.
 
         The config is ``config`` if given, else the one saved with the weights by :meth:`save`. Weights
@@ -459,53 +501,24 @@ def _check_published_vq16(state: dict[str, torch.Tensor], path: Path) -> None:
     """Raise ``ValueError`` unless ``state`` (weights without a saved config) has exactly the names and
     shapes of the published VQ-16, the one config a checkpoint may leave unsaid."""
     if path.suffix == ".safetensors":  # the published weights are a pickle; lpdgen's own files carry a config
-        raise ValueError(f"{path}: no config saved with these weights ({path.with_suffix('.json').name} or the "
-                         "safetensors metadata); pass config= (a VQConfig, e.g. VQConfig.named('vq-16'))")
+        raise ValueError(
+            f"{path}: no config saved with these weights ({path.with_suffix('.json').name} or the "
+            "safetensors metadata); pass config= (a VQConfig, e.g. VQConfig.named('vq-16'))"
+        )
     with torch.device("meta"):  # shapes only, no memory
         expected = {k: v.shape for k, v in VQTokenizer(VQConfig()).state_dict().items()}
     try:
         check_state_dict(expected, state, what="the published LlamaGen VQ-16")
     except ValueError as e:
-        raise ValueError(f"{path}: no config saved with these weights ({path.with_suffix('.json').name}), and "
-                         f"they are not the published VQ-16 either; pass config= (a VQConfig). {e}") from None
-
-
-def codebook_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
-    """Usage (fraction of entries that occur) and perplexity (exp entropy of the code histogram)."""
-    counts = torch.bincount(codes.reshape(-1).long().cpu(), minlength=codebook_size).double()
-    p = counts / counts.sum().clamp_min(1)
-    nz = p[p > 0]
-    return {"usage": float((counts > 0).double().mean()), "perplexity": float(torch.exp(-(nz * nz.log()).sum()))}
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(B,) PSNR in dB of images in [-1, 1] (peak-to-peak 2), computed on [0, 1]-scaled values."""
-    mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
+        raise ValueError(
+            f"{path}: no config saved with these weights ({path.with_suffix('.json').name}), and "
+            f"they are not the published VQ-16 either; pass config= (a VQConfig). {e}"
+        ) from None
 
 
 def load_tokenizer(spec: str, config: VQConfig | None = None) -> VQTokenizer:
-    """``"fmnist"`` -> the shipped Fashion-MNIST tokenizer; anything else -> :meth:`VQTokenizer.from_checkpoint`."""
-    if spec == "fmnist":
-        return VQTokenizer.from_pretrained_fmnist()
+    """A shipped tokenizer by name (``"fmnist"`` = ``"fmnist-64"``: 8x8 codes, ``"fmnist-256"``: 16x16 codes);
+    anything else -> :meth:`VQTokenizer.from_checkpoint`."""
+    if spec in SHIPPED_TOKENIZERS:
+        return VQTokenizer.from_checkpoint(tokenizer_weights(spec))
     return VQTokenizer.from_checkpoint(spec, config)
-
-
-class TokenSpace(Protocol):
-    """What a tokenizer must fit: a model's vocabulary and token grid (e.g. an ``LPDConfig``)."""
-
-    vocab_size: int
-    grid: tuple[int, int]
-
-
-def load_sample_tokenizer(path: PathLike | None, model_cfg: TokenSpace) -> VQTokenizer | None:
-    """The tokenizer that decodes training sample grids: ``path`` when given, else the shipped
-    Fashion-MNIST one when it exists and fits the model (codebook = vocabulary, code grid = token grid),
-    else None (grids then show code maps)."""
-    if path is not None:
-        return VQTokenizer.from_checkpoint(path)
-    if not FMNIST_WEIGHTS.is_file():
-        return None
-    tok = VQTokenizer.from_pretrained_fmnist()
-    fits = tok.config.codebook_size == model_cfg.vocab_size and tuple(tok.config.grid) == tuple(model_cfg.grid)
-    return tok if fits else None

@@ -62,8 +62,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             why = "this PyTorch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise ValueError(f"device {device!r} is not available: {why} (torch {torch.__version__}); "
-                             "use cpu or auto")
+            raise ValueError(f"device {device!r} is not available: {why} (torch {torch.__version__}); use cpu or auto")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r} is not available: {torch.cuda.device_count()} CUDA device(s) visible")
     elif dev.type == "mps":
@@ -74,17 +73,14 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def make_generator(seed: int | None, device: str | torch.device = "cpu") -> torch.Generator | None:
-    """A seeded ``torch.Generator`` on ``device`` (``None`` when no seed: use the default stream)."""
-    if seed is None:
-        return None
-    g = torch.Generator(device=torch.device(device))
-    g.manual_seed(int(seed))
-    return g
-
-
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-          "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+}
 
 
 def parse_dtype(name: str | torch.dtype) -> torch.dtype:

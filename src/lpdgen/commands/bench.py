@@ -12,7 +12,6 @@ Figure 1).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -21,31 +20,53 @@ from pathlib import Path
 
 import torch
 
+from .. import rng
 from ..io import atomic_write_json
 from ..utils import get_logger
 
 log = get_logger(__name__)
 
 VARIANTS = ("fp32", "bf16", "int8", "compiled", "bf16-compiled", "int8-compiled")
-# Free-form sizes beside the published ones (VQ-16 vocabulary, ImageNet classes).
+# Free-form sizes beside the published ones (VQ-16 vocabulary, ImageNet classes); the only such table
+# (docs/decoding.md's small-50m figures were measured with it).
 BENCH_CONFIGS: dict[str, dict] = {
     "base-111m": dict(width=768, depth=12, heads=12),
+    "small-50m": dict(width=512, depth=12, heads=8),
     "tiny": dict(width=64, depth=2, heads=4),
 }
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="time decoding (latency, throughput) per step count and engine variant",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "bench",
+        help="time decoding (latency, throughput) per step count and engine variant",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--config", default="lpd-l", help=f"lpd-l / lpd-xl / lpd-xxl or one of {list(BENCH_CONFIGS)}")
     p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--steps", type=int, nargs="+", default=[20, 32, 256], help="step counts (256 = one token per step at 256px)")
-    p.add_argument("--variants", nargs="+", default=None, choices=VARIANTS,
-                   help="default: fp32 int8 compiled on CPU, fp32 bf16 bf16-compiled on CUDA")
+    p.add_argument(
+        "--steps", type=int, nargs="+", default=[20, 32, 256], help="step counts (256 = one token per step at 256px)"
+    )
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        choices=VARIANTS,
+        help="default: fp32 int8 compiled on CPU, fp32 bf16 bf16-compiled on CUDA",
+    )
     p.add_argument("--latency-batch", type=int, default=1)
     p.add_argument("--throughput-batch", type=int, default=64, help="0 skips the throughput rows")
-    p.add_argument("--cfg", type=float, default=4.8, help="guidance scale (1 = no guidance: half the work)")
-    p.add_argument("--tokenizer", default="vq-16", help="tokenizer config to time decoding with (random weights), '' to skip")
+    p.add_argument(
+        "--guidance-scale",
+        "--cfg",
+        dest="guidance_scale",
+        type=float,
+        default=4.8,
+        help="guidance scale (1 = no guidance: half the work; --cfg is the same flag)",
+    )
+    p.add_argument(
+        "--tokenizer", default="vq-16", help="tokenizer config to time decoding with (random weights), '' to skip"
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (compiled variants compile here)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
@@ -106,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    variants = args.variants or (["fp32", "bf16", "bf16-compiled"] if device.type == "cuda" else ["fp32", "int8", "compiled"])
+    variants = args.variants or (
+        ["fp32", "bf16", "bf16-compiled"] if device.type == "cuda" else ["fp32", "int8", "compiled"]
+    )
     if any(v.startswith("int8") for v in variants) and device.type != "cpu":
         raise ValueError("the int8 variant runs on CPU only (dynamic int8 kernels)")
     if args.repeats < 1 or args.latency_batch < 1 or args.throughput_batch < 0:
@@ -126,43 +149,78 @@ def run(args: argparse.Namespace) -> int:
             sizes = group_sizes(cfg.num_tokens, steps)
             orders = locality_aware(cfg.grid, sizes, batch=batch, seed=0).to(device)
             for v, (engine, dtype) in engines.items():
+
                 def call(engine=engine, dtype=dtype):
                     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                        generate(engine.model, labels, sizes, orders, cfg=args.cfg, generator=torch.Generator(device=device).manual_seed(0), engine=engine)
+                        generate(
+                            engine.model,
+                            labels,
+                            sizes,
+                            orders,
+                            guidance_scale=args.guidance_scale,
+                            generator=rng.generator(0, device),
+                            engine=engine,
+                        )
 
                 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
                 sec = _median_seconds(call, device, args.repeats, args.warmup)
-                rows.append({"variant": v, "batch": batch, "steps": steps, "seconds": sec, "images_per_s": batch / sec,
-                             "load_avg": load, "compiled": engine.compiled})
+                rows.append(
+                    {
+                        "variant": v,
+                        "batch": batch,
+                        "steps": steps,
+                        "seconds": sec,
+                        "images_per_s": batch / sec,
+                        "load_avg": load,
+                        "compiled": engine.compiled,
+                    }
+                )
                 log.info("%s batch %d, %d steps: %.3f s", v, batch, steps, sec)
     one_token = max(args.steps)
     for r in rows:
-        base = next(x for x in rows if x["variant"] == variants[0] and x["batch"] == r["batch"] and x["steps"] == one_token)
+        base = next(
+            x for x in rows if x["variant"] == variants[0] and x["batch"] == r["batch"] and x["steps"] == one_token
+        )
         r["speedup"] = base["seconds"] / r["seconds"]
     tok = _time_tokenizer(args.tokenizer, cfg.grid, batches, device, args.repeats) if args.tokenizer else []
 
-    head = (f"{cfg.name} ({count_parameters(cfg) / 1e6:.1f}M params, {cfg.grid[0]}x{cfg.grid[1]} tokens), cfg {args.cfg}, "
-            f"{device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    head = (
+        f"{cfg.name} ({count_parameters(cfg) / 1e6:.1f}M params, {cfg.grid[0]}x{cfg.grid[1]} tokens), guidance {args.guidance_scale}, "
+        f"{device}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     print(head)
     print(f"{'variant':<15}{'batch':>6}{'steps':>7}{'sec/call':>11}{'img/s':>9}{'speed-up':>10}{'load':>7}")
     for r in rows:
-        print(f"{r['variant']:<15}{r['batch']:>6}{r['steps']:>7}{r['seconds']:>11.3f}{r['images_per_s']:>9.2f}"
-              f"{r['speedup']:>9.1f}x{r['load_avg']:>7.2f}")
+        print(
+            f"{r['variant']:<15}{r['batch']:>6}{r['steps']:>7}{r['seconds']:>11.3f}{r['images_per_s']:>9.2f}"
+            f"{r['speedup']:>9.1f}x{r['load_avg']:>7.2f}"
+        )
     for t in tok:
         print(f"tokenizer decode ({args.tokenizer}), batch {t['batch']}: {t['seconds']:.3f} s")
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    result = {"config": cfg.to_dict(), "params": count_parameters(cfg), "cfg": args.cfg, "device": str(device),
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
-              "speedup_baseline": f"{variants[0]}, {one_token} steps, same batch", "rows": rows, "tokenizer": tok}
+    result = {
+        "config": cfg.to_dict(),
+        "params": count_parameters(cfg),
+        "guidance_scale": args.guidance_scale,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "speedup_baseline": f"{variants[0]}, {one_token} steps, same batch",
+        "rows": rows,
+        "tokenizer": tok,
+    }
     atomic_write_json(result, out / "bench.json")
     speedup_plot(rows, variants, batches, out / "bench_speedup.png", title=head)
     print(f"wrote {out / 'bench.json'} and {out / 'bench_speedup.png'}")
     return 0
 
 
-def _time_tokenizer(name: str, grid: tuple[int, int], batches: list[int], device: torch.device, repeats: int) -> list[dict]:
+def _time_tokenizer(
+    name: str, grid: tuple[int, int], batches: list[int], device: torch.device, repeats: int
+) -> list[dict]:
     from ..tokenizer import VQConfig, VQTokenizer
 
     vq_cfg = VQConfig.named(name)

@@ -14,17 +14,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("cache", help="tokenize a dataset into .npy shards (rerun to resume; torchrun to split)")
     p.add_argument("--dataset", default="fmnist", choices=("fmnist", "imagefolder"), help="which images to tokenize")
-    p.add_argument("--data-root", default=None, help="dataset directory (fmnist default: /usr/share/datasets/fashion-mnist; "
-                                                     "imagefolder: e.g. imagenet/train)")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="dataset directory (fmnist default: /usr/share/datasets/fashion-mnist; imagefolder: e.g. imagenet/train)",
+    )
     p.add_argument("--split", default="train", choices=("train", "test"), help="fmnist split")
     p.add_argument("--image-size", type=int, default=256, help="imagefolder center-crop size")
     p.add_argument("--tokenizer", default="fmnist", help="'fmnist' (shipped) or a VQ checkpoint, e.g. vq_ds16_c2i.pt")
     p.add_argument("--out", required=True, help="cache directory (index.json, labels.npy, shard_*.npy)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per tokenizer forward pass (keep it on reruns: "
-                   "the codes are then byte-identical)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="images per tokenizer forward pass (keep it on reruns: the codes are then byte-identical)",
+    )
     p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="images per shard file")
-    p.add_argument("--save-every", type=float, default=DEFAULT_SAVE_EVERY_S, metavar="SECONDS",
-                   help="save the progress inside a shard this often (and on Ctrl-C)")
+    p.add_argument(
+        "--save-every",
+        type=float,
+        default=DEFAULT_SAVE_EVERY_S,
+        metavar="SECONDS",
+        help="save the progress inside a shard this often (and on Ctrl-C)",
+    )
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (image decoding)")
     add_device_arg(p)
     p.set_defaults(func=run, interrupt_hint=_interrupt_hint)
@@ -44,9 +56,15 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer_arg(args.tokenizer, device)
     dataset = image_dataset(args.dataset, args.data_root, args.split, args.image_size)
     with torch.inference_mode():
-        index = build_token_cache(tokenizer, dataset, args.out, batch_size=args.batch_size,
-                                  shard_size=args.shard_size, num_workers=args.num_workers,
-                                  save_every_s=args.save_every)
+        index = build_token_cache(
+            tokenizer,
+            dataset,
+            args.out,
+            batch_size=args.batch_size,
+            shard_size=args.shard_size,
+            num_workers=args.num_workers,
+            save_every_s=args.save_every,
+        )
     print(index)
     return 0
 
@@ -57,5 +75,6 @@ def _interrupt_hint(args: argparse.Namespace) -> str:
     done, total = cache_progress(args.out)
     if not done:
         return "no images had been encoded, nothing was saved"
-    return (f"{done} of {total} images encoded and kept in {args.out}; "
-            "rerun the same command (same --batch-size) to resume")
+    return (
+        f"{done} of {total} images encoded and kept in {args.out}; rerun the same command (same --batch-size) to resume"
+    )

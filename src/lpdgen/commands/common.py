@@ -9,15 +9,20 @@ extraction, whichever command made it. Defining the checks and the flags once ke
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ..embedded import DEFAULT_MODEL, EMBEDDED_MODELS, SHIPPED_TOKENIZERS
+from ..settings import FIELDS, SamplingConfig, check_values
 from ..utils import get_logger
 
 log = get_logger(__name__)
+
+
+# The CLI flag of each sampling setting, for messages that name what the user typed.
+FLAGS: dict[str, str] = {name: f.metadata["flag"] for name, f in FIELDS.items()}
 
 
 class UserError(Exception):
@@ -89,8 +94,10 @@ def check_output_file(path: str | os.PathLike, allowed_suffixes: Iterable[str], 
     if str(path).endswith(os.sep) or path.is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file name ending in {' or '.join(allowed)}")
     if path.suffix.lower() not in allowed:
-        raise UserError(f"{flag} {path}: unsupported file type {path.suffix or '(none)'!r}; "
-                        f"use a name ending in {' or '.join(allowed)}")
+        raise UserError(
+            f"{flag} {path}: unsupported file type {path.suffix or '(none)'!r}; "
+            f"use a name ending in {' or '.join(allowed)}"
+        )
     if path.exists() and not path.is_file():
         raise UserError(f"{flag} {path} exists and is not a regular file; choose another path")
     _check_creatable_dir(path.parent, flag, str(path))
@@ -119,109 +126,74 @@ def check_input_file(path: str | os.PathLike, *, flag: str) -> Path:
 # ---- sampling flags -----------------------------------------------------------------------------------
 
 
-def add_sampling_args(
-    parser: argparse.ArgumentParser,
-    *,
-    steps: int | None = 20,
-    cfg: float | None = 1.0,
-    batch_size: int = 32,
-    seed: int = 0,
-    model_defaults: bool = False,
-) -> None:
-    """Add the sampling flags, one definition for every command that samples.
-
-    ``steps`` / ``cfg`` are the defaults; None means "the model's own default" (the caller resolves it).
-    ``model_defaults``: every sampling setting (also order, schedule, temperature, top-k/p, tau, rho)
-    defaults to None, i.e. to the model's own (:class:`lpdgen.pipeline.SamplingConfig` of the model).
-    Choices come from the library (:data:`lpdgen.orders.ORDER_TYPES`, :data:`lpdgen.sampling.CFG_SCHEDULES`).
-    Validate with :func:`check_sampling_args` before loading anything.
-    """
-    from ..orders import ORDER_TYPES, PUBLISHED_RHO, PUBLISHED_TAU
-    from ..sampling import CFG_SCHEDULES
-
-    model_default = " (default: the model's own)"
-    if model_defaults:
-        steps = cfg = None
-
-    def default(value):
-        return None if model_defaults else value
-    own = model_default if model_defaults else ""
-
-    parser.add_argument("--steps", type=int, default=steps, metavar="K",
-                        help="decoding steps = forward passes; fewer is faster, each then places more tokens"
-                             + (model_default if steps is None else ""))
-    parser.add_argument("--cfg", type=float, default=cfg, metavar="S",
-                        help="classifier-free guidance scale: 1 = none, larger = closer to the class, less varied; "
-                             "0 <= S < 1 pushes away from the class (allowed, warned)"
-                             + (model_default if cfg is None else ""))
-    parser.add_argument("--cfg-schedule", default=default(CFG_SCHEDULES[0]), choices=CFG_SCHEDULES,
-                        help="how guidance grows over the order: linear (weak early, full at the end) or constant" + own)
-    parser.add_argument("--temperature", type=float, default=default(1.0), metavar="T",
-                        help="softmax temperature: < 1 sharper, > 1 more varied, 0 = always the most likely code" + own)
-    parser.add_argument("--top-k", type=int, default=default(0), metavar="N",
-                        help="sample among the N most likely codes only (0 = no limit, 1 = greedy)" + own)
-    parser.add_argument("--top-p", type=float, default=default(1.0), metavar="P",
-                        help="sample within the smallest set of codes whose probability reaches P (1 = no limit)" + own)
-    parser.add_argument("--order", default=default(ORDER_TYPES[0]), choices=ORDER_TYPES,
-                        help="generation order of the token positions (locality = the locality-aware order)" + own)
-    parser.add_argument("--tau", type=float, default=default(PUBLISHED_TAU),
-                        help="locality order: a free position counts as next to the decoded ones when its proximity "
-                             "(sum of 1/distance to decoded neighbours) is at least this" + own)
-    parser.add_argument("--rho", type=float, default=default(PUBLISHED_RHO),
-                        help="locality order: positions decoded in the same step keep at least this (Chebyshev) distance; "
-                             "< 1 disables the repulsion" + own)
-    parser.add_argument("--seed", type=int, default=seed,
-                        help="base seed; image i gets its own seed from (seed, i), whatever the batch size")
-    parser.add_argument("--batch-size", type=int, default=batch_size, metavar="B",
-                        help="images generated per forward pass (memory, not results, depends on it)")
+def add_sampling_args(parser: argparse.ArgumentParser, *, batch_size: int = 32, seed: int = 0) -> None:
+    """Add the sampling flags of every command that samples, one per :class:`lpdgen.settings.SamplingConfig`
+    field (its flag, help and choices come from the field; the dest is the field's name). Every flag
+    defaults to None, i.e. to the model's own setting. Check with :func:`check_sampling_args` before
+    loading anything; resolve against the model with :func:`resolve_settings`."""
+    for f in FIELDS.values():
+        meta = f.metadata
+        alias = f" ({', '.join(meta['aliases'])}: the same flag, kept for old scripts)" if meta["aliases"] else ""
+        parser.add_argument(
+            meta["flag"],
+            *meta["aliases"],
+            dest=f.name,
+            type=None if meta["choices"] else type(f.default),
+            default=None,
+            choices=meta["choices"],
+            metavar=meta["metavar"],
+            help=f"{meta['help']}{alias} (default: the model's own)",
+        )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=seed,
+        help="base seed; image i gets its own seed from (seed, i), whatever the batch size",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        metavar="B",
+        help="images generated per forward pass (memory, not results, depends on it)",
+    )
     add_device_arg(parser)
 
 
 def sampling_overrides(args: argparse.Namespace) -> dict:
-    """The sampling flags in the pipeline's names (``--steps`` -> ``num_inference_steps``, ``--cfg`` ->
-    ``guidance_scale``, ...), for ``pipe(..., **sampling_overrides(args))``; None = the model's own."""
-    return dict(num_inference_steps=args.steps, guidance_scale=args.cfg, guidance_schedule=args.cfg_schedule,
-                temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, order=args.order, tau=args.tau,
-                rho=args.rho)
+    """The sampling flags that were given, by field name, for ``pipe(..., **sampling_overrides(args))``."""
+    return {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
+
+
+def resolve_settings(pipe, args: argparse.Namespace) -> SamplingConfig:
+    """The settings a command samples with: the model's own, with the flags given put in; a step count
+    beyond the model's tokens is named by its flag."""
+    given = sampling_overrides(args)
+    check_values(given, pipe.model.cfg.num_tokens, names=FLAGS)
+    return pipe.settings(**given)
 
 
 def add_device_arg(parser: argparse.ArgumentParser, default: str = "auto") -> None:
     """``--device``: auto (CUDA, then Apple MPS, else CPU), cpu, cuda, cuda:N or mps."""
-    parser.add_argument("--device", default=default,
-                        help="auto (CUDA if available, then Apple MPS, else CPU), cpu, cuda, cuda:N or mps")
-
-
-def _finite(name: str, value: float) -> None:
-    if not math.isfinite(value):
-        raise UserError(f"{name} must be a finite number, got {value}")
+    parser.add_argument(
+        "--device", default=default, help="auto (CUDA if available, then Apple MPS, else CPU), cpu, cuda, cuda:N or mps"
+    )
 
 
 def check_sampling_args(args: argparse.Namespace) -> None:
-    """Refuse impossible sampling flags with one line each, before anything is loaded; warn when the
-    guidance scale is below 1 (legal, but it steers away from the requested class)."""
-    if args.steps is not None and args.steps < 1:
-        raise UserError(f"--steps must be >= 1, got {args.steps}")
-    if args.cfg is not None:
-        _finite("--cfg", args.cfg)
-        if args.cfg < 0:
-            raise UserError(f"--cfg must be >= 0 (1 = no guidance), got {args.cfg}")
-        if args.cfg < 1:
-            log.warning("--cfg %g < 1 steers images away from their class; 1 disables guidance, "
-                        "published models use 1.5-4", args.cfg)
-    if args.temperature is not None:
-        _finite("--temperature", args.temperature)
-    if args.temperature is not None and args.temperature < 0:
-        raise UserError(f"--temperature must be >= 0 (0 = greedy), got {args.temperature}")
-    if args.top_k is not None and args.top_k < 0:
-        raise UserError(f"--top-k must be >= 0 (0 = no limit), got {args.top_k}")
-    if args.top_p is not None and not 0.0 < args.top_p <= 1.0:  # also refuses nan
-        raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
-    for flag, value in (("--tau", args.tau), ("--rho", args.rho)):
-        if value is None:
-            continue
-        _finite(flag, value)
-        if value < 0:
-            raise UserError(f"{flag} must be >= 0, got {value}")
+    """Refuse impossible sampling flags with one line each, before anything is loaded (the checks are
+    :class:`~lpdgen.settings.SamplingConfig`'s, the message names the flag); warn when the guidance
+    scale is below 1 (legal, but it steers away from the requested class)."""
+    try:
+        check_values(sampling_overrides(args), names=FLAGS)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if args.guidance_scale is not None and args.guidance_scale < 1:
+        log.warning(
+            "--guidance-scale %g < 1 steers images away from their class; 1 disables guidance, "
+            "published models use 1.5-6",
+            args.guidance_scale,
+        )
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_device_arg(args.device)
@@ -255,16 +227,18 @@ def _has_saved_config(path: Path) -> bool:
         raise UserError(f"--checkpoint {path}: not a readable safetensors file ({e})") from None
 
 
-def load_model(checkpoint: str | os.PathLike, config: str | None, image_size: int, device):
-    """The LPD network named by ``--checkpoint`` / ``--config`` / ``--image-size``, with the question
-    "which architecture?" answered before any weights are read."""
-    from ..model import LPD, NAMED_CONFIGS
+def check_checkpoint_arg(checkpoint: str | os.PathLike, config: str | None) -> Path:
+    """``--checkpoint`` as an existing file whose architecture is known (a saved config beside it, or
+    ``--config``), checked before any weights are read."""
+    from ..model import NAMED_CONFIGS
 
     path = check_input_file(checkpoint, flag="--checkpoint")
     if config is None and not _has_saved_config(path):
-        raise UserError(f"--checkpoint {path}: no model config with these weights (no {path.with_suffix('.json').name} "
-                        f"beside them); pass --config with one of {', '.join(NAMED_CONFIGS)}")
-    return LPD.from_checkpoint(path, config=config, image_size=image_size, device=device)
+        raise UserError(
+            f"--checkpoint {path}: no model config with these weights (no {path.with_suffix('.json').name} "
+            f"beside them); pass --config with one of {', '.join(NAMED_CONFIGS)}"
+        )
+    return path
 
 
 def load_tokenizer_arg(spec: str, device=None):
@@ -284,20 +258,37 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """``--model`` or ``--checkpoint/--config/--tokenizer`` (default: the embedded Fashion-MNIST model), ``--dtype``."""
-    parser.add_argument("--model", default=None, metavar="DIR|REPO",
-                        help="a model folder (pipeline.json, weights; scripts/export_pretrained.py writes one), or a "
-                             "Hugging Face repo id such as "
-                             "mit-han-lab/lpd_l_256 (needs huggingface_hub and a network); default: the embedded "
-                             "Fashion-MNIST model")
-    parser.add_argument("--checkpoint", default=None,
-                        help="LPD weights instead of --model: .safetensors saved by lpdgen, or a published .pth")
-    parser.add_argument("--config", default=None,
-                        help="with --checkpoint: config name for weights saved without one (lpd-l, lpd-xl, lpd-xxl)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME|DIR|REPO",
+        help=f"an embedded model ({', '.join(EMBEDDED_MODELS)}), a model folder (pipeline.json, weights; "
+        "scripts/export_pretrained.py writes one), or a Hugging Face repo id such as mit-han-lab/lpd_l_256 (needs "
+        f"huggingface_hub and a network); default: the embedded {DEFAULT_MODEL}",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="LPD weights instead of --model: .safetensors saved by lpdgen, or a published .pth",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="with --checkpoint: config name for weights saved without one (lpd-l, lpd-xl, lpd-xxl)",
+    )
     parser.add_argument("--image-size", type=int, default=256, help="with --config: 256 or 512")
-    parser.add_argument("--tokenizer", default=None,
-                        help="with --checkpoint: 'fmnist' (the shipped tokenizer) or a VQ checkpoint such as vq_ds16_c2i.pt")
-    parser.add_argument("--dtype", default="float32", choices=DTYPES,
-                        help="weights dtype (bfloat16/float16 are for GPUs; on CPUs float32 is fastest)")
+    parser.add_argument(
+        "--tokenizer",
+        default=None,
+        help=f"with --checkpoint: a shipped tokenizer ({', '.join(SHIPPED_TOKENIZERS)}) or a VQ checkpoint such as "
+        "vq_ds16_c2i.pt",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=DTYPES,
+        help="weights dtype (bfloat16/float16 are for GPUs; on CPUs float32 is fastest)",
+    )
     add_engine_args(parser)
 
 
@@ -305,37 +296,51 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     """``--quantize`` and ``--compile``: the fast decoding engine (docs/engine.md)."""
     from ..quantize import QUANTIZE_MODES
 
-    parser.add_argument("--quantize", default=None, choices=QUANTIZE_MODES,
-                        help="quantize the network's Linear layers: int8 (CPU; the gain depends on model size, "
-                             "threads and CPU: ~3x for a 111M model at 1 thread with AMX, 1.2-1.5x for the embedded "
-                             "model on a 2-core AVX512-VNNI CPU; docs/engine.md), "
-                             "int8-weight / int4-weight (GPU, needs torchao)")
-    parser.add_argument("--compile", action="store_true",
-                        help="compile the per-step decoding function (torch.compile; CUDA graphs on GPUs)")
+    parser.add_argument(
+        "--quantize",
+        default=None,
+        choices=QUANTIZE_MODES,
+        help="quantize the network's Linear layers: int8 (CPU; the gain depends on model size, "
+        "threads and CPU: ~3x for a 111M model at 1 thread with AMX, 1.2-1.5x for the embedded "
+        "model on a 2-core AVX512-VNNI CPU; docs/engine.md), "
+        "int8-weight / int4-weight (GPU, needs torchao)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the per-step decoding function (torch.compile; CUDA graphs on GPUs)",
+    )
 
 
 def check_model_folder(model: str) -> None:
     """``--model`` as the command line says it: a local path must be a model folder (the library's own
-    message speaks of its Python API). Anything else is left to the loader (a Hugging Face repo id)."""
-    from ..pipeline import PIPELINE_FILE
+    message speaks of its Python API). An embedded name or anything else is left to the loader (a Hugging
+    Face repo id)."""
+    from ..pretrained import PIPELINE_FILE
 
+    if model in EMBEDDED_MODELS:
+        return
     path = Path(model)
     if path.is_file():
-        raise UserError(f"--model {path} is a file; give a model folder, or pass weights with --checkpoint "
-                        "(with --tokenizer, and --config for weights saved without one)")
+        raise UserError(
+            f"--model {path} is a file; give a model folder, or pass weights with --checkpoint "
+            "(with --tokenizer, and --config for weights saved without one)"
+        )
     if path.is_dir() and not (path / PIPELINE_FILE).is_file():
-        raise UserError(f"--model {path}: not a model folder (no {PIPELINE_FILE} in it; scripts/export_pretrained.py "
-                        "writes one from a training run)")
+        raise UserError(
+            f"--model {path}: not a model folder (no {PIPELINE_FILE} in it; scripts/export_pretrained.py "
+            "writes one from a training run)"
+        )
 
 
-def load_pipeline(args: argparse.Namespace):
-    """The pipeline the model flags name, on ``--device`` in ``--dtype`` (sampling flags go to each call:
-    :func:`sampling_overrides`)."""
+def load_pipeline(args: argparse.Namespace, device=None):
+    """The pipeline the model flags name, on ``device`` (default: ``--device``) in ``--dtype``; sampling
+    flags go to each call (:func:`resolve_settings`)."""
     import torch
 
     from ..pipeline import LPDPipeline
 
-    device = check_device_arg(args.device)
+    device = check_device_arg(args.device) if device is None else device
     if args.model is not None and args.checkpoint is not None:
         raise UserError("pass either --model or --checkpoint, not both")
     if args.checkpoint is None and (args.config is not None or args.tokenizer is not None):
@@ -343,19 +348,21 @@ def load_pipeline(args: argparse.Namespace):
     if args.model is not None:
         check_model_folder(args.model)
     if args.checkpoint is not None:
-        path = check_input_file(args.checkpoint, flag="--checkpoint")
-        if args.config is None and not _has_saved_config(path):
-            from ..model import NAMED_CONFIGS
-
-            raise UserError(f"--checkpoint {path}: no model config with these weights (no "
-                            f"{path.with_suffix('.json').name} beside them); pass --config with one of "
-                            f"{', '.join(NAMED_CONFIGS)}")
+        check_checkpoint_arg(args.checkpoint, args.config)
         if args.tokenizer is None:
-            raise UserError("--checkpoint needs --tokenizer ('fmnist' or a VQ checkpoint file) to turn codes into images")
-        if args.tokenizer != "fmnist":
+            raise UserError(
+                "--checkpoint needs --tokenizer ('fmnist' or a VQ checkpoint file) to turn codes into images"
+            )
+        if args.tokenizer not in SHIPPED_TOKENIZERS:
             check_input_file(args.tokenizer, flag="--tokenizer")
-    pipe = LPDPipeline.from_pretrained(args.model, checkpoint=args.checkpoint, config=args.config,
-                                       tokenizer=args.tokenizer, image_size=args.image_size, device=device,
-                                       dtype=getattr(torch, args.dtype), quantize=args.quantize,
-                                       compile=args.compile)
-    return pipe
+    return LPDPipeline.from_pretrained(
+        args.model,
+        checkpoint=args.checkpoint,
+        config=args.config,
+        tokenizer=args.tokenizer,
+        image_size=args.image_size,
+        device=device,
+        dtype=getattr(torch, args.dtype),
+        quantize=args.quantize,
+        compile=args.compile,
+    )

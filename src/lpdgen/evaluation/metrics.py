@@ -61,8 +61,11 @@ def warn_if_few_images(n: int, d: int) -> None:
     FID is biased upwards (by a lot: 37.8 between two halves of one distribution at N = 500,
     docs/evaluation.md), so a small-sample FID must not be read as a published-style number."""
     if n <= d:
-        warnings.warn(f"only {n} images for {d}-d features: the covariance is singular and FID is biased "
-                      f"upwards; use more than {d} (the protocol uses 50,000)", stacklevel=3)
+        warnings.warn(
+            f"only {n} images for {d}-d features: the covariance is singular and FID is biased "
+            f"upwards; use more than {d} (the protocol uses 50,000)",
+            stacklevel=3,
+        )
 
 
 def feature_statistics(features: np.ndarray) -> FIDStatistics:
@@ -81,8 +84,9 @@ def feature_statistics(features: np.ndarray) -> FIDStatistics:
     return FIDStatistics(features.mean(axis=0), np.cov(features, rowvar=False), n)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = FID_EPS) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = FID_EPS
+) -> float:
     """Frechet distance between Gaussians N(mu1, sigma1) and N(mu2, sigma2):
     ``|mu1 - mu2|^2 + tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2))``.
 
@@ -95,8 +99,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     check_statistics(mu1, sigma1, "first statistics")
     check_statistics(mu2, sigma2, "second statistics")
     if mu1.shape != mu2.shape:
-        raise ValueError(f"statistics have different dimensions: {mu1.shape[0]} vs {mu2.shape[0]} "
-                         "(were they computed with the same feature network?)")
+        raise ValueError(
+            f"statistics have different dimensions: {mu1.shape[0]} vs {mu2.shape[0]} "
+            "(were they computed with the same feature network?)"
+        )
     diff = mu1 - mu2
     covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
@@ -104,8 +110,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=IMAG_ATOL):
-            raise ValueError(f"matrix square root has an imaginary component {np.abs(covmean.imag).max():.3g}; "
-                             "the covariances are badly conditioned (too few images?)")
+            raise ValueError(
+                f"matrix square root has an imaginary component {np.abs(covmean.imag).max():.3g}; "
+                "the covariances are badly conditioned (too few images?)"
+            )
         covmean = covmean.real
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
@@ -178,7 +186,9 @@ def _coverage(manifold: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor
     return torch.cat(inside).double().mean().item()
 
 
-def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = PR_NEIGHBOURS, chunk: int = 1024) -> tuple[float, float]:
+def precision_recall(
+    real: np.ndarray, fake: np.ndarray, k: int = PR_NEIGHBOURS, chunk: int = 1024
+) -> tuple[float, float]:
     """Improved precision and recall (Kynkaanniemi et al. 2019) of ``(N, D)`` feature sets.
 
     Each set's manifold is the union of balls around its points with radius = distance to the k-th
@@ -197,8 +207,13 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = PR_NEIGHBOURS,
 
 # --- statistics files --------------------------------------------------------------------------------
 
-def save_statistics(path: str | os.PathLike, stats: FIDStatistics, features: np.ndarray | None = None,
-                    image_shape: tuple[int, ...] | None = None) -> Path:
+
+def save_statistics(
+    path: str | os.PathLike,
+    stats: FIDStatistics,
+    features: np.ndarray | None = None,
+    image_shape: tuple[int, ...] | None = None,
+) -> Path:
     """Write ``mu``, ``sigma`` (float64), ``num`` and optionally ``features`` (float32, for
     precision/recall) and ``image_shape`` (H, W, C of the source images, so a resolution mismatch is
     caught before any features are extracted) to an ``.npz`` atomically; ADM-compatible (``mu``/``sigma``)."""

@@ -63,12 +63,14 @@ FMNIST_REFERENCE = "fmnist"
 
 # --- seeds and labels ---------------------------------------------------------------------------------
 
+
 def image_labels(indices: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
     """Class of each image index: ``i % num_classes`` (every prefix of a run is class-balanced)."""
     return np.asarray(indices, dtype=np.int64) % int(num_classes)
 
 
 # --- sampling -----------------------------------------------------------------------------------------
+
 
 @dataclass
 class SampleConfig:
@@ -96,8 +98,9 @@ def sample_images(pipeline, indices: Sequence[int], config: SampleConfig) -> tup
     if num_classes > model_classes:
         raise ValueError(f"num_classes={num_classes} exceeds the model's {model_classes} classes")
     labels = image_labels(indices, num_classes)
-    out = pipeline(labels.tolist(), **asdict(config.sampling), seeds=image_seeds(config.seed, indices),
-                   output_type="codes")
+    out = pipeline(
+        labels.tolist(), **asdict(config.sampling), seeds=image_seeds(config.seed, indices), output_type="codes"
+    )
     # Decode one image at a time: batched convolutions round differently with the batch size, which
     # moved a few pixels by one grey level between batch sizes 1 and 8. Codes are discrete and stable.
     tokenizer = pipeline.tokenizer
@@ -146,15 +149,26 @@ def _check_manifest(folder: Path, manifest: dict) -> None:
         old = json.loads(path.read_text())
         if old != manifest:
             diff = {k: (old.get(k), v) for k, v in manifest.items() if old.get(k) != v}
-            raise ValueError(f"{folder} holds parts of a different run (changed: {diff}); "
-                             "use another output path or delete the folder")
+            raise ValueError(
+                f"{folder} holds parts of a different run (changed: {diff}); "
+                "use another output path or delete the folder"
+            )
     else:
         atomic_write_json(manifest, path)
 
 
-def sample_to_npz(pipeline, out_path: str | os.PathLike, config: SampleConfig, *, batch_size: int = 32,
-                  rank: int = 0, world_size: int = 1, png_dir: str | os.PathLike | None = None,
-                  model_id: str = "", progress: bool = True) -> Path | None:
+def sample_to_npz(
+    pipeline,
+    out_path: str | os.PathLike,
+    config: SampleConfig,
+    *,
+    batch_size: int = 32,
+    rank: int = 0,
+    world_size: int = 1,
+    png_dir: str | os.PathLike | None = None,
+    model_id: str = "",
+    progress: bool = True,
+) -> Path | None:
     """Generate this rank's share of ``config.num_images`` images, then merge if the run is complete.
 
     Args:
@@ -174,10 +188,10 @@ def sample_to_npz(pipeline, out_path: str | os.PathLike, config: SampleConfig, *
     if rank == 0:
         _check_manifest(folder, {**asdict(config), "model": model_id, "grid": list(pipeline.model.cfg.grid)})
     done = _existing_parts(folder)
-    todo = [r for r in batch_ranges(config.num_images, batch_size, rank, world_size)
-            if not _covered(r, done)]
-    with tqdm(total=sum(e - s for s, e in todo), desc=f"sampling (rank {rank})", unit="img",
-              disable=not progress) as bar:
+    todo = [r for r in batch_ranges(config.num_images, batch_size, rank, world_size) if not _covered(r, done)]
+    with tqdm(
+        total=sum(e - s for s, e in todo), desc=f"sampling (rank {rank})", unit="img", disable=not progress
+    ) as bar:
         for start, end in todo:
             images, labels = sample_images(pipeline, range(start, end), config)
             save_npz(folder / f"part-{start:08d}-{end:08d}.npz", images=images, labels=labels)
@@ -194,7 +208,7 @@ def _covered(span: tuple[int, int], parts: dict[tuple[int, int], Path]) -> bool:
     for s, e in parts:
         lo, hi = max(s, span[0]), min(e, span[1])
         if lo < hi:
-            hit[lo - span[0]:hi - span[0]] = True
+            hit[lo - span[0] : hi - span[0]] = True
     return bool(hit.all())
 
 
@@ -209,7 +223,7 @@ def merge_parts(out_path: str | os.PathLike, num_images: int, png_dir: str | os.
     images = labels = None
     filled = np.zeros(num_images, dtype=bool)
     for (s, e), p in sorted(parts.items()):
-        if s >= num_images or filled[s:min(e, num_images)].all():
+        if s >= num_images or filled[s : min(e, num_images)].all():
             continue
         with np.load(p) as f:
             batch_images, batch_labels = f["images"], f["labels"]
@@ -217,7 +231,7 @@ def merge_parts(out_path: str | os.PathLike, num_images: int, png_dir: str | os.
             images = np.empty((num_images, *batch_images.shape[1:]), dtype=np.uint8)
             labels = np.empty(num_images, dtype=np.int64)
         e = min(e, num_images)
-        images[s:e], labels[s:e] = batch_images[:e - s], batch_labels[:e - s]
+        images[s:e], labels[s:e] = batch_images[: e - s], batch_labels[: e - s]
         filled[s:e] = True
     save_npz(out_path, arr_0=images, arr_1=labels)
     log.info("wrote %s: %d images of shape %s", out_path, num_images, images.shape[1:])
@@ -238,6 +252,7 @@ def write_png_folder(images: np.ndarray, folder: str | os.PathLike) -> Path:
 
 # --- image sets ---------------------------------------------------------------------------------------
 
+
 @dataclass
 class ImageSet:
     """Images from an ADM ``.npz`` (``arr_0``) or a folder, read as uint8 ``(N, H, W, C)`` batches."""
@@ -252,9 +267,9 @@ class ImageSet:
     def batches(self, batch_size: int = 250) -> Iterator[np.ndarray]:
         for start in range(0, self.num, batch_size):
             if self._array is not None:
-                yield self._array[start:start + batch_size]
+                yield self._array[start : start + batch_size]
             else:
-                yield np.stack([_read_image(p, self.shape) for p in self._files[start:start + batch_size]])
+                yield np.stack([_read_image(p, self.shape) for p in self._files[start : start + batch_size]])
 
     def head(self, n: int) -> ImageSet:
         """The first ``n`` images (quick reference statistics)."""
@@ -280,8 +295,10 @@ def _read_image(path: Path, shape: tuple[int, int, int] | None = None) -> np.nda
         arr = np.asarray(im.convert("L" if im.mode in GRAY_MODES else "RGB"))
     arr = arr[..., None] if arr.ndim == 2 else arr
     if shape is not None and arr.shape[:2] != shape[:2]:
-        raise ValueError(f"{path}: image is {arr.shape[1]}x{arr.shape[0]}, the others are "
-                         f"{shape[1]}x{shape[0]} (all images of a set must share one resolution)")
+        raise ValueError(
+            f"{path}: image is {arr.shape[1]}x{arr.shape[0]}, the others are "
+            f"{shape[1]}x{shape[0]} (all images of a set must share one resolution)"
+        )
     return to_rgb(arr[None])[0] if shape is not None and shape[2] == 3 and arr.shape[2] == 1 else arr
 
 
@@ -315,9 +332,12 @@ def read_image_set(path: str | os.PathLike) -> ImageSet:
 
 # --- metrics ------------------------------------------------------------------------------------------
 
+
 def image_set_features(images: ImageSet, extractor, progress: bool = True) -> np.ndarray:
     """Inception features ``(N, 2048)`` of an image set."""
-    return extractor.features(images.batches(), total=images.num, desc=f"features {images.path.name}", progress=progress)
+    return extractor.features(
+        images.batches(), total=images.num, desc=f"features {images.path.name}", progress=progress
+    )
 
 
 def fashion_mnist_image_set(root: str | os.PathLike | None = None, split: str = "test") -> ImageSet:
@@ -326,8 +346,9 @@ def fashion_mnist_image_set(root: str | os.PathLike | None = None, split: str = 
     root = root or FASHION_MNIST_DIR
     data = FashionMNIST(root, split=split, pad_to=FASHION_MNIST_PAD)
     images = data.images.numpy()[..., None]  # (N, S, S) -> (N, S, S, 1)
-    return ImageSet(fashion_mnist_image_file(root, split), len(images), tuple(images.shape[1:]), data.labels.numpy(),
-                    _array=images)
+    return ImageSet(
+        fashion_mnist_image_file(root, split), len(images), tuple(images.shape[1:]), data.labels.numpy(), _array=images
+    )
 
 
 def open_reference_images(reference: str | os.PathLike, data_root: str | os.PathLike | None = None) -> ImageSet:
@@ -351,7 +372,9 @@ def _npz_array_shape(path: Path, key: str) -> tuple[int, ...] | None:
         raise ValueError(f"{path}: not a readable .npz file ({e})") from e
 
 
-def reference_resolution(reference: str | os.PathLike, data_root: str | os.PathLike | None = None) -> tuple[int, int] | None:
+def reference_resolution(
+    reference: str | os.PathLike, data_root: str | os.PathLike | None = None
+) -> tuple[int, int] | None:
     """(H, W) of a reference's images without reading pixels or features; None when unknown (ADM
     statistics carry no images)."""
     if str(reference) == FMNIST_REFERENCE:
@@ -360,8 +383,9 @@ def reference_resolution(reference: str | os.PathLike, data_root: str | os.PathL
     if path.is_dir():
         return read_image_set(path).shape[:2]
     if not path.is_file():
-        raise FileNotFoundError(f"reference not found: {path} (give a statistics .npz, an image .npz or folder, "
-                                f"or '{FMNIST_REFERENCE}')")
+        raise FileNotFoundError(
+            f"reference not found: {path} (give a statistics .npz, an image .npz or folder, or '{FMNIST_REFERENCE}')"
+        )
     images = _npz_array_shape(path, "arr_0")
     if images is not None:
         return tuple(images[1:3])
@@ -371,19 +395,29 @@ def reference_resolution(reference: str | os.PathLike, data_root: str | os.PathL
     return None
 
 
-def check_resolution(samples: ImageSet, reference: str | os.PathLike, data_root: str | os.PathLike | None = None) -> None:
+def check_resolution(
+    samples: ImageSet, reference: str | os.PathLike, data_root: str | os.PathLike | None = None
+) -> None:
     """Raise ``ValueError`` when samples and reference images differ in resolution: both would be resized
     to 299 anyway, but the protocol compares like with like. Cheap: runs before any feature extraction."""
     ref = reference_resolution(reference, data_root)
     if ref is not None and tuple(ref) != tuple(samples.shape[:2]):
-        raise ValueError(f"resolution mismatch: samples are {samples.shape[1]}x{samples.shape[0]}, reference "
-                         f"images are {ref[1]}x{ref[0]} (pass allow_resolution_mismatch / "
-                         "--allow-resolution-mismatch to compare anyway)")
+        raise ValueError(
+            f"resolution mismatch: samples are {samples.shape[1]}x{samples.shape[0]}, reference "
+            f"images are {ref[1]}x{ref[0]} (pass allow_resolution_mismatch / "
+            "--allow-resolution-mismatch to compare anyway)"
+        )
 
 
-def reference_statistics(reference: str | os.PathLike, extractor, *, cache_dir: str | os.PathLike | None = None,
-                         need_features: bool = False, progress: bool = True,
-                         data_root: str | os.PathLike | None = None) -> tuple[FIDStatistics, np.ndarray | None, ImageSet | None]:
+def reference_statistics(
+    reference: str | os.PathLike,
+    extractor,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    need_features: bool = False,
+    progress: bool = True,
+    data_root: str | os.PathLike | None = None,
+) -> tuple[FIDStatistics, np.ndarray | None, ImageSet | None]:
     """Statistics (and features when available) of a reference: an ``.npz`` with ``mu``/``sigma``
     (used as is, e.g. ADM's; when it also holds ``arr_0`` images and ``need_features``, features for
     precision/recall come from those images), or an image set (``.npz``, folder, or
@@ -405,8 +439,9 @@ def reference_statistics(reference: str | os.PathLike, extractor, *, cache_dir: 
     return image_set_statistics(open_reference_images(reference, data_root), extractor, cache_dir, progress)
 
 
-def image_set_statistics(images: ImageSet, extractor, cache_dir: str | os.PathLike | None = None,
-                         progress: bool = True) -> tuple[FIDStatistics, np.ndarray, ImageSet]:
+def image_set_statistics(
+    images: ImageSet, extractor, cache_dir: str | os.PathLike | None = None, progress: bool = True
+) -> tuple[FIDStatistics, np.ndarray, ImageSet]:
     """Statistics and features of a whole image set, through the cache (keyed by the set's files, its
     resolution and the feature network)."""
     cache = statistics_cache_path(cache_dir or default_cache_dir(), images.path, extractor.sha1)
@@ -421,10 +456,18 @@ def image_set_statistics(images: ImageSet, extractor, cache_dir: str | os.PathLi
     return stats, features, images
 
 
-def compute_metrics(samples: str | os.PathLike, reference: str | os.PathLike, extractor, *,
-                    cache_dir: str | os.PathLike | None = None, with_precision_recall: bool = True,
-                    classifier=None, allow_resolution_mismatch: bool = False, progress: bool = True,
-                    data_root: str | os.PathLike | None = None) -> dict:
+def compute_metrics(
+    samples: str | os.PathLike,
+    reference: str | os.PathLike,
+    extractor,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    with_precision_recall: bool = True,
+    classifier=None,
+    allow_resolution_mismatch: bool = False,
+    progress: bool = True,
+    data_root: str | os.PathLike | None = None,
+) -> dict:
     """FID (and precision/recall, Inception Score, classifier accuracy where possible) of a sample set.
 
     Args:
@@ -447,12 +490,20 @@ def compute_metrics(samples: str | os.PathLike, reference: str | os.PathLike, ex
     if not allow_resolution_mismatch:
         check_resolution(sample_set, reference, data_root)
     ref_stats, ref_features, _ = reference_statistics(
-        reference, extractor, cache_dir=cache_dir, need_features=with_precision_recall, progress=progress,
-        data_root=data_root)
-    features, logits = extractor.extract(sample_set.batches(), total=sample_set.num,
-                                         desc=f"features {sample_set.path.name}", progress=progress)
+        reference,
+        extractor,
+        cache_dir=cache_dir,
+        need_features=with_precision_recall,
+        progress=progress,
+        data_root=data_root,
+    )
+    features, logits = extractor.extract(
+        sample_set.batches(), total=sample_set.num, desc=f"features {sample_set.path.name}", progress=progress
+    )
     if features.shape[1] != ref_stats.dim:
-        raise ValueError(f"reference statistics have dimension {ref_stats.dim}, the feature network gives {features.shape[1]}")
+        raise ValueError(
+            f"reference statistics have dimension {ref_stats.dim}, the feature network gives {features.shape[1]}"
+        )
     small = ref_features is not None and min(len(features), len(ref_features)) <= ref_stats.dim
     value = fid_from_features(features, ref_features) if small else fid(feature_statistics(features), ref_stats)
     result: dict = {"fid": value, "num_samples": sample_set.num, "num_reference": ref_stats.num}
@@ -480,10 +531,23 @@ def classifier_metrics(classifier, images: ImageSet) -> dict:
 
 # --- guidance sweep -----------------------------------------------------------------------------------
 
-def cfg_search(pipeline, scales: Sequence[float], config: SampleConfig, out_dir: str | os.PathLike,
-               reference: str | os.PathLike, extractor, *, batch_size: int = 32, rank: int = 0, world_size: int = 1,
-               cache_dir: str | os.PathLike | None = None, model_id: str = "", progress: bool = True,
-               data_root: str | os.PathLike | None = None) -> list[dict]:
+
+def cfg_search(
+    pipeline,
+    scales: Sequence[float],
+    config: SampleConfig,
+    out_dir: str | os.PathLike,
+    reference: str | os.PathLike,
+    extractor,
+    *,
+    batch_size: int = 32,
+    rank: int = 0,
+    world_size: int = 1,
+    cache_dir: str | os.PathLike | None = None,
+    model_id: str = "",
+    progress: bool = True,
+    data_root: str | os.PathLike | None = None,
+) -> list[dict]:
     """FID for each guidance scale on ``config.num_images`` samples (keep it small: the sweep only
     ranks scales; rerun the best at full size). Samples go to ``out_dir/cfg-<s>.npz`` (resumable).
     Returns one row per scale, ``{"cfg", "fid", ...}``, in the order given; the best has the lowest FID."""
@@ -491,12 +555,27 @@ def cfg_search(pipeline, scales: Sequence[float], config: SampleConfig, out_dir:
     for scale in scales:
         run = replace(config, sampling=replace(config.sampling, guidance_scale=float(scale)))
         out = Path(out_dir) / f"cfg-{scale:g}.npz"
-        path = sample_to_npz(pipeline, out, run, batch_size=batch_size, rank=rank, world_size=world_size,
-                             model_id=model_id, progress=progress)
+        path = sample_to_npz(
+            pipeline,
+            out,
+            run,
+            batch_size=batch_size,
+            rank=rank,
+            world_size=world_size,
+            model_id=model_id,
+            progress=progress,
+        )
         if path is None:
             continue
-        metrics = compute_metrics(path, reference, extractor, cache_dir=cache_dir, with_precision_recall=False,
-                                  progress=progress, data_root=data_root)
+        metrics = compute_metrics(
+            path,
+            reference,
+            extractor,
+            cache_dir=cache_dir,
+            with_precision_recall=False,
+            progress=progress,
+            data_root=data_root,
+        )
         rows.append({"cfg": float(scale), **metrics})
         log.info("cfg %.3g: FID %.3f", scale, metrics["fid"])
     return rows

@@ -19,7 +19,15 @@ Where each idea lives:
 from __future__ import annotations
 
 from .build import ORDER_TYPES, build_orders
-from .locality import PROXIMITY_EPS, PUBLISHED_RHO, PUBLISHED_TAU, ROW_CHUNK, locality_aware, tie_break_keys, tie_break_rng
+from .locality import (
+    PROXIMITY_EPS,
+    PUBLISHED_RHO,
+    PUBLISHED_TAU,
+    ROW_CHUNK,
+    locality_aware,
+    tie_break_keys,
+    tie_break_rng,
+)
 from .schedules import (
     STEP_FRACTIONS,
     all_group_sizes,
@@ -45,8 +53,32 @@ from .simple import (
 )
 
 __all__ = [
-    "HALTON_BASES", "ORDER_TYPES", "PROXIMITY_EPS", "PUBLISHED_RHO", "PUBLISHED_TAU", "ROW_CHUNK", "STEP_FRACTIONS",
-    "Seeds", "all_group_sizes", "build_orders", "cosine_group_sizes", "grid_shape", "group_sizes", "halton",
-    "known_cells", "known_first", "load_orders", "locality_aware", "make_rng", "published_group_sizes", "random", "raster", "row_seeds",
-    "save_orders", "tie_break_keys", "tie_break_rng", "validate_group_sizes", "validate_orders",
+    "HALTON_BASES",
+    "ORDER_TYPES",
+    "PROXIMITY_EPS",
+    "PUBLISHED_RHO",
+    "PUBLISHED_TAU",
+    "ROW_CHUNK",
+    "STEP_FRACTIONS",
+    "Seeds",
+    "all_group_sizes",
+    "build_orders",
+    "cosine_group_sizes",
+    "grid_shape",
+    "group_sizes",
+    "halton",
+    "known_cells",
+    "known_first",
+    "load_orders",
+    "locality_aware",
+    "make_rng",
+    "published_group_sizes",
+    "random",
+    "raster",
+    "row_seeds",
+    "save_orders",
+    "tie_break_keys",
+    "tie_break_rng",
+    "validate_group_sizes",
+    "validate_orders",
 ]

@@ -10,9 +10,17 @@ from .simple import Seeds, halton, known_first, random, raster, row_seeds
 ORDER_TYPES: tuple[str, ...] = ("locality", "raster", "random", "halton")
 
 
-def build_orders(kind: str, grid: int | tuple[int, int], group_sizes: list[int] | None = None,
-                 batch: int | None = None, seed: Seeds = None, tau: float = PUBLISHED_TAU,
-                 rho: float = PUBLISHED_RHO, device: str | torch.device = "cpu", known=None) -> torch.Tensor:
+def build_orders(
+    kind: str,
+    grid: int | tuple[int, int],
+    group_sizes: list[int] | None = None,
+    batch: int | None = None,
+    seed: Seeds = None,
+    tau: float = PUBLISHED_TAU,
+    rho: float = PUBLISHED_RHO,
+    device: str | torch.device = "cpu",
+    known=None,
+) -> torch.Tensor:
     """(batch, h*w) orders of type ``kind`` in :data:`ORDER_TYPES` (``group_sizes``, ``tau`` and ``rho``
     matter to "locality" only). ``seed`` is one seed for the batch or one per row, for every type: row
     i of a per-row call equals the batch-1 order of ``seed[i]``.

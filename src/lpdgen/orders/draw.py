@@ -49,8 +49,15 @@ def _step_colours(num_steps: int) -> np.ndarray:
     return np.concatenate([np.zeros((1, 3), np.uint8), ramp(np.linspace(0.0, 1.0, max(num_steps, 2))[:num_steps])])
 
 
-def draw_order(order: torch.Tensor | list[int], group_sizes: list[int], grid: int | tuple[int, int],
-               title: str = "", cell: int = 24, panel_cell: int = 5, panels_per_row: int = 10) -> Image.Image:
+def draw_order(
+    order: torch.Tensor | list[int],
+    group_sizes: list[int],
+    grid: int | tuple[int, int],
+    title: str = "",
+    cell: int = 24,
+    panel_cell: int = 5,
+    panels_per_row: int = 10,
+) -> Image.Image:
     """One order as a picture: the step colour map (with step numbers when cells are big enough), a
     colour bar, and one small panel per step (earlier cells grey, this step's cells in colour)."""
     h, w = grid_shape(grid)

@@ -131,9 +131,16 @@ def _distance_rank_table(h: int, w: int) -> np.ndarray:
     return _rank_of_squared_distance(h, w)[(y[:, None] - y[None]) ** 2 + (x[:, None] - x[None]) ** 2]
 
 
-def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[int, ...],
-                   tau: float = PUBLISHED_TAU, rho: float = PUBLISHED_RHO, batch: int | None = None,
-                   seed: Seeds = None, device: str | torch.device = "cpu", known=None) -> torch.Tensor:
+def locality_aware(
+    grid: int | tuple[int, int],
+    group_sizes: list[int] | tuple[int, ...],
+    tau: float = PUBLISHED_TAU,
+    rho: float = PUBLISHED_RHO,
+    batch: int | None = None,
+    seed: Seeds = None,
+    device: str | torch.device = "cpu",
+    known=None,
+) -> torch.Tensor:
     """(batch, h*w) locality-aware generation orders, each row built independently (the rule, written
     as a plain loop, is :func:`lpdgen.orders.reference.locality_aware_reference`).
 
@@ -188,12 +195,14 @@ def locality_aware(grid: int | tuple[int, int], group_sizes: list[int] | tuple[i
     blocks, row = [], 0
     for block in _blocks(streams, block_rows):
         rows = sum(r for _, r in block)
-        blocks.append(_locality_aware_block(h, w, sizes, tau, radius, block, known[row:row + rows]))
+        blocks.append(_locality_aware_block(h, w, sizes, tau, radius, block, known[row : row + rows]))
         row += rows
     return torch.from_numpy(np.concatenate(blocks)).to(device)
 
 
-def _blocks(streams: list[tuple[np.random.Generator, int]], max_rows: int) -> list[list[tuple[np.random.Generator, int]]]:
+def _blocks(
+    streams: list[tuple[np.random.Generator, int]], max_rows: int
+) -> list[list[tuple[np.random.Generator, int]]]:
     """Consecutive streams grouped into blocks of at most ``max_rows`` rows (at least one stream each)."""
     blocks, rows = [], max_rows
     for stream in streams:
@@ -205,7 +214,9 @@ def _blocks(streams: list[tuple[np.random.Generator, int]], max_rows: int) -> li
     return blocks
 
 
-def _chunk_key_streams(rng: np.random.Generator, batch: int, n: int, steps: int) -> list[tuple[np.random.Generator, int]]:
+def _chunk_key_streams(
+    rng: np.random.Generator, batch: int, n: int, steps: int
+) -> list[tuple[np.random.Generator, int]]:
     """(generator, rows) per chunk of :data:`ROW_CHUNK` rows, each generator a copy of ``rng`` jumped
     ahead (``PCG64.advance``) to where that chunk's tie-break keys start in the contract (chunk after
     chunk, step after step, ``rows * n`` raw draws per step). Drawing step k of every chunk from its
@@ -221,8 +232,15 @@ def _chunk_key_streams(rng: np.random.Generator, batch: int, n: int, steps: int)
     return streams
 
 
-def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: int,
-                          streams: list[tuple[np.random.Generator, int]], known: np.ndarray) -> np.ndarray:
+def _locality_aware_block(
+    h: int,
+    w: int,
+    sizes: list[int],
+    tau: float,
+    radius: int,
+    streams: list[tuple[np.random.Generator, int]],
+    known: np.ndarray,
+) -> np.ndarray:
     """(rows, h*w) int64 orders for a block of row chunks (``(generator, rows)`` pairs, one per chunk of
     rows sharing a key stream) with their (rows, h*w) known cells: the body of :func:`locality_aware`.
 
@@ -249,13 +267,14 @@ def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: 
     # selected: 1 at selected cells (neighbour counts); free_flat: 1 at free cells (0 on the padding)
     selected = np.zeros(size, dtype=np.uint8)
     free_flat = np.zeros((batch, hp, wp), dtype=np.uint8)
-    free_flat[:, pad:pad + h, pad:pad + w] = 1
+    free_flat[:, pad : pad + h, pad : pad + w] = 1
     free_flat = free_flat.ravel()
     value = free_flat.copy()  # 17 ne + 12 nd + 1 at free cells, 0 elsewhere; outside [lo, hi) only padding
     lo, hi = wp + 1, size - wp - 1
     c1_from = _c1_threshold(tau)
-    window = np.array([dy * wp + dx for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)],
-                      dtype=np.int64)
+    window = np.array(
+        [dy * wp + dx for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)], dtype=np.int64
+    )
     geometry = (row_base, flat_of_cell, cell_mask, window)
     dist_rows = _DistanceRanks(h, w)
     free = np.ones((batch, n), dtype=np.uint8)  # 1 at cells not selected yet
@@ -281,13 +300,13 @@ def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: 
         walks = k > 0 or prefilled  # step 1 of a fresh image has no selected cell: no c1
         if walks:
             v, s, tmp = value[lo:hi], selected, scratch[lo:hi]
-            np.add(s[lo - wp:hi - wp], s[lo + wp:hi + wp], out=v)
-            v += s[lo - 1:hi - 1]
-            v += s[lo + 1:hi + 1]
+            np.add(s[lo - wp : hi - wp], s[lo + wp : hi + wp], out=v)
+            v += s[lo - 1 : hi - 1]
+            v += s[lo + 1 : hi + 1]
             v *= _EDGE_WEIGHT
-            np.add(s[lo - wp - 1:hi - wp - 1], s[lo - wp + 1:hi - wp + 1], out=tmp)
-            tmp += s[lo + wp - 1:hi + wp - 1]
-            tmp += s[lo + wp + 1:hi + wp + 1]
+            np.add(s[lo - wp - 1 : hi - wp - 1], s[lo - wp + 1 : hi - wp + 1], out=tmp)
+            tmp += s[lo + wp - 1 : hi + wp - 1]
+            tmp += s[lo + wp + 1 : hi + wp + 1]
             tmp *= _DIAG_WEIGHT
             v += tmp
             v += free_flat[lo:hi]
@@ -298,9 +317,21 @@ def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: 
                 _walk(c1_flat, c1_mask, value, rnd, cell_of_flat, plane, g, cell_bits, geometry, picks, n_chosen, stop)
         rows = np.flatnonzero(n_chosen < g)
         if rows.size:  # step 1 has no c1: every pool cell is in group 0
-            _farthest_fill(picks, n_chosen, rows, free, rnd, stop, value, c1_from if walks else 256, row_base,
-                           flat_of_cell, dist_rows, cell_bits)
-        out[:, start:start + g] = picks
+            _farthest_fill(
+                picks,
+                n_chosen,
+                rows,
+                free,
+                rnd,
+                stop,
+                value,
+                c1_from if walks else 256,
+                row_base,
+                flat_of_cell,
+                dist_rows,
+                cell_bits,
+            )
+        out[:, start : start + g] = picks
         free[rows_b, picks] = 0
         flat = (row_base[:, None] + flat_of_cell[picks]).ravel()
         selected[flat] = 1
@@ -309,9 +340,20 @@ def _locality_aware_block(h: int, w: int, sizes: list[int], tau: float, radius: 
     return out
 
 
-def _walk(c1_flat: np.ndarray, allowed: np.ndarray, value: np.ndarray, rnd: np.ndarray, cell_of_flat: np.ndarray,
-          plane: int, g: int, cell_bits: int, geometry: tuple, picks: np.ndarray, n_chosen: np.ndarray,
-          stop: np.ndarray) -> None:
+def _walk(
+    c1_flat: np.ndarray,
+    allowed: np.ndarray,
+    value: np.ndarray,
+    rnd: np.ndarray,
+    cell_of_flat: np.ndarray,
+    plane: int,
+    g: int,
+    cell_bits: int,
+    geometry: tuple,
+    picks: np.ndarray,
+    n_chosen: np.ndarray,
+    stop: np.ndarray,
+) -> None:
     """The repulsion walk of a step for every row at once: walk the c1 cells (``c1_flat``, flat padded positions; the
     flat c1 mask ``allowed`` is used up as the walk's "may still be taken" flags) in key order, taking a
     cell unless a cell taken before it lies within its Chebyshev window. Writes the first g taken cells
@@ -365,8 +407,9 @@ def _walk(c1_flat: np.ndarray, allowed: np.ndarray, value: np.ndarray, rnd: np.n
     stop[row[last]] = ranked[row[last], column[last]]
 
 
-def _walk_rows_python(walk: np.ndarray, counts: np.ndarray, allowed: np.ndarray,
-                      window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _walk_rows_python(
+    walk: np.ndarray, counts: np.ndarray, allowed: np.ndarray, window: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The walk of :func:`_walk` row by row in plain Python (for a few rows): the taken flat positions
     and their walk columns, by row, then in walk order."""
     flags = bytearray(allowed.view(np.uint8).tobytes())
@@ -382,9 +425,20 @@ def _walk_rows_python(walk: np.ndarray, counts: np.ndarray, allowed: np.ndarray,
     return np.array(taken, dtype=np.int64), np.array(column, dtype=np.int64)
 
 
-def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, rows: np.ndarray, free: np.ndarray, rnd: np.ndarray,
-                   stop: np.ndarray, value: np.ndarray, c1_from: int, row_base: np.ndarray, flat_of_cell: np.ndarray,
-                   dist_rows: _DistanceRanks, cell_bits: int) -> None:
+def _farthest_fill(
+    picks: np.ndarray,
+    n_chosen: np.ndarray,
+    rows: np.ndarray,
+    free: np.ndarray,
+    rnd: np.ndarray,
+    stop: np.ndarray,
+    value: np.ndarray,
+    c1_from: int,
+    row_base: np.ndarray,
+    flat_of_cell: np.ndarray,
+    dist_rows: _DistanceRanks,
+    cell_bits: int,
+) -> None:
     """Fill columns n_chosen.. of ``picks[rows]`` by farthest-point sampling (the fill of a step) over the
     free cells (``free``, (B, N) uint8) not picked yet, in place. Ties in distance go to the first cell
     in pool order: group (c2, set-aside = c1 below ``stop``, untried = c1 above it), then key; distance
@@ -451,5 +505,3 @@ def _farthest_fill(picks: np.ndarray, n_chosen: np.ndarray, rows: np.ndarray, fr
         np.minimum(d, dist_rows.between(pick, pool[:m]) if compact else dist_rows(pick), out=d)
         sub[:m, t] = pick
     picks[rows] = sub
-
-

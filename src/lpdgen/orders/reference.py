@@ -35,8 +35,15 @@ from .simple import Seeds, known_cells, row_seeds
 NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
 
-def locality_aware_one(h: int, w: int, group_sizes: list[int], tau: float, rho: float,
-                       keys: list[list[int]], known: list[bool] | None = None) -> list[int]:
+def locality_aware_one(
+    h: int,
+    w: int,
+    group_sizes: list[int],
+    tau: float,
+    rho: float,
+    keys: list[list[int]],
+    known: list[bool] | None = None,
+) -> list[int]:
     """One order; ``keys[k][cell]`` is the tie-break key of ``cell`` at step k; ``known[cell]``: known
     before step 1 (editing)."""
     n = h * w
@@ -99,20 +106,33 @@ def locality_aware_one(h: int, w: int, group_sizes: list[int], tau: float, rho: 
     return order
 
 
-def locality_aware_reference(h: int, w: int, group_sizes: list[int], tau: float = PUBLISHED_TAU,
-                             rho: float = PUBLISHED_RHO, batch: int | None = None, seed: Seeds = 0,
-                             known=None) -> torch.Tensor:
+def locality_aware_reference(
+    h: int,
+    w: int,
+    group_sizes: list[int],
+    tau: float = PUBLISHED_TAU,
+    rho: float = PUBLISHED_RHO,
+    batch: int | None = None,
+    seed: Seeds = 0,
+    known=None,
+) -> torch.Tensor:
     """(batch, h*w) orders from the loop, drawing keys like the fast version (``seed``: one seed for the
     batch, or one per row; ``known``: a mask of known cells as the fast version takes it)."""
     seeds, batch = row_seeds(seed, batch)
     known = known_cells(known, (h, w), batch).tolist() if known is not None else [None] * batch
     if seeds is not None:  # each row is the batch-1 order of its own seed
-        return torch.cat([locality_aware_reference(h, w, group_sizes, tau, rho, 1, s, None if m is None else [m])
-                          for s, m in zip(seeds, known)])
+        return torch.cat(
+            [
+                locality_aware_reference(h, w, group_sizes, tau, rho, 1, s, None if m is None else [m])
+                for s, m in zip(seeds, known)
+            ]
+        )
     rng = tie_break_rng(seed)
     rows = []
     for lo in range(0, batch, ROW_CHUNK):  # keys are drawn per chunk of rows, step by step
         keys = [tie_break_keys(rng, min(ROW_CHUNK, batch - lo), h * w).tolist() for _ in group_sizes]
-        rows += [locality_aware_one(h, w, group_sizes, tau, rho, [step_keys[b] for step_keys in keys], known[lo + b])
-                 for b in range(min(ROW_CHUNK, batch - lo))]
+        rows += [
+            locality_aware_one(h, w, group_sizes, tau, rho, [step_keys[b] for step_keys in keys], known[lo + b])
+            for b in range(min(ROW_CHUNK, batch - lo))
+        ]
     return torch.tensor(rows, dtype=torch.long)

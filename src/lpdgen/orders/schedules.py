@@ -115,4 +115,3 @@ def validate_group_sizes(group_sizes: list[int] | tuple[int, ...] | torch.Tensor
     if sum(sizes) != num_tokens:
         raise ValueError(f"group sizes sum to {sum(sizes)} but the grid has {num_tokens} tokens")
     return sizes
-

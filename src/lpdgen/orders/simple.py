@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import rng
 from ..io import PathLike, atomic_write
 
 HALTON_BASES: tuple[int, int] = (2, 3)  # (rows, columns)
@@ -37,17 +38,9 @@ def grid_shape(grid: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
-
 def make_rng(seed: Seed, device: str | torch.device = "cpu") -> torch.Generator:
     """A generator from a seed (``None``: a fresh non-deterministic seed; a Generator passes through)."""
-    if isinstance(seed, torch.Generator):
-        return seed
-    gen = torch.Generator(device=torch.device(device))
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(int(seed))
-    return gen
+    return seed if isinstance(seed, torch.Generator) else rng.generator(seed, device)
 
 
 def row_seeds(seed: Seeds, batch: int | None) -> tuple[list[int | torch.Generator] | None, int]:
@@ -80,8 +73,9 @@ def _check_batch(batch: int) -> None:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
 
 
-def _draw_rows(seed: Seeds, batch: int | None, device: str | torch.device,
-               draw: Callable[[int, torch.Generator], torch.Tensor]) -> torch.Tensor:
+def _draw_rows(
+    seed: Seeds, batch: int | None, device: str | torch.device, draw: Callable[[int, torch.Generator], torch.Tensor]
+) -> torch.Tensor:
     """``draw(rows, generator)`` for the whole batch from one seed, or once per row from per-row seeds
     (so row i equals the batch-1 result of seed i)."""
     seeds, batch = row_seeds(seed, batch)
@@ -97,13 +91,15 @@ def raster(grid: int | tuple[int, int], batch: int = 1, device: str | torch.devi
     return torch.arange(h * w, device=device).expand(batch, h * w).clone()
 
 
-def random(grid: int | tuple[int, int], batch: int | None = None, seed: Seeds = None,
-           device: str | torch.device = "cpu") -> torch.Tensor:
+def random(
+    grid: int | tuple[int, int], batch: int | None = None, seed: Seeds = None, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """(batch, h*w) uniformly random permutations, independent per row (the order LPD trains on).
     ``seed``: one seed for the batch or one per row (see :func:`row_seeds`)."""
     h, w = grid_shape(grid)
-    return _draw_rows(seed, batch, device,
-                      lambda rows, gen: torch.rand((rows, h * w), generator=gen, device=device).argsort(dim=1))
+    return _draw_rows(
+        seed, batch, device, lambda rows, gen: torch.rand((rows, h * w), generator=gen, device=device).argsort(dim=1)
+    )
 
 
 def _radical_inverse(index: torch.Tensor, base: int) -> torch.Tensor:
@@ -118,9 +114,9 @@ def _radical_inverse(index: torch.Tensor, base: int) -> torch.Tensor:
     return out
 
 
-
-def halton(grid: int | tuple[int, int], batch: int | None = None, seed: Seeds = None,
-           device: str | torch.device = "cpu") -> torch.Tensor:
+def halton(
+    grid: int | tuple[int, int], batch: int | None = None, seed: Seeds = None, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """(batch, h*w) Halton-sequence orders, the low-discrepancy baseline of the paper's ablation.
 
     Points (radical inverse base 2 -> row, base 3 -> column) are mapped to grid cells and each cell is
@@ -131,8 +127,9 @@ def halton(grid: int | tuple[int, int], batch: int | None = None, seed: Seeds = 
     """
     h, w = grid_shape(grid)
     n = h * w
-    shift = _draw_rows(seed, batch, device,
-                       lambda rows, gen: torch.rand((rows, 2), generator=gen, dtype=torch.float64, device=device))
+    shift = _draw_rows(
+        seed, batch, device, lambda rows, gen: torch.rand((rows, 2), generator=gen, dtype=torch.float64, device=device)
+    )
     batch = shift.shape[0]  # (B, 2)
     count = 8 * n
     while True:
@@ -159,8 +156,9 @@ def known_cells(known, grid: int | tuple[int, int], batch: int | None = None) ->
     if arr.ndim in (2, 3) and arr.shape[-2:] == (h, w):
         arr = arr.reshape(*arr.shape[:-2], n)
     if arr.ndim not in (1, 2) or arr.shape[-1] != n:
-        raise ValueError(f"known must be a mask of the {h}x{w} cells: (h, w), (N,), (B, h, w) or (B, N), "
-                         f"got shape {arr.shape}")
+        raise ValueError(
+            f"known must be a mask of the {h}x{w} cells: (h, w), (N,), (B, h, w) or (B, N), got shape {arr.shape}"
+        )
     rows = arr.reshape(-1, n)
     batch = len(rows) if batch is None else batch
     if len(rows) not in (1, batch):
@@ -197,7 +195,6 @@ def validate_orders(orders: torch.Tensor, num_tokens: int) -> None:
         raise ValueError(f"orders rows {rows} are not permutations of 0..{num_tokens - 1}")
 
 
-
 def save_orders(orders: torch.Tensor, path: PathLike) -> Path:
     """Write (B, N) orders atomically as ``.json`` (a list of lists of raster indices, the format of the
     published pre-generated order files) or ``.npy`` (int64), chosen by the suffix."""
@@ -207,11 +204,13 @@ def save_orders(orders: torch.Tensor, path: PathLike) -> Path:
     array = orders.detach().cpu().numpy().astype(np.int64)
     suffix = path.suffix.lower()
     if suffix == ".json":
+
         def write(tmp: str) -> None:
             with open(tmp, "w") as f:
                 json.dump(array.tolist(), f, separators=(",", ":"))
                 f.write("\n")
     elif suffix == ".npy":
+
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
                 np.save(f, array)

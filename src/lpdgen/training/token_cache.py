@@ -160,15 +160,26 @@ def build_token_cache(
     n_tokens = plan["grid"][0] * plan["grid"][1]
     done_items = sum(s["count"] for s in mine) - sum(s["count"] for s in todo)
     log.info("rank %d/%d: %d of my %d shards to build in %s", rank, world_size, len(todo), len(mine), out)
-    with tqdm(total=sum(s["count"] for s in mine), initial=done_items, desc=f"cache[{rank}]", unit="img",
-              disable=not progress) as bar:  # closed on Ctrl-C too, before the CLI prints its resume hint
+    with tqdm(
+        total=sum(s["count"] for s in mine), initial=done_items, desc=f"cache[{rank}]", unit="img", disable=not progress
+    ) as bar:  # closed on Ctrl-C too, before the CLI prints its resume hint
         for shard in todo:
             _build_shard(tokenizer, dataset, shard, out, n_tokens, dtype, batch_size, num_workers, save_every_s, bar)
     return index_path
 
 
-def _build_shard(tokenizer: VQTokenizer, dataset: Dataset, shard: dict, out: Path, n_tokens: int, dtype: np.dtype,
-                 batch_size: int, num_workers: int, save_every_s: float, bar: tqdm) -> None:
+def _build_shard(
+    tokenizer: VQTokenizer,
+    dataset: Dataset,
+    shard: dict,
+    out: Path,
+    n_tokens: int,
+    dtype: np.dtype,
+    batch_size: int,
+    num_workers: int,
+    save_every_s: float,
+    bar: tqdm,
+) -> None:
     """Encode one shard, continuing its partial file if any; write it, then drop the partial file."""
     codes = np.empty((shard["count"], 2, n_tokens), dtype=dtype)
     partial = out / partial_name(shard["file"])
@@ -180,9 +191,11 @@ def _build_shard(tokenizer: VQTokenizer, dataset: Dataset, shard: dict, out: Pat
         for images, _ in DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers):
             c = encode_with_flips(tokenizer, images.to(tokenizer.device)).cpu().numpy()
             if c.shape[-1] != n_tokens:
-                raise ValueError(f"item {shard['start'] + pos}: {c.shape[-1]} codes, expected {n_tokens} "
-                                 "(images of different sizes?)")
-            codes[pos:pos + len(c)] = c
+                raise ValueError(
+                    f"item {shard['start'] + pos}: {c.shape[-1]} codes, expected {n_tokens} "
+                    "(images of different sizes?)"
+                )
+            codes[pos : pos + len(c)] = c
             pos += len(c)
             bar.update(len(c))
             if time.monotonic() - saved_at >= save_every_s and pos < shard["count"]:
@@ -202,9 +215,11 @@ def _load_partial(path: Path, codes: np.ndarray) -> int:
         return 0
     done = np.load(path)
     if done.dtype != codes.dtype or done.ndim != 3 or done.shape[1:] != codes.shape[1:] or len(done) > len(codes):
-        raise ValueError(f"{path}: shape {done.shape} {done.dtype} does not fit its shard {codes.shape} {codes.dtype}; "
-                         "delete it to redo that shard")
-    codes[:len(done)] = done
+        raise ValueError(
+            f"{path}: shape {done.shape} {done.dtype} does not fit its shard {codes.shape} {codes.dtype}; "
+            "delete it to redo that shard"
+        )
+    codes[: len(done)] = done
     return len(done)
 
 
@@ -236,8 +251,10 @@ def open_cache(cache_dir: PathLike) -> tuple[dict[str, Any], list[np.ndarray], n
         raise ValueError(f"{index_path}: unknown cache format {index.get('format')!r}")
     missing = [s["file"] for s in index["shards"] if not (root / s["file"]).is_file()]
     if missing:
-        raise ValueError(f"token cache {root} is incomplete: {len(missing)} shard(s) missing ({', '.join(missing[:4])}); "
-                         "rerun `lpdgen cache` with the same arguments to finish it")
+        raise ValueError(
+            f"token cache {root} is incomplete: {len(missing)} shard(s) missing ({', '.join(missing[:4])}); "
+            "rerun `lpdgen cache` with the same arguments to finish it"
+        )
     n_tokens = index["grid"][0] * index["grid"][1]
     shards = []
     for s in index["shards"]:

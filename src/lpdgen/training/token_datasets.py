@@ -106,3 +106,19 @@ class NpzTokenDataset(_FlipTokens):
                 raise ValueError(f"{path}: no array {key!r} (found {sorted(f.files)})")
             codes = f[key].reshape(-1)  # stored as (h*w,), (1, h*w) or (h, w): raster order either way
         return torch.from_numpy(codes.astype(np.int64)), label
+
+
+class TensorTokens:
+    """Codes (M, N) and labels (M,) already in memory, read a batch at a time (the trainer's vectorised
+    ``batch``). For data made on the fly: synthetic tokens of benchmarks, small test sets."""
+
+    def __init__(self, codes: torch.Tensor, labels: torch.Tensor):
+        if codes.dim() != 2 or labels.shape != (codes.shape[0],):
+            raise ValueError(f"need codes (M, N) and labels (M,), got {tuple(codes.shape)} and {tuple(labels.shape)}")
+        self.codes, self.labels = codes, labels
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.codes[indices], self.labels[indices]

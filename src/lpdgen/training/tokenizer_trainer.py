@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .. import rng
 from ..data import image_batch
-from ..images import image_grid
+from ..images import float_to_uint8, image_grid
 from ..io import atomic_torch_save, atomic_write_json
-from ..images import float_to_uint8
-from ..tokenizer import VectorQuantizer, VQTokenizer, codebook_stats, psnr
-from ..utils import get_logger, make_generator
+from ..tokenizer import VectorQuantizer, VQTokenizer
+from ..utils import get_logger
 
 log = get_logger(__name__)
 
@@ -62,6 +62,20 @@ class TokenizerTrainConfig:
             raise ValueError("dead_code_until is a fraction of training in [0, 1]")
 
 
+def codebook_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
+    """Usage (fraction of entries that occur) and perplexity (exp entropy of the code histogram)."""
+    counts = torch.bincount(codes.reshape(-1).long().cpu(), minlength=codebook_size).double()
+    p = counts / counts.sum().clamp_min(1)
+    nz = p[p > 0]
+    return {"usage": float((counts > 0).double().mean()), "perplexity": float(torch.exp(-(nz * nz.log()).sum()))}
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B,) PSNR in dB of images in [-1, 1] (peak-to-peak 2), computed on [0, 1]-scaled values."""
+    mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
+
+
 def learning_rate(step: int, cfg: TokenizerTrainConfig) -> float:
     """Linear warm-up then cosine decay to ``lr * min_lr_ratio``."""
     if step < cfg.warmup_steps:
@@ -76,8 +90,8 @@ def batch_indices(step: int, num_items: int, batch_size: int, seed: int) -> torc
     if per_epoch == 0:
         raise ValueError(f"dataset of {num_items} items is smaller than one batch of {batch_size}")
     epoch, i = divmod(step, per_epoch)
-    perm = torch.randperm(num_items, generator=make_generator(seed + epoch))
-    return perm[i * batch_size:(i + 1) * batch_size]
+    perm = torch.randperm(num_items, generator=rng.generator(seed + epoch))
+    return perm[i * batch_size : (i + 1) * batch_size]
 
 
 @torch.no_grad()
@@ -96,7 +110,9 @@ def restart_dead_codes(quantizer: VectorQuantizer, z: torch.Tensor, generator: t
 
 
 @torch.no_grad()
-def evaluate_tokenizer(model: VQTokenizer, dataset: Dataset, batch_size: int = 250, progress: bool = True) -> dict[str, float]:
+def evaluate_tokenizer(
+    model: VQTokenizer, dataset: Dataset, batch_size: int = 250, progress: bool = True
+) -> dict[str, float]:
     """Over ``dataset``: mean reconstruction PSNR (dB, images in [0, 1]), codebook usage / perplexity, and
     ``round_trip``: the fraction of codes that encode(clamp(decode(codes))) leaves unchanged."""
     was_training = model.training
@@ -104,7 +120,7 @@ def evaluate_tokenizer(model: VQTokenizer, dataset: Dataset, batch_size: int = 2
     scores, codes, kept = [], [], []
     order = torch.arange(len(dataset))
     for start in tqdm(range(0, len(dataset), batch_size), desc="eval", disable=not progress, leave=False):
-        x = image_batch(dataset, order[start:start + batch_size]).to(model.device)
+        x = image_batch(dataset, order[start : start + batch_size]).to(model.device)
         c = model.encode(x)
         recon = model.decode(c)
         scores.append(psnr(recon, x).cpu())
@@ -112,8 +128,12 @@ def evaluate_tokenizer(model: VQTokenizer, dataset: Dataset, batch_size: int = 2
         codes.append(c.cpu())
     model.train(was_training)
     stats = codebook_stats(torch.cat(codes), model.config.codebook_size)
-    return {"psnr": float(torch.cat(scores).mean()), **stats, "round_trip": float(torch.cat(kept).float().mean()),
-            "images": len(dataset)}
+    return {
+        "psnr": float(torch.cat(scores).mean()),
+        **stats,
+        "round_trip": float(torch.cat(kept).float().mean()),
+        "images": len(dataset),
+    }
 
 
 def train_tokenizer(
@@ -138,16 +158,26 @@ def train_tokenizer(
     if (out / CHECKPOINT).is_file():
         state = torch.load(out / CHECKPOINT, map_location=device, weights_only=True)
         if state["vq_config"] != model.config.to_dict():
-            raise ValueError(f"{out / CHECKPOINT} was trained with tokenizer config {state['vq_config']}, "
-                             f"not {model.config.to_dict()}; use another --out-dir")
+            raise ValueError(
+                f"{out / CHECKPOINT} was trained with tokenizer config {state['vq_config']}, "
+                f"not {model.config.to_dict()}; use another --out-dir"
+            )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["step"])
         log.info("resuming from %s at step %d", out / CHECKPOINT, start)
 
     def save_checkpoint(step: int) -> None:
-        atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                           "vq_config": model.config.to_dict(), "train_config": asdict(cfg)}, out / CHECKPOINT)
+        atomic_torch_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "step": step,
+                "vq_config": model.config.to_dict(),
+                "train_config": asdict(cfg),
+            },
+            out / CHECKPOINT,
+        )
 
     t0 = time.perf_counter()
     end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
@@ -168,13 +198,21 @@ def train_tokenizer(
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         restarted = 0
-        if cfg.dead_code_every and (step + 1) % cfg.dead_code_every == 0 and step + 1 <= cfg.dead_code_until * cfg.steps:
-            restarted = restart_dead_codes(model.quantize, q.z, make_generator(cfg.seed + step))
+        if (
+            cfg.dead_code_every
+            and (step + 1) % cfg.dead_code_every == 0
+            and step + 1 <= cfg.dead_code_until * cfg.steps
+        ):
+            restarted = restart_dead_codes(model.quantize, q.z, rng.generator(cfg.seed + step))
         if step % 10 == 0 or restarted:
             usage = float((model.quantize.recent_usage_counts() > 0).float().mean())
-            bar.set_postfix(rec=f"{rec.item():.4f}", psnr=f"{float(psnr(recon.detach(), x).mean()):.1f}", usage=f"{usage:.2f}")
+            bar.set_postfix(
+                rec=f"{rec.item():.4f}", psnr=f"{float(psnr(recon.detach(), x).mean()):.1f}", usage=f"{usage:.2f}"
+            )
             if restarted:
-                log.info("step %d: restarted %d unused codebook entries (window usage was %.2f)", step + 1, restarted, usage)
+                log.info(
+                    "step %d: restarted %d unused codebook entries (window usage was %.2f)", step + 1, restarted, usage
+                )
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:
             save_checkpoint(step + 1)
     bar.close()
@@ -192,10 +230,10 @@ def train_tokenizer(
     return metrics
 
 
-
 @torch.no_grad()
-def reconstruction_figure(model: VQTokenizer, dataset: Dataset, per_class: int = 4, classes_per_row: int = 5,
-                          scale: int = 3) -> np.ndarray:
+def reconstruction_figure(
+    model: VQTokenizer, dataset: Dataset, per_class: int = 4, classes_per_row: int = 5, scale: int = 3
+) -> np.ndarray:
     """A picture of originals vs reconstructions: the first ``per_class`` items of every class, as pairs of
     rows (originals above, reconstructions below), upscaled ``scale`` x by pixel repetition. (H, W, C) uint8."""
 
@@ -207,7 +245,7 @@ def reconstruction_figure(model: VQTokenizer, dataset: Dataset, per_class: int =
     per_row = per_class * classes_per_row
     rows = []
     for start in range(0, len(picks), per_row):
-        rows += [orig[start:start + per_row], recon[start:start + per_row]]
+        rows += [orig[start : start + per_row], recon[start : start + per_row]]
     tiles = np.concatenate([np.pad(r, ((0, per_row - len(r)), (0, 0), (0, 0), (0, 0))) for r in rows])
     grid = image_grid(tiles, columns=per_row, pad=2, background=128)
     return grid.repeat(scale, axis=0).repeat(scale, axis=1)

@@ -1,4 +1,7 @@
-"""Training LPD with the published recipe (random orders and group-size schedules, AdamW, warm-up + cosine): one engine for one process, DDP and FSDP.
+"""Training LPD with the published recipe (random orders and group-size schedules, AdamW, warm-up + cosine):
+the loop, for one process, DDP and FSDP. Its pieces live beside it: :mod:`.config` (the hyper-parameters),
+:mod:`.schedule` (learning rate, parameter groups, group-size schedules), :mod:`.draws` (every random
+draw of a step) and :mod:`.checkpoints` (the files).
 
 Why the randomness is organised the way it is: every per-iteration draw is a pure function of
 ``(seed, step, ...)`` rather than the state of a long-lived generator.
@@ -16,21 +19,16 @@ consumes (it is checkpointed per rank). The loop lives in :class:`Trainer`; the 
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-import re
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -42,272 +40,26 @@ from ..distributed import (
     init_distributed,
     wrap_model,
 )
-from ..images import code_maps, image_grid, save_png
-from ..io import PathLike, atomic_torch_save, atomic_write
+from ..images import save_png
+from ..io import atomic_torch_save, atomic_write
 from ..model import LPD, Block, LPDConfig
-from ..orders import all_group_sizes, group_sizes, validate_group_sizes
-from ..pipeline import LPDPipeline
-from ..rng import derive_seed, image_seeds
+from ..rng import derive_seed
 from ..utils import get_logger
+from .checkpoints import (
+    CHECKPOINT_FORMAT,
+    checkpoint_path,
+    config_differences,
+    list_checkpoints,
+    load_training_checkpoint,
+)
+from .config import FINAL_WEIGHTS, LOG_FILE, RESUMABLE_CHANGES, TrainConfig
+from .draws import batch_position, draw_schedule, load_batch, rank_batch, sample_randomness
+from .previews import sample_grid
+from .schedule import learning_rate, param_groups, resolve_schedules
 
 TIMING_STEPS = 5  # steps timed (after the first, which pays one-off costs) for the time-per-step estimate
 
 log = get_logger(__name__)
-
-CHECKPOINT_FORMAT = "lpdgen-train-1"
-CHECKPOINT_RE = re.compile(r"^ckpt_(\d{8})\.pt$")
-LR_REFERENCE_BATCH = 256  # lr = base_lr * global_batch / 256 (the published scaling rule)
-LOG_FILE = "log.jsonl"
-FINAL_WEIGHTS = "lpd.safetensors"  # + lpd.json, loadable by LPD.from_checkpoint
-LR_UNITS = ("epoch", "step")
-PRECISIONS = ("auto", "fp32", "bf16")
-
-# TrainConfig fields that may change between a run and its resumption; every other field (and the model
-# config, and the dataset size) must match, or the resumed run would not continue the same run.
-RESUMABLE_CHANGES = frozenset({
-    "out_dir", "resume", "device", "parallel", "accum_steps", "checkpoint_every", "keep_last", "log_every",
-    "sample_every", "sample_count", "sample_steps", "sample_cfg", "tokenizer", "init", "tensorboard",
-})
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of a training run; defaults are the published LPD recipe (docs/training.md)."""
-
-    out_dir: str = "runs/lpd"
-    global_batch: int = 2048  # over all processes (LPD-L 2048; XL / XXL 1024)
-    epochs: float = 450.0  # training length, unless ``steps`` is set
-    steps: int | None = None  # training length in optimizer steps (overrides ``epochs``)
-    lr_unit: str = "epoch"  # unit of warmup / decay_start: "epoch" or "step"
-    warmup: float = 50.0  # linear warm-up from 0 over this many units
-    decay_start: float = 400.0  # constant lr until here, then cosine to min_lr at the end of training
-    base_lr: float = 1e-4  # scaled: lr = base_lr * global_batch / 256
-    min_lr: float = 1e-5  # absolute, not scaled
-    weight_decay: float = 0.02  # not on biases and 1-D parameters (LayerNorms)
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 3.0  # max global grad norm (0 disables)
-    accum_steps: int = 1  # split each process's batch into this many micro-batches (same step, less memory)
-    schedules: str = "auto"  # "auto": orders.all_group_sizes(N); else step counts "8,16,32" or a JSON file
-    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere
-    gradient_checkpointing: bool = False
-    parallel: str = "ddp"  # under torchrun: "ddp" (replicate) or "fsdp" (shard)
-    checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end
-    keep_last: int = 3  # older checkpoints are deleted (0 keeps all)
-    log_every: int = 10
-    sample_every: int = 0  # steps between sample grids (0: never)
-    sample_count: int = 16
-    sample_steps: int = 20  # decoding steps of the sample grid (clipped to N)
-    sample_cfg: float = 1.0
-    tokenizer: str | None = None  # VQ checkpoint to decode sample grids (else: shipped default or code maps)
-    tensorboard: bool = True  # write TensorBoard scalars when `tensorboard` is importable
-    init: str | None = None  # weights to start from (published .pth or .safetensors)
-    resume: str | None = None  # checkpoint path, or "auto" for the latest in out_dir
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        positive = {"global_batch": self.global_batch, "checkpoint_every": self.checkpoint_every,
-                    "log_every": self.log_every, "accum_steps": self.accum_steps, "sample_count": self.sample_count, "sample_steps": self.sample_steps}
-        bad = {k: v for k, v in positive.items() if int(v) != v or v < 1}
-        if bad:
-            raise ValueError(f"these settings must be positive integers: {bad}")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.steps is None and not self.epochs > 0:
-            raise ValueError(f"epochs must be > 0, got {self.epochs}")
-        if self.lr_unit not in LR_UNITS:
-            raise ValueError(f"lr_unit must be one of {LR_UNITS}, got {self.lr_unit!r}")
-        if not 0 <= self.warmup <= self.decay_start:
-            raise ValueError(f"need 0 <= warmup ({self.warmup}) <= decay_start ({self.decay_start})")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.base_lr <= 0 or self.min_lr < 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError("base_lr must be > 0; min_lr, weight_decay and grad_clip >= 0")
-        if self.keep_last < 0 or self.sample_every < 0:
-            raise ValueError("keep_last and sample_every must be >= 0")
-
-    @property
-    def peak_lr(self) -> float:
-        return self.base_lr * self.global_batch / LR_REFERENCE_BATCH
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-# ----------------------------------------------------------------------------------------------------
-# pure pieces: seeds, lr schedule, parameter groups, sharded data order
-# ----------------------------------------------------------------------------------------------------
-
-
-def _generator(*parts: int | str) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed(derive_seed(*parts))
-    return g
-
-
-def learning_rate(t: float, *, peak: float, min_lr: float, warmup: float, decay_start: float, end: float) -> float:
-    """Linear warm-up from 0 to ``peak`` over [0, warmup), constant until ``decay_start``, then half a
-    cosine down to ``min_lr`` at ``end`` (and ``min_lr`` after). ``t`` is in epochs or steps - any unit,
-    fractional values allowed, as long as all arguments share it."""
-    if t < warmup:
-        return peak * t / warmup
-    if t < decay_start or end <= decay_start:
-        return peak
-    progress = min(1.0, (t - decay_start) / (end - decay_start))
-    return min_lr + (peak - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay on >= 2-D weights (linears, embeddings, positions), none on biases and 1-D
-    parameters (LayerNorm gains) - decaying those only pulls normalisation towards zero."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.dim() <= 1 or name.endswith(".bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def epoch_permutation(num_items: int, seed: int, epoch: int) -> torch.Tensor:
-    """(num_items,) data order of ``epoch``: a function of (seed, epoch) alone."""
-    return torch.randperm(num_items, generator=_generator(seed, "data", epoch))
-
-
-def batch_position(step: int, num_items: int, global_batch: int) -> tuple[int, int]:
-    """(epoch, index of the batch within the epoch) of ``step``; the last partial batch of an epoch is dropped."""
-    per_epoch = num_items // global_batch
-    if per_epoch == 0:
-        raise ValueError(f"the dataset has {num_items} items, fewer than one global batch of {global_batch}")
-    return divmod(step, per_epoch)
-
-
-def rank_batch(step: int, num_items: int, global_batch: int, rank: int, world_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dataset indices of this rank's share of global batch ``step`` and their positions in that batch.
-
-    Rank r takes the r-th contiguous slice of the global batch, so concatenating the ranks' slices in
-    rank order gives the same batch as one process with the same global batch.
-    """
-    if global_batch % world_size:
-        raise ValueError(f"global batch {global_batch} is not divisible by the {world_size} processes")
-    epoch, i = batch_position(step, num_items, global_batch)
-    local = global_batch // world_size
-    start = i * global_batch + rank * local
-    positions = torch.arange(rank * local, (rank + 1) * local)
-    return epoch_permutation(num_items, seed, epoch)[start:start + local], positions
-
-
-def draw_schedule(schedules: list[list[int]], seed: int, step: int) -> tuple[int, ...]:
-    """The group-size list of ``step``, uniform over ``schedules`` and identical on every rank."""
-    k = int(torch.randint(len(schedules), (1,), generator=_generator(seed, "schedule", step)))
-    return tuple(schedules[k])
-
-
-def sample_randomness(seed: int, step: int, positions: torch.Tensor, num_tokens: int, label_drop: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample random orders (B, N) and null-class flags (B,) for the samples at ``positions`` of the
-    global batch of ``step``. Each sample draws from its own generator seeded by (seed, step, position),
-    so a sample's randomness does not depend on how the batch is split over processes."""
-    orders = torch.empty(len(positions), num_tokens, dtype=torch.long)
-    null = torch.empty(len(positions), dtype=torch.bool)
-    for row, j in enumerate(positions.tolist()):  # one generator per sample, never per token
-        g = _generator(seed, "sample", step, j)
-        orders[row] = torch.randperm(num_tokens, generator=g)
-        null[row] = torch.rand((), generator=g) < label_drop
-    return orders, null
-
-
-def resolve_schedules(spec: str, num_tokens: int) -> list[list[int]]:
-    """Training schedules from ``spec``: "auto" (every schedule of the resolution), step counts such as
-    "8,16,32", or a JSON file holding a list of group-size lists. Each must fit the token grid."""
-    if spec == "auto":
-        return all_group_sizes(num_tokens)
-    path = Path(spec)
-    if path.suffix == ".json":
-        if not path.is_file():
-            raise FileNotFoundError(f"schedule file not found: {path}")
-        lists = json.loads(path.read_text())
-        if not isinstance(lists, list) or not lists:
-            raise ValueError(f"{path}: expected a non-empty JSON list of group-size lists")
-        try:
-            return [validate_group_sizes(s, num_tokens) for s in lists]
-        except ValueError as e:
-            raise ValueError(f"{path}: schedule does not match the {num_tokens}-token grid: {e}") from None
-    try:
-        counts = [int(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"schedules must be 'auto', comma-separated step counts or a .json file, got {spec!r}") from None
-    if not counts:
-        raise ValueError("schedules is empty")
-    bad = [c for c in counts if not 1 <= c <= num_tokens]
-    if bad:
-        raise ValueError(f"step counts {bad} do not fit the token grid of {num_tokens} tokens (need 1..{num_tokens})")
-    return [group_sizes(num_tokens, c) for c in counts]
-
-
-def load_batch(dataset: Dataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(codes (B, N) long, labels (B,) long) of ``indices``; uses the dataset's vectorised ``batch``
-    when it has one, else stacks items."""
-    if hasattr(dataset, "batch"):
-        codes, labels = dataset.batch(indices)
-    else:
-        items = [dataset[int(i)] for i in indices]
-        codes = torch.stack([torch.as_tensor(c) for c, _ in items])
-        labels = torch.tensor([int(y) for _, y in items])
-    return torch.as_tensor(codes).long().flatten(1), torch.as_tensor(labels).long()
-
-
-# ----------------------------------------------------------------------------------------------------
-# checkpoints
-# ----------------------------------------------------------------------------------------------------
-
-
-def checkpoint_path(out_dir: PathLike, step: int) -> Path:
-    return Path(out_dir) / f"ckpt_{step:08d}.pt"
-
-
-def list_checkpoints(out_dir: PathLike) -> list[Path]:
-    """Complete training checkpoints in ``out_dir``, oldest first (temporary files never match)."""
-    out = Path(out_dir)
-    if not out.is_dir():
-        return []
-    return sorted(p for p in out.iterdir() if CHECKPOINT_RE.match(p.name))
-
-
-def load_training_checkpoint(path: PathLike) -> dict:
-    """Read a training checkpoint (``weights_only=True``) and check that it is one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt zips / pickles
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not an lpdgen training checkpoint (use --init for model weights)")
-    return ckpt
-
-
-def config_differences(saved: dict, current: dict, ignore: frozenset = frozenset()) -> list[str]:
-    """Human-readable ``key: saved -> current`` lines for every differing key not in ``ignore``."""
-    keys = sorted((set(saved) | set(current)) - ignore)
-    return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
-
-
-# ----------------------------------------------------------------------------------------------------
-# sample grids
-# ----------------------------------------------------------------------------------------------------
-
-
-def sample_grid(model: LPD, *, count: int, steps: int, cfg_scale: float, seed: int, tokenizer=None) -> np.ndarray:
-    """A mosaic of ``count`` samples (labels cycling over the classes) decoded in ``steps`` steps with
-    locality-aware orders, image i seeded by ``(seed, i)``; decoding leaves the training mode as it was."""
-    c = model.cfg
-    out = LPDPipeline(model, tokenizer)(
-        torch.arange(count) % c.num_classes, num_inference_steps=min(steps, c.num_tokens), guidance_scale=cfg_scale,
-        seeds=image_seeds(seed, range(count)), output_type="np" if tokenizer is not None else "codes")
-    images = out.images if tokenizer is not None else code_maps(out.codes, c.vocab_size)
-    return image_grid(images)
-
 
 # ----------------------------------------------------------------------------------------------------
 # the engine
@@ -322,7 +74,14 @@ class Trainer:
     training work.
     """
 
-    def __init__(self, model_cfg: LPDConfig, cfg: TrainConfig, dataset: Dataset, dist_info: DistInfo | None = None, tokenizer=None):
+    def __init__(
+        self,
+        model_cfg: LPDConfig,
+        cfg: TrainConfig,
+        dataset: Dataset,
+        dist_info: DistInfo | None = None,
+        tokenizer=None,
+    ):
         self.cfg = cfg
         self.model_cfg = model_cfg
         self.dataset = dataset
@@ -331,17 +90,21 @@ class Trainer:
         self.tokenizer = tokenizer
         self.out_dir = Path(cfg.out_dir)
         if cfg.global_batch % self.dist.world_size:
-            raise ValueError(f"global batch {cfg.global_batch} is not divisible by the {self.dist.world_size} processes")
+            raise ValueError(
+                f"global batch {cfg.global_batch} is not divisible by the {self.dist.world_size} processes"
+            )
         self.local_batch = cfg.global_batch // self.dist.world_size
         if self.local_batch % cfg.accum_steps:
-            raise ValueError(f"the per-process batch {self.local_batch} is not divisible by accum_steps {cfg.accum_steps}")
+            raise ValueError(
+                f"the per-process batch {self.local_batch} is not divisible by accum_steps {cfg.accum_steps}"
+            )
         self.schedules = resolve_schedules(cfg.schedules, model_cfg.num_tokens)
         self._check_dataset()
         self.steps_per_epoch = len(dataset) // cfg.global_batch
         self.total_steps = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * self.steps_per_epoch))
         self.amp = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
-        if self.amp and self.device.type != "cuda":
-            raise ValueError("bf16 autocast is for CUDA only; use --precision fp32 on CPU")
+        if self.amp and self.device.type not in ("cuda", "cpu"):
+            raise ValueError(f"bf16 autocast is for CUDA and CPU only, not {self.device.type}; use --precision fp32")
 
         resume_path = self._resume_path()
         self._resume = load_training_checkpoint(resume_path) if resume_path else None
@@ -356,11 +119,17 @@ class Trainer:
         self.model.gradient_checkpointing = cfg.gradient_checkpointing
         self.model.train()
         torch.manual_seed(derive_seed(cfg.seed, "dropout", self.dist.rank))
-        # CUDA: FlexAttention skips the fully masked blocks of the group-causal mask (same results)
-        self.model.use_flex_attention = self.device.type == "cuda"
+        # CUDA: FlexAttention skips the fully masked blocks of the group-causal mask (same results); "dense"
+        # avoids its compile step (SDPA with a boolean mask), e.g. where torch.compile is unavailable
+        if cfg.attention == "flex" and self.device.type != "cuda":
+            raise ValueError("attention 'flex' needs CUDA (eager FlexAttention is a slow reference); use 'dense'")
+        self.model.use_flex_attention = cfg.attention == "flex" or (
+            cfg.attention == "auto" and self.device.type == "cuda"
+        )
         self.objective = wrap_model(self.model, self.dist, cfg.parallel, shard=Block)
-        self.optimizer = torch.optim.AdamW(param_groups(self.objective, cfg.weight_decay), lr=cfg.peak_lr,
-                                           betas=(cfg.beta1, cfg.beta2))
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.objective, cfg.weight_decay), lr=cfg.peak_lr, betas=(cfg.beta1, cfg.beta2)
+        )
         self.step = 0
         if self._resume is not None:
             self._load_state(self._resume)
@@ -378,13 +147,19 @@ class Trainer:
         codes, labels = load_batch(self.dataset, torch.arange(min(n, 8)))
         c = self.model_cfg
         if codes.shape[1] != c.num_tokens:
-            raise ValueError(f"dataset items have {codes.shape[1]} tokens but the model's grid {c.grid} has {c.num_tokens}")
+            raise ValueError(
+                f"dataset items have {codes.shape[1]} tokens but the model's grid {c.grid} has {c.num_tokens}"
+            )
         if int(codes.min()) < 0 or int(codes.max()) >= c.vocab_size:
-            raise ValueError(f"dataset codes span [{int(codes.min())}, {int(codes.max())}], outside the model vocabulary of {c.vocab_size}")
+            raise ValueError(
+                f"dataset codes span [{int(codes.min())}, {int(codes.max())}], outside the model vocabulary of {c.vocab_size}"
+            )
         all_labels = torch.as_tensor(np.asarray(self.dataset.labels)) if hasattr(self.dataset, "labels") else labels
         if int(all_labels.min()) < 0 or int(all_labels.max()) >= c.num_classes:
-            raise ValueError(f"dataset labels span [{int(all_labels.min())}, {int(all_labels.max())}], "
-                             f"outside the model's {c.num_classes} classes")
+            raise ValueError(
+                f"dataset labels span [{int(all_labels.min())}, {int(all_labels.max())}], "
+                f"outside the model's {c.num_classes} classes"
+            )
 
     def _resume_path(self) -> Path | None:
         if self.cfg.resume is None:
@@ -434,34 +209,42 @@ class Trainer:
         path = checkpoint_path(self.out_dir, self.step)
         if self.dist.is_main:
             epoch, index = batch_position(self.step, len(self.dataset), self.cfg.global_batch)
-            atomic_torch_save({
-                "format": CHECKPOINT_FORMAT,
-                "model": msd,
-                "optimizer": osd,
-                "step": self.step,
-                "epoch": epoch,  # data-loader position of the next step: epoch and batch index in it
-                "batch_in_epoch": index,
-                "lr_position": self._lr_position(self.step),
-                "rng": rng,
-                "world_size": self.dist.world_size,
-                "model_config": self.model_cfg.to_dict(),
-                "train_config": self.cfg.to_dict(),
-                "dataset_size": len(self.dataset),
-            }, path)
+            atomic_torch_save(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "model": msd,
+                    "optimizer": osd,
+                    "step": self.step,
+                    "epoch": epoch,  # data-loader position of the next step: epoch and batch index in it
+                    "batch_in_epoch": index,
+                    "lr_position": self._lr_position(self.step),
+                    "rng": rng,
+                    "world_size": self.dist.world_size,
+                    "model_config": self.model_cfg.to_dict(),
+                    "train_config": self.cfg.to_dict(),
+                    "dataset_size": len(self.dataset),
+                },
+                path,
+            )
             self._prune_checkpoints()
         barrier()
         return path if self.dist.is_main else None
 
     def _prune_checkpoints(self) -> None:
         if self.cfg.keep_last:
-            for old in list_checkpoints(self.out_dir)[:-self.cfg.keep_last]:
+            for old in list_checkpoints(self.out_dir)[: -self.cfg.keep_last]:
                 old.unlink(missing_ok=True)
 
     def _load_state(self, ckpt: dict) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-        set_state_dict(self.objective, self.optimizer, model_state_dict=ckpt["model"], optim_state_dict=ckpt["optimizer"],
-                       options=StateDictOptions(full_state_dict=True))
+        set_state_dict(
+            self.objective,
+            self.optimizer,
+            model_state_dict=ckpt["model"],
+            optim_state_dict=ckpt["optimizer"],
+            options=StateDictOptions(full_state_dict=True),
+        )
         self.step = int(ckpt["step"])
         rng = ckpt["rng"]
         if len(rng) == self.dist.world_size:
@@ -470,8 +253,12 @@ class Trainer:
             if "torch_cuda" in mine and self.device.type == "cuda":
                 torch.cuda.set_rng_state(mine["torch_cuda"], self.device)
         elif self.dist.is_main:
-            log.warning("checkpoint was written by %d processes, resuming on %d: dropout draws will differ "
-                        "from an uninterrupted run (data, orders and schedules do not)", len(rng), self.dist.world_size)
+            log.warning(
+                "checkpoint was written by %d processes, resuming on %d: dropout draws will differ "
+                "from an uninterrupted run (data, orders and schedules do not)",
+                len(rng),
+                self.dist.world_size,
+            )
         self._truncate_log(self.step)
 
     def _truncate_log(self, step: int) -> None:
@@ -490,13 +277,21 @@ class Trainer:
     def lr_at(self, step: int) -> float:
         c = self.cfg
         end = self._lr_position(self.total_steps)
-        return learning_rate(self._lr_position(step), peak=c.peak_lr, min_lr=c.min_lr, warmup=c.warmup,
-                             decay_start=min(c.decay_start, end), end=end)
+        return learning_rate(
+            self._lr_position(step),
+            peak=c.peak_lr,
+            min_lr=c.min_lr,
+            warmup=c.warmup,
+            decay_start=min(c.decay_start, end),
+            end=end,
+        )
 
     def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on global batch ``step``; returns (local loss, grad norm) as tensors (no sync)."""
         c = self.cfg
-        indices, positions = rank_batch(step, len(self.dataset), c.global_batch, self.dist.rank, self.dist.world_size, c.seed)
+        indices, positions = rank_batch(
+            step, len(self.dataset), c.global_batch, self.dist.rank, self.dist.world_size, c.seed
+        )
         epoch, _ = batch_position(step, len(self.dataset), c.global_batch)
         if hasattr(self.dataset, "set_epoch"):  # e.g. the flip choice of a token cache
             self.dataset.set_epoch(epoch)
@@ -516,7 +311,9 @@ class Trainer:
             rows = slice(i * micro, (i + 1) * micro)
             with self._gradient_sync(i == c.accum_steps - 1):
                 with self._autocast():
-                    part = self.objective(tokens[rows], labels[rows], sizes, orders[rows], null=null[rows]) / c.accum_steps
+                    part = (
+                        self.objective(tokens[rows], labels[rows], sizes, orders[rows], null=null[rows]) / c.accum_steps
+                    )
                 part.backward()
             loss += part.detach()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -549,9 +346,18 @@ class Trainer:
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._open_tensorboard()
-            log.info("training %s (%d params) for %d steps (%d per epoch), global batch %d on %d process(es), "
-                     "peak lr %.3g, %d schedules", self.model_cfg.name, sum(p.numel() for p in self.model.parameters()),
-                     self.total_steps, self.steps_per_epoch, c.global_batch, self.dist.world_size, c.peak_lr, len(self.schedules))
+            log.info(
+                "training %s (%d params) for %d steps (%d per epoch), global batch %d on %d process(es), "
+                "peak lr %.3g, %d schedules",
+                self.model_cfg.name,
+                sum(p.numel() for p in self.model.parameters()),
+                self.total_steps,
+                self.steps_per_epoch,
+                c.global_batch,
+                self.dist.world_size,
+                c.peak_lr,
+                len(self.schedules),
+            )
             log.info("%s", self.schedule_summary())
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not main, desc="train", dynamic_ncols=True)
         loss_sum = torch.zeros((), device=self.device)
@@ -576,12 +382,23 @@ class Trainer:
                     elapsed = time.perf_counter() - t0
                     mean_loss = float(all_reduce_mean(loss_sum / window))
                     images = window * c.global_batch
-                    last = {"step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": mean_loss, "lr": self.lr_at(self.step - 1), "grad_norm": float(norm_sum / window),
-                            "img_per_s": images / elapsed, "tokens_per_s": images * self.model_cfg.num_tokens / elapsed}
+                    last = {
+                        "step": self.step,
+                        "epoch": self.step / self.steps_per_epoch,
+                        "loss": mean_loss,
+                        "lr": self.lr_at(self.step - 1),
+                        "grad_norm": float(norm_sum / window),
+                        "img_per_s": images / elapsed,
+                        "tokens_per_s": images * self.model_cfg.num_tokens / elapsed,
+                    }
                     if main:
                         self._write_log(last)
-                        bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{last['img_per_s']:.1f}",
-                                        tok_s=f"{last['tokens_per_s']:.0f}")
+                        bar.set_postfix(
+                            loss=f"{mean_loss:.4f}",
+                            lr=f"{last['lr']:.2e}",
+                            img_s=f"{last['img_per_s']:.1f}",
+                            tok_s=f"{last['tokens_per_s']:.0f}",
+                        )
                     loss_sum.zero_()
                     norm_sum.zero_()
                     window = 0
@@ -605,17 +422,24 @@ class Trainer:
         warm = min(self.total_steps, round(c.warmup * per_unit))
         decay = min(self.total_steps, round(c.decay_start * per_unit))
         unit = "epochs" if c.lr_unit == "epoch" else "steps"
-        text = (f"lr schedule: linear warm-up to {c.peak_lr:.3g} over {warm} steps ({c.warmup:g} {unit}), constant "
-                f"until step {decay}, cosine to {c.min_lr:.3g} at step {self.total_steps} "
-                f"({self.total_steps / max(1, self.steps_per_epoch):.3g} epochs)")
+        text = (
+            f"lr schedule: linear warm-up to {c.peak_lr:.3g} over {warm} steps ({c.warmup:g} {unit}), constant "
+            f"until step {decay}, cosine to {c.min_lr:.3g} at step {self.total_steps} "
+            f"({self.total_steps / max(1, self.steps_per_epoch):.3g} epochs)"
+        )
         if round(c.warmup * per_unit) >= self.total_steps:
             text += "; the run ends inside the warm-up: shorten --warmup or train longer"
         return text
 
     def _log_time_estimate(self, seconds_per_step: float) -> None:
         remaining = (self.total_steps - self.step) * seconds_per_step
-        log.info("%.3g s per step (measured over %d steps); the remaining %d steps take about %s",
-                 seconds_per_step, TIMING_STEPS, self.total_steps - self.step, _duration(remaining))
+        log.info(
+            "%.3g s per step (measured over %d steps); the remaining %d steps take about %s",
+            seconds_per_step,
+            TIMING_STEPS,
+            self.total_steps - self.step,
+            _duration(remaining),
+        )
 
     # --- outputs --------------------------------------------------------------------------------------
 
@@ -653,8 +477,14 @@ class Trainer:
         path = None
         if model is not None:
             c = self.cfg
-            grid = sample_grid(model, count=c.sample_count, steps=c.sample_steps, cfg_scale=c.sample_cfg,
-                               seed=c.seed, tokenizer=self.tokenizer)
+            grid = sample_grid(
+                model,
+                count=c.sample_count,
+                steps=c.sample_steps,
+                guidance_scale=c.sample_cfg,
+                seed=c.seed,
+                tokenizer=self.tokenizer,
+            )
             path = save_png(grid, self.out_dir / "samples" / f"step_{self.step:08d}.png")
         barrier()
         return path
