@@ -214,12 +214,12 @@ def adaptive_loop(
             q_pos = pos_table[q_slots]  # (b, M, D)
             logits = model.decode_step(ctx, both(q_pos), cache, both(slots), both(mask))
             new_codes, commit = choose(rows, cells, valid, logits)
-            trace.append(dict(rows=rows, cells=cells, valid=valid, commit=commit))
             # commit: group ids, codes and steps of the chosen cells (padding repeats a real candidate,
             # so scattering its duplicates writes the same values)
             commit = torch.where(valid, commit, commit[:, :1])  # pads say what their original says
             new_codes = torch.where(commit, new_codes, codes[rows].gather(1, cells))
             new_codes = torch.where(valid, new_codes, new_codes[:, :1])
+            trace.append(dict(rows=rows, cells=cells, valid=valid, commit=commit, codes=new_codes))
             hit = torch.zeros(rows.numel(), n, dtype=torch.bool, device=device).scatter(1, cells, commit)
             codes[rows] = codes[rows].scatter(1, cells, new_codes)
             group[rows] = torch.where(torch.cat([torch.zeros_like(hit[:, :1]), hit], dim=1), step + 1, g)
