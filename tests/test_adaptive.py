@@ -188,3 +188,43 @@ def test_editing_keeps_the_known_cells(model):
 def test_bad_settings_give_one_clear_error(model, kw, message):
     with pytest.raises(ValueError, match=message):
         generate_adaptive(model, torch.tensor([0]), tau=1.0, rho=2.0, **kw)
+
+
+def test_pipeline_auto_steps_report_steps_and_repeat_per_seed(pipe):
+    out = pipe(["bag", "sneaker"], num_inference_steps="auto", entropy_bound=8.0, seeds=[3, 4], output_type="codes")
+    assert len(out.num_steps) == 2 and all(1 <= k <= 64 for k in out.num_steps)
+    assert [len(s) for s in out.group_sizes] == out.num_steps and all(sum(s) == 64 for s in out.group_sizes)
+    again = pipe(["sneaker"], num_inference_steps="auto", entropy_bound=8.0, seeds=[4], output_type="codes")
+    assert torch.equal(again.codes[0], out.codes[1]) and again.num_steps == out.num_steps[1:]
+    fixed = pipe(["bag"], seeds=[3], output_type="codes")
+    assert fixed.num_steps == [pipe.sampling.num_inference_steps]
+
+
+def test_pipeline_auto_inpaint_keeps_the_kept_cells(pipe):
+    images = pipe(["shirt", "bag"], seeds=[0, 1], output_type="np").images
+    mask = torch.zeros(2, 8, 8, dtype=torch.bool)
+    mask[0, 4:], mask[1, :, :3] = True, True  # 32 and 24 cells: one batch all the same
+    out = pipe.inpaint(images, mask, "dress", seeds=[5, 6], num_inference_steps="auto", output_type="codes")
+    kept = pipe.encode(images)
+    assert torch.equal(out.codes[~mask], kept[~mask]) and len(out.num_steps) == 2
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        (dict(num_inference_steps="auto", entropy_bound=-0.5), "entropy_bound must be a finite number >= 0"),
+        (dict(num_inference_steps=8, entropy_bound=2.0), "entropy_bound applies to num_inference_steps='auto' only"),
+        (dict(num_inference_steps="auto", order="raster"), "picks its cells with the locality-aware rule"),
+        (dict(num_inference_steps="often"), "must be 'auto' or an integer"),
+    ],
+)
+def test_pipeline_bad_adaptive_settings_give_one_clear_error(pipe, kw, message):
+    with pytest.raises(ValueError, match=message):
+        pipe(["bag"], seeds=[0], output_type="codes", **kw)
+
+
+def test_generate_refuses_auto_as_a_fixed_schedule(model):
+    from lpdgen.generation import generate
+
+    with pytest.raises(ValueError, match="decodes a fixed schedule"):
+        generate(model, torch.tensor([0]), "auto", torch.arange(N)[None])

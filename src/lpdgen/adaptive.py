@@ -35,11 +35,8 @@ import torch
 from .model import LPD, KVCache
 from .orders import locality_aware
 from .sampling import Generators, draw_uniform, guidance_scales, guide, sample_tokens
+from .settings import DEFAULT_ENTROPY_BOUND
 from .utils import eval_mode
-
-# The entropy bound gamma of ``num_inference_steps="auto"`` (nats), chosen on the 64-token model with
-# benchmarks/adaptive.py (docs/decoding.md, "Adaptive steps").
-DEFAULT_ENTROPY_BOUND = 4.0
 
 
 def default_candidates(num_tokens: int) -> int:
