@@ -160,9 +160,11 @@ class LPDPipeline:
         return PipelineOutput(self.decode(codes, output_type), codes, orders, sizes, ids, num_steps=[len(sizes)] * b)
 
     def _settings(self, settings: dict[str, Any]) -> SamplingConfig:
-        """:meth:`settings`, refusing an entropy bound given for a fixed step count (it would be ignored)."""
+        """:meth:`settings`, refusing an entropy bound set for a fixed step count (it would be ignored;
+        the model's own value passes, as callers forward whole resolved configs)."""
         sampling = self.settings(**settings)
-        if settings.get("entropy_bound") is not None and sampling.num_inference_steps != AUTO_STEPS:
+        bound = settings.get("entropy_bound")
+        if bound is not None and bound != self.sampling.entropy_bound and sampling.num_inference_steps != AUTO_STEPS:
             raise ValueError(
                 f"entropy_bound applies to num_inference_steps='auto' only, got {sampling.num_inference_steps} steps"
             )
