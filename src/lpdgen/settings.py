@@ -23,7 +23,7 @@ from .sampling import GUIDANCE_SCHEDULES
 DEFAULT_STEPS = 20  # the published step count of the 256px models; capped at the token count of smaller ones
 AUTO_STEPS = "auto"  # num_inference_steps="auto": adaptive decoding, the model decides (lpdgen.adaptive)
 # gamma of adaptive decoding (nats): chosen on the 64-token model with benchmarks/adaptive.py (docs/decoding.md)
-DEFAULT_ENTROPY_BOUND = 4.0
+DEFAULT_ENTROPY_BOUND = 32.0  # 5.4 passes instead of 8, FD +2 (the table in docs/decoding.md)
 
 # A check takes (value, number of tokens or None) and returns what is wrong with it, or None.
 Check = Callable[[Any, "int | None"], "str | None"]
