@@ -59,6 +59,12 @@ class PipelineOutput:
     num_steps: list[int] | None = None  # forward passes per image (they differ with num_inference_steps="auto")
 
 
+def _draw_settings(sampling: SamplingConfig) -> dict[str, Any]:
+    """The settings that turn logits into tokens, as fixed and adaptive decoding both take them."""
+    keys = ("guidance_scale", "guidance_schedule", "temperature", "top_k", "top_p")
+    return {k: getattr(sampling, k) for k in keys}
+
+
 class LPDPipeline:
     """Generate images with an :class:`~lpdgen.model.LPD` model and a tokenizer.
 
@@ -185,11 +191,7 @@ class LPDPipeline:
             entropy_bound=sampling.entropy_bound,
             tau=sampling.tau,
             rho=sampling.rho,
-            guidance_scale=sampling.guidance_scale,
-            guidance_schedule=sampling.guidance_schedule,
-            temperature=sampling.temperature,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
+            **_draw_settings(sampling),
             generator=gens,
             **known,
         )
@@ -232,11 +234,7 @@ class LPDPipeline:
             labels,
             sizes,
             orders,
-            guidance_scale=sampling.guidance_scale,
-            guidance_schedule=sampling.guidance_schedule,
-            temperature=sampling.temperature,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
+            **_draw_settings(sampling),
             generator=generator,
             engine=engine,
             **known,
