@@ -215,7 +215,7 @@ def test_pipeline_auto_inpaint_keeps_the_kept_cells(pipe):
         (dict(num_inference_steps="auto", entropy_bound=-0.5), "entropy_bound must be a finite number >= 0"),
         (dict(num_inference_steps=8, entropy_bound=2.0), "entropy_bound applies to num_inference_steps='auto' only"),
         (dict(num_inference_steps="auto", order="raster"), "picks its cells with the locality-aware rule"),
-        (dict(num_inference_steps="often"), "must be 'auto' or an integer"),
+        (dict(num_inference_steps="often"), r"must be an integer in \[1, number of tokens\].* or 'auto'"),
     ],
 )
 def test_pipeline_bad_adaptive_settings_give_one_clear_error(pipe, kw, message):

@@ -34,7 +34,7 @@ def _steps(v: Any, num_tokens: int | None) -> str | None:
         return None
     if isinstance(v, str) or isinstance(v, bool) or int(v) != v or v < 1 or (num_tokens is not None and v > num_tokens):
         limit = f" (this model has {num_tokens} tokens per image)" if num_tokens is not None else ""
-        return f"must be {AUTO_STEPS!r} or an integer in [1, number of tokens]{limit}, got {v!r}"
+        return f"must be an integer in [1, number of tokens]{limit} or {AUTO_STEPS!r}, got {v!r}"
     return None
 
 
