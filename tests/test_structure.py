@@ -20,6 +20,7 @@ LAYERS = {
         "model",
         "engine",
         "generation",
+        "adaptive",
         "editing",
         "tokenizer",
         "pretrained",

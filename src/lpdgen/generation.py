@@ -141,6 +141,11 @@ def generate(
     Returns:
         (B, N) codes in raster order, on the model's device.
     """
+    if isinstance(group_sizes, str):
+        raise ValueError(
+            f"generate() decodes a fixed schedule of group sizes, got {group_sizes!r}; adaptive steps: "
+            "lpdgen.adaptive.generate_adaptive or pipe(..., num_inference_steps='auto')"
+        )
     check_values(
         dict(
             guidance_scale=guidance_scale,

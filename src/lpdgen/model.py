@@ -151,8 +151,15 @@ class KVCache:
         self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (B, H, L, Dh) into the cache slots ``slots`` (L,) (a device tensor, so that the step
-        does not depend on a host integer) and return the layer's (B, H, 1 + N, Dh) keys and values."""
+        does not depend on a host integer) and return the layer's (B, H, 1 + N, Dh) keys and values.
+        ``slots`` (B, L): a row of slots per sequence (adaptive decoding, where rows commit different
+        cells); a slot repeated in a row must come with identical k, v (padding rows duplicate a real one)."""
         keys, values = self.k[layer], self.v[layer]
+        if slots.dim() == 2:
+            index = slots[:, None, :, None].expand_as(k)
+            keys.scatter_(2, index, k)
+            values.scatter_(2, index, v)
+            return keys, values
         keys.index_copy_(2, slots, k)
         values.index_copy_(2, slots, v)
         return keys, values
@@ -192,14 +199,14 @@ class Attention(nn.Module):
         self, x: torch.Tensor, cache: KVCache, layer: int, slots: torch.Tensor, mask: torch.Tensor, queries: int | None
     ) -> torch.Tensor:
         """One decoding step: write this block's K/V into cache slots ``slots`` and attend over the first
-        S slots under ``mask`` (L, S). With ``queries`` (the last layer) only the last ``queries`` rows are
+        S slots under ``mask`` (L, S), or (B, 1, L, S) per sequence. With ``queries`` (the last layer) only the last ``queries`` rows are
         computed: context tokens only ever contribute their K/V."""
         q, k, v = self._qkv(x)
         keys, values = cache.write(layer, slots, k, v)
         span = mask.shape[-1]
         keys, values = keys[:, :, :span], values[:, :, :span]  # (B, H, S, Dh)
         if queries is not None:
-            q, mask = q[:, :, -queries:], mask[-queries:]
+            q, mask = q[:, :, -queries:], mask[..., -queries:, :]
         return self._out(F.scaled_dot_product_attention(q, keys, values, attn_mask=mask))
 
 

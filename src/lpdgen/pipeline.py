@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from . import rng
+from .adaptive import generate_adaptive
 from .classes import class_ids, default_class_names
 from .editing import box_mask, cell_mask, check_keeps_a_cell, image_array
 from .engine import Engine
@@ -30,7 +31,7 @@ from .io import PathLike
 from .model import LPD, LPDConfig
 from .orders import build_orders, group_sizes
 from .pretrained import Parts, load_parts, save_parts
-from .settings import DEFAULT_STEPS, SamplingConfig
+from .settings import AUTO_STEPS, DEFAULT_STEPS, SamplingConfig
 from .utils import eval_mode, plural
 
 OUTPUT_TYPES = ("pil", "np", "pt", "codes")
@@ -45,7 +46,9 @@ class PipelineOutput:
 
     Edits (:meth:`LPDPipeline.inpaint`) also return ``known`` (B, h, w), the token cells kept; each
     order lists them first, and ``group_sizes`` schedule the other cells (one list per image when
-    the images of a batch regenerate different numbers of cells)."""
+    the images of a batch regenerate different numbers of cells). ``num_steps``: the forward passes
+    of each image; with ``num_inference_steps="auto"`` they differ, and ``group_sizes`` is the realised
+    schedule of each image (a list per image)."""
 
     images: list | np.ndarray | torch.Tensor | None
     codes: torch.Tensor
@@ -53,6 +56,13 @@ class PipelineOutput:
     group_sizes: list[int] | list[list[int]]
     labels: list[int]
     known: torch.Tensor | None = None
+    num_steps: list[int] | None = None  # forward passes per image (they differ with num_inference_steps="auto")
+
+
+def _draw_settings(sampling: SamplingConfig) -> dict[str, Any]:
+    """The settings that turn logits into tokens, as fixed and adaptive decoding both take them."""
+    keys = ("guidance_scale", "guidance_schedule", "temperature", "top_k", "top_p")
+    return {k: getattr(sampling, k) for k in keys}
 
 
 class LPDPipeline:
@@ -123,21 +133,26 @@ class LPDPipeline:
         """Generate one image per class label (an id or a name such as ``"sneaker"``).
 
         ``settings``: any :class:`SamplingConfig` field (``num_inference_steps``, ``guidance_scale``,
-        ``guidance_schedule``, ``order``, ``temperature``, ``top_k``, ``top_p``, ``tau``, ``rho``);
-        one left out or None takes the model's own default (:attr:`sampling`).
+        ``guidance_schedule``, ``order``, ``temperature``, ``top_k``, ``top_p``, ``tau``, ``rho``,
+        ``entropy_bound``); one left out or None takes the model's own default (:attr:`sampling`).
+        ``num_inference_steps="auto"``: adaptive steps (:mod:`lpdgen.adaptive`), each image takes as many
+        as its model's certainty allows under ``entropy_bound``; ``out.num_steps`` says how many.
         Randomness: ``seeds`` (one int per image) makes each image a function of its own seed only -
         the same whatever batch it is generated in (see :mod:`lpdgen.rng`); otherwise one ``generator``
         (or torch's default stream) drives orders and sampling of the whole batch.
         """
-        sampling = self.settings(**settings)
+        sampling = self._settings(settings)
         self._check_output_type(output_type)
         ids = self.class_ids(class_labels)
         labels = torch.tensor(ids, dtype=torch.long, device=self.device)
         b = labels.shape[0]
+        if seeds is not None and (len(seeds) != b or generator is not None):
+            raise ValueError(f"pass either one seed per image ({b}) or a generator, got {len(seeds)} seeds")
+        if sampling.num_inference_steps == AUTO_STEPS:
+            gens = [rng.generator(seed) for seed in seeds] if seeds is not None else generator
+            return self._adaptive(sampling, labels, ids, gens, output_type)
         sizes = group_sizes(self.model.cfg.num_tokens, sampling.num_inference_steps)
         if seeds is not None:
-            if len(seeds) != b or generator is not None:
-                raise ValueError(f"pass either one seed per image ({b}) or a generator, got {len(seeds)} seeds")
             gens = [rng.generator(seed) for seed in seeds]
             orders = self._orders(sampling, sizes, None, gens)  # row i: the batch-1 order of seed i
             sample_gen: torch.Generator | list[torch.Generator] | None = gens
@@ -148,7 +163,49 @@ class LPDPipeline:
             sample_gen = generator
         codes = self._generate(sampling, labels, sizes, orders, sample_gen, self.engine)
         codes = codes.view(b, *self.model.cfg.grid)  # (B, N) raster -> (B, h, w)
-        return PipelineOutput(self.decode(codes, output_type), codes, orders, sizes, ids)
+        return PipelineOutput(self.decode(codes, output_type), codes, orders, sizes, ids, num_steps=[len(sizes)] * b)
+
+    def _settings(self, settings: dict[str, Any]) -> SamplingConfig:
+        """:meth:`settings`, refusing an entropy bound set for a fixed step count (it would be ignored;
+        the model's own value passes, as callers forward whole resolved configs)."""
+        sampling = self.settings(**settings)
+        bound = settings.get("entropy_bound")
+        if bound is not None and bound != self.sampling.entropy_bound and sampling.num_inference_steps != AUTO_STEPS:
+            raise ValueError(
+                f"entropy_bound applies to num_inference_steps='auto' only, got {sampling.num_inference_steps} steps"
+            )
+        if sampling.num_inference_steps == AUTO_STEPS and sampling.order != "locality":
+            raise ValueError(
+                f"num_inference_steps='auto' picks its cells with the locality-aware rule; "
+                f"order {sampling.order!r} is a fixed order (use order='locality')"
+            )
+        return sampling
+
+    def _adaptive(
+        self, sampling: SamplingConfig, labels: torch.Tensor, ids: list[int], gens, output_type: str, **known
+    ) -> PipelineOutput:
+        """Adaptive steps (:mod:`lpdgen.adaptive`): the realised orders, schedules and step counts."""
+        result = generate_adaptive(
+            self.model,
+            labels,
+            entropy_bound=sampling.entropy_bound,
+            tau=sampling.tau,
+            rho=sampling.rho,
+            **_draw_settings(sampling),
+            generator=gens,
+            **known,
+        )
+        codes = result.codes.view(labels.shape[0], *self.model.cfg.grid)
+        mask = known.get("known")
+        return PipelineOutput(
+            self.decode(codes, output_type),
+            codes,
+            result.orders(),
+            result.group_sizes(),
+            ids,
+            known=None if mask is None else mask.view_as(codes),
+            num_steps=result.num_steps.tolist(),
+        )
 
     def _orders(self, sampling: SamplingConfig, sizes: list[int], batch: int | None, gen, known=None) -> torch.Tensor:
         return build_orders(
@@ -177,11 +234,7 @@ class LPDPipeline:
             labels,
             sizes,
             orders,
-            guidance_scale=sampling.guidance_scale,
-            guidance_schedule=sampling.guidance_schedule,
-            temperature=sampling.temperature,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
+            **_draw_settings(sampling),
             generator=generator,
             engine=engine,
             **known,
@@ -251,7 +304,7 @@ class LPDPipeline:
             :class:`PipelineOutput` with ``codes`` (B, h, w), ``known`` (B, h, w) and the images.
         """
         steps_given = settings.get("num_inference_steps") is not None
-        sampling = self.settings(**settings)
+        sampling = self._settings(settings)
         self._check_output_type(output_type)
         codes = self.encode(images)  # (B, h, w)
         b, (h, w), n = codes.shape[0], self.model.cfg.grid, self.model.cfg.num_tokens
@@ -267,6 +320,11 @@ class LPDPipeline:
             raise ValueError(f"got {len(seeds)} seeds for {b} images; pass one per image")
         labels = torch.tensor(ids, dtype=torch.long, device=self.device)
         flat = codes.view(b, n)
+        if sampling.num_inference_steps == AUTO_STEPS:  # one batch, however many cells each image regenerates
+            if not bool(regen.any(dim=1).all()):
+                raise ValueError("every image needs at least one token cell to regenerate")
+            gens = [rng.generator(s) for s in seeds]
+            return self._adaptive(sampling, labels, ids, gens, output_type, known=~regen, known_tokens=flat)
         out, orders = flat.clone(), torch.arange(n).repeat(b, 1)
         schedules: list[list[int]] = [[] for _ in range(b)]
         counts = regen.sum(dim=1).tolist()
@@ -297,6 +355,7 @@ class LPDPipeline:
             for i in rows:
                 schedules[i] = sizes
         uniform = all(sz == schedules[0] for sz in schedules)
+        steps_per_image = [len(sz) for sz in schedules]
         codes = out.view(b, h, w)
         return PipelineOutput(
             self.decode(codes, output_type),
@@ -305,6 +364,7 @@ class LPDPipeline:
             schedules[0] if uniform else schedules,
             ids,
             known=~regen.view(b, h, w),
+            num_steps=steps_per_image,
         )
 
     def outpaint(

@@ -21,15 +21,20 @@ from .orders import ORDER_TYPES, PUBLISHED_RHO, PUBLISHED_TAU
 from .sampling import GUIDANCE_SCHEDULES
 
 DEFAULT_STEPS = 20  # the published step count of the 256px models; capped at the token count of smaller ones
+AUTO_STEPS = "auto"  # num_inference_steps="auto": adaptive decoding, the model decides (lpdgen.adaptive)
+# gamma of adaptive decoding (nats): chosen on the 64-token model with benchmarks/adaptive.py (docs/decoding.md)
+DEFAULT_ENTROPY_BOUND = 32.0  # 5.4 passes instead of 8, FD +2 (the table in docs/decoding.md)
 
 # A check takes (value, number of tokens or None) and returns what is wrong with it, or None.
 Check = Callable[[Any, "int | None"], "str | None"]
 
 
 def _steps(v: Any, num_tokens: int | None) -> str | None:
-    if isinstance(v, bool) or int(v) != v or v < 1 or (num_tokens is not None and v > num_tokens):
+    if v == AUTO_STEPS:
+        return None
+    if isinstance(v, str) or isinstance(v, bool) or int(v) != v or v < 1 or (num_tokens is not None and v > num_tokens):
         limit = f" (this model has {num_tokens} tokens per image)" if num_tokens is not None else ""
-        return f"must be an integer in [1, number of tokens]{limit}, got {v!r}"
+        return f"must be an integer in [1, number of tokens]{limit} or {AUTO_STEPS!r}, got {v!r}"
     return None
 
 
@@ -64,10 +69,18 @@ def setting(
     aliases: tuple[str, ...] = (),
     metavar: str | None = None,
     choices: tuple[str, ...] | None = None,
+    parse: Callable[[str], Any] | None = None,
 ) -> Any:
-    """A :class:`SamplingConfig` field: its default, its check and how the CLI spells it."""
+    """A :class:`SamplingConfig` field: its default, its check and how the CLI spells it (``parse``: how
+    a flag's text becomes a value, when that is not the default's type)."""
     meta = {"check": check, "help": help, "flag": flag, "aliases": aliases, "metavar": metavar, "choices": choices}
+    meta["parse"] = parse
     return field(default=default, metadata=meta)
+
+
+def parse_steps(text: str) -> int | str:
+    """``--steps``: an integer, or "auto" for adaptive steps."""
+    return AUTO_STEPS if text == AUTO_STEPS else int(text)
 
 
 @dataclass(frozen=True)
@@ -76,12 +89,14 @@ class SamplingConfig:
     ``pipe(labels)`` and ``lpdgen sample`` use the settings its authors measured to work best.
     Constructing one validates it (the step count against the token count: :meth:`validate`)."""
 
-    num_inference_steps: int = setting(
+    num_inference_steps: int | str = setting(
         DEFAULT_STEPS,
         _steps,
-        "decoding steps = forward passes; fewer is faster, each then places more tokens",
+        "decoding steps = forward passes; fewer is faster, each then places more tokens; "
+        "'auto': the model decides, per image, by its own certainty (--entropy-bound)",
         flag="--steps",
         metavar="K",
+        parse=parse_steps,
     )
     guidance_scale: float = setting(
         1.0,
@@ -137,6 +152,15 @@ class SamplingConfig:
         "locality order: positions decoded in the same step keep at least this (Chebyshev) distance; "
         "< 1 disables the repulsion",
         flag="--rho",
+    )
+
+    entropy_bound: float = setting(
+        DEFAULT_ENTROPY_BOUND,
+        _at_least_zero("nats; 0 = one token per step"),
+        "with --steps auto: a step commits its most certain candidates while the sum of their predictive "
+        "entropies, less the largest, stays under G nats; larger = fewer steps",
+        flag="--entropy-bound",
+        metavar="G",
     )
 
     def __post_init__(self) -> None:

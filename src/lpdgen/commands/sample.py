@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     settings = resolve_settings(pipe, args)
     steps = settings.num_inference_steps
 
-    images, codes, orders = [], [], []
+    images, codes, orders, passes, schedules = [], [], [], [], []
     t0 = time.perf_counter()
     for start in tqdm(range(0, len(labels), args.batch_size), desc="sampling", unit="batch"):
         chunk = labels[start : start + args.batch_size]
@@ -93,13 +93,17 @@ def run(args: argparse.Namespace) -> int:
         images.append(out.images)
         codes.append(out.codes)
         orders.append(out.orders)
+        passes += out.num_steps
+        schedules += out.group_sizes if steps == "auto" else [out.group_sizes] * len(chunk)
     seconds = time.perf_counter() - t0
+    if steps == "auto":  # adaptive: report the mean of the per-image step counts
+        steps = f"auto (gamma {settings.entropy_bound:g}): {np.mean(passes):.1f} mean"
     arr = np.concatenate(images)
     names = [short_name(pipe.class_names[c]) if pipe.class_names else f"class {c}" for c in classes]
     guidance = settings.guidance_scale
     print(
         f"{plural(len(arr), 'image')} in {seconds:.2f} s ({1e3 * seconds / len(arr):.1f} ms per image), "
-        f"{plural(steps, 'step')} ({plural(steps, 'forward pass', 'forward passes')} for "
+        f"{steps} steps ({np.mean(passes):g} forward passes per image for "
         f"{plural(pipe.model.cfg.num_tokens, 'token')}), guidance {guidance:g}, "
         f"order {settings.order}, device {pipe.device}"
     )
@@ -115,14 +119,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
     if args.gif:
         first = list(range(0, len(labels), args.num))[:GIF_ROWS]
+        if settings.num_inference_steps == "auto":  # images have schedules of their own: show the first one
+            first = first[:1]
         all_codes, all_orders = torch.cat(codes), torch.cat(orders)
         frames = decoding_frames(
             all_codes[first],
             all_orders[first],
-            out.group_sizes,
+            schedules[first[0]],
             lambda c: pipe.decode(c, "np"),
             scale=max(2, 128 // arr.shape[1]),
-            captions=names[:GIF_ROWS],
+            captions=names[: len(first)],
         )
         save_gif(frames, args.gif)
         print(f"wrote {args.gif} ({plural(len(frames), 'frame')})")
