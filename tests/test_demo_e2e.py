@@ -106,7 +106,7 @@ def test_the_api_takes_named_parameters_in_the_pages_order(client):
         (dict(steps=None), "steps must be a number, got None"),
         (
             dict(steps=100),
-            "num_inference_steps must be an integer in [1, number of tokens] (this model has 64 tokens per image), got 100",
+            "num_inference_steps must be an integer in [1, number of tokens] (this model has 64 tokens per image) or 'auto', got 100",
         ),
         (dict(seed="s"), "seed must be an integer >= 0, got 's'"),
         (dict(order=5), "order must be one of locality, raster, random, halton; got 5"),

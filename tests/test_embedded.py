@@ -87,7 +87,7 @@ def test_sample_command_takes_an_embedded_name(tmp_path, capsys):
         main(["sample", "--model", "fmnist-256", "--class", "bag", "--num", "2", "--steps", "4", "--out", str(out)])
         == 0
     )
-    assert "4 steps (4 forward passes per image for 256 tokens)" in capsys.readouterr().out
+    assert "4 steps (4 forward passes for 256 tokens)" in capsys.readouterr().out
     assert Image.open(out).size[0] > 64  # a labelled grid of two 32-pixel images
     assert main(["sample", "--model", "fmnist-32", "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err

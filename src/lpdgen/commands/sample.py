@@ -96,15 +96,18 @@ def run(args: argparse.Namespace) -> int:
         passes += out.num_steps
         schedules += out.group_sizes if steps == "auto" else [out.group_sizes] * len(chunk)
     seconds = time.perf_counter() - t0
+    tokens = plural(pipe.model.cfg.num_tokens, "token")
     if steps == "auto":  # adaptive: report the mean of the per-image step counts
-        steps = f"auto (gamma {settings.entropy_bound:g}): {np.mean(passes):.1f} mean"
+        mean = np.mean(passes)
+        steps_text = f"auto steps (gamma {settings.entropy_bound:g}: {mean:.1f} forward passes per image for {tokens})"
+    else:
+        steps_text = f"{plural(steps, 'step')} ({plural(steps, 'forward pass', 'forward passes')} for {tokens})"
     arr = np.concatenate(images)
     names = [short_name(pipe.class_names[c]) if pipe.class_names else f"class {c}" for c in classes]
     guidance = settings.guidance_scale
     print(
         f"{plural(len(arr), 'image')} in {seconds:.2f} s ({1e3 * seconds / len(arr):.1f} ms per image), "
-        f"{steps} steps ({np.mean(passes):g} forward passes per image for "
-        f"{plural(pipe.model.cfg.num_tokens, 'token')}), guidance {guidance:g}, "
+        f"{steps_text}, guidance {guidance:g}, "
         f"order {settings.order}, device {pipe.device}"
     )
     if args.out_dir:
