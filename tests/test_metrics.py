@@ -14,6 +14,7 @@ from lpdgen.evaluation.metrics import (
     fid_from_features,
     frechet_distance,
     frechet_distance_low_rank,
+    frechet_distance_to_statistics,
     inception_score,
     load_statistics,
     precision_recall,
@@ -56,6 +57,23 @@ def test_low_rank_frechet_distance_equals_the_full_covariance_form(n1, n2):
     assert frechet_distance_low_rank(f1, f2) == pytest.approx(expect, rel=1e-7)
     assert frechet_distance_low_rank(f2, f1) == pytest.approx(frechet_distance_low_rank(f1, f2), rel=1e-12)
     assert fid_from_features(f1, f2) == frechet_distance_low_rank(f1, f2)
+
+
+@pytest.mark.parametrize("n1,n2", [(5, 60), (12, 12), (30, 7)])
+def test_frechet_distance_to_statistics_equals_the_feature_forms(n1, n2):
+    """A small set against statistics only (shipped ones carry no features) scores what it scores
+    against the features those statistics came from, whichever set is the larger (tolerance as above:
+    square roots of eigenvalues that are 0 in theory)."""
+    rng = np.random.default_rng(n1 * 7 + n2)
+    d = 40
+    f1, f2 = rng.normal(size=(n1, d)), rng.normal(loc=0.3, size=(n2, d)) * 1.5
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    expect = _frechet_by_eigh(f1.mean(0), s1, f2.mean(0), s2)
+    got = frechet_distance_to_statistics(f1, feature_statistics(f2) if n2 > d else FIDStatistics(f2.mean(0), s2))
+    assert got == pytest.approx(expect, rel=1e-7)
+    assert got == pytest.approx(frechet_distance_low_rank(f1, f2), rel=1e-7)  # both sum roots of ~0 eigenvalues
+    with pytest.raises(ValueError, match="to match the statistics"):
+        frechet_distance_to_statistics(f1[:, :5], FIDStatistics(f2.mean(0), s2))
 
 
 def test_fid_from_features_uses_the_protocol_form_for_large_sets():

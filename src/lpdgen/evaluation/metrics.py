@@ -144,6 +144,29 @@ def frechet_distance_low_rank(features1: np.ndarray, features2: np.ndarray) -> f
     return float(diff @ diff + (a1 * a1).sum() / c1 + (a2 * a2).sum() / c2 - 2.0 * cross)
 
 
+def frechet_distance_to_statistics(features: np.ndarray, stats: FIDStatistics) -> float:
+    """The Frechet distance of a feature set's Gaussian to given statistics (e.g. shipped ones, which
+    carry no features), exact and fast when the set has fewer images than dimensions.
+
+    With centred features A (n, D) and sigma1 = A^T A / (n - 1), the nonzero eigenvalues of
+    sigma1 sigma2 are those of the (n, n) matrix A sigma2 A^T / (n - 1), which is symmetric positive
+    semi-definite, so ``tr((sigma1 sigma2)^(1/2))`` is the sum of the square roots of its eigenvalues.
+    It is the same number :func:`frechet_distance_low_rank` gives when ``stats`` come from features,
+    so a small sample set scores the same against shipped statistics as against the images.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[1] != stats.dim:
+        raise ValueError(f"features must be (N, {stats.dim}) to match the statistics, got {f.shape}")
+    if len(f) < 2:
+        raise ValueError("need at least 2 feature vectors")
+    a = f - f.mean(axis=0)
+    c = len(f) - 1
+    diff = f.mean(axis=0) - stats.mu
+    eig = np.linalg.eigvalsh(a @ stats.sigma @ a.T / c)
+    cross = np.sqrt(np.clip(eig, 0.0, None)).sum()
+    return float(diff @ diff + (a * a).sum() / c + np.trace(stats.sigma) - 2.0 * cross)
+
+
 def fid_from_features(features1: np.ndarray, features2: np.ndarray) -> float:
     """FID of two feature sets: the protocol's ``sqrtm`` of the covariances when both sets have more
     images than dimensions, else the exact low-rank form (:func:`frechet_distance_low_rank`)."""
