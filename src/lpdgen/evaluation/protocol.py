@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -33,32 +34,46 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ..data import FASHION_MNIST_DIR, FASHION_MNIST_PAD, FashionMNIST, fashion_mnist_image_file, find_files
+from ..data import (
+    FASHION_MNIST_DIR,
+    FASHION_MNIST_PAD,
+    FashionMNIST,
+    fashion_mnist_image_file,
+    find_files,
+)
 from ..distributed import barrier
 from ..images import IMAGE_EXTENSIONS, float_to_uint8
 from ..io import atomic_write_json, save_npz
 from ..pipeline import SamplingConfig
 from ..rng import image_seeds
 from ..utils import eval_mode, get_logger
+from .inception import TIMING_IMAGES, FirstUse, announce
 from .metrics import (
     FIDStatistics,
     default_cache_dir,
     feature_statistics,
-    fid,
     fid_from_features,
+    fid_to_statistics,
     inception_score,
     load_statistics,
     precision_recall,
     save_statistics,
     statistics_cache_path,
 )
+from .reference import (
+    FMNIST_REFERENCE,
+    ReferenceName,
+    array_sha1,
+    load_shipped_statistics,
+    parse_reference_name,
+    reconstructions,
+    state_sha1,
+)
 
 log = get_logger(__name__)
 
 GRAY_MODES = ("L", "1", "I;16", "I")  # PIL modes read as one grey channel
 PART_RE = re.compile(r"part-(\d{8})-(\d{8})\.npz$")
-# Reference name for the Fashion-MNIST test split as the shipped tokenizer sees it (zero-padded to 32x32).
-FMNIST_REFERENCE = "fmnist"
 
 
 # --- seeds and labels ---------------------------------------------------------------------------------
@@ -261,26 +276,36 @@ class ImageSet:
     num: int
     shape: tuple[int, int, int]  # (H, W, C)
     labels: np.ndarray | None = None
+    # What was done to the stored images, e.g. "recon-<tokenizer hash>": part of the statistics cache key.
+    variant: str = ""
     _array: np.ndarray | None = field(default=None, repr=False)
     _files: list[Path] = field(default_factory=list, repr=False)
+    # Applied to every batch as it is read (e.g. tokenizer reconstructions); must treat images independently.
+    _transform: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
 
-    def batches(self, batch_size: int = 250) -> Iterator[np.ndarray]:
-        for start in range(0, self.num, batch_size):
+    def batches(self, batch_size: int = 250, first: int = 0) -> Iterator[np.ndarray]:
+        """Consecutive batches of ``batch_size`` images; with ``first``, a first batch of that many (a
+        quick one to time before a long pass)."""
+        starts = [0, *range(first, self.num, batch_size)] if 0 < first < self.num else range(0, self.num, batch_size)
+        for start, end in zip(starts, [*starts[1:], self.num]):
             if self._array is not None:
-                yield self._array[start : start + batch_size]
+                batch = self._array[start:end]
             else:
-                yield np.stack([_read_image(p, self.shape) for p in self._files[start : start + batch_size]])
+                batch = np.stack([_read_image(p, self.shape) for p in self._files[start:end]])
+            yield batch if self._transform is None else self._transform(batch)
 
     def head(self, n: int) -> ImageSet:
         """The first ``n`` images (quick reference statistics)."""
         n = min(int(n), self.num)
         labels = None if self.labels is None else self.labels[:n]
         array = None if self._array is None else self._array[:n]
-        return ImageSet(self.path, n, self.shape, labels, _array=array, _files=self._files[:n])
+        return replace(self, num=n, labels=labels, _array=array, _files=self._files[:n])
 
     def all(self) -> np.ndarray:
         """Every image in one array (small sets)."""
-        return self._array if self._array is not None else np.concatenate(list(self.batches()))
+        if self._array is not None and self._transform is None:
+            return self._array
+        return np.concatenate(list(self.batches()))
 
 
 def _image_mode(path: Path) -> str:
@@ -333,10 +358,14 @@ def read_image_set(path: str | os.PathLike) -> ImageSet:
 # --- metrics ------------------------------------------------------------------------------------------
 
 
-def image_set_features(images: ImageSet, extractor, progress: bool = True) -> np.ndarray:
-    """Inception features ``(N, 2048)`` of an image set."""
+def image_set_features(
+    images: ImageSet, extractor, progress: bool = True, first_use: FirstUse | None = None
+) -> np.ndarray:
+    """Inception features ``(N, 2048)`` of an image set (``first_use``: announce a long pass, see
+    :meth:`lpdgen.evaluation.inception.InceptionFeatures.extract`)."""
+    batches = images.batches(first=TIMING_IMAGES if first_use is not None else 0)
     return extractor.features(
-        images.batches(), total=images.num, desc=f"features {images.path.name}", progress=progress
+        batches, total=images.num, desc=f"features {images.path.name}", progress=progress, first_use=first_use
     )
 
 
@@ -351,12 +380,40 @@ def fashion_mnist_image_set(root: str | os.PathLike | None = None, split: str = 
     )
 
 
+@dataclass
+class NamedReference:
+    """A named reference's images and what identifies them against shipped statistics."""
+
+    name: ReferenceName
+    images: ImageSet
+    source_sha1: str  # array_sha1 of the padded test images
+    tokenizer_sha1: str  # "" for the test split itself
+
+
+def named_reference_images(name: ReferenceName, data_root: str | os.PathLike | None = None) -> NamedReference:
+    """The images of a named reference, with the hashes that say whether shipped statistics fit them.
+
+    Reconstructions are made lazily, batch by batch, as the images are read (so only a pass that
+    really needs pixels pays for them); each image is encoded and decoded alone, so its pixels do not
+    depend on how the set is batched.
+    """
+    test = fashion_mnist_image_set(data_root, "test")
+    source_sha1 = array_sha1(test.all())
+    if name.tokenizer is None:
+        return NamedReference(name, test, source_sha1, "")
+    from ..tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(name.tokenizer)
+    sha1 = state_sha1(tokenizer)
+    recon = replace(test, variant=f"recon-{sha1[:16]}", _transform=lambda batch: reconstructions(tokenizer, batch))
+    return NamedReference(name, recon, source_sha1, sha1)
+
+
 def open_reference_images(reference: str | os.PathLike, data_root: str | os.PathLike | None = None) -> ImageSet:
-    """The images of a reference given by name (:data:`FMNIST_REFERENCE`: the Fashion-MNIST test split
-    from ``data_root``) or path (an ``.npz`` with ``arr_0``, or a folder)."""
-    if str(reference) == FMNIST_REFERENCE:
-        return fashion_mnist_image_set(data_root, "test")
-    return read_image_set(reference)
+    """The images of a reference given by name (``fmnist``, ``fmnist-recon[:TOKENIZER]``, see
+    :mod:`lpdgen.evaluation.reference`) or path (an ``.npz`` with ``arr_0``, or a folder)."""
+    name = parse_reference_name(reference)
+    return read_image_set(reference) if name is None else named_reference_images(name, data_root).images
 
 
 def _npz_array_shape(path: Path, key: str) -> tuple[int, ...] | None:
@@ -377,14 +434,15 @@ def reference_resolution(
 ) -> tuple[int, int] | None:
     """(H, W) of a reference's images without reading pixels or features; None when unknown (ADM
     statistics carry no images)."""
-    if str(reference) == FMNIST_REFERENCE:
+    if parse_reference_name(reference) is not None:
         return FASHION_MNIST_PAD, FASHION_MNIST_PAD
     path = Path(reference)
     if path.is_dir():
         return read_image_set(path).shape[:2]
     if not path.is_file():
         raise FileNotFoundError(
-            f"reference not found: {path} (give a statistics .npz, an image .npz or folder, or '{FMNIST_REFERENCE}')"
+            f"reference not found: {path} (give a statistics .npz, an image .npz or folder, "
+            f"'{FMNIST_REFERENCE}' or 'fmnist-recon')"
         )
     images = _npz_array_shape(path, "arr_0")
     if images is not None:
@@ -418,16 +476,22 @@ def reference_statistics(
     progress: bool = True,
     data_root: str | os.PathLike | None = None,
 ) -> tuple[FIDStatistics, np.ndarray | None, ImageSet | None]:
-    """Statistics (and features when available) of a reference: an ``.npz`` with ``mu``/``sigma``
-    (used as is, e.g. ADM's; when it also holds ``arr_0`` images and ``need_features``, features for
-    precision/recall come from those images), or an image set (``.npz``, folder, or
-    :data:`FMNIST_REFERENCE` read from ``data_root``) whose statistics and features are computed once
-    and cached under ``cache_dir``.
+    """Statistics (and features when available) of a reference: a name (``fmnist``,
+    ``fmnist-recon[:TOKENIZER]``: shipped statistics when they fit the network, see
+    :func:`named_reference_statistics`), an ``.npz`` with ``mu``/``sigma`` (used as is, e.g. ADM's; when it
+    also holds ``arr_0`` images and ``need_features``, features for precision/recall come from those
+    images), or an image set (``.npz`` or folder) whose statistics and features are computed once and
+    cached under ``cache_dir``.
 
     Returns ``(statistics, features or None, the reference's ImageSet or None)``.
     """
+    name = parse_reference_name(reference)
+    if name is not None:
+        return named_reference_statistics(
+            name, extractor, cache_dir=cache_dir, need_features=need_features, progress=progress, data_root=data_root
+        )
     path = Path(reference)
-    if str(reference) != FMNIST_REFERENCE and path.is_file() and path.suffix == ".npz":
+    if path.is_file() and path.suffix == ".npz":
         with np.load(path) as f:
             has_stats, has_images = "mu" in f.files, "arr_0" in f.files
         if has_stats:
@@ -436,24 +500,112 @@ def reference_statistics(
                 _, features, images = image_set_statistics(read_image_set(path), extractor, cache_dir, progress)
                 return stats, features, images
             return stats, features, None
-    return image_set_statistics(open_reference_images(reference, data_root), extractor, cache_dir, progress)
+    return image_set_statistics(read_image_set(path), extractor, cache_dir, progress)
+
+
+def named_reference_statistics(
+    name: ReferenceName,
+    extractor,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    need_features: bool = False,
+    progress: bool = True,
+    data_root: str | os.PathLike | None = None,
+) -> tuple[FIDStatistics, np.ndarray | None, ImageSet]:
+    """Inception statistics of a named reference, cheapest source first: the cache of an earlier
+    full pass (it has features too), then the shipped statistics unless ``need_features`` (they carry
+    none), then a full pass over the images (announced, then cached). Shipped statistics made with
+    another Inception file or tokenizer than the ones in use are not used (one line says so)."""
+    ref = named_reference_images(name, data_root)
+    cache = image_set_cache_path(ref.images, extractor, cache_dir)
+    if not cache.is_file() and not need_features:
+        shipped = shipped_statistics(ref, "inception", extractor.sha1)
+        if shipped is not None:
+            return shipped, None, ref.images
+    return image_set_statistics(ref.images, extractor, cache_dir, progress, label=name.name)
+
+
+def image_set_cache_path(images: ImageSet, extractor, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where :func:`image_set_statistics` keeps an image set's statistics and features: keyed by the
+    set's files, its resolution, what was done to it (``variant``) and the feature network."""
+    cache = statistics_cache_path(cache_dir or default_cache_dir(), images.path, extractor.sha1)
+    prefix = "x".join(map(str, images.shape)) + (f"-{images.variant}" if images.variant else "")
+    return cache.with_name(f"{prefix}-{cache.name}")
 
 
 def image_set_statistics(
-    images: ImageSet, extractor, cache_dir: str | os.PathLike | None = None, progress: bool = True
+    images: ImageSet, extractor, cache_dir: str | os.PathLike | None = None, progress: bool = True, label: str = ""
 ) -> tuple[FIDStatistics, np.ndarray, ImageSet]:
-    """Statistics and features of a whole image set, through the cache (keyed by the set's files, its
-    resolution and the feature network)."""
-    cache = statistics_cache_path(cache_dir or default_cache_dir(), images.path, extractor.sha1)
-    cache = cache.with_name(f"{'x'.join(map(str, images.shape))}-{cache.name}")
+    """Statistics and features of a whole image set, through the cache (:func:`image_set_cache_path`).
+    A long first pass is announced (``label`` names the set in that line, default its path)."""
+    cache = image_set_cache_path(images, extractor, cache_dir)
     if cache.is_file():
         log.info("reference statistics from cache %s", cache)
         stats, features = load_statistics(cache)
         return stats, features, images
-    features = image_set_features(images, extractor, progress)
+    first_use = FirstUse(f"Inception features of the reference {label or images.path}", f"cached in {cache} afterwards")
+    features = image_set_features(images, extractor, progress, first_use=first_use)
     stats = feature_statistics(features)
     save_statistics(cache, stats, features, image_shape=images.shape)
     return stats, features, images
+
+
+def shipped_statistics(ref: NamedReference, network: str, network_sha1: str) -> FIDStatistics | None:
+    """The shipped ``network`` (``"inception"`` or ``"classifier"``) statistics of a named reference if
+    they were made by a network with hash ``network_sha1`` from these very images (same test images,
+    same tokenizer); else None, with one line saying why when a file exists but does not fit."""
+    shipped = load_shipped_statistics(ref.name)
+    if shipped is None:
+        return None
+    made_with = shipped.inception_sha1 if network == "inception" else shipped.classifier_sha1
+    mismatch = None
+    if made_with != network_sha1:
+        mismatch = f"the {network} network of SHA1 {made_with}, this one is {network_sha1}"
+    elif shipped.source_sha1 != ref.source_sha1:
+        mismatch = f"other test images (SHA1 {shipped.source_sha1}, these are {ref.source_sha1})"
+    elif shipped.tokenizer_sha1 != ref.tokenizer_sha1:
+        mismatch = f"a tokenizer of SHA1 {shipped.tokenizer_sha1}, {ref.name.tokenizer!r} is {ref.tokenizer_sha1}"
+    if mismatch:
+        log.warning(
+            "shipped %s statistics of %s were made with %s: computing them from the images instead",
+            network,
+            ref.name.name,
+            mismatch,
+        )
+        return None
+    log.info("%s statistics of %s from %s (made with this %s)", network, ref.name.name, shipped.path.name, network)
+    return shipped.inception if network == "inception" else shipped.classifier
+
+
+def reference_classifier_statistics(
+    reference: str | os.PathLike, classifier, data_root: str | os.PathLike | None = None
+) -> FIDStatistics | None:
+    """Statistics of ``classifier``'s penultimate features on a named reference (shipped when they
+    were made by this classifier, else computed from the images); None for other references, whose
+    images need not be Fashion-MNIST-sized."""
+    name = parse_reference_name(reference)
+    if name is None:
+        return None
+    ref = named_reference_images(name, data_root)
+    shipped = shipped_statistics(ref, "classifier", state_sha1(classifier))
+    if shipped is not None:
+        return shipped
+    images = ref.images
+    t0 = time.perf_counter()
+    batches = images.batches(first=TIMING_IMAGES)
+    first = next(batches)
+    parts = [classifier.penultimate(first)]
+    announce(
+        FirstUse(
+            f"classifier features of the reference {name.name}",
+            "not cached (pass the same classifier to reuse shipped statistics)",
+        ),
+        images.num,
+        len(first),
+        time.perf_counter() - t0,
+    )
+    parts += [classifier.penultimate(b) for b in batches]
+    return feature_statistics(np.concatenate(parts))
 
 
 def compute_metrics(
@@ -462,7 +614,7 @@ def compute_metrics(
     extractor,
     *,
     cache_dir: str | os.PathLike | None = None,
-    with_precision_recall: bool = True,
+    with_precision_recall: bool | None = True,
     classifier=None,
     allow_resolution_mismatch: bool = False,
     progress: bool = True,
@@ -472,11 +624,16 @@ def compute_metrics(
 
     Args:
         samples: ``.npz`` (``arr_0``, optional ``arr_1`` labels) or image folder.
-        reference: ``.npz`` with ``mu``/``sigma`` (e.g. ADM's ImageNet statistics), an image set, or
-            :data:`FMNIST_REFERENCE` (the Fashion-MNIST test split in ``data_root``, padded to 32x32).
+        reference: ``.npz`` with ``mu``/``sigma`` (e.g. ADM's ImageNet statistics), an image set, or a
+            name: ``fmnist`` (the Fashion-MNIST test split in ``data_root``, padded to 32x32) or
+            ``fmnist-recon[:TOKENIZER]`` (its reconstructions), which use shipped statistics.
         extractor: an :class:`lpdgen.evaluation.inception.InceptionFeatures`.
+        with_precision_recall: True: always (computing the reference's features if only statistics
+            are at hand: for ``fmnist`` a long first pass, then cached); None: only when the
+            reference's features are at hand; False: never.
         classifier: optional :class:`lpdgen.evaluation.classifier.FMNISTClassifier`; with labels in the samples it
-            adds class accuracy, and always its Inception-Score analogue ("classifier IS").
+            adds class accuracy, always its Inception-Score analogue ("classifier IS"), and against a
+            named reference the Frechet distance in its penultimate features (``classifier_fd``).
         allow_resolution_mismatch: compare image sets of different resolutions (both are resized to
             299 anyway, but the protocol compares like with like, so this is an error by default,
             raised before any features are extracted).
@@ -484,7 +641,7 @@ def compute_metrics(
     Returns:
         A dict with ``fid``, ``num_samples``, ``num_reference`` and, where computed, ``precision``,
         ``recall``, ``inception_score``/``inception_score_std``, ``classifier_accuracy``,
-        ``classifier_is``.
+        ``classifier_is``, ``classifier_fd``.
     """
     sample_set = read_image_set(samples)
     if not allow_resolution_mismatch:
@@ -493,7 +650,7 @@ def compute_metrics(
         reference,
         extractor,
         cache_dir=cache_dir,
-        need_features=with_precision_recall,
+        need_features=bool(with_precision_recall),
         progress=progress,
         data_root=data_root,
     )
@@ -505,27 +662,40 @@ def compute_metrics(
             f"reference statistics have dimension {ref_stats.dim}, the feature network gives {features.shape[1]}"
         )
     small = ref_features is not None and min(len(features), len(ref_features)) <= ref_stats.dim
-    value = fid_from_features(features, ref_features) if small else fid(feature_statistics(features), ref_stats)
+    value = fid_from_features(features, ref_features) if small else fid_to_statistics(features, ref_stats)
     result: dict = {"fid": value, "num_samples": sample_set.num, "num_reference": ref_stats.num}
-    if with_precision_recall:
-        if ref_features is None:
-            log.warning("precision/recall skipped: the reference has statistics but no images/features")
-        else:
-            result["precision"], result["recall"] = precision_recall(ref_features, features)
+    if ref_features is not None and with_precision_recall is not False:
+        result["precision"], result["recall"] = precision_recall(ref_features, features)
+    elif with_precision_recall:
+        log.warning("precision/recall skipped: the reference has statistics but no images/features")
+    elif with_precision_recall is None:
+        log.info(
+            "precision/recall skipped: the reference %s comes as statistics without features (ask for "
+            "precision/recall to compute them; for a named reference once, then cached)",
+            reference,
+        )
     if logits is not None:
         result["inception_score"], result["inception_score_std"] = inception_score(logits, splits=min(10, len(logits)))
     if classifier is not None:
-        result.update(classifier_metrics(classifier, sample_set))
+        result.update(
+            classifier_metrics(
+                classifier, sample_set, reference_classifier_statistics(reference, classifier, data_root)
+            )
+        )
     return result
 
 
-def classifier_metrics(classifier, images: ImageSet) -> dict:
-    """Class accuracy (if the set has labels) and the classifier's Inception-Score analogue."""
+def classifier_metrics(classifier, images: ImageSet, reference: FIDStatistics | None = None) -> dict:
+    """Class accuracy (if the set has labels), the classifier's Inception-Score analogue, and with
+    ``reference`` statistics the Frechet distance in the classifier's penultimate features."""
     logits = torch.cat([classifier.logits(torch.from_numpy(b)) for b in images.batches()])
     out = {}
     out["classifier_is"], _ = inception_score(logits, splits=min(10, len(logits)))
     if images.labels is not None:
         out["classifier_accuracy"] = float((logits.argmax(1).numpy() == images.labels).mean())
+    if reference is not None:
+        features = np.concatenate([classifier.penultimate(b) for b in images.batches()])
+        out["classifier_fd"] = fid_to_statistics(features, reference)
     return out
 
 
