@@ -29,10 +29,12 @@ from lpdgen.evaluation.reference import (
     load_shipped_statistics,
     pack_covariance,
     parse_reference_name,
+    reconstructions,
     state_sha1,
     unpack_covariance,
     write_shipped_statistics,
 )
+from lpdgen.tokenizer import load_tokenizer
 
 N_TINY = 30  # images in the stand-in test split
 
@@ -178,7 +180,7 @@ def test_shipped_statistics_of_another_network_tokenizer_or_data_are_not_used(us
     assert counting.images == N_TINY and "other test images" in caplog.text
 
     # another tokenizer: reconstructions by a randomly initialised tokenizer of the same shape
-    from lpdgen.tokenizer import VQTokenizer, load_tokenizer
+    from lpdgen.tokenizer import VQTokenizer
 
     tok = load_tokenizer("fmnist")
     torch.manual_seed(0)
@@ -222,3 +224,116 @@ def test_metrics_against_a_named_reference(use_shipped, tmp_path, caplog):
     np.testing.assert_array_equal(stats.mu, fresh.mu)
     assert fid_to_statistics(other.penultimate(samples), stats) > 0
     assert reference_classifier_statistics(tmp_path / "s.npz", other) is None  # not a named reference
+
+
+# --- the files shipped in the package -----------------------------------------------------------------
+
+SHIPPED = (ReferenceName(), ReferenceName("fmnist"))  # fmnist, fmnist-recon
+FALSE_ALARM = 1e-4  # chance that a correct file fails the subset check below (Bonferroni over dimensions)
+
+
+def _mean_z(subset: np.ndarray, shipped, population: int) -> np.ndarray:
+    """Per dimension, how many standard errors a random subset's mean lies from the shipped mean:
+    sampling n of N without replacement, the standard error is ``std * sqrt((1 - n/N) / n)``."""
+    n = len(subset)
+    se = np.sqrt(np.diagonal(shipped.sigma) * (1 - n / population) / n)
+    return (subset.mean(axis=0) - shipped.mu) / np.where(se > 0, se, np.inf)
+
+
+def _z_bound(dim: int) -> float:
+    """|z| that any of ``dim`` standard-normal coordinates exceeds with probability <= FALSE_ALARM
+    (union bound, so it holds however the features are correlated)."""
+    return float(scipy.stats.norm.isf(FALSE_ALARM / (2 * dim)))
+
+
+def _subset(n: int, seed: int = 0) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).choice(10_000, n, replace=False))
+
+
+def test_shipped_files_record_the_networks_and_images_they_were_made_with():
+    """A changed Inception file, classifier, tokenizer or test split has other hashes than these, and
+    then the statistics are recomputed (test above); these are the ones lpdgen ships with."""
+    from lpdgen.evaluation.inception import FID_INCEPTION_SHA1
+
+    test = named_reference_images(ReferenceName())
+    classifier_sha1 = state_sha1(FMNISTClassifier.from_checkpoint())
+    for name in SHIPPED:
+        shipped = load_shipped_statistics(name)
+        assert shipped is not None, f"no shipped statistics for {name.name}: run scripts/reference_stats.py"
+        assert shipped.num == 10_000 and shipped.image_shape == (32, 32, 1) and shipped.name == name.name
+        assert shipped.inception_sha1 == FID_INCEPTION_SHA1 and shipped.inception.dim == 2048
+        assert shipped.classifier_sha1 == classifier_sha1 and shipped.classifier.dim == 576
+        assert shipped.source_sha1 == test.source_sha1 == array_sha1(test.images.all())
+        assert shipped.tokenizer_sha1 == (state_sha1(load_tokenizer(name.tokenizer)) if name.tokenizer else "")
+
+
+def test_shipped_classifier_statistics_equal_a_fresh_computation():
+    """The test split's classifier features take seconds, so all 10,000 are compared; reconstructions
+    take minutes, so for them a random subset's mean must lie within the sampling error."""
+    classifier = FMNISTClassifier.from_checkpoint()
+    test = named_reference_images(ReferenceName()).images.all()
+    fresh = feature_statistics(classifier.penultimate(test))
+    shipped = load_shipped_statistics(ReferenceName()).classifier
+    np.testing.assert_allclose(shipped.mu, fresh.mu, rtol=1e-9, atol=1e-12)
+    std = np.sqrt(np.diagonal(fresh.sigma))
+    np.testing.assert_allclose(np.diagonal(shipped.sigma), np.diagonal(fresh.sigma), rtol=1e-9, atol=1e-12)
+    assert (np.abs(shipped.sigma - fresh.sigma) <= np.outer(std, std) / CORR_SCALE * 1.01 + 1e-12).all()
+
+    recon = load_shipped_statistics(ReferenceName("fmnist")).classifier
+    idx = _subset(300)
+    recon_feats = classifier.penultimate(reconstructions(load_tokenizer("fmnist"), test[idx]))
+    real_feats = classifier.penultimate(test[idx])
+    assert np.abs(_mean_z(recon_feats, recon, 10_000)).max() < _z_bound(576)
+    assert np.abs(_mean_z(real_feats, shipped, 10_000)).max() < _z_bound(576)
+    # the check can fail: the real images' features lie far outside the reconstructions' sampling error
+    assert np.abs(_mean_z(real_feats, recon, 10_000)).max() > _z_bound(576)
+
+
+def test_shipped_inception_means_agree_with_a_fresh_subset():  # ~20 s on 2 quiet cores: 2 x 64 images
+    """The real network on a random 64 of the 10,000 test images and of their reconstructions: each
+    subset's mean lies within the sampling error of its shipped mean in every one of the 2048
+    dimensions (bound at a 1e-4 false-alarm rate), and the real images' subset lies outside the
+    reconstructions' bound, which shows the check is sharp enough to catch a wrong file."""
+    extractor = InceptionFeatures(batch_size=32)
+    test = named_reference_images(ReferenceName()).images.all()[_subset(64, seed=1)]
+    feats = {"fmnist": extractor.features([test], progress=False),
+             "fmnist-recon": extractor.features([reconstructions(load_tokenizer("fmnist"), test)], progress=False)}
+    shipped = {name.name: load_shipped_statistics(name).inception for name in SHIPPED}
+    bound = _z_bound(2048)
+    for key in feats:
+        assert np.abs(_mean_z(feats[key], shipped[key], 10_000)).max() < bound, key
+    assert np.abs(_mean_z(feats["fmnist"], shipped["fmnist-recon"], 10_000)).max() > bound
+
+
+def test_a_long_first_use_pass_is_announced_in_one_line(tiny, tmp_path, monkeypatch, caplog):
+    """Before a reference's features are computed, one line says what, roughly how long (from the first
+    batch's timing) and where the result is kept; the threshold is lowered so that a fast stand-in
+    network counts as long (no wall-clock threshold in the test itself)."""
+    monkeypatch.setattr("lpdgen.evaluation.inception.ANNOUNCE_MIN_S", 0.0)
+    counting = _Counting(tiny["extractor"])
+    batches = []
+    original = counting.extract
+
+    def recording(stream, *args, **kwargs):
+        def seen():
+            for b in stream:
+                batches.append(len(b))
+                yield b
+        return original(seen(), *args, **kwargs)
+
+    counting.extract = recording
+    with caplog.at_level(logging.INFO, logger="lpdgen"):
+        named_reference_statistics(ReferenceName(), counting, cache_dir=tmp_path, need_features=True,
+                                   data_root=tiny["root"])
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("computing ")]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"computing Inception features of the reference fmnist ({N_TINY} images): about ")
+    assert "on this machine (the first 10 took " in lines[0] and f"cached in {tmp_path}" in lines[0]
+    assert batches[0] == 10 and sum(batches) == N_TINY  # the timed first batch is small
+
+    monkeypatch.setattr("lpdgen.evaluation.inception.ANNOUNCE_MIN_S", float("inf"))  # a short pass says nothing
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lpdgen"):
+        named_reference_statistics(ReferenceName(), counting, cache_dir=tmp_path / "other", need_features=True,
+                                   data_root=tiny["root"])
+    assert not [r for r in caplog.records if r.getMessage().startswith("computing ")]
