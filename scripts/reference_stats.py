@@ -46,15 +46,26 @@ def set_images(ref: ReferenceName, data_root: str, work: Path, limit: int) -> tu
     Reconstructions are kept in ``work/images.npy`` so a resumed run feeds the very same pixels."""
     test = fashion_mnist_image_set(data_root, "test").all()
     test = test[:limit] if limit else test
-    info = {"source": "Fashion-MNIST test split, zero-padded to 32x32", "num": len(test), "source_sha1": array_sha1(test)}
+    info = {
+        "source": "Fashion-MNIST test split, zero-padded to 32x32",
+        "num": len(test),
+        "source_sha1": array_sha1(test),
+    }
     if ref.tokenizer is None:
         return test, {**info, "images_sha1": array_sha1(test)}
     tokenizer = load_tokenizer(ref.tokenizer)
-    info.update(tokenizer=ref.tokenizer, tokenizer_sha1=state_sha1(tokenizer),
-                source=f"reconstructions of the {info['source']} by tokenizer {ref.tokenizer!r}")
+    info.update(
+        tokenizer=ref.tokenizer,
+        tokenizer_sha1=state_sha1(tokenizer),
+        source=f"reconstructions of the {info['source']} by tokenizer {ref.tokenizer!r}",
+    )
     cached = work / "images.npy"
     manifest = _read_manifest(work)
-    if cached.is_file() and manifest.get("tokenizer_sha1") == info["tokenizer_sha1"] and manifest.get("num") == len(test):
+    if (
+        cached.is_file()
+        and manifest.get("tokenizer_sha1") == info["tokenizer_sha1"]
+        and manifest.get("num") == len(test)
+    ):
         images = np.load(cached)
     else:
         t0 = time.perf_counter()
@@ -79,8 +90,9 @@ def _read_manifest(work: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def inception_features(images: np.ndarray, extractor: InceptionFeatures, work: Path, chunk: int,
-                       shard: tuple[int, int] = (0, 1)) -> np.ndarray | None:
+def inception_features(
+    images: np.ndarray, extractor: InceptionFeatures, work: Path, chunk: int, shard: tuple[int, int] = (0, 1)
+) -> np.ndarray | None:
     """Features of all images, computed chunk by chunk; finished chunks are read back, not recomputed.
     With ``shard=(i, n)`` only chunks ``k`` with ``k % n == i`` are computed here (n processes share a
     set); None until every chunk exists."""
@@ -122,23 +134,31 @@ def measure(work_dirs: dict[str, Path], out: Path, seed: int = 0) -> dict:
         unpack_covariance,
     )
 
-    feats = {k: np.load(w / "features.npy").astype(np.float64) for k, w in work_dirs.items() if (w / "features.npy").is_file()}
+    feats = {
+        k: np.load(w / "features.npy").astype(np.float64)
+        for k, w in work_dirs.items()
+        if (w / "features.npy").is_file()
+    }
     rng = np.random.default_rng(seed)
     report: dict = {}
     for name, f in feats.items():
         exact = feature_statistics(f)
         subsets = {f"own {n}": f[rng.choice(len(f), n, replace=False)] for n in (500, 5000)}
         subsets.update({f"{other} (all)": g for other, g in feats.items() if other != name})
-        row = {"raw_features_float32_bytes": f.astype(np.float32).nbytes,
-               "raw_features_float32_compressed_bytes": _compressed_size(features=f.astype(np.float32))}
+        row = {
+            "raw_features_float32_bytes": f.astype(np.float32).nbytes,
+            "raw_features_float32_compressed_bytes": _compressed_size(features=f.astype(np.float32)),
+        }
         exact_fid = {k: fid_to_statistics(v, exact) for k, v in subsets.items()}
         row["fid_exact"] = exact_fid
         for fmt in COVARIANCE_FORMATS:
             packed = pack_covariance(exact.sigma, fmt)
             stats = FIDStatistics(exact.mu, unpack_covariance(packed), exact.num)
-            row[fmt] = {"bytes": sum(v.nbytes for v in packed.values()) + exact.mu.nbytes,
-                        "compressed_bytes": _compressed_size(mu=exact.mu, **packed),
-                        "fid_change": {k: fid_to_statistics(v, stats) - exact_fid[k] for k, v in subsets.items()}}
+            row[fmt] = {
+                "bytes": sum(v.nbytes for v in packed.values()) + exact.mu.nbytes,
+                "compressed_bytes": _compressed_size(mu=exact.mu, **packed),
+                "fid_change": {k: fid_to_statistics(v, stats) - exact_fid[k] for k, v in subsets.items()},
+            }
             print(name, fmt, json.dumps(row[fmt]), flush=True)
         report[name] = row
     atomic_write_json(report, out)
@@ -157,23 +177,43 @@ def _compressed_size(**arrays: np.ndarray) -> int:
 @torch.no_grad()
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tokenizer", default="fmnist", help="tokenizer of the reconstruction set (load_tokenizer name or path)")
+    p.add_argument(
+        "--tokenizer", default="fmnist", help="tokenizer of the reconstruction set (load_tokenizer name or path)"
+    )
     p.add_argument("--sets", nargs="+", default=["test", "recon"], choices=("test", "recon"), help="which sets")
     p.add_argument("--data-root", default=FASHION_MNIST_DIR, help="folder of the Fashion-MNIST IDX files")
     p.add_argument("--work", default="runs/reference_stats", help="resumable feature chunks and raw features")
     p.add_argument("--out-dir", default=str(SHIPPED_DIR), help="where the statistics files go (default: the package)")
     p.add_argument("--chunk", type=int, default=250, help="images per resumable chunk")
-    p.add_argument("--limit", type=int, default=0, help="first N test images only (a dry run; not written to --out-dir)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default; on a busy machine "
-                   "several 1-thread processes with --shard beat one multi-threaded one)")
-    p.add_argument("--shard", default="0/1", help="I/N: compute chunks k with k %% N == I only (run N processes); "
-                   "the last one to finish writes the statistics")
-    p.add_argument("--measure", default=None, metavar="JSON", help="instead: measure the FID change and size of each "
-                   "covariance format on the finished features in --work, into this file")
+    p.add_argument(
+        "--limit", type=int, default=0, help="first N test images only (a dry run; not written to --out-dir)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (0: torch's default; on a busy machine "
+        "several 1-thread processes with --shard beat one multi-threaded one)",
+    )
+    p.add_argument(
+        "--shard",
+        default="0/1",
+        help="I/N: compute chunks k with k %% N == I only (run N processes); "
+        "the last one to finish writes the statistics",
+    )
+    p.add_argument(
+        "--measure",
+        default=None,
+        metavar="JSON",
+        help="instead: measure the FID change and size of each "
+        "covariance format on the finished features in --work, into this file",
+    )
     args = p.parse_args(argv)
     if args.measure:
-        measure({r.name: Path(args.work) / r.file_stem for r in (ReferenceName(), ReferenceName(args.tokenizer))},
-                Path(args.measure))
+        measure(
+            {r.name: Path(args.work) / r.file_stem for r in (ReferenceName(), ReferenceName(args.tokenizer))},
+            Path(args.measure),
+        )
         return 0
     shard = tuple(int(v) for v in args.shard.split("/"))
     if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
@@ -191,8 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         old = _read_manifest(work)
         changed = [k for k in IDENTITY if k in old and old[k] != manifest.get(k)]
         if changed:
-            print(f"{work}: the chunks there were made from other inputs (changed: {changed}); "
-                  "delete the folder to start over", file=sys.stderr)
+            print(
+                f"{work}: the chunks there were made from other inputs (changed: {changed}); "
+                "delete the folder to start over",
+                file=sys.stderr,
+            )
             return 1
         atomic_write_json(manifest, work / "manifest.json")
         features = inception_features(images, extractor, work, args.chunk, shard)
@@ -203,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.limit:
             print(f"{ref.name}: dry run of {len(images)} images done (features in {work}); nothing shipped")
             continue
-        path = write_shipped_statistics(Path(args.out_dir) / f"{ref.file_stem}.npz", ref, images, features,
-                                        extractor.sha1, classifier, info)
+        path = write_shipped_statistics(
+            Path(args.out_dir) / f"{ref.file_stem}.npz", ref, images, features, extractor.sha1, classifier, info
+        )
         print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 

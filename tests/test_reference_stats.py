@@ -67,6 +67,7 @@ class _Counting:
             for b in batches:
                 self.images += len(b)
                 yield b
+
         return self.inner.extract(counted(), *args, **kwargs)
 
     def features(self, batches, *args, **kwargs):
@@ -88,8 +89,15 @@ def tiny(tmp_path_factory):
         ref = named_reference_images(name, root)
         pixels = ref.images.all()
         info = {"source_sha1": ref.source_sha1, "tokenizer_sha1": ref.tokenizer_sha1}
-        write_shipped_statistics(shipped / f"{name.file_stem}.npz", name, pixels,
-                                 extractor.features([pixels], progress=False), extractor.sha1, classifier, info)
+        write_shipped_statistics(
+            shipped / f"{name.file_stem}.npz",
+            name,
+            pixels,
+            extractor.features([pixels], progress=False),
+            extractor.sha1,
+            classifier,
+            info,
+        )
     return {"root": root, "extractor": extractor, "shipped": shipped, "classifier": classifier}
 
 
@@ -101,11 +109,17 @@ def use_shipped(tiny, monkeypatch):
 
 def test_reference_names():
     assert parse_reference_name("fmnist") == ReferenceName()
-    assert parse_reference_name("fmnist-recon") == ReferenceName("fmnist") == parse_reference_name("fmnist-recon:fmnist")
+    assert (
+        parse_reference_name("fmnist-recon") == ReferenceName("fmnist") == parse_reference_name("fmnist-recon:fmnist")
+    )
     assert parse_reference_name("fmnist-recon:vq.safetensors").tokenizer == "vq.safetensors"
     assert parse_reference_name("fmnist.npz") is None and parse_reference_name("runs/fmnist") is None
     assert [ReferenceName(t).file_stem for t in (None, "fmnist", "fmnist-256", "ckpt/vq256.safetensors")] == [
-        "fmnist-test", "fmnist-recon-fmnist", "fmnist-recon-fmnist-256", "fmnist-recon-vq256"]
+        "fmnist-test",
+        "fmnist-recon-fmnist",
+        "fmnist-recon-fmnist-256",
+        "fmnist-recon-vq256",
+    ]
     assert ReferenceName("fmnist").name == "fmnist-recon" and ReferenceName("x.pt").name == "fmnist-recon:x.pt"
     with pytest.raises(ValueError, match="name a tokenizer"):
         parse_reference_name("fmnist-recon:")
@@ -126,7 +140,7 @@ def test_packed_covariance_round_trip(fmt):
     std = np.sqrt(np.diagonal(sigma))
     scale = np.outer(std, std)
     # int16: each correlation within half a step; float32: each covariance within float32 rounding
-    bound = 0.5 / CORR_SCALE * scale if fmt == "int16" else np.abs(sigma) * 2.0 ** -24
+    bound = 0.5 / CORR_SCALE * scale if fmt == "int16" else np.abs(sigma) * 2.0**-24
     assert (np.abs(back - sigma) <= bound * (1 + 1e-9) + 1e-300).all()
     assert sum(v.nbytes for v in packed.values()) == 40 * 8 + 40 * 39 // 2 * (2 if fmt == "int16" else 4)
     with pytest.raises(ValueError, match="covariance format"):
@@ -142,8 +156,9 @@ def test_named_reference_uses_shipped_statistics_without_an_image_pass(use_shipp
         assert counting.images == 0 and features is None and stats.num == N_TINY
         np.testing.assert_array_equal(stats.mu, shipped.inception.mu)
     # a fresh pass (asked for with need_features, then cached) agrees up to the int16 rounding of the pairs
-    fresh, features, _ = named_reference_statistics(ReferenceName(), counting, cache_dir=tmp_path, need_features=True,
-                                                    data_root=tiny["root"])
+    fresh, features, _ = named_reference_statistics(
+        ReferenceName(), counting, cache_dir=tmp_path, need_features=True, data_root=tiny["root"]
+    )
     assert counting.images == N_TINY and features.shape == (N_TINY, 12)
     # float32 features differ in the last bits with the batching (30 at once vs 10 + 16 + 4)
     np.testing.assert_allclose(fresh.mu, stats.mu, rtol=1e-6)
@@ -163,7 +178,9 @@ def test_shipped_statistics_of_another_network_tokenizer_or_data_are_not_used(us
         stats, _, _ = named_reference_statistics(ReferenceName(), other, cache_dir=tmp_path, data_root=tiny["root"])
     assert other.images == N_TINY
     lines = [r.getMessage() for r in caplog.records if "were made with" in r.getMessage()]
-    assert len(lines) == 1 and "the inception network of SHA1" in lines[0] and lines[0].endswith("from the images instead")
+    assert (
+        len(lines) == 1 and "the inception network of SHA1" in lines[0] and lines[0].endswith("from the images instead")
+    )
     shipped = load_shipped_statistics(ReferenceName()).inception
     np.testing.assert_allclose(stats.mu, 2.0 * shipped.mu, rtol=1e-6)  # computed with the other network
 
@@ -171,8 +188,8 @@ def test_shipped_statistics_of_another_network_tokenizer_or_data_are_not_used(us
     images, labels = load_fashion_mnist(split="test")
     other_root = tmp_path / "other"
     other_root.mkdir()
-    write_idx(other_root / "t10k-images-idx3-ubyte", images[N_TINY:2 * N_TINY])
-    write_idx(other_root / "t10k-labels-idx1-ubyte", labels[N_TINY:2 * N_TINY].astype(np.uint8))
+    write_idx(other_root / "t10k-images-idx3-ubyte", images[N_TINY : 2 * N_TINY])
+    write_idx(other_root / "t10k-labels-idx1-ubyte", labels[N_TINY : 2 * N_TINY].astype(np.uint8))
     counting = _Counting(tiny["extractor"])
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="lpdgen"):
@@ -203,8 +220,12 @@ def test_metrics_against_a_named_reference(use_shipped, tmp_path, caplog):
     samples = np.repeat(np.pad(images[:20], ((0, 0), (2, 2), (2, 2)))[..., None], 3, -1)
     np.savez(tmp_path / "s.npz", arr_0=samples, arr_1=labels[:20].astype(np.int64))
     counting = _Counting(tiny["extractor"])
-    kw = {"cache_dir": tmp_path / "cache", "progress": False, "data_root": tiny["root"],
-          "classifier": tiny["classifier"]}
+    kw = {
+        "cache_dir": tmp_path / "cache",
+        "progress": False,
+        "data_root": tiny["root"],
+        "classifier": tiny["classifier"],
+    }
     with caplog.at_level(logging.INFO, logger="lpdgen"):
         quick = compute_metrics(tmp_path / "s.npz", "fmnist", counting, with_precision_recall=None, **kw)
     assert counting.images == 20 and "precision" not in quick and "precision/recall skipped" in caplog.text
@@ -212,7 +233,10 @@ def test_metrics_against_a_named_reference(use_shipped, tmp_path, caplog):
     assert counting.images == 20 + N_TINY + 20 and 0 <= full["precision"] <= 1
     assert quick["fid"] == pytest.approx(full["fid"], rel=1e-4)  # shipped (int16) vs fresh statistics
     assert quick["classifier_fd"] == pytest.approx(full["classifier_fd"], rel=1e-4) and quick["classifier_fd"] > 0
-    assert compute_metrics(tmp_path / "s.npz", "fmnist", counting, with_precision_recall=False, **kw).keys() == quick.keys()
+    assert (
+        compute_metrics(tmp_path / "s.npz", "fmnist", counting, with_precision_recall=False, **kw).keys()
+        == quick.keys()
+    )
 
     torch.manual_seed(1)
     other = FMNISTClassifier()  # another classifier: its reference statistics come from the images
@@ -296,8 +320,10 @@ def test_shipped_inception_means_agree_with_a_fresh_subset():  # ~20 s on 2 quie
     reconstructions' bound, which shows the check is sharp enough to catch a wrong file."""
     extractor = InceptionFeatures(batch_size=32)
     test = named_reference_images(ReferenceName()).images.all()[_subset(64, seed=1)]
-    feats = {"fmnist": extractor.features([test], progress=False),
-             "fmnist-recon": extractor.features([reconstructions(load_tokenizer("fmnist"), test)], progress=False)}
+    feats = {
+        "fmnist": extractor.features([test], progress=False),
+        "fmnist-recon": extractor.features([reconstructions(load_tokenizer("fmnist"), test)], progress=False),
+    }
     shipped = {name.name: load_shipped_statistics(name).inception for name in SHIPPED}
     bound = _z_bound(2048)
     for key in feats:
@@ -319,12 +345,14 @@ def test_a_long_first_use_pass_is_announced_in_one_line(tiny, tmp_path, monkeypa
             for b in stream:
                 batches.append(len(b))
                 yield b
+
         return original(seen(), *args, **kwargs)
 
     counting.extract = recording
     with caplog.at_level(logging.INFO, logger="lpdgen"):
-        named_reference_statistics(ReferenceName(), counting, cache_dir=tmp_path, need_features=True,
-                                   data_root=tiny["root"])
+        named_reference_statistics(
+            ReferenceName(), counting, cache_dir=tmp_path, need_features=True, data_root=tiny["root"]
+        )
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("computing ")]
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"computing Inception features of the reference fmnist ({N_TINY} images): about ")
@@ -334,6 +362,7 @@ def test_a_long_first_use_pass_is_announced_in_one_line(tiny, tmp_path, monkeypa
     monkeypatch.setattr("lpdgen.evaluation.inception.ANNOUNCE_MIN_S", float("inf"))  # a short pass says nothing
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="lpdgen"):
-        named_reference_statistics(ReferenceName(), counting, cache_dir=tmp_path / "other", need_features=True,
-                                   data_root=tiny["root"])
+        named_reference_statistics(
+            ReferenceName(), counting, cache_dir=tmp_path / "other", need_features=True, data_root=tiny["root"]
+        )
     assert not [r for r in caplog.records if r.getMessage().startswith("computing ")]

@@ -82,7 +82,11 @@ class FMNISTClassifier(nn.Module):
         self.eval()
         x = to_classifier_input(images)
         device = next(self.parameters()).device
-        return torch.cat([self.features(c.to(device)).flatten(1).cpu() for c in torch.split(x, batch_size)]).double().numpy()
+        return (
+            torch.cat([self.features(c.to(device)).flatten(1).cpu() for c in torch.split(x, batch_size)])
+            .double()
+            .numpy()
+        )
 
     def accuracy(self, images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> float:
         """Fraction of images whose predicted class equals ``labels``."""

@@ -69,7 +69,7 @@ def parse_reference_name(reference: str | os.PathLike) -> ReferenceName | None:
     if text == RECON_PREFIX:
         return ReferenceName(DEFAULT_TOKENIZER)
     if text.startswith(RECON_PREFIX + ":"):
-        tokenizer = text[len(RECON_PREFIX) + 1:]
+        tokenizer = text[len(RECON_PREFIX) + 1 :]
         if not tokenizer:
             raise ValueError(f"reference {text!r}: name a tokenizer after the colon, e.g. {RECON_PREFIX}:fmnist")
         return ReferenceName(tokenizer)
@@ -183,9 +183,16 @@ class ShippedStatistics:
     tokenizer_sha1: str  # "" for the real test split
 
 
-def write_shipped_statistics(path: str | os.PathLike, ref: ReferenceName, images: np.ndarray,
-                             inception_features: np.ndarray, inception_sha1: str, classifier, info: dict,
-                             fmt: str = DEFAULT_COVARIANCE_FORMAT) -> Path:
+def write_shipped_statistics(
+    path: str | os.PathLike,
+    ref: ReferenceName,
+    images: np.ndarray,
+    inception_features: np.ndarray,
+    inception_sha1: str,
+    classifier,
+    info: dict,
+    fmt: str = DEFAULT_COVARIANCE_FORMAT,
+) -> Path:
     """Write a reference's statistics file (compressed ``.npz``, atomically): Inception statistics of
     ``inception_features`` (computed with the network of hash ``inception_sha1``) and the
     penultimate-feature statistics of ``classifier`` on ``images``. ``info`` (``source_sha1``: the
@@ -196,13 +203,19 @@ def write_shipped_statistics(path: str | os.PathLike, ref: ReferenceName, images
     inception = feature_statistics(inception_features)
     cls = feature_statistics(classifier.penultimate(images))
     arrays = {
-        "format_version": np.asarray(FORMAT_VERSION), "name": np.asarray(ref.name), "num": np.asarray(len(images)),
-        "image_shape": np.asarray(images.shape[1:], dtype=np.int64), "source": np.asarray(info.get("source", "")),
-        "images_sha1": np.asarray(info.get("images_sha1", "")), "source_sha1": np.asarray(info["source_sha1"]),
+        "format_version": np.asarray(FORMAT_VERSION),
+        "name": np.asarray(ref.name),
+        "num": np.asarray(len(images)),
+        "image_shape": np.asarray(images.shape[1:], dtype=np.int64),
+        "source": np.asarray(info.get("source", "")),
+        "images_sha1": np.asarray(info.get("images_sha1", "")),
+        "source_sha1": np.asarray(info["source_sha1"]),
         "tokenizer": np.asarray(ref.tokenizer or ""),
         "tokenizer_sha1": np.asarray(info.get("tokenizer_sha1", "")),
-        "inception_sha1": np.asarray(inception_sha1), "inception_mu": inception.mu,
-        "classifier_sha1": np.asarray(state_sha1(classifier)), "classifier_mu": cls.mu,
+        "inception_sha1": np.asarray(inception_sha1),
+        "inception_mu": inception.mu,
+        "classifier_sha1": np.asarray(state_sha1(classifier)),
+        "classifier_mu": cls.mu,
     }
     arrays.update({f"inception_{k}": v for k, v in pack_covariance(inception.sigma, fmt).items()})
     arrays.update({f"classifier_{k}": v for k, v in pack_covariance(cls.sigma, fmt).items()})
@@ -215,7 +228,7 @@ def write_shipped_statistics(path: str | os.PathLike, ref: ReferenceName, images
 
 
 def _unpack(f, prefix: str, num: int) -> FIDStatistics:
-    arrays = {k[len(prefix) + 1:]: f[k] for k in f.files if k.startswith(prefix + "_")}
+    arrays = {k[len(prefix) + 1 :]: f[k] for k in f.files if k.startswith(prefix + "_")}
     return FIDStatistics(arrays["mu"], unpack_covariance(arrays), num)
 
 
@@ -226,10 +239,20 @@ def load_shipped_statistics(ref: ReferenceName, folder: str | os.PathLike | None
         return None
     with np.load(path) as f:
         if int(f["format_version"]) != FORMAT_VERSION:
-            raise ValueError(f"{path}: statistics format {int(f['format_version'])}, this lpdgen reads "
-                             f"{FORMAT_VERSION} (regenerate with scripts/reference_stats.py)")
+            raise ValueError(
+                f"{path}: statistics format {int(f['format_version'])}, this lpdgen reads "
+                f"{FORMAT_VERSION} (regenerate with scripts/reference_stats.py)"
+            )
         num = int(f["num"])
-        return ShippedStatistics(path, str(f["name"]), num, tuple(int(v) for v in f["image_shape"]),
-                                 _unpack(f, "inception", num), str(f["inception_sha1"]),
-                                 _unpack(f, "classifier", num), str(f["classifier_sha1"]), str(f["source_sha1"]),
-                                 str(f["tokenizer_sha1"]))
+        return ShippedStatistics(
+            path,
+            str(f["name"]),
+            num,
+            tuple(int(v) for v in f["image_shape"]),
+            _unpack(f, "inception", num),
+            str(f["inception_sha1"]),
+            _unpack(f, "classifier", num),
+            str(f["classifier_sha1"]),
+            str(f["source_sha1"]),
+            str(f["tokenizer_sha1"]),
+        )
