@@ -112,6 +112,8 @@ def test_reference_names():
     assert (
         parse_reference_name("fmnist-recon") == ReferenceName("fmnist") == parse_reference_name("fmnist-recon:fmnist")
     )
+    assert parse_reference_name("fmnist-recon:fmnist-64") == ReferenceName("fmnist")  # one tokenizer, two names
+    assert parse_reference_name("fmnist-recon:fmnist-256").name == "fmnist-recon:fmnist-256"
     assert parse_reference_name("fmnist-recon:vq.safetensors").tokenizer == "vq.safetensors"
     assert parse_reference_name("fmnist.npz") is None and parse_reference_name("runs/fmnist") is None
     assert [ReferenceName(t).file_stem for t in (None, "fmnist", "fmnist-256", "ckpt/vq256.safetensors")] == [

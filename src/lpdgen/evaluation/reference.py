@@ -6,7 +6,8 @@ Names (``lpdgen eval metrics --ref NAME``):
 - ``fmnist``: the test split zero-padded to 32x32, exactly as the tokenizer (and so every generated
   image) sees it;
 - ``fmnist-recon`` / ``fmnist-recon:TOKENIZER``: the same images encoded and decoded by a tokenizer
-  (default the shipped 64-token ``fmnist``): the best any model behind that tokenizer can score.
+  (default the shipped 64-token ``fmnist``; ``fmnist-256`` for the 256-token model; or a checkpoint
+  path): the best any model behind that tokenizer can score.
 
 For each name a file in ``assets/reference_stats/`` may hold the Inception statistics (mean, and the
 covariance in the compact form of :func:`pack_covariance`) and the shipped classifier's penultimate-
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..embedded import SHIPPED_TOKENIZERS
 from ..images import float_to_uint8, uint8_to_float
 from ..utils import eval_mode, get_logger
 from .metrics import FIDStatistics, feature_statistics
@@ -71,9 +73,16 @@ def parse_reference_name(reference: str | os.PathLike) -> ReferenceName | None:
     if text.startswith(RECON_PREFIX + ":"):
         tokenizer = text[len(RECON_PREFIX) + 1 :]
         if not tokenizer:
-            raise ValueError(f"reference {text!r}: name a tokenizer after the colon, e.g. {RECON_PREFIX}:fmnist")
-        return ReferenceName(tokenizer)
+            raise ValueError(f"reference {text!r}: name a tokenizer after the colon, e.g. {RECON_PREFIX}:fmnist-256")
+        return ReferenceName(canonical_tokenizer(tokenizer))
     return None
+
+
+def canonical_tokenizer(name: str) -> str:
+    """One name per shipped tokenizer (``fmnist-64`` -> ``fmnist``, its first name), so that one set of
+    reconstructions has one statistics file; other names (checkpoint paths) are kept as given."""
+    weights = SHIPPED_TOKENIZERS.get(name)
+    return next(k for k, v in SHIPPED_TOKENIZERS.items() if v == weights) if weights else name
 
 
 def reconstructions(tokenizer, images: np.ndarray) -> np.ndarray:
