@@ -254,7 +254,25 @@ def test_metrics_against_a_named_reference(use_shipped, tmp_path, caplog):
 
 # --- the files shipped in the package -----------------------------------------------------------------
 
-SHIPPED = (ReferenceName(), ReferenceName("fmnist"))  # fmnist, fmnist-recon
+REQUIRED = (ReferenceName(), ReferenceName("fmnist"))  # fmnist, fmnist-recon: what the package must ship
+
+
+def _shipped_names() -> list[ReferenceName]:
+    """The required sets and any other set shipped later (e.g. fmnist-recon:fmnist-256): each file
+    in the package's folder is checked, so an added one is tested without editing this file."""
+    from lpdgen.embedded import SHIPPED_TOKENIZERS
+    from lpdgen.evaluation.reference import RECON_PREFIX, SHIPPED_DIR
+
+    names = list(REQUIRED)
+    for path in sorted(SHIPPED_DIR.glob(f"{RECON_PREFIX}-*.npz")):
+        tokenizer = path.stem[len(RECON_PREFIX) + 1 :]
+        assert tokenizer in SHIPPED_TOKENIZERS, f"{path.name}: reconstructions by a tokenizer lpdgen does not ship"
+        if ReferenceName(tokenizer) not in names:
+            names.append(ReferenceName(tokenizer))
+    return names
+
+
+SHIPPED = _shipped_names()
 FALSE_ALARM = 1e-4  # chance that a correct file fails the subset check below (Bonferroni over dimensions)
 
 
@@ -305,32 +323,33 @@ def test_shipped_classifier_statistics_equal_a_fresh_computation():
     np.testing.assert_allclose(np.diagonal(shipped.sigma), np.diagonal(fresh.sigma), rtol=1e-9, atol=1e-12)
     assert (np.abs(shipped.sigma - fresh.sigma) <= np.outer(std, std) / CORR_SCALE * 1.01 + 1e-12).all()
 
-    recon = load_shipped_statistics(ReferenceName("fmnist")).classifier
     idx = _subset(300)
-    recon_feats = classifier.penultimate(reconstructions(load_tokenizer("fmnist"), test[idx]))
     real_feats = classifier.penultimate(test[idx])
-    assert np.abs(_mean_z(recon_feats, recon, 10_000)).max() < _z_bound(576)
     assert np.abs(_mean_z(real_feats, shipped, 10_000)).max() < _z_bound(576)
-    # the check can fail: the real images' features lie far outside the reconstructions' sampling error
-    assert np.abs(_mean_z(real_feats, recon, 10_000)).max() > _z_bound(576)
+    for name in SHIPPED[1:]:  # the reconstruction sets
+        recon = load_shipped_statistics(name).classifier
+        recon_feats = classifier.penultimate(reconstructions(load_tokenizer(name.tokenizer), test[idx]))
+        assert np.abs(_mean_z(recon_feats, recon, 10_000)).max() < _z_bound(576), name.name
+        if name == REQUIRED[1]:  # the check can fail: real images lie far outside the 64-token reconstructions'
+            assert np.abs(_mean_z(real_feats, recon, 10_000)).max() > _z_bound(576)  # (a better tokenizer: nearer)
 
 
-def test_shipped_inception_means_agree_with_a_fresh_subset():  # ~20 s on 2 quiet cores: 2 x 64 images
+def test_shipped_inception_means_agree_with_a_fresh_subset():  # ~20 s on 2 quiet cores: 64 images per set
     """The real network on a random 64 of the 10,000 test images and of their reconstructions: each
     subset's mean lies within the sampling error of its shipped mean in every one of the 2048
     dimensions (bound at a 1e-4 false-alarm rate), and the real images' subset lies outside the
     reconstructions' bound, which shows the check is sharp enough to catch a wrong file."""
     extractor = InceptionFeatures(batch_size=32)
     test = named_reference_images(ReferenceName()).images.all()[_subset(64, seed=1)]
-    feats = {
-        "fmnist": extractor.features([test], progress=False),
-        "fmnist-recon": extractor.features([reconstructions(load_tokenizer("fmnist"), test)], progress=False),
-    }
-    shipped = {name.name: load_shipped_statistics(name).inception for name in SHIPPED}
     bound = _z_bound(2048)
-    for key in feats:
-        assert np.abs(_mean_z(feats[key], shipped[key], 10_000)).max() < bound, key
-    assert np.abs(_mean_z(feats["fmnist"], shipped["fmnist-recon"], 10_000)).max() > bound
+    real = extractor.features([test], progress=False)
+    assert np.abs(_mean_z(real, load_shipped_statistics(ReferenceName()).inception, 10_000)).max() < bound
+    for name in SHIPPED[1:]:  # the reconstruction sets
+        shipped = load_shipped_statistics(name).inception
+        recon = extractor.features([reconstructions(load_tokenizer(name.tokenizer), test)], progress=False)
+        assert np.abs(_mean_z(recon, shipped, 10_000)).max() < bound, name.name
+        if name == REQUIRED[1]:  # sharp enough to catch a wrong file: the real images miss this bound
+            assert np.abs(_mean_z(real, shipped, 10_000)).max() > bound
 
 
 def test_a_long_first_use_pass_is_announced_in_one_line(tiny, tmp_path, monkeypatch, caplog):
