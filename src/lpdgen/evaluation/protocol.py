@@ -670,8 +670,8 @@ def compute_metrics(
         log.warning("precision/recall skipped: the reference has statistics but no images/features")
     elif with_precision_recall is None:
         log.info(
-            "precision/recall skipped: the reference %s comes as statistics without features (ask for "
-            "precision/recall to compute them; for a named reference once, then cached)",
+            "precision/recall skipped: the reference %s comes as statistics without features "
+            "(--precision-recall computes them: a long pass, for a named reference once, then cached)",
             reference,
         )
     if logits is not None:
