@@ -244,8 +244,9 @@ def test_metrics_against_a_named_reference(use_shipped, tmp_path, caplog):
     other = FMNISTClassifier()  # another classifier: its reference statistics come from the images
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="lpdgen"):
-        stats = reference_classifier_statistics("fmnist", other, tiny["root"])
+        stats = reference_classifier_statistics("fmnist", other, tiny["root"], tmp_path / "cache")
     assert "the classifier network of SHA1" in caplog.text
+    assert len(list((tmp_path / "cache").glob("classifier-32x32x1-*.npz"))) == 1  # computed once, then cached
     fresh = feature_statistics(other.penultimate(named_reference_images(ReferenceName(), tiny["root"]).images.all()))
     np.testing.assert_array_equal(stats.mu, fresh.mu)
     assert fid_to_statistics(other.penultimate(samples), stats) > 0
@@ -377,7 +378,8 @@ def test_a_long_first_use_pass_is_announced_in_one_line(tiny, tmp_path, monkeypa
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("computing ")]
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"computing Inception features of the reference fmnist ({N_TINY} images): about ")
-    assert "on this machine (the first 10 took " in lines[0] and f"cached in {tmp_path}" in lines[0]
+    assert "on this machine (" in lines[0] and " s per image over the first 10); " in lines[0]
+    assert f"cached in {tmp_path}" in lines[0]
     assert batches[0] == 10 and sum(batches) == N_TINY  # the timed first batch is small
 
     monkeypatch.setattr("lpdgen.evaluation.inception.ANNOUNCE_MIN_S", float("inf"))  # a short pass says nothing

@@ -204,22 +204,34 @@ class InceptionFeatures:
         ``first_use`` marks a pass the user did not ask for directly, such as a reference's features
         on first use: the first batch is timed (producing it included, e.g. reconstructions, so give a
         small one: :data:`TIMING_IMAGES`), and if the whole pass looks long at that rate, one line says
-        what is computed, about how long it will take here and where the result is kept.
+        what is computed, about how long it will take here and where the result is kept. The batch's
+        first image goes through alone, untimed: the first forward pass also sets the network up
+        (about 3 s here), which would make the estimate for a quick pass several times too long.
         """
         feats, logits = [], []
+        announcing = first_use is not None and total is not None
         t0 = time.perf_counter()
         with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
             for i, batch in enumerate(batches):
-                for chunk in _split(batch, self.batch_size):
-                    f, lg = self.outputs(chunk)
-                    feats.append(f)
-                    logits.append(lg)
-                    bar.update(len(chunk))
-                if i == 0 and first_use is not None and total is not None:
-                    announce(first_use, total, len(batch), time.perf_counter() - t0)
+                if i == 0 and announcing:
+                    produced = time.perf_counter() - t0
+                    self._extract_into(batch[:1], feats, logits, bar)
+                    batch, t1 = batch[1:], time.perf_counter()
+                self._extract_into(batch, feats, logits, bar)
+                if i == 0 and announcing:
+                    forward = (time.perf_counter() - t1) / len(batch) if len(batch) else t1 - t0 - produced
+                    announce(first_use, total, produced / (len(batch) + 1) + forward, len(batch) + 1)
         if not feats:
             raise ValueError("no images to extract features from")
         return np.concatenate(feats), None if logits[0] is None else np.concatenate(logits)
+
+    def _extract_into(self, batch, feats: list, logits: list, bar: tqdm) -> None:
+        """Append the outputs of one batch (re-split to ``batch_size``) to ``feats`` and ``logits``."""
+        for chunk in _split(batch, self.batch_size):
+            f, lg = self.outputs(chunk)
+            feats.append(f)
+            logits.append(lg)
+            bar.update(len(chunk))
 
     def features(
         self,
@@ -240,17 +252,18 @@ class FirstUse(NamedTuple):
     kept: str  # e.g. "cached in ~/.cache/lpdgen/fid/... afterwards"
 
 
-def announce(first_use: FirstUse, total: int, timed: int, seconds: float) -> None:
-    """Log the one line before a long first-use pass: what, roughly how long here, where it is kept."""
-    estimate = seconds / max(timed, 1) * total
+def announce(first_use: FirstUse, total: int, seconds_per_image: float, timed: int) -> None:
+    """Log the one line before a long first-use pass: what, roughly how long here (``total`` images at
+    the rate measured on the first ``timed``), and where the result is kept."""
+    estimate = seconds_per_image * total
     if estimate >= ANNOUNCE_MIN_S:
         log.info(
-            "computing %s (%d images): about %s on this machine (the first %d took %.1f s); %s",
+            "computing %s (%d images): about %s on this machine (%.2f s per image over the first %d); %s",
             first_use.what,
             total,
             format_duration(estimate),
+            seconds_per_image,
             timed,
-            seconds,
             first_use.kept,
         )
 

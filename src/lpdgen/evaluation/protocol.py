@@ -517,7 +517,7 @@ def named_reference_statistics(
     none), then a full pass over the images (announced, then cached). Shipped statistics made with
     another Inception file or tokenizer than the ones in use are not used (one line says so)."""
     ref = named_reference_images(name, data_root)
-    cache = image_set_cache_path(ref.images, extractor, cache_dir)
+    cache = image_set_cache_path(ref.images, extractor.sha1, cache_dir)
     if not cache.is_file() and not need_features:
         shipped = shipped_statistics(ref, "inception", extractor.sha1)
         if shipped is not None:
@@ -525,12 +525,15 @@ def named_reference_statistics(
     return image_set_statistics(ref.images, extractor, cache_dir, progress, label=name.name)
 
 
-def image_set_cache_path(images: ImageSet, extractor, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where :func:`image_set_statistics` keeps an image set's statistics and features: keyed by the
-    set's files, its resolution, what was done to it (``variant``) and the feature network."""
-    cache = statistics_cache_path(cache_dir or default_cache_dir(), images.path, extractor.sha1)
+def image_set_cache_path(
+    images: ImageSet, network_sha1: str, cache_dir: str | os.PathLike | None = None, kind: str = ""
+) -> Path:
+    """Where an image set's statistics (and features) are cached: keyed by the set's files, its
+    resolution, what was done to it (``variant``) and the hash of the feature network; ``kind``
+    (e.g. ``"classifier"``) starts the name of other networks' files."""
+    cache = statistics_cache_path(cache_dir or default_cache_dir(), images.path, network_sha1)
     prefix = "x".join(map(str, images.shape)) + (f"-{images.variant}" if images.variant else "")
-    return cache.with_name(f"{prefix}-{cache.name}")
+    return cache.with_name(f"{kind + '-' if kind else ''}{prefix}-{cache.name}")
 
 
 def image_set_statistics(
@@ -538,7 +541,7 @@ def image_set_statistics(
 ) -> tuple[FIDStatistics, np.ndarray, ImageSet]:
     """Statistics and features of a whole image set, through the cache (:func:`image_set_cache_path`).
     A long first pass is announced (``label`` names the set in that line, default its path)."""
-    cache = image_set_cache_path(images, extractor, cache_dir)
+    cache = image_set_cache_path(images, extractor.sha1, cache_dir)
     if cache.is_file():
         log.info("reference statistics from cache %s", cache)
         stats, features = load_statistics(cache)
@@ -578,34 +581,37 @@ def shipped_statistics(ref: NamedReference, network: str, network_sha1: str) -> 
 
 
 def reference_classifier_statistics(
-    reference: str | os.PathLike, classifier, data_root: str | os.PathLike | None = None
+    reference: str | os.PathLike,
+    classifier,
+    data_root: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> FIDStatistics | None:
-    """Statistics of ``classifier``'s penultimate features on a named reference (shipped when they
-    were made by this classifier, else computed from the images); None for other references, whose
-    images need not be Fashion-MNIST-sized."""
+    """Statistics of ``classifier``'s penultimate features on a named reference: shipped when they
+    were made by this classifier, else computed from the images (announced when long, e.g. with
+    reconstructions) and cached under ``cache_dir``; None for other references, whose images need not
+    be Fashion-MNIST-sized."""
     name = parse_reference_name(reference)
     if name is None:
         return None
     ref = named_reference_images(name, data_root)
-    shipped = shipped_statistics(ref, "classifier", state_sha1(classifier))
+    classifier_sha1 = state_sha1(classifier)
+    shipped = shipped_statistics(ref, "classifier", classifier_sha1)
     if shipped is not None:
         return shipped
     images = ref.images
+    cache = image_set_cache_path(images, classifier_sha1, cache_dir, kind="classifier")
+    if cache.is_file():
+        return load_statistics(cache)[0]
     t0 = time.perf_counter()
     batches = images.batches(first=TIMING_IMAGES)
     first = next(batches)
     parts = [classifier.penultimate(first)]
-    announce(
-        FirstUse(
-            f"classifier features of the reference {name.name}",
-            "not cached (pass the same classifier to reuse shipped statistics)",
-        ),
-        images.num,
-        len(first),
-        time.perf_counter() - t0,
-    )
+    what = FirstUse(f"classifier features of the reference {name.name}", f"cached in {cache} afterwards")
+    announce(what, images.num, (time.perf_counter() - t0) / len(first), len(first))
     parts += [classifier.penultimate(b) for b in batches]
-    return feature_statistics(np.concatenate(parts))
+    stats = feature_statistics(np.concatenate(parts))
+    save_statistics(cache, stats, image_shape=images.shape)
+    return stats
 
 
 def compute_metrics(
@@ -679,7 +685,7 @@ def compute_metrics(
     if classifier is not None:
         result.update(
             classifier_metrics(
-                classifier, sample_set, reference_classifier_statistics(reference, classifier, data_root)
+                classifier, sample_set, reference_classifier_statistics(reference, classifier, data_root, cache_dir)
             )
         )
     return result
