@@ -220,7 +220,9 @@ class InceptionFeatures:
                 self._extract_into(batch, feats, logits, bar)
                 if i == 0 and announcing:
                     forward = (time.perf_counter() - t1) / len(batch) if len(batch) else t1 - t0 - produced
+                    bar.clear()  # the line on a line of its own, not after the bar
                     announce(first_use, total, produced / (len(batch) + 1) + forward, len(batch) + 1)
+                    bar.refresh()
         if not feats:
             raise ValueError("no images to extract features from")
         return np.concatenate(feats), None if logits[0] is None else np.concatenate(logits)
