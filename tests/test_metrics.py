@@ -12,6 +12,7 @@ from lpdgen.evaluation.metrics import (
     feature_statistics,
     fid,
     fid_from_features,
+    fid_to_statistics,
     frechet_distance,
     frechet_distance_low_rank,
     frechet_distance_to_statistics,
@@ -72,6 +73,8 @@ def test_frechet_distance_to_statistics_equals_the_feature_forms(n1, n2):
     got = frechet_distance_to_statistics(f1, feature_statistics(f2) if n2 > d else FIDStatistics(f2.mean(0), s2))
     assert got == pytest.approx(expect, rel=1e-7)
     assert got == pytest.approx(frechet_distance_low_rank(f1, f2), rel=1e-7)  # both sum roots of ~0 eigenvalues
+    with pytest.warns(UserWarning, match="covariance is singular"):  # the small-sample warning, as on every path
+        assert fid_to_statistics(f1, FIDStatistics(f2.mean(0), s2)) == got
     with pytest.raises(ValueError, match="to match the statistics"):
         frechet_distance_to_statistics(f1[:, :5], FIDStatistics(f2.mean(0), s2))
 

@@ -180,6 +180,7 @@ def fid_to_statistics(features: np.ndarray, stats: FIDStatistics) -> float:
     """FID of a feature set against statistics alone: the protocol's ``sqrtm`` form when the set has
     more images than dimensions, else the exact low-rank form (:func:`frechet_distance_to_statistics`)."""
     if len(features) <= stats.dim:
+        warn_if_few_images(len(features), stats.dim)  # like every other small-sample path
         return frechet_distance_to_statistics(features, stats)
     return fid(feature_statistics(features), stats)
 
