@@ -365,6 +365,19 @@ def load_images(path: str | None, name: str) -> np.ndarray | None:
         return stored[name] if name in stored.files else None
 
 
+def score_saved(ctx: Context) -> None:
+    """The Inception FID of every row measured with ``--inception-later``, from the images it saved."""
+    for name, row in list(ctx.store.results.items()):
+        if "num_fid_saved" not in row or "fid" in row:
+            continue
+        images = load_images(ctx.args.images, name)
+        if images is None:
+            raise SystemExit(f"error: {ctx.args.images} holds no images of {name}")
+        t0 = time.perf_counter()
+        ctx.store.add(name, {**row, **ctx.inception_fid(images, name), "fid_elapsed_s": time.perf_counter() - t0})
+        print(json.dumps({"setting": name, "fid": ctx.store.results[name]["fid"]}), flush=True)
+
+
 def timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -461,6 +474,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "machine without the Inception weights); the fid/ settings score them later",
     )
     p.add_argument("--images", default=None, help="the .npz of saved images (--inception-later)")
+    p.add_argument(
+        "--score-saved",
+        action="store_true",
+        help="first give every row whose images were saved (--inception-later) its Inception FID from --images",
+    )
     args = p.parse_args(argv)
     for flag in ("num", "num_fid", "sweep_num"):
         if getattr(args, flag) < 10 or getattr(args, flag) % 10:
@@ -508,6 +526,8 @@ def main(argv: list[str] | None = None) -> None:
         reference_features(classifier, "test", cache),
         reference_features(classifier, "train", cache),
     )
+    if args.score_saved:
+        score_saved(ctx)
     for s in tqdm(todo, desc="settings", unit="setting"):
         if s.name not in store or s.name in redo:  # a sweep may have run as another setting's prerequisite
             run_setting(ctx, s)
