@@ -74,7 +74,9 @@ def time_edits(pipe: LPDPipeline, images: np.ndarray, labels: np.ndarray, batch:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None, help="pretrained folder (default: the embedded model)")
+    p.add_argument(
+        "--model", default="fmnist-64", help="embedded model name or pretrained folder (docs figures: fmnist-64)"
+    )
     p.add_argument("--num", type=int, default=1000, help="test images to edit")
     p.add_argument("--steps", type=int, default=None, help="decoding steps for the lower half (default: the model's)")
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's)")

@@ -114,7 +114,9 @@ def inception_stats(extractor, images: np.ndarray, cache: Path | None):
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None, help="pretrained folder (default: the embedded model)")
+    p.add_argument(
+        "--model", default="fmnist-64", help="embedded model name or pretrained folder (docs figures: fmnist-64)"
+    )
     p.add_argument(
         "--settings",
         nargs="*",

@@ -78,11 +78,13 @@ class Grid:
     steps: tuple[int, ...]  # parallel step counts of the grid
     headline: int  # the model's own step count: headline rows, second seed, ablations, thresholds
     latency_steps: tuple[int, ...]
+    recon_reference: str  # the test split through the model's own tokenizer: the FID a perfect model would get 0 on
 
 
 GRIDS = {
-    "fmnist-64": Grid(64, (4, 6, 8, 12, 16, 32), 8, (4, 8, 16, 32, 64)),
-    "fmnist-256": Grid(256, (8, 12, 20, 32), 20, (8, 20, 32, 256)),  # 20: the paper's step count for 256
+    "fmnist-64": Grid(64, (4, 6, 8, 12, 16, 32), 8, (4, 8, 16, 32, 64), "fmnist-recon:fmnist"),
+    # 20: the paper's step count for 256 tokens
+    "fmnist-256": Grid(256, (8, 12, 20, 32), 20, (8, 20, 32, 256), "fmnist-recon:fmnist-256"),
 }
 LATENCY_GUIDANCE = 3.0  # the shipped default (guided: two forward streams), for every step count
 
@@ -213,9 +215,11 @@ class Context:
     ref_train: FIDStatistics
     _inception: object = None
     _inception_ref: FIDStatistics | None = None
+    _inception_recon: FIDStatistics | None = None
 
-    def inception(self) -> tuple[object, FIDStatistics]:
-        """The Inception network and the test split's statistics (computed once, then cached on disk)."""
+    def inception(self) -> tuple[object, FIDStatistics, FIDStatistics | None]:
+        """The Inception network, the test split's statistics and (with the default reference) those of the
+        test split's reconstructions by the model's tokenizer; shipped, or computed once and cached on disk."""
         if self._inception is None:
             from lpdgen.evaluation.inception import InceptionFeatures
 
@@ -224,10 +228,14 @@ class Context:
             self._inception_ref, _, _ = reference_statistics(
                 self.args.fid_reference, self._inception, cache_dir=self.args.fid_cache
             )
+            if self.args.fid_reference == FMNIST_REFERENCE:
+                self._inception_recon, _, _ = reference_statistics(
+                    self.grid.recon_reference, self._inception, cache_dir=self.args.fid_cache
+                )
             self.store.set_meta(
                 inception_reference={"images": self._inception_ref.num, "seconds": time.perf_counter() - t0}
             )
-        return self._inception, self._inception_ref
+        return self._inception, self._inception_ref, self._inception_recon
 
     def classifier_row(self, images: np.ndarray, labels: np.ndarray | None) -> dict:
         stats = feature_statistics(self.classifier.penultimate(images))
@@ -244,9 +252,10 @@ class Context:
         if self.args.inception_later:
             save_images(self.args.images, name, images[: self.args.num_fid])
             return {"num_fid_saved": min(len(images), self.args.num_fid)}
-        extractor, ref = self.inception()
+        extractor, ref, recon = self.inception()
         stats = inception_stats(extractor, images[: self.args.num_fid], None)
-        return {"fid": fid(stats, ref), "num_fid": min(len(images), self.args.num_fid), "num_fid_reference": ref.num}
+        row = {"fid": fid(stats, ref), "num_fid": min(len(images), self.args.num_fid), "num_fid_reference": ref.num}
+        return row if recon is None else {**row, "fid_recon": fid(stats, recon)}
 
 
 def chosen_guidance(ctx: Context, steps: int) -> float:
@@ -366,9 +375,12 @@ def load_images(path: str | None, name: str) -> np.ndarray | None:
 
 
 def score_saved(ctx: Context) -> None:
-    """The Inception FID of every row measured with ``--inception-later``, from the images it saved."""
+    """The Inception FIDs (vs the test split and vs its reconstructions) of the rows measured with
+    ``--inception-later`` that lack them, from the images they saved; ``--only``/``--skip`` select rows."""
     for name, row in list(ctx.store.results.items()):
-        if "num_fid_saved" not in row or "fid" in row:
+        if "num_fid_saved" not in row or not selected(name, ctx.args.only, ctx.args.skip):
+            continue
+        if "fid" in row and ("fid_recon" in row or ctx.args.fid_reference != FMNIST_REFERENCE):
             continue
         images = load_images(ctx.args.images, name)
         if images is None:

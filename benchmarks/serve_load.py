@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from lpdgen import LPDPipeline
 
-    pipe = LPDPipeline.from_pretrained()
+    pipe = LPDPipeline.from_pretrained("fmnist-64")  # the model of docs/serving.md's figures
     # The reference calls the pipeline from one worker thread, as the server does: on this shared machine,
     # calls from a process's main thread were seen to cost up to 10x the CPU time under load.
     model_thread = ThreadPoolExecutor(max_workers=1)

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lpdgen.io import atomic_write
 
-    with demo_server() as url, headless_chromium(args.width, args.height) as driver:
+    with demo_server("--model", "fmnist-64") as url, headless_chromium(args.width, args.height) as driver:
         driver.get(url)
         button, src, times = wait_for_click(driver, "generate-button"), None, []
         seed = driver.find_element(By.CSS_SELECTOR, "#generate-seed input")

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="docs/editing.png")
     args = p.parse_args(argv)
 
-    pipe = LPDPipeline.from_pretrained()
+    pipe = LPDPipeline.from_pretrained("fmnist-64")  # docs/editing.md describes its 8x8 cells
     data = FashionMNIST(split="test")
     cell = pipe.tokenizer.config.downsample
     tiles, labels = [], []

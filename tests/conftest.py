@@ -36,11 +36,12 @@ def model() -> LPD:
 
 @pytest.fixture(scope="session")
 def pipe():
-    """The embedded Fashion-MNIST pipeline (32-pixel images, 64 tokens), loaded once per session.
-    Tests call it and read it; none changes it (a test that needs another pipeline builds its own)."""
+    """The small embedded pipeline (fmnist-64: 32-pixel images, 64 tokens, 8 steps), loaded once per session:
+    the fastest real model for tests of behaviour. Tests call it and read it; none changes it (a test that
+    needs another pipeline, or the default one, builds its own)."""
     from lpdgen.pipeline import LPDPipeline
 
-    return LPDPipeline.from_pretrained()
+    return LPDPipeline.from_pretrained("fmnist-64")
 
 
 @pytest.fixture

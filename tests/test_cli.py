@@ -38,7 +38,9 @@ def test_info_lists_the_published_sizes_with_their_parameter_counts(capsys):
         assert f"{sum(p.numel() for p in pipe.model.parameters()):,}" in out
         assert f"{sum(v.numel() for v in pipe.tokenizer.state_dict().values()):,}" in out
         assert f"{name}: LPD, 32x32 Fashion-MNIST, {grid} tokens, 10 classes" in out and f"--model {name} (" in out
-    assert "--model fmnist-64 (the default;" in out
+    from lpdgen.embedded import DEFAULT_MODEL
+
+    assert f"--model {DEFAULT_MODEL} (the default;" in out and out.count("(the default;") == 1
     assert "--tokenizer fmnist\n" in out and "--tokenizer fmnist-256\n" in out
     assert "--classifier fmnist" in out and "test accuracy 90.5%" in out
 
@@ -167,7 +169,8 @@ def test_sample_with_no_model_arguments_uses_the_embedded_model(tmp_path, capsys
         (["--class", "sneakr"], "did you mean 'sneaker'"),
         (["--class", "boot"], "did you mean 'ankle boot'"),
         (["--class", "10"], "out of range"),
-        (["--steps", "65"], "64 tokens"),
+        (["--steps", "257"], "256 tokens"),  # the default model
+        (["--model", "fmnist-64", "--steps", "65"], "64 tokens"),
         (["--cfg", "-1"], "--guidance-scale must be a finite number >= 0"),
         (["--top-p", "0"], "--top-p must be in (0, 1]"),
         (["--model", "/nonexistent/folder"], "not found"),

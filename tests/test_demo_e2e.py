@@ -21,7 +21,7 @@ pytestmark = [
     ),
 ]
 
-IMAGE_SIZE = 32  # the embedded Fashion-MNIST model: 32x32 images from an 8x8 token grid
+IMAGE_SIZE = 32  # the embedded fmnist-64 model: 32x32 images from an 8x8 token grid
 SCALE = 4  # the page shows 32-pixel images 4x larger (nearest neighbour)
 PAD = 2  # pixels between the images of the grid
 
@@ -33,9 +33,8 @@ def server_log(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(server_log):
-    with demo_server(
-        "--max-queue", "1", log=server_log
-    ) as url:  # one waiting request at most: the bound is testable cheaply
+    # the 64-token model (the figures below assume its 8x8 grid); one waiting request at most: cheap to test
+    with demo_server("--model", "fmnist-64", "--max-queue", "1", log=server_log) as url:
         yield url
 
 

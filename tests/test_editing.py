@@ -333,6 +333,9 @@ def test_pad_to_centers_images_and_masks_on_a_black_canvas():
 # ---- lpdgen edit -----------------------------------------------------------------------------------------
 
 
+SMALL_MODEL = ("--model", "fmnist-64")  # the `pipe` fixture's model, whose 4x4-pixel cells the boxes below assume
+
+
 @pytest.fixture(scope="module")
 def edit_files(tmp_path_factory, images):
     from lpdgen.images import save_png
@@ -359,6 +362,7 @@ def test_edit_command_writes_the_edit_and_its_gif(edit_files, pipe, capsys):
         [
             "edit",
             "inpaint",
+            *SMALL_MODEL,
             "--image",
             str(edit_files["image"]),
             "--mask",
@@ -412,6 +416,7 @@ def test_edit_command_pads_a_28x28_image_and_crops_the_result_back(edit_files, p
             [
                 "edit",
                 "inpaint",
+                *SMALL_MODEL,
                 "--image",
                 str(d / "raw28.png"),
                 "--box",
@@ -453,6 +458,7 @@ def test_edit_outpaint_box_under_one_cell_is_an_error(edit_files, capsys):
         [
             "edit",
             "outpaint",
+            *SMALL_MODEL,
             "--image",
             str(edit_files["image"]),
             "--box",
@@ -495,7 +501,7 @@ def test_edit_command_errors_are_one_line(edit_files, argv, message, capsys):
         argv += ["--class", "0"]
     if "--out" not in argv:
         argv += ["--out", str(edit_files["dir"] / "o.png")]
-    rc = main(["edit", "inpaint", *argv])
+    rc = main(["edit", "inpaint", *SMALL_MODEL, *argv])
     err = capsys.readouterr().err.strip()
     assert rc == EXIT_USER_ERROR
     assert err.count("\n") == 0 and err.startswith("lpdgen edit inpaint: error:") and message in err, err

@@ -56,7 +56,8 @@ def test_the_python_snippets_run_in_order(tmp_path, monkeypatch):
     # what the snippets promise
     assert Image.open("sneaker.png").size == (32, 32) and Image.open("bag.png").size == (32, 32)
     out = namespace["out"]
-    assert out.known.shape == (2, 8, 8) and out.known[:, 2:6, 2:6].all() and out.known.sum() == 2 * 16
+    # the default model has 16x16 cells of 2x2 pixels: the box (8, 8, 24, 24) keeps cells 4..11 in each direction
+    assert out.known.shape == (2, 16, 16) and out.known[:, 4:12, 4:12].all() and out.known.sum() == 2 * 64
 
 
 @pytest.mark.integration

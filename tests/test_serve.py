@@ -37,7 +37,7 @@ TIMEOUT = 120.0  # a deadlock guard only: every wait below ends on an event, lon
 
 @pytest.fixture(scope="module")
 def pipe() -> LPDPipeline:
-    return LPDPipeline.from_pretrained()
+    return LPDPipeline.from_pretrained("fmnist-64")
 
 
 class GatedPipe:
