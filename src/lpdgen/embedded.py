@@ -15,7 +15,7 @@ from pathlib import Path
 
 ASSETS = Path(__file__).parent / "assets"
 EMBEDDED_MODELS = {"fmnist-64": "lpd_fmnist", "fmnist-256": "lpd_fmnist256"}
-DEFAULT_MODEL = "fmnist-256"  # better on every quality measure (docs/pretrained.md); 2-4x slower per image on CPU
+DEFAULT_MODEL = "fmnist-256"  # better on every quality measure (docs/pretrained.md); 2-4.5x slower per image on CPU
 # "fmnist" is the 64-token tokenizer's first name, kept for pipeline folders and commands that use it
 SHIPPED_TOKENIZERS = {"fmnist": "vq_fmnist", "fmnist-64": "vq_fmnist", "fmnist-256": "vq_fmnist256"}
 
