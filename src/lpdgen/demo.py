@@ -33,9 +33,12 @@ from .data import FASHION_MNIST_DIR, FASHION_MNIST_PAD
 from .images import image_grid, upscale
 from .orders import ORDER_TYPES
 from .rng import image_seeds
+from .settings import AUTO_STEPS
+from .utils import plural
 
 if TYPE_CHECKING:
-    from .pipeline import LPDPipeline
+    from .pipeline import LPDPipeline, PipelineOutput
+    from .settings import SamplingConfig
 
 INSTALL_HINT = "the demo needs gradio: pip install 'lpdgen[demo]'"
 MAX_IMAGES = 64  # per request: bounds the slowest request (its time: README, Try it in the browser)
@@ -46,6 +49,7 @@ ANIMATION_CAPTION = (
     "Decoding, step by step (first images): the image from the tokens known so far (grey: not "
     "generated yet) beside the cells chosen at that step (orange)."
 )
+ADAPTIVE_CAPTION = "With adaptive steps it shows the first image only: each image takes steps of its own."
 DISPLAY_PIXELS = 128  # small images are upscaled (nearest neighbour) to about this size
 DEFAULT_MAX_QUEUE = 16  # requests waiting for the model; more are refused ("queue is full"), not piled up
 MODEL_SLOT = "model"  # the concurrency id every event shares: one model, one request at a time
@@ -92,34 +96,94 @@ def _whole(name: str, value: Any, low: int, high: int | None = None) -> int:
     return int(value)
 
 
+def _adaptive(value: Any) -> bool:
+    """The adaptive-steps checkbox as sent: a bool (an API client may send anything)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"adaptive steps must be true or false, got {value!r}")
+    return bool(value)
+
+
+def _checked_settings(
+    pipe: LPDPipeline, steps: int | str | None, guidance: Any, order: Any, entropy_bound: Any
+) -> SamplingConfig:
+    """A request's settings resolved as the pipeline will resolve them, with its messages and refusals
+    (adaptive steps in a fixed order), before any model runs: Compare checks both sides before either
+    runs. ``entropy_bound`` counts with ``steps`` = "auto" only (None: the model's own)."""
+    guidance = _number("guidance", guidance)  # types here, ranges in the library
+    auto = steps == AUTO_STEPS
+    bound = _number("entropy bound", entropy_bound) if auto and entropy_bound is not None else None
+    return pipe._settings(dict(num_inference_steps=steps, guidance_scale=guidance, order=order, entropy_bound=bound))
+
+
 @dataclass(frozen=True)
 class Request:
-    """One validated request: every image of it shows class ``class_id`` with seed ``(seed, i)``."""
+    """One validated request: every image of it shows class ``class_id`` with seed ``(seed, i)``;
+    ``steps`` "auto" with its ``entropy_bound``: adaptive steps, each image takes its own number."""
 
     class_id: int
     num_images: int
-    steps: int
+    steps: int | str
     guidance: float
     order: str
     seed: int
+    entropy_bound: float | None = None  # adaptive steps only
 
     @property
     def seeds(self) -> list[int]:
         return image_seeds(self.seed, range(self.num_images))
 
+    @property
+    def adaptive(self) -> bool:
+        return self.steps == AUTO_STEPS
+
 
 def check_request(
-    pipe: LPDPipeline, label: str | int, num_images: float, steps: float, guidance: float, order: str, seed: float
+    pipe: LPDPipeline,
+    label: str | int,
+    num_images: float,
+    steps: float,
+    guidance: float,
+    order: str,
+    seed: float,
+    adaptive: bool = False,
+    entropy_bound: float | None = None,
 ) -> Request:
     """Validate a page's inputs on the server with the library's messages (the ones ``lpdgen sample``
-    prints for the same mistake), before the model runs. Raises ``ValueError``."""
+    prints for the same mistake), before the model runs. ``adaptive``: the model decides the steps
+    under ``entropy_bound`` (None: the model's own) and ``steps`` is ignored, as the page greys it out.
+    Raises ``ValueError``."""
     if label is None or str(label).strip() == "":
         raise ValueError("choose a class")
     (class_id,) = pipe.class_ids([label])
     num = _whole("number of images", num_images, 1, MAX_IMAGES)
-    steps, guidance = _number("steps", steps), _number("guidance", guidance)  # types here, ranges in the library
-    pipe.settings(num_inference_steps=steps, guidance_scale=guidance, order=order)
-    return Request(class_id, num, int(steps), float(guidance), order, _whole("seed", seed, 0))
+    auto = _adaptive(adaptive)
+    steps = AUTO_STEPS if auto else _number("steps", steps)
+    sampling = _checked_settings(pipe, steps, guidance, order, entropy_bound)
+    return Request(
+        class_id,
+        num,
+        steps if auto else int(steps),
+        float(sampling.guidance_scale),
+        order,
+        _whole("seed", seed, 0),
+        sampling.entropy_bound if auto else None,
+    )
+
+
+def image_schedule(out: PipelineOutput, i: int) -> list[int]:
+    """Image ``i``'s group sizes: the output holds one schedule for the batch (fixed steps) or one per
+    image (adaptive steps)."""
+    sizes = out.group_sizes
+    return list(sizes[i]) if sizes and isinstance(sizes[0], list) else list(sizes)
+
+
+def adaptive_steps_text(num_steps: list[int], entropy_bound: float) -> str:
+    """The realised steps of an adaptive request in words: their mean and range over the images."""
+    low, high = min(num_steps), max(num_steps)
+    if low == high:
+        return f"adaptive: {plural(low, 'step')} per image, entropy bound {entropy_bound:g}"
+    mean = sum(num_steps) / len(num_steps)
+    return f"adaptive: {mean:.1f} steps per image on average ({low}-{high}), entropy bound {entropy_bound:g}"
 
 
 @dataclass
@@ -166,20 +230,28 @@ def run_request(pipe: LPDPipeline, request: Request, workdir: Path) -> Generatio
     out = pipe(
         [r.class_id] * r.num_images,
         num_inference_steps=r.steps,
+        entropy_bound=r.entropy_bound,
         guidance_scale=r.guidance,
         order=r.order,
         seeds=r.seeds,
         output_type="np",
     )
     seconds = time.perf_counter() - t0
-    shown = slice(0, min(ANIMATION_IMAGES, r.num_images))
-    animation = _animation(pipe, out.codes[shown], out.orders[shown], out.group_sizes, workdir)
-    title = f"{r.order} order, {r.steps} steps: the step of each cell"
-    order_map = np.asarray(draw_order(out.orders[0], out.group_sizes, pipe.model.cfg.grid, title=title))
+    first = image_schedule(out, 0)
+    shown = slice(0, 1 if r.adaptive else min(ANIMATION_IMAGES, r.num_images))  # adaptive: schedules differ
+    animation = _animation(pipe, out.codes[shown], out.orders[shown], first, workdir)
+    how = f"adaptive, {len(first)}" if r.adaptive else f"{r.order} order, {r.steps}"
+    title = f"{how} steps: the step of each cell"
+    order_map = np.asarray(draw_order(out.orders[0], first, pipe.model.cfg.grid, title=title))
+    passes = max(out.num_steps)  # the batch's forward passes: it decodes until its slowest image is done
+    if r.adaptive:
+        steps = f"{adaptive_steps_text(out.num_steps, r.entropy_bound)}; {passes} forward passes for the batch"
+    else:
+        steps = f"{r.steps} steps = forward passes"
     summary = (
         f"{r.num_images} image{'s' * (r.num_images > 1)} in {seconds:.2f} s: "
-        f"{1e3 * seconds / r.num_images:.1f} ms per image, {1e3 * seconds / r.steps:.1f} ms "
-        f"per step ({r.steps} steps = forward passes, {r.order} order, guidance {r.guidance:g}, seed {r.seed})"
+        f"{1e3 * seconds / r.num_images:.1f} ms per image, {1e3 * seconds / passes:.1f} ms "
+        f"per step ({steps}, {r.order} order, guidance {r.guidance:g}, seed {r.seed})"
     )
     return Generation(r, grid_picture(out.images), animation, seconds, summary, order_map)
 
@@ -192,11 +264,14 @@ def generate(
     guidance: float,
     order: str,
     seed: float,
+    adaptive: bool = False,
+    entropy_bound: float | None = None,
     *,
     workdir: Path,
 ) -> Generation:
     """The Generate tab: ``num_images`` images of one class, with the decoding animation and order map."""
-    return run_request(pipe, check_request(pipe, label, num_images, steps, guidance, order, seed), workdir)
+    request = check_request(pipe, label, num_images, steps, guidance, order, seed, adaptive, entropy_bound)
+    return run_request(pipe, request, workdir)
 
 
 def compare(
@@ -209,13 +284,17 @@ def compare(
     order_a: str,
     steps_b: float,
     order_b: str,
+    adaptive_a: bool = False,
+    entropy_bound_a: float | None = None,
+    adaptive_b: bool = False,
+    entropy_bound_b: float | None = None,
     *,
     workdir: Path,
 ) -> tuple[Generation, Generation]:
-    """The Compare tab: the same class and seeds under two settings (step counts and/or orders). Both
-    requests are validated before either runs, so a bad right side costs no generation."""
-    a = check_request(pipe, label, num_images, steps_a, guidance, order_a, seed)
-    b = check_request(pipe, label, num_images, steps_b, guidance, order_b, seed)
+    """The Compare tab: the same class and seeds under two settings (step counts, adaptive steps and/or
+    orders). Both requests are validated before either runs, so a bad right side costs no generation."""
+    a = check_request(pipe, label, num_images, steps_a, guidance, order_a, seed, adaptive_a, entropy_bound_a)
+    b = check_request(pipe, label, num_images, steps_b, guidance, order_b, seed, adaptive_b, entropy_bound_b)
     return run_request(pipe, a, workdir), run_request(pipe, b, workdir)
 
 
@@ -248,10 +327,15 @@ class EditRequest:
     box: tuple[int, int, int, int]  # (x0, y0, x1, y1) pixels, x1 and y1 exclusive
     regenerate: np.ndarray  # (h, w) bool token cells
     class_id: int
-    steps: int | None  # None: the model's own, at most the number of cells to regenerate
+    steps: int | str | None  # None: the model's own, at most the number of cells to regenerate; "auto": adaptive
     guidance: float
     order: str
     seed: int
+    entropy_bound: float | None = None  # adaptive steps only
+
+    @property
+    def adaptive(self) -> bool:
+        return self.steps == AUTO_STEPS
 
 
 def check_edit(
@@ -264,8 +348,11 @@ def check_edit(
     guidance: float,
     order: str,
     seed: float,
+    adaptive: bool = False,
+    entropy_bound: float | None = None,
 ) -> EditRequest:
-    """Validate an edit on the server with the library's messages; ``steps`` 0 = the model's own. Raises ``ValueError``."""
+    """Validate an edit on the server with the library's messages; ``steps`` 0 = the model's own;
+    ``adaptive`` as for :func:`check_request`. Raises ``ValueError``."""
     from .editing import box_mask, cell_mask, check_box, image_array
 
     if image is None:
@@ -282,11 +369,22 @@ def check_edit(
     )[0].numpy()
     (class_id,) = pipe.class_ids([label])
     cells = int(regenerate.sum())
-    n = _whole("steps", steps, 0, cells) if cells else 0  # the library's rule: at most one step per cell
-    guidance = _number("guidance", guidance)
-    pipe.settings(guidance_scale=guidance, order=order)
+    if _adaptive(adaptive):
+        n = AUTO_STEPS
+    else:  # the library's rule: at most one step per cell
+        n = (_whole("steps", steps, 0, cells) if cells else 0) or None
+    sampling = _checked_settings(pipe, n, guidance, order, entropy_bound)
     return EditRequest(
-        arr, operation, box, regenerate, class_id, n or None, float(guidance), order, _whole("seed", seed, 0)
+        arr,
+        operation,
+        box,
+        regenerate,
+        class_id,
+        n,
+        float(sampling.guidance_scale),
+        order,
+        _whole("seed", seed, 0),
+        sampling.entropy_bound if n == AUTO_STEPS else None,
     )
 
 
@@ -310,13 +408,15 @@ def edit(
     guidance: float,
     order: str,
     seed: float,
+    adaptive: bool = False,
+    entropy_bound: float | None = None,
     *,
     workdir: Path,
 ) -> Generation:
     """The Edit tab: inpaint (regenerate the box) or outpaint (keep only the box) one image as class
     ``label``. The grid: the input with the cells to regenerate tinted, and the result; the GIF: the
     kept tokens, then each step's new ones."""
-    r = check_edit(pipe, image, box, operation, label, steps, guidance, order, seed)
+    r = check_edit(pipe, image, box, operation, label, steps, guidance, order, seed, adaptive, entropy_bound)
     run = pipe.inpaint if r.operation == "inpaint" else pipe.outpaint
     where = r.regenerate if r.operation == "inpaint" else r.box  # cells for inpaint, the kept box for outpaint
     t0 = time.perf_counter()
@@ -327,12 +427,14 @@ def edit(
         seeds=image_seeds(r.seed, [0]),
         output_type="np",
         num_inference_steps=r.steps,
+        entropy_bound=r.entropy_bound,
         guidance_scale=r.guidance,
         order=r.order,
     )
     seconds = time.perf_counter() - t0
     kept = int(out.known.sum())
-    sizes = [kept, *out.group_sizes] if kept else list(out.group_sizes)
+    schedule = image_schedule(out, 0)
+    sizes = [kept, *schedule] if kept else schedule
     animation = _animation(pipe, out.codes, out.orders, sizes, workdir, prefilled=kept > 0)
     pictures = np.stack(
         [
@@ -340,10 +442,10 @@ def edit(
             edit_preview(pipe, out.images[0], np.zeros_like(r.regenerate)),
         ]
     )
+    steps = f"adaptive steps (entropy bound {r.entropy_bound:g})" if r.adaptive else "steps"
     summary = (
         f"{r.operation}: kept {kept} of {out.known.numel()} token cells, generated {out.known.numel() - kept} "
-        f"in {len(out.group_sizes)} steps in {seconds:.2f} s ({r.order} order, guidance {r.guidance:g}, "
-        f"seed {r.seed})"
+        f"in {len(schedule)} {steps} in {seconds:.2f} s ({r.order} order, guidance {r.guidance:g}, seed {r.seed})"
     )
     return Generation(r, image_grid(pictures, columns=2), animation, seconds, summary)
 
@@ -432,6 +534,29 @@ def _steps_and_order(gr: Any, pipe: LPDPipeline, prefix: str, steps: int, order:
     )
 
 
+def _adaptive_inputs(gr: Any, pipe: LPDPipeline, prefix: str, steps: Any) -> tuple[Any, Any]:
+    """The adaptive-steps checkbox and its entropy bound. Ticking it greys out ``steps`` (ignored then)
+    and brings the bound to life; the switch is answered at once, outside the model's queue."""
+    adaptive = gr.Checkbox(
+        False,
+        label="adaptive steps (the model decides)",
+        info="each image takes as many steps as its certainty allows; locality order only",
+        elem_id=f"{prefix}-adaptive",
+    )
+    bound = gr.Number(
+        pipe.sampling.entropy_bound,
+        label="entropy bound (nats; larger = fewer steps)",
+        interactive=False,
+        elem_id=f"{prefix}-entropy-bound",
+    )
+
+    def on_switch(on):
+        return gr.update(interactive=not on), gr.update(interactive=on)
+
+    adaptive.change(on_switch, adaptive, [steps, bound], api_visibility="private", queue=False)
+    return adaptive, bound
+
+
 def _results(gr: Any, prefix: str) -> tuple[Any, Any]:
     """The timing line and the grid of images."""
     summary = gr.Textbox(label="time", interactive=False, elem_id=f"{prefix}-summary")
@@ -450,23 +575,29 @@ def _generate_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
         with gr.Column(scale=1):
             label, num, guidance, seed = _common_inputs(gr, pipe, "generate")
             steps, order = _steps_and_order(gr, pipe, "generate", d.num_inference_steps, d.order)
+            adaptive, bound = _adaptive_inputs(gr, pipe, "generate", steps)
             button = gr.Button("Generate", variant="primary", elem_id="generate-button")
         with gr.Column(scale=3):
             summary, grid = _results(gr, "generate")
             with gr.Row():
                 animation = _picture(gr, "generate-animation", type="filepath")
                 order_map = _picture(gr, "generate-order", format="png")
-            gr.Markdown(ANIMATION_CAPTION + " Right: the step at which each cell of the first image is generated.")
+            gr.Markdown(
+                f"{ANIMATION_CAPTION} {ADAPTIVE_CAPTION} Right: the step at which each cell of the first image "
+                "is generated."
+            )
 
-    def on_generate(class_label, num_images, guidance, seed, steps, order):
-        g = generate(pipe, class_label, num_images, steps, guidance, order, seed, workdir=workdir)
+    def on_generate(class_label, num_images, guidance, seed, steps, order, adaptive_steps=False, entropy_bound=None):
+        g = generate(
+            pipe, class_label, num_images, steps, guidance, order, seed, adaptive_steps, entropy_bound, workdir=workdir
+        )
         return g.grid, str(g.animation), g.order_map, g.summary
 
     _on(
         gr,
         button.click,
         on_generate,
-        [label, num, guidance, seed, steps, order],
+        [label, num, guidance, seed, steps, order, adaptive, bound],
         [grid, animation, order_map, summary],
         api_name="generate",
     )
@@ -481,6 +612,8 @@ def _compare_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
             _steps_and_order(gr, pipe, f"compare-{side}", steps, d.order)
             for side, steps in (("a", d.num_inference_steps), ("b", pipe.model.cfg.num_tokens))
         ]
+    with gr.Row():  # below each side's steps: its adaptive switch
+        switches = [_adaptive_inputs(gr, pipe, f"compare-{side}", steps) for side, (steps, _) in zip("ab", settings)]
     button = gr.Button("Compare", variant="primary", elem_id="compare-button")
     outputs = []
     with gr.Row():
@@ -488,20 +621,47 @@ def _compare_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
             with gr.Column():
                 summary, grid = _results(gr, f"compare-{side}")
                 outputs += [grid, _picture(gr, f"compare-{side}-animation", type="filepath"), summary]
-    gr.Markdown(ANIMATION_CAPTION)
+    gr.Markdown(f"{ANIMATION_CAPTION} {ADAPTIVE_CAPTION}")
 
-    def on_compare(class_label, num_images, guidance, seed, steps_a, order_a, steps_b, order_b):
+    def on_compare(
+        class_label,
+        num_images,
+        guidance,
+        seed,
+        steps_a,
+        order_a,
+        steps_b,
+        order_b,
+        adaptive_a=False,
+        entropy_bound_a=None,
+        adaptive_b=False,
+        entropy_bound_b=None,
+    ):
         a, b = compare(
-            pipe, class_label, num_images, guidance, seed, steps_a, order_a, steps_b, order_b, workdir=workdir
+            pipe,
+            class_label,
+            num_images,
+            guidance,
+            seed,
+            steps_a,
+            order_a,
+            steps_b,
+            order_b,
+            adaptive_a,
+            entropy_bound_a,
+            adaptive_b,
+            entropy_bound_b,
+            workdir=workdir,
         )
         return a.grid, str(a.animation), a.summary, b.grid, str(b.animation), b.summary
 
     (steps_a, order_a), (steps_b, order_b) = settings
+    (adaptive_a, bound_a), (adaptive_b, bound_b) = switches
     _on(
         gr,
         button.click,
         on_compare,
-        [label, num, guidance, seed, steps_a, order_a, steps_b, order_b],
+        [label, num, guidance, seed, steps_a, order_a, steps_b, order_b, adaptive_a, bound_a, adaptive_b, bound_b],
         outputs,
         api_name="compare",
     )
@@ -572,6 +732,7 @@ def _edit_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
             )
             order = gr.Dropdown(list(ORDER_TYPES), value=d.order, label="order", elem_id="edit-order")
             guidance, seed = _guidance_and_seed(gr, pipe, "edit")
+            adaptive, bound = _adaptive_inputs(gr, pipe, "edit", steps)
             button = gr.Button("Edit", variant="primary", elem_id="edit-button")
         with gr.Column(scale=3):
             summary, grid = _results(gr, "edit")
@@ -601,7 +762,21 @@ def _edit_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
 
     image_input = image
 
-    def on_edit(image, operation, x0, y0, x1, y1, class_label, steps, order, guidance, seed):
+    def on_edit(
+        image,
+        operation,
+        x0,
+        y0,
+        x1,
+        y1,
+        class_label,
+        steps,
+        order,
+        guidance,
+        seed,
+        adaptive_steps=False,
+        entropy_bound=None,
+    ):
         g = edit(
             pipe,
             _uploaded_image(image_input, image),
@@ -612,6 +787,8 @@ def _edit_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
             guidance,
             order,
             seed,
+            adaptive_steps,
+            entropy_bound,
             workdir=workdir,
         )
         return g.grid, str(g.animation), g.summary
@@ -624,7 +801,7 @@ def _edit_tab(gr: Any, pipe: LPDPipeline, workdir: Path) -> None:
         gr,
         button.click,
         on_edit,
-        [*region, label, steps, order, guidance, seed],
+        [*region, label, steps, order, guidance, seed, adaptive, bound],
         [grid, animation, summary],
         api_name="edit",
     )
@@ -642,7 +819,8 @@ def build_app(pipe: LPDPipeline, *, workdir: Path, max_queue: int = DEFAULT_MAX_
             f"## Locality-aware Parallel Decoding\n{pipe.model.cfg.num_tokens} tokens per image, generated "
             f"in groups: each step places a group of tokens next to what is already known and apart from "
             f"each other. The model's own settings: {d.num_inference_steps} steps, guidance "
-            f"{d.guidance_scale:g}, {d.order} order."
+            f"{d.guidance_scale:g}, {d.order} order; adaptive steps (the model decides, image by image) "
+            f"under entropy bound {d.entropy_bound:g}."
         )
         with gr.Tab("Generate"):
             _generate_tab(gr, pipe, workdir)
