@@ -20,6 +20,7 @@ from lpdgen.demo import (
     MAX_IMAGES,
     MODEL_SLOT,
     REGENERATE_TINT,
+    adaptive_steps_text,
     check_edit,
     check_request,
     class_choices,
@@ -32,6 +33,7 @@ from lpdgen.demo import (
 )
 from lpdgen.orders.draw import draw_order
 from lpdgen.rng import image_seeds
+from lpdgen.settings import DEFAULT_ENTROPY_BOUND
 
 
 def test_check_request_normalises_web_values(pipe):
@@ -72,12 +74,42 @@ def test_check_request_normalises_web_values(pipe):
         (("bag", 1, 8, 3.0, "spiral", 0), "order must be one of locality, raster, random, halton; got 'spiral'"),
         (("bag", 1, 8, 3.0, "locality", -1), "seed must be an integer >= 0, got -1"),
         (("bag", 1, 8, 3.0, "locality", None), "seed must be an integer >= 0, got None"),
+        # adaptive steps: the switch and its bound
+        (("bag", 1, 8, 3.0, "locality", 0, "yes", 32.0), "adaptive steps must be true or false, got 'yes'"),
+        (("bag", 1, 8, 3.0, "locality", 0, 1, 32.0), "adaptive steps must be true or false, got 1"),
+        (
+            ("bag", 1, 8, 3.0, "locality", 0, True, -1.0),
+            "entropy_bound must be a finite number >= 0 (nats; 0 = one token per step), got -1.0",
+        ),
+        (("bag", 1, 8, 3.0, "locality", 0, True, float("inf")), "entropy_bound must be a finite number >= 0"),
+        (("bag", 1, 8, 3.0, "locality", 0, True, "32"), "entropy bound must be a number, got '32'"),
+        (("bag", 1, 8, 3.0, "locality", 0, True, [32]), "entropy bound must be a number, got [32]"),
+        (
+            ("bag", 1, 8, 3.0, "raster", 0, True, 32.0),
+            "num_inference_steps='auto' picks its cells with the locality-aware rule; order 'raster' is a fixed order",
+        ),
     ],
 )
 def test_check_request_refuses_bad_input_with_one_clear_line(pipe, args, message):
     with pytest.raises(ValueError) as err:
         check_request(pipe, *args)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_check_request_takes_adaptive_steps(pipe):
+    """Ticked, the steps slider is ignored (whatever it holds) and the bound is the one given, or the
+    model's own; unticked, the bound is ignored (the page greys it out)."""
+    r = check_request(pipe, "bag", 2, 8, 3.0, "locality", 0, True, 12.5)
+    assert (r.steps, r.entropy_bound, r.adaptive) == ("auto", 12.5, True)
+    assert check_request(pipe, "bag", 2, None, 3.0, "locality", 0, True, 0).entropy_bound == 0.0
+    assert check_request(pipe, "bag", 2, 8, 3.0, "locality", 0, True, None).entropy_bound == DEFAULT_ENTROPY_BOUND
+    fixed = check_request(pipe, "bag", 2, 8, 3.0, "raster", 0, False, "not a number")
+    assert (fixed.steps, fixed.entropy_bound, fixed.adaptive) == (8, None, False)
+
+
+def test_adaptive_steps_text():
+    assert adaptive_steps_text([5, 4, 7, 6], 32.0) == "adaptive: 5.5 steps per image on average (4-7), entropy bound 32"
+    assert adaptive_steps_text([1], 0.5) == "adaptive: 1 step per image, entropy bound 0.5"
 
 
 def test_validation_messages_are_the_libraries(pipe):
@@ -125,6 +157,33 @@ def test_generate_shows_the_pipelines_images_order_and_decoding(pipe, tmp_path):
     assert "4 steps" in g.summary and "random order" in g.summary and "seed 5" in g.summary
 
 
+def test_generate_with_adaptive_steps_is_the_pipelines(pipe, tmp_path):
+    """Adaptive steps: the pipeline's images for the same seeds, and the summary, order map and animation
+    report the steps each image realised (they differ between images)."""
+    g = generate(pipe, "sneaker", 4, 8, 2.0, "locality", 5, True, 20.0, workdir=tmp_path)
+    ref = pipe(
+        [7] * 4,
+        num_inference_steps="auto",
+        entropy_bound=20.0,
+        guidance_scale=2.0,
+        seeds=image_seeds(5, range(4)),
+        output_type="np",
+    )
+    assert len(set(ref.num_steps)) > 1  # the case that matters: images of one request differ
+    np.testing.assert_array_equal(g.grid, grid_picture(ref.images))
+    steps = sorted(ref.num_steps)
+    mean = sum(steps) / len(steps)
+    assert f"adaptive: {mean:.1f} steps per image on average ({steps[0]}-{steps[-1]}), entropy bound 20" in g.summary
+    assert f"; {steps[-1]} forward passes for the batch, locality order" in g.summary
+    per_step = float(g.summary.split("per image, ")[1].split(" ms per step")[0])
+    assert per_step == pytest.approx(1e3 * g.seconds / steps[-1], abs=0.06)  # the batch's realised passes
+    first = ref.num_steps[0]
+    title = f"adaptive, {first} steps: the step of each cell"
+    np.testing.assert_array_equal(g.order_map, np.asarray(draw_order(ref.orders[0], ref.group_sizes[0], (8, 8), title)))
+    with Image.open(g.animation) as gif:
+        assert gif.n_frames == first  # the first image's own steps
+
+
 def test_grid_picture_layout():
     """At most 8 per row, grey images shown as RGB, the last row padded with white."""
     images = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 1), dtype=np.uint8)
@@ -151,6 +210,21 @@ def test_compare_checks_both_sides_before_running(pipe, tmp_path):
     assert list(tmp_path.iterdir()) == []  # the valid left side did not run either
 
 
+def test_compare_fixed_against_adaptive_steps(pipe, tmp_path):
+    """One side adaptive, the other fixed: each side is what Generate gives for its settings, and a
+    side asking adaptive steps in a fixed order is refused before either side runs."""
+    a, b = compare(pipe, "bag", 2, 3.0, 1, 8, "locality", 8, "locality", False, None, True, 50.0, workdir=tmp_path)
+    assert (a.request.steps, b.request.steps, b.request.entropy_bound) == (8, "auto", 50.0)
+    alone = generate(pipe, "bag", 2, 8, 3.0, "locality", 1, True, 50.0, workdir=tmp_path)
+    np.testing.assert_array_equal(b.grid, alone.grid)
+    assert "adaptive: " in b.summary and "8 steps = forward passes" in a.summary
+    for gif in tmp_path.iterdir():
+        gif.unlink()
+    with pytest.raises(ValueError, match="order 'halton' is a fixed order"):
+        compare(pipe, "bag", 2, 3.0, 1, 8, "locality", 8, "halton", False, None, True, 50.0, workdir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_class_choices(pipe):
     assert class_choices(pipe)[0] == "T-shirt/top" and len(class_choices(pipe)) == 10
     assert all(check_request(pipe, c, 1, 1, 1.0, "raster", 0).class_id == i for i, c in enumerate(class_choices(pipe)))
@@ -174,6 +248,11 @@ def test_app_queues_every_event_on_one_model_slot(pipe, tmp_path):
     assert app._queue.max_size == 3
     with pytest.raises(gr.Error, match="did you mean 'sneaker'"):
         events["generate"].fn("snaker", 1, 3.0, 0, 8, "locality")
+    with pytest.raises(gr.Error) as err:
+        events["generate"].fn("bag", 1, 3.0, 0, 8, "locality", True, "x")
+    assert err.value.message == "entropy bound must be a number, got 'x'"
+    *_, summary = events["generate"].fn("bag", 1, 3.0, 0, 8, "locality", True, 32.0)
+    assert "adaptive: " in summary and "entropy bound 32" in summary
     grid, gif, order_map, summary = events["generate"].fn("bag", 1.0, 3.0, 0.0, 2.0, "halton")
     assert grid.shape == (4 * 36, 4 * 36, 3) and gif.endswith(".gif") and summary.startswith("1 image in ")
     a_grid, a_gif, a_summary, b_grid, b_gif, b_summary = events["compare"].fn(
@@ -185,6 +264,12 @@ def test_app_queues_every_event_on_one_model_slot(pipe, tmp_path):
         build_app(pipe, workdir=tmp_path, max_queue=0)
 
 
+# the API's parameters before adaptive steps came: calls written for them keep working
+GENERATE_PARAMS = ["class_label", "num_images", "guidance", "seed", "steps", "order"]
+COMPARE_PARAMS = ["class_label", "num_images", "guidance", "seed", "steps_a", "order_a", "steps_b", "order_b"]
+EDIT_PARAMS = ["image", "operation", "x0", "y0", "x1", "y1", "class_label", "steps", "order", "guidance", "seed"]
+
+
 def test_the_api_names_its_parameters_in_the_pages_order_and_the_edit_tab_opens_with_an_image(pipe, tmp_path):
     """gradio_client users call `/generate` with the names and in the order the page shows its widgets;
     the Edit tab has a test image (and its box preview) before anything is clicked."""
@@ -194,11 +279,13 @@ def test_the_api_names_its_parameters_in_the_pages_order_and_the_edit_tab_opens_
     app = build_app(pipe, workdir=tmp_path)
     api = app.get_api_info()["named_endpoints"]
     for name, params in (
-        ("generate", ["class_label", "num_images", "guidance", "seed", "steps", "order"]),
-        ("compare", ["class_label", "num_images", "guidance", "seed", "steps_a", "order_a", "steps_b", "order_b"]),
-        ("edit", ["image", "operation", "x0", "y0", "x1", "y1", "class_label", "steps", "order", "guidance", "seed"]),
+        ("generate", [*GENERATE_PARAMS, "adaptive_steps", "entropy_bound"]),
+        ("compare", [*COMPARE_PARAMS, "adaptive_a", "entropy_bound_a", "adaptive_b", "entropy_bound_b"]),
+        ("edit", [*EDIT_PARAMS, "adaptive_steps", "entropy_bound"]),
     ):
         assert [p["parameter_name"] for p in api[f"/{name}"]["parameters"]] == params
+        added = api[f"/{name}"]["parameters"][-4 if name == "compare" else -2 :]
+        assert all(p["parameter_has_default"] for p in added), name  # earlier calls work unchanged
         event = next(fn for fn in app.fns.values() if fn.api_name == name)
         page = [b.elem_id for b in app.blocks.values() if b in event.inputs]  # the blocks in layout order
         assert [b.elem_id for b in event.inputs] == page, name
@@ -329,6 +416,31 @@ def test_edit_is_the_pipelines_inpaint(pipe, boot, tmp_path):
     with Image.open(g.animation) as gif:
         assert gif.n_frames == 1 + 4  # the kept tokens, then one frame per step
     assert g.summary.startswith("inpaint: kept 32 of 64 token cells, generated 32 in 4 steps")
+
+
+def test_edit_with_adaptive_steps_is_the_pipelines_inpaint(pipe, boot, tmp_path):
+    g = edit(pipe, boot, (0, 16, 32, 32), "inpaint", "dress", 4, 3.0, "locality", 3, True, 20.0, workdir=tmp_path)
+    lower = np.zeros((8, 8), bool)
+    lower[4:] = True
+    ref = pipe.inpaint(
+        boot[None],
+        lower,
+        ["dress"],
+        num_inference_steps="auto",
+        entropy_bound=20.0,
+        guidance_scale=3.0,
+        seeds=image_seeds(3, [0]),
+        output_type="np",
+    )
+    np.testing.assert_array_equal(g.grid[2:130, -130:-2], np.kron(ref.images[0], np.ones((4, 4, 3), np.uint8)))
+    (steps,) = ref.num_steps
+    assert g.summary.startswith(
+        f"inpaint: kept 32 of 64 token cells, generated 32 in {steps} adaptive steps (entropy bound 20) in "
+    )
+    with Image.open(g.animation) as gif:
+        assert gif.n_frames == 1 + steps
+    with pytest.raises(ValueError, match="entropy_bound must be a finite number >= 0"):
+        check_edit(pipe, boot, (0, 16, 32, 32), "inpaint", "dress", 0, 3.0, "locality", 0, True, -2)
 
 
 def test_outpaint_keeps_the_box(pipe, boot, tmp_path):
