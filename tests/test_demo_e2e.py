@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from demo_browser import browser_missing, demo_server, fetch_image, headless_chromium, wait_for_click, wait_for_image
 from PIL import Image
+from test_demo import COMPARE_PARAMS, EDIT_PARAMS, GENERATE_PARAMS
 
 pytestmark = [
     pytest.mark.integration,
@@ -71,6 +72,30 @@ def test_click_generate_shows_the_grid(server):
         assert tile.std() > 10 and spread > 80, f"image {i} looks blank (std {tile.std():.1f}, range {spread})"
 
 
+def test_ticking_adaptive_steps_greys_out_the_steps(server):
+    """The switch hands control from the steps slider to the entropy bound, and Generate then reports the
+    steps the images took."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def enabled(driver, elem_id: str) -> list[bool]:
+        return [e.is_enabled() for e in driver.find_elements(By.CSS_SELECTOR, f"#{elem_id} input")]
+
+    with headless_chromium() as driver:
+        driver.get(server)
+        button = wait_for_click(driver, "generate-button")
+        assert enabled(driver, "generate-steps") == [True, True] and enabled(driver, "generate-entropy-bound") == [
+            False
+        ]
+        driver.find_element(By.CSS_SELECTOR, "#generate-adaptive input").click()
+        WebDriverWait(driver, 10).until(lambda d: enabled(d, "generate-entropy-bound") == [True])
+        assert enabled(driver, "generate-steps") == [False, False]
+        button.click()
+        wait_for_image(driver, "generate-grid")
+        summary = driver.find_element(By.CSS_SELECTOR, "#generate-summary textarea").get_attribute("value")
+    assert summary.startswith("8 images in ") and "adaptive: " in summary and "entropy bound 32" in summary
+
+
 def test_bad_input_is_the_cli_error(client, capsys):
     """A misspelt class through the API: the one-line message `lpdgen sample` prints for it, not a trace."""
     from gradio_client.exceptions import AppError
@@ -91,10 +116,20 @@ def test_the_api_takes_named_parameters_in_the_pages_order(client):
         name: [p["parameter_name"] for p in api[f"/{name}"]["parameters"]] for name in ("generate", "compare", "edit")
     }
     assert names == {
-        "generate": ["class_label", "num_images", "guidance", "seed", "steps", "order"],
-        "compare": ["class_label", "num_images", "guidance", "seed", "steps_a", "order_a", "steps_b", "order_b"],
-        "edit": ["image", "operation", "x0", "y0", "x1", "y1", "class_label", "steps", "order", "guidance", "seed"],
+        "generate": [*GENERATE_PARAMS, "adaptive_steps", "entropy_bound"],
+        "compare": [*COMPARE_PARAMS, "adaptive_a", "entropy_bound_a", "adaptive_b", "entropy_bound_b"],
+        "edit": [*EDIT_PARAMS, "adaptive_steps", "entropy_bound"],
     }
+
+
+def test_adaptive_steps_through_the_api(client):
+    """The README's call, then the same with adaptive steps by name: the summary reports the realised steps."""
+    *_, fixed = client.predict(class_label="bag", num_images=2, steps=16, api_name="/generate")
+    assert "16 steps = forward passes" in fixed
+    *_, adaptive = client.predict(
+        class_label="bag", num_images=2, steps=16, adaptive_steps=True, entropy_bound=32, api_name="/generate"
+    )
+    assert "adaptive: " in adaptive and "entropy bound 32" in adaptive
 
 
 @pytest.mark.parametrize(
@@ -109,6 +144,9 @@ def test_the_api_takes_named_parameters_in_the_pages_order(client):
         ),
         (dict(seed="s"), "seed must be an integer >= 0, got 's'"),
         (dict(order=5), "order must be one of locality, raster, random, halton; got 5"),
+        (dict(adaptive_steps="yes"), "adaptive steps must be true or false, got 'yes'"),
+        (dict(adaptive_steps=True, entropy_bound="x"), "entropy bound must be a number, got 'x'"),
+        (dict(adaptive_steps=True, entropy_bound=-1), "entropy_bound must be a finite number >= 0"),
     ],
 )
 def test_wrongly_typed_values_get_one_line_and_no_server_traceback(client, server_log, bad, message):
