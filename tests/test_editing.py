@@ -399,6 +399,35 @@ def test_edit_command_writes_the_edit_and_its_gif(edit_files, pipe, capsys):
     assert (np.asarray(Image.open(d / "out.png")) == want.images[0, ..., 0]).all()
 
 
+def test_edit_command_with_adaptive_steps_reports_the_realised_steps_and_animates_them(edit_files, pipe, capsys):
+    """`--steps auto`: the output holds one schedule per image; the summary and the GIF use this image's."""
+    from PIL import Image
+
+    from lpdgen.cli import main
+    from lpdgen.rng import image_seeds
+
+    d = edit_files["dir"]
+    argv = ["edit", "inpaint", *SMALL_MODEL, "--image", str(edit_files["image"]), "--mask", str(edit_files["mask"])]
+    argv += ["--class", "bag", "--out", str(d / "auto.png"), "--gif", str(d / "auto.gif"), "--steps", "auto"]
+    assert main([*argv, "--entropy-bound", "8", "--seed", "3"]) == 0
+    mask = np.zeros((32, 32), bool)
+    mask[16:] = True
+    want = pipe.inpaint(
+        [Image.open(edit_files["image"])],
+        mask,
+        "bag",
+        num_inference_steps="auto",
+        entropy_bound=8,
+        seeds=image_seeds(3, [0]),
+        output_type="np",
+    )
+    steps = want.num_steps[0]
+    assert steps > 1 and sum(want.schedule(0)) == 32 and len(want.schedule(0)) == steps
+    assert f"kept 32 of 64 token cells, generated 32 in {steps} steps" in capsys.readouterr().out
+    assert Image.open(d / "auto.gif").n_frames == 1 + steps
+    assert (np.asarray(Image.open(d / "auto.png")) == want.images[0, ..., 0]).all()
+
+
 def test_edit_command_pads_a_28x28_image_and_crops_the_result_back(edit_files, pipe, capsys):
     """A raw Fashion-MNIST image (28x28) edits as the 32x32 one the model was trained on: centered on
     black, with --box on the input's pixels, and the result at the input's size."""

@@ -37,7 +37,7 @@ from .settings import AUTO_STEPS
 from .utils import plural
 
 if TYPE_CHECKING:
-    from .pipeline import LPDPipeline, PipelineOutput
+    from .pipeline import LPDPipeline
     from .settings import SamplingConfig
 
 INSTALL_HINT = "the demo needs gradio: pip install 'lpdgen[demo]'"
@@ -170,13 +170,6 @@ def check_request(
     )
 
 
-def image_schedule(out: PipelineOutput, i: int) -> list[int]:
-    """Image ``i``'s group sizes: the output holds one schedule for the batch (fixed steps) or one per
-    image (adaptive steps)."""
-    sizes = out.group_sizes
-    return list(sizes[i]) if sizes and isinstance(sizes[0], list) else list(sizes)
-
-
 def adaptive_steps_text(num_steps: list[int], entropy_bound: float) -> str:
     """The realised steps of an adaptive request in words: their mean and range over the images."""
     low, high = min(num_steps), max(num_steps)
@@ -237,7 +230,7 @@ def run_request(pipe: LPDPipeline, request: Request, workdir: Path) -> Generatio
         output_type="np",
     )
     seconds = time.perf_counter() - t0
-    first = image_schedule(out, 0)
+    first = out.schedule(0)
     shown = slice(0, 1 if r.adaptive else min(ANIMATION_IMAGES, r.num_images))  # adaptive: schedules differ
     animation = _animation(pipe, out.codes[shown], out.orders[shown], first, workdir)
     how = f"adaptive, {len(first)}" if r.adaptive else f"{r.order} order, {r.steps}"
@@ -433,7 +426,7 @@ def edit(
     )
     seconds = time.perf_counter() - t0
     kept = int(out.known.sum())
-    schedule = image_schedule(out, 0)
+    schedule = out.schedule(0)
     sizes = [kept, *schedule] if kept else schedule
     animation = _animation(pipe, out.codes, out.orders, sizes, workdir, prefilled=kept > 0)
     pictures = np.stack(

@@ -58,6 +58,12 @@ class PipelineOutput:
     known: torch.Tensor | None = None
     num_steps: list[int] | None = None  # forward passes per image (they differ with num_inference_steps="auto")
 
+    def schedule(self, i: int) -> list[int]:
+        """Image ``i``'s group sizes, whether the output holds one schedule for the batch (fixed steps) or
+        one per image (adaptive steps; edits regenerating different numbers of cells)."""
+        sizes = self.group_sizes
+        return list(sizes[i]) if sizes and isinstance(sizes[0], list) else list(sizes)
+
 
 def _draw_settings(sampling: SamplingConfig) -> dict[str, Any]:
     """The settings that turn logits into tokens, as fixed and adaptive decoding both take them."""

@@ -153,15 +153,15 @@ def run(args: argparse.Namespace) -> int:
     out = pipe.inpaint(
         padded[None], regenerate, label, seeds=image_seeds(args.seed, [0]), output_type="np", **sampling_overrides(args)
     )  # steps left out: the model's own, capped at the masked cells
-    kept = int(out.known.sum())
+    kept, schedule = int(out.known.sum()), out.schedule(0)
     save_image(out.images[0][top : top + height, left : left + width], args.out)
     print(
         f"{op}: kept {kept} of {plural(out.known.numel(), 'token cell')}, generated {out.known.numel() - kept} in "
-        f"{plural(len(out.group_sizes), 'step')} as class {label[0]}"
+        f"{plural(len(schedule), 'step')} as class {label[0]}"
         f"{f' ({pipe.class_names[label[0]]})' if pipe.class_names else ''}; wrote {args.out}"
     )
     if args.gif:
-        sizes = [kept, *out.group_sizes] if kept else out.group_sizes
+        sizes = [kept, *schedule] if kept else schedule
         frames = decoding_frames(
             out.codes,
             out.orders,
