@@ -171,6 +171,11 @@ def test_sample_with_no_model_arguments_uses_the_embedded_model(tmp_path, capsys
         (["--class", "10"], "out of range"),
         (["--steps", "257"], "256 tokens"),  # the default model
         (["--model", "fmnist-64", "--steps", "65"], "64 tokens"),
+        (
+            ["--steps", "auto", "--order", "raster"],
+            "--steps auto picks its cells with the locality-aware rule; --order",
+        ),
+        (["--steps", "8", "--entropy-bound", "5"], "--entropy-bound applies to --steps auto only, got 8 steps"),
         (["--cfg", "-1"], "--guidance-scale must be a finite number >= 0"),
         (["--top-p", "0"], "--top-p must be in (0, 1]"),
         (["--model", "/nonexistent/folder"], "not found"),

@@ -112,7 +112,7 @@ def _checked_settings(
     guidance = _number("guidance", guidance)  # types here, ranges in the library
     auto = steps == AUTO_STEPS
     bound = _number("entropy bound", entropy_bound) if auto and entropy_bound is not None else None
-    return pipe._settings(dict(num_inference_steps=steps, guidance_scale=guidance, order=order, entropy_bound=bound))
+    return pipe.settings(num_inference_steps=steps, guidance_scale=guidance, order=order, entropy_bound=bound)
 
 
 @dataclass(frozen=True)

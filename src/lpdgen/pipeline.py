@@ -31,7 +31,7 @@ from .io import PathLike
 from .model import LPD, LPDConfig
 from .orders import build_orders, group_sizes
 from .pretrained import Parts, load_parts, save_parts
-from .settings import AUTO_STEPS, DEFAULT_STEPS, SamplingConfig
+from .settings import AUTO_STEPS, DEFAULT_STEPS, SamplingConfig, check_combination
 from .utils import eval_mode, plural
 
 OUTPUT_TYPES = ("pil", "np", "pt", "codes")
@@ -123,8 +123,14 @@ class LPDPipeline:
 
     def settings(self, **overrides: Any) -> SamplingConfig:
         """The model's sampling defaults (:attr:`sampling`) with every override that is not None put in,
-        validated, steps included against this model's token count. Keys: :class:`SamplingConfig` fields."""
-        return self.sampling.override(self.model.cfg.num_tokens, **overrides)
+        validated, steps included against this model's token count. Keys: :class:`SamplingConfig` fields.
+
+        Also refused, since the combination would not do what it says: an entropy bound set for a fixed
+        step count (it would be ignored; the model's own value passes, as callers forward whole resolved
+        configs) and adaptive steps with another order than the locality-aware rule they draw cells from."""
+        sampling = self.sampling.override(self.model.cfg.num_tokens, **overrides)
+        check_combination(sampling, overrides, self.sampling.entropy_bound)
+        return sampling
 
     @torch.inference_mode()
     def __call__(
@@ -147,7 +153,7 @@ class LPDPipeline:
         the same whatever batch it is generated in (see :mod:`lpdgen.rng`); otherwise one ``generator``
         (or torch's default stream) drives orders and sampling of the whole batch.
         """
-        sampling = self._settings(settings)
+        sampling = self.settings(**settings)
         self._check_output_type(output_type)
         ids = self.class_ids(class_labels)
         labels = torch.tensor(ids, dtype=torch.long, device=self.device)
@@ -170,22 +176,6 @@ class LPDPipeline:
         codes = self._generate(sampling, labels, sizes, orders, sample_gen, self.engine)
         codes = codes.view(b, *self.model.cfg.grid)  # (B, N) raster -> (B, h, w)
         return PipelineOutput(self.decode(codes, output_type), codes, orders, sizes, ids, num_steps=[len(sizes)] * b)
-
-    def _settings(self, settings: dict[str, Any]) -> SamplingConfig:
-        """:meth:`settings`, refusing an entropy bound set for a fixed step count (it would be ignored;
-        the model's own value passes, as callers forward whole resolved configs)."""
-        sampling = self.settings(**settings)
-        bound = settings.get("entropy_bound")
-        if bound is not None and bound != self.sampling.entropy_bound and sampling.num_inference_steps != AUTO_STEPS:
-            raise ValueError(
-                f"entropy_bound applies to num_inference_steps='auto' only, got {sampling.num_inference_steps} steps"
-            )
-        if sampling.num_inference_steps == AUTO_STEPS and sampling.order != "locality":
-            raise ValueError(
-                f"num_inference_steps='auto' picks its cells with the locality-aware rule; "
-                f"order {sampling.order!r} is a fixed order (use order='locality')"
-            )
-        return sampling
 
     def _adaptive(
         self, sampling: SamplingConfig, labels: torch.Tensor, ids: list[int], gens, output_type: str, **known
@@ -310,7 +300,7 @@ class LPDPipeline:
             :class:`PipelineOutput` with ``codes`` (B, h, w), ``known`` (B, h, w) and the images.
         """
         steps_given = settings.get("num_inference_steps") is not None
-        sampling = self._settings(settings)
+        sampling = self.settings(**settings)
         self._check_output_type(output_type)
         codes = self.encode(images)  # (B, h, w)
         b, (h, w), n = codes.shape[0], self.model.cfg.grid, self.model.cfg.num_tokens

@@ -207,6 +207,35 @@ def check_values(
             raise ValueError(f"{(names or {}).get(key, key)} {problem}")
 
 
+def check_combination(
+    sampling: SamplingConfig,
+    given: Mapping[str, Any],
+    default_bound: float,
+    names: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse resolved settings that are valid one by one but would not do what they say together: an
+    entropy bound given for a fixed step count (ignored there; ``default_bound``, the model's own, passes
+    since callers forward whole resolved configs) and adaptive steps in another order than the
+    locality-aware rule they draw their cells from. Named as ``names`` spells them (the CLI's flags)."""
+
+    def setting(key: str, value: str) -> str:
+        return f"{key}={value!r}" if names is None else f"{names[key]} {value}"
+
+    bound = given.get("entropy_bound")
+    if bound is not None and bound != default_bound and sampling.num_inference_steps != AUTO_STEPS:
+        what = "entropy_bound" if names is None else names["entropy_bound"]
+        raise ValueError(
+            f"{what} applies to {setting('num_inference_steps', AUTO_STEPS)} only, "
+            f"got {sampling.num_inference_steps} steps"
+        )
+    if sampling.num_inference_steps == AUTO_STEPS and sampling.order != "locality":
+        order = "order" if names is None else names["order"]
+        raise ValueError(
+            f"{setting('num_inference_steps', AUTO_STEPS)} picks its cells with the locality-aware rule; "
+            f"{order} {sampling.order!r} is a fixed order (use {setting('order', 'locality')})"
+        )
+
+
 # Published sampling settings of the released ImageNet models: (config, image size) -> settings.
 PUBLISHED_SAMPLING: dict[tuple[str, int], SamplingConfig] = {
     ("lpd-l", 256): SamplingConfig(num_inference_steps=20, guidance_scale=4.8, rho=2.0),

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..embedded import DEFAULT_MODEL, EMBEDDED_MODELS, SHIPPED_TOKENIZERS
-from ..settings import FIELDS, SamplingConfig, check_values
+from ..settings import FIELDS, SamplingConfig, check_combination, check_values
 from ..utils import get_logger
 
 log = get_logger(__name__)
@@ -170,6 +170,9 @@ def resolve_settings(pipe, args: argparse.Namespace) -> SamplingConfig:
     beyond the model's tokens is named by its flag."""
     given = sampling_overrides(args)
     check_values(given, pipe.model.cfg.num_tokens, names=FLAGS)
+    check_combination(
+        pipe.sampling.override(pipe.model.cfg.num_tokens, **given), given, pipe.sampling.entropy_bound, FLAGS
+    )
     return pipe.settings(**given)
 
 
