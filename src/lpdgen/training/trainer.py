@@ -44,7 +44,7 @@ from ..images import save_png
 from ..io import atomic_torch_save, atomic_write
 from ..model import LPD, Block, LPDConfig
 from ..rng import derive_seed
-from ..utils import get_logger
+from ..utils import format_duration, get_logger
 from .checkpoints import (
     CHECKPOINT_FORMAT,
     checkpoint_path,
@@ -438,7 +438,7 @@ class Trainer:
             seconds_per_step,
             TIMING_STEPS,
             self.total_steps - self.step,
-            _duration(remaining),
+            format_duration(remaining),
         )
 
     # --- outputs --------------------------------------------------------------------------------------
@@ -526,14 +526,6 @@ def _deferred_interrupt(enabled: bool = True) -> Iterator:
         yield lambda: bool(hits)
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _duration(seconds: float) -> str:
-    """``5400`` -> "1 h 30 min"; short spans in seconds."""
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 def train(model_cfg: LPDConfig, cfg: TrainConfig, dataset: Dataset, tokenizer=None) -> dict:
