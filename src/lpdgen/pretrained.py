@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, SHIPPED_TOKENIZERS, model_folder
-from .io import PathLike, atomic_write_json
+from .io import PathLike, atomic_write_json, read_checkpoint_config
 from .model import LPD, LPDConfig
 from .settings import PUBLISHED_SAMPLING, SamplingConfig
 from .tokenizer import load_tokenizer
@@ -69,8 +69,9 @@ def load_parts(
     raise FileNotFoundError(f"pretrained folder not found: {path} (embedded models: {', '.join(EMBEDDED_MODELS)})")
 
 
-def from_folder(folder: Path) -> Parts:
-    """The parts of a folder written by :func:`save_parts`."""
+def folder_metadata(folder: Path) -> dict:
+    """The ``pipeline.json`` of a folder written by :func:`save_parts`, checked: it names the model and
+    tokenizer files; ``sampling`` and ``class_names`` are optional."""
     meta_path = folder / PIPELINE_FILE
     if not meta_path.is_file():
         raise FileNotFoundError(f"{folder} has no {PIPELINE_FILE}: not a folder written by LPDPipeline.save_pretrained")
@@ -80,6 +81,22 @@ def from_folder(folder: Path) -> Parts:
         raise ValueError(f"{meta_path} is not valid JSON: {e}") from None
     if not isinstance(meta, dict) or "model" not in meta or "tokenizer" not in meta:
         raise ValueError(f"{meta_path} must name the 'model' and 'tokenizer' files")
+    return meta
+
+
+def folder_config(folder: Path) -> LPDConfig:
+    """The architecture of a pretrained folder's model, read without its weights (e.g. to time random
+    weights of the same shape: ``lpdgen bench --config fmnist-256``)."""
+    path = folder / folder_metadata(folder)["model"]
+    saved = read_checkpoint_config(path, "LPD")
+    if saved is None:
+        raise ValueError(f"{path}: no model config saved with these weights")
+    return LPDConfig.from_dict(saved)
+
+
+def from_folder(folder: Path) -> Parts:
+    """The parts of a folder written by :func:`save_parts`."""
+    meta = folder_metadata(folder)
     model = LPD.from_checkpoint(folder / meta["model"])
     tok_spec = meta["tokenizer"]
     tokenizer = (
