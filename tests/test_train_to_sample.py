@@ -141,3 +141,22 @@ def test_a_recorded_tokenizer_that_is_gone_is_one_line(run, tmp_path, capsys):
     assert err.count("\n") == 0, err
     assert f"the tokenizer recorded with these weights, {tmp_path / 'gone.safetensors'}, is missing" in err
     assert f"pass --checkpoint {moved / 'lpd.safetensors'} --tokenizer FILE" in err
+
+
+def test_export_turns_the_run_folder_into_a_model_folder(run, tmp_path, capsys):
+    """scripts/export_pretrained.py takes the run folder (the recorded tokenizer, referenced by name) and
+    its usage example writes under runs/, never into the package's own assets."""
+    import importlib.util
+
+    from lpdgen.pipeline import LPDPipeline
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "export_pretrained.py"
+    spec = importlib.util.spec_from_file_location("export_pretrained", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert "src/lpdgen/assets" not in module.__doc__ and "runs/lpd_fmnist" in module.__doc__
+    module.main([str(run), str(tmp_path / "folder"), "--steps", "3", "--cfg", "1.5"])
+    assert json.loads((tmp_path / "folder" / "pipeline.json").read_text())["tokenizer"] == "fmnist"
+    pipe = LPDPipeline.from_pretrained(tmp_path / "folder")
+    assert (pipe.sampling.num_inference_steps, pipe.sampling.guidance_scale) == (3, 1.5)
+    assert pipe.class_ids(["bag"]) == [8] and pipe.model.cfg.grid == (8, 8)
