@@ -324,9 +324,9 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=QUANTIZE_MODES,
         help="quantize the network's Linear layers: int8 (CPU; the gain depends on model size, "
-        "threads and CPU: ~3x for a 111M model at 1 thread with AMX, 1.2-1.5x for the embedded "
-        "model on a 2-core AVX512-VNNI CPU; docs/engine.md), "
-        "int8-weight / int4-weight (GPU, needs torchao)",
+        "threads and CPU: ~3x for a 111M model at 1 thread with AMX, 1.1-1.7x for the embedded "
+        "models at 1 thread on a 2-core AVX512-VNNI CPU and none at 2 threads there; measure yours with "
+        "lpdgen bench, docs/engine.md), int8-weight / int4-weight (GPU, needs torchao)",
     )
     parser.add_argument(
         "--compile",
