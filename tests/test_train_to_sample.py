@@ -160,3 +160,15 @@ def test_export_turns_the_run_folder_into_a_model_folder(run, tmp_path, capsys):
     pipe = LPDPipeline.from_pretrained(tmp_path / "folder")
     assert (pipe.sampling.num_inference_steps, pipe.sampling.guidance_scale) == (3, 1.5)
     assert pipe.class_ids(["bag"]) == [8] and pipe.model.cfg.grid == (8, 8)
+
+
+def test_the_five_minute_preset_is_the_model_its_docs_describe():
+    """scripts/tiny_model.json, as docs/training.md ("A five-minute try") states it: 0.93M parameters on
+    the 8x8 codes of the shipped 64-token tokenizer, which the trainer then records with the run."""
+    from lpdgen.commands.train import model_config
+    from lpdgen.model import count_parameters
+    from lpdgen.tokenizer import shipped_tokenizer_for
+
+    cfg = model_config(str(Path(__file__).resolve().parents[1] / "scripts" / "tiny_model.json"), 256, None, None)
+    assert count_parameters(cfg) == 934_528 and (cfg.width, cfg.depth) == (128, 4)
+    assert shipped_tokenizer_for(cfg.vocab_size, cfg.grid) == "fmnist"
