@@ -17,4 +17,4 @@ lpdgen train --data runs/cache_fmnist --model scripts/fmnist_model.json --out-di
     --keep-last 3 --log-every 10 --no-tensorboard --resume auto
 
 # 3. the pipeline folder, with the sampling defaults chosen by benchmarks/quality.py (docs/pretrained.md)
-python scripts/export_pretrained.py "$OUT/lpd.safetensors" "${EXPORT:-runs/lpd_fmnist}" --steps 8 --cfg 3.0 --fp16
+python scripts/export_pretrained.py "$OUT" "${EXPORT:-runs/lpd_fmnist}" --steps 8 --cfg 3.0 --fp16

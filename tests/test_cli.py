@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lpdgen import LPD, LPDConfig, VQConfig, VQTokenizer
@@ -224,9 +225,21 @@ def test_damaged_weights_are_one_line_and_no_images(tiny_files, capsys, damage, 
 
 def test_model_flag_errors_speak_of_flags_not_python(tiny_files, capsys):
     weights, _, folder = tiny_files
+    bare = folder / "bare.pth"  # a state dict with no config: --model cannot know the architecture
+    torch.save(LPD(LPDConfig(width=32, depth=1, heads=2, vocab_size=24, num_classes=3, grid=(8, 8))).state_dict(), bare)
+    (folder / "empty").mkdir()
+    no_tokenizer = "no tokenizer was recorded with these weights and no shipped one fits (24 codes on a 8x8 grid)"
     for model, message in (
-        (weights, "is a file; give a model folder, or pass weights with --checkpoint"),
-        (folder, "not a model folder (no pipeline.json in it"),
+        (
+            bare,
+            "is a file with no model config saved with it; give a model folder or a training run, or pass weights with --checkpoint",
+        ),
+        (weights, f"{no_tokenizer}; pass --checkpoint {weights} --tokenizer FILE"),
+        (folder, f"--model {folder}: {no_tokenizer}"),  # lpd.safetensors in it: a training run's final weights
+        (
+            folder / "empty",
+            "not a model folder (no pipeline.json; scripts/export_pretrained.py writes one) nor a training run",
+        ),
     ):
         assert main(["sample", "--model", str(model), "--out", str(folder / "x.png")]) == 2
         err = capsys.readouterr().err.strip()

@@ -23,6 +23,7 @@ LAYERS = {
         "adaptive",
         "editing",
         "tokenizer",
+        "runs",
         "pretrained",
         "pipeline",
     },

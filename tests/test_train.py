@@ -20,7 +20,7 @@ from train_worker import assert_same_parameters, patch_tokens, tiny_model
 from lpdgen.distributed import DistInfo
 from lpdgen.model import LPD, LPDConfig
 from lpdgen.orders import all_group_sizes
-from lpdgen.training.checkpoints import list_checkpoints, load_training_checkpoint
+from lpdgen.runs import list_checkpoints, load_training_checkpoint
 from lpdgen.training.config import TrainConfig
 from lpdgen.training.draws import batch_position, draw_schedule, epoch_permutation, rank_batch, sample_randomness
 from lpdgen.training.schedule import learning_rate, param_groups, resolve_schedules

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -460,14 +461,15 @@ class LPD(nn.Module):
     # ----------------------------------------------------------------------------------------------
     # checkpoints
 
-    def save(self, path: PathLike) -> Path:
+    def save(self, path: PathLike, **info: Any) -> Path:
         """Write ``<path>.safetensors`` with the weights and ``<path>.json`` with the config (atomically;
-        the project's checkpoint convention, :func:`lpdgen.io.save_checkpoint`)."""
+        the project's checkpoint convention, :func:`lpdgen.io.save_checkpoint`); ``info`` goes into the
+        JSON too (a training run records its tokenizer and sampling settings there, :mod:`lpdgen.runs`)."""
         if getattr(self, "quantized", None):
             raise ValueError(
                 f"cannot save a {self.quantized}-quantized model: save the fp32 weights and quantize after loading"
             )
-        return save_checkpoint(self, "LPD", self.cfg.to_dict(), path)
+        return save_checkpoint(self, "LPD", self.cfg.to_dict(), path, **info)
 
     @classmethod
     def from_checkpoint(

@@ -420,9 +420,14 @@ class LPDPipeline:
           ``"fmnist-256"`` names one (8x8 or 16x16 tokens, :mod:`lpdgen.embedded`);
         - ``path``: a folder written by :meth:`save_pretrained`, or a Hugging Face repo id such as
           ``"mit-han-lab/lpd_l_256"`` (needs ``pip install huggingface_hub`` and a network);
+        - ``path``: a training run of ``lpdgen train`` (its ``--out-dir``: the final ``lpd.safetensors``,
+          else the newest ``ckpt_<step>.pt``), or one of its weights files; the config, tokenizer and
+          sampling settings (its preview grids' steps and guidance) are the ones the run recorded
+          (:mod:`lpdgen.runs`);
         - ``checkpoint=`` (+ ``config=`` for published files, which carry no config) and ``tokenizer=``:
           a published pair such as ``lpd_l_256.pth`` + ``vq_ds16_c2i.pt``, or lpdgen's own files
-          (``config`` may also be an :class:`LPDConfig`, ``tokenizer`` a loaded tokenizer or ``"fmnist"``).
+          (``config`` may also be an :class:`LPDConfig`, ``tokenizer`` a loaded tokenizer or ``"fmnist"``;
+          without ``tokenizer=``, lpdgen's own files decode with the tokenizer they recorded).
 
         ``dtype``: weights dtype (default float32; the embedded model is stored in float16).
         ``quantize``: "int8" (CPU) or "int8-weight" / "int4-weight" (GPU, torchao): :meth:`LPD.quantize`.

@@ -1,5 +1,6 @@
-"""Where a pipeline's parts come from: the embedded model, a pretrained folder, a Hugging Face repo id,
-or a checkpoint pair (published ``.pth`` + tokenizer, or lpdgen's own files).
+"""Where a pipeline's parts come from: the embedded model, a pretrained folder, a training run (its
+folder or one of its weights files), a Hugging Face repo id, or a checkpoint pair (published ``.pth`` +
+tokenizer, or lpdgen's own files).
 
 Why apart from :mod:`lpdgen.pipeline`: finding, reading and checking files is a different idea from
 turning labels into images, and it is the part that grows (another hub, another file format). This
@@ -25,11 +26,13 @@ from pathlib import Path
 
 import torch
 
+from .data import FASHION_MNIST_CLASSES
 from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, SHIPPED_TOKENIZERS, model_folder
-from .io import PathLike, atomic_write_json
+from .io import PathLike, atomic_write_json, read_checkpoint_config
 from .model import LPD, LPDConfig
+from .runs import FINAL_WEIGHTS, RecordedWeights, is_run_folder, recorded, run_weights
 from .settings import PUBLISHED_SAMPLING, SamplingConfig
-from .tokenizer import load_tokenizer
+from .tokenizer import load_tokenizer, shipped_tokenizer_for
 
 PIPELINE_FILE = "pipeline.json"
 HF_TOKENIZER = ("FoundationVision/LlamaGen", "vq_ds16_c2i.pt")  # the paper's tokenizer on the Hugging Face Hub
@@ -57,20 +60,31 @@ def load_parts(
     if path is not None and checkpoint is not None:
         raise ValueError("pass either a pretrained folder / repo id or checkpoint=, not both")
     if checkpoint is not None:
+        if config is None:
+            return from_weights(checkpoint, tokenizer)
         return from_files(checkpoint, config, tokenizer, image_size)
     if path is None or str(path) in EMBEDDED_MODELS:
         return from_folder(model_folder(DEFAULT_MODEL if path is None else str(path)))
-    if Path(path).is_dir():
-        return from_folder(Path(path))
-    if Path(path).exists():
-        raise ValueError(f"{path} is a file: pass a pretrained folder, or the file as checkpoint=")
+    folder = Path(path)
+    if folder.is_dir():
+        if (folder / PIPELINE_FILE).is_file():
+            return from_folder(folder)
+        if not is_run_folder(folder):
+            raise FileNotFoundError(
+                f"{folder}: not a pretrained folder (no {PIPELINE_FILE}) nor a training run "
+                f"(no {FINAL_WEIGHTS} or ckpt_<step>.pt)"
+            )
+        return from_weights(run_weights(folder), tokenizer)
+    if folder.exists():
+        return from_weights(folder, tokenizer)
     if _looks_like_repo_id(str(path)):
         return from_hub(str(path), tokenizer)
     raise FileNotFoundError(f"pretrained folder not found: {path} (embedded models: {', '.join(EMBEDDED_MODELS)})")
 
 
-def from_folder(folder: Path) -> Parts:
-    """The parts of a folder written by :func:`save_parts`."""
+def folder_metadata(folder: Path) -> dict:
+    """The ``pipeline.json`` of a folder written by :func:`save_parts`, checked: it names the model and
+    tokenizer files; ``sampling`` and ``class_names`` are optional."""
     meta_path = folder / PIPELINE_FILE
     if not meta_path.is_file():
         raise FileNotFoundError(f"{folder} has no {PIPELINE_FILE}: not a folder written by LPDPipeline.save_pretrained")
@@ -80,6 +94,22 @@ def from_folder(folder: Path) -> Parts:
         raise ValueError(f"{meta_path} is not valid JSON: {e}") from None
     if not isinstance(meta, dict) or "model" not in meta or "tokenizer" not in meta:
         raise ValueError(f"{meta_path} must name the 'model' and 'tokenizer' files")
+    return meta
+
+
+def folder_config(folder: Path) -> LPDConfig:
+    """The architecture of a pretrained folder's model, read without its weights (e.g. to time random
+    weights of the same shape: ``lpdgen bench --config fmnist-256``)."""
+    path = folder / folder_metadata(folder)["model"]
+    saved = read_checkpoint_config(path, "LPD")
+    if saved is None:
+        raise ValueError(f"{path}: no model config saved with these weights")
+    return LPDConfig.from_dict(saved)
+
+
+def from_folder(folder: Path) -> Parts:
+    """The parts of a folder written by :func:`save_parts`."""
+    meta = folder_metadata(folder)
     model = LPD.from_checkpoint(folder / meta["model"])
     tok_spec = meta["tokenizer"]
     tokenizer = (
@@ -90,6 +120,39 @@ def from_folder(folder: Path) -> Parts:
     if tokenizer is not None:
         check_compatible(model, tokenizer)
     return Parts(model, tokenizer, SamplingConfig.from_dict(meta.get("sampling", {})), meta.get("class_names"))
+
+
+def from_weights(path: PathLike, tokenizer: PathLike | torch.nn.Module | None = None) -> Parts:
+    """Weights that carry their config: a training checkpoint (``ckpt_<step>.pt``) or weights saved with
+    it (a run's ``lpd.safetensors`` + ``lpd.json``, :meth:`LPD.save`). The tokenizer is ``tokenizer`` when
+    given, else :func:`weights_tokenizer` (the recorded one, else a shipped one that fits; None: codes
+    only); the sampling defaults are the run's recorded ones (its preview grids' steps and guidance)."""
+    rec = recorded(path)
+    if rec is None:
+        raise ValueError(
+            f"{path}: no config found with these weights; pass config= (an LPDConfig or a name such as 'lpd-l')"
+        )
+    cfg = LPDConfig.from_dict(rec.config)
+    model = LPD.from_checkpoint(path, config=cfg)
+    spec = weights_tokenizer(rec) if tokenizer is None else tokenizer
+    tok = load_tokenizer(str(spec)) if isinstance(spec, (str, Path)) else spec
+    if tok is not None:
+        check_compatible(model, tok)
+    sampling = dict(rec.sampling)
+    if isinstance(sampling.get("num_inference_steps"), int):
+        sampling["num_inference_steps"] = min(sampling["num_inference_steps"], cfg.num_tokens)
+    # the shipped tokenizers are Fashion-MNIST's: a model of ten classes over their codes learnt its classes
+    names = FASHION_MNIST_CLASSES if spec in SHIPPED_TOKENIZERS and cfg.num_classes == 10 else None
+    return Parts(model, tok, SamplingConfig.from_dict(sampling) if sampling else None, names)
+
+
+def weights_tokenizer(rec: RecordedWeights) -> str | None:
+    """The tokenizer to decode the codes of recorded weights with: the one the run recorded, else a
+    shipped tokenizer that fits the model (runs of lpdgen before it recorded one), else None."""
+    if rec.tokenizer is not None:
+        return rec.tokenizer
+    cfg = LPDConfig.from_dict(rec.config)
+    return shipped_tokenizer_for(cfg.vocab_size, cfg.grid)
 
 
 def from_files(checkpoint: PathLike, config: str | LPDConfig | None, tokenizer, image_size: int) -> Parts:

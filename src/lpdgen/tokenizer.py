@@ -522,3 +522,28 @@ def load_tokenizer(spec: str, config: VQConfig | None = None) -> VQTokenizer:
     if spec in SHIPPED_TOKENIZERS:
         return VQTokenizer.from_checkpoint(tokenizer_weights(spec))
     return VQTokenizer.from_checkpoint(spec, config)
+
+
+def tokenizer_source(spec: PathLike) -> str:
+    """A tokenizer spec as runs and token caches record it: a shipped name as is, a file by its absolute
+    path (so that ``lpdgen train`` and ``lpdgen sample`` find it from any folder)."""
+    return str(spec) if str(spec) in SHIPPED_TOKENIZERS else str(Path(spec).resolve())
+
+
+def shipped_tokenizer_for(vocab_size: int, grid: Sequence[int], config: VQConfig | None = None) -> str | None:
+    """The name of a shipped tokenizer that a model of ``vocab_size`` codes on a ``grid`` of tokens can
+    decode with: the one whose config is ``config`` when that is known (e.g. a token cache's), else the
+    first whose codebook is the vocabulary and whose code grid is ``grid``; None when none fits. Read
+    from the configs beside the weights: no weights are loaded."""
+    seen = set()
+    for name, stem in SHIPPED_TOKENIZERS.items():
+        if stem in seen:
+            continue
+        seen.add(stem)
+        shipped = VQConfig.from_file(tokenizer_weights(name))
+        if config is not None:
+            if shipped.to_dict() == config.to_dict():
+                return name
+        elif shipped.codebook_size == vocab_size and tuple(shipped.grid) == tuple(grid):
+            return name
+    return None

@@ -35,6 +35,14 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
     return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
 
 
+def format_duration(seconds: float) -> str:
+    """``42`` -> "42 s", ``5400`` -> "1 h 30 min": how long something takes, for people (time estimates)."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+
+
 def default_device() -> torch.device:
     """CUDA if available, then Apple MPS, else CPU."""
     if torch.cuda.is_available():

@@ -44,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import image_dataset
+    from ..tokenizer import tokenizer_source
     from ..training.token_cache import build_token_cache
 
     for flag, value in (("--batch-size", args.batch_size), ("--shard-size", args.shard_size)):
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             shard_size=args.shard_size,
             num_workers=args.num_workers,
             save_every_s=args.save_every,
+            source=tokenizer_source(args.tokenizer),
         )
     print(index)
     return 0

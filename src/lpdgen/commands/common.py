@@ -215,28 +215,24 @@ def check_device_arg(device: str):
 # ---- model and tokenizer files -----------------------------------------------------------------------
 
 
-def _has_saved_config(path: Path) -> bool:
-    """Whether an lpdgen-saved config comes with the weights (a JSON beside them, or safetensors metadata)."""
-    if path.with_suffix(".json").is_file():
-        return True
-    if path.suffix != ".safetensors":
-        return False
-    from safetensors import SafetensorError, safe_open
+def _recorded_arg(path: Path, flag: str):
+    """What the weights at ``path`` say about themselves (:func:`lpdgen.runs.recorded`; None: no config),
+    with an unreadable file named by ``flag``."""
+    from ..runs import recorded
 
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return "lpdgen_config" in (f.metadata() or {})
-    except (SafetensorError, OSError, RuntimeError) as e:
-        raise UserError(f"--checkpoint {path}: not a readable safetensors file ({e})") from None
+        return recorded(path)
+    except ValueError as e:
+        raise UserError(f"{flag} {e}") from None
 
 
 def check_checkpoint_arg(checkpoint: str | os.PathLike, config: str | None) -> Path:
-    """``--checkpoint`` as an existing file whose architecture is known (a saved config beside it, or
-    ``--config``), checked before any weights are read."""
+    """``--checkpoint`` as an existing file whose architecture is known (a config saved with the weights,
+    a training checkpoint, or ``--config``), checked before any weights are read."""
     from ..model import NAMED_CONFIGS
 
     path = check_input_file(checkpoint, flag="--checkpoint")
-    if config is None and not _has_saved_config(path):
+    if config is None and _recorded_arg(path, "--checkpoint") is None:
         raise UserError(
             f"--checkpoint {path}: no model config with these weights (no {path.with_suffix('.json').name} "
             f"beside them); pass --config with one of {', '.join(NAMED_CONFIGS)}"
@@ -244,11 +240,31 @@ def check_checkpoint_arg(checkpoint: str | os.PathLike, config: str | None) -> P
     return path
 
 
+def check_recorded_tokenizer(weights: Path, what: str, fix: str) -> None:
+    """The weights at ``weights`` (which carry their config) can be decoded without ``--tokenizer``: a
+    tokenizer was recorded with them and is there, or a shipped one fits; else :class:`UserError` naming
+    ``what`` and saying how to ``fix`` it."""
+    from ..pretrained import weights_tokenizer
+
+    rec = _recorded_arg(weights, what.split()[0])
+    if rec is None:
+        raise UserError(f"{what}: no model config saved with {weights}")
+    spec = weights_tokenizer(rec)
+    if spec is None:
+        cfg = rec.config
+        raise UserError(
+            f"{what}: no tokenizer was recorded with these weights and no shipped one fits "
+            f"({cfg['vocab_size']} codes on a {cfg['grid'][0]}x{cfg['grid'][1]} grid); {fix}"
+        )
+    if spec not in SHIPPED_TOKENIZERS and not Path(spec).is_file():
+        raise UserError(f"{what}: the tokenizer recorded with these weights, {spec}, is missing; {fix}")
+
+
 def load_tokenizer_arg(spec: str, device=None):
-    """The tokenizer named by ``--tokenizer``: "fmnist" (shipped) or a checkpoint file."""
+    """The tokenizer named by ``--tokenizer``: a shipped one (fmnist, fmnist-256) or a checkpoint file."""
     from ..tokenizer import load_tokenizer
 
-    if spec != "fmnist":
+    if spec not in SHIPPED_TOKENIZERS:
         check_input_file(spec, flag="--tokenizer")
     tokenizer = load_tokenizer(spec)
     return tokenizer if device is None else tokenizer.to(device)
@@ -264,15 +280,18 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        metavar="NAME|DIR|REPO",
+        metavar="NAME|DIR|FILE|REPO",
         help=f"an embedded model ({', '.join(EMBEDDED_MODELS)}), a model folder (pipeline.json, weights; "
-        "scripts/export_pretrained.py writes one), or a Hugging Face repo id such as mit-han-lab/lpd_l_256 (needs "
-        f"huggingface_hub and a network); default: the embedded {DEFAULT_MODEL}",
+        "scripts/export_pretrained.py writes one), a training run of lpdgen train (its --out-dir: the final "
+        "lpd.safetensors, else the newest ckpt_<step>.pt; or one of those files; it samples with the run's "
+        "tokenizer and its preview grids' --sample-steps and --sample-cfg), or a Hugging Face repo id such as "
+        f"mit-han-lab/lpd_l_256 (needs huggingface_hub and a network); default: the embedded {DEFAULT_MODEL}",
     )
     parser.add_argument(
         "--checkpoint",
         default=None,
-        help="LPD weights instead of --model: .safetensors saved by lpdgen, or a published .pth",
+        help="LPD weights instead of --model: .safetensors saved by lpdgen, a ckpt_<step>.pt of lpdgen train, "
+        "or a published .pth",
     )
     parser.add_argument(
         "--config",
@@ -284,7 +303,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         "--tokenizer",
         default=None,
         help=f"with --checkpoint: a shipped tokenizer ({', '.join(SHIPPED_TOKENIZERS)}) or a VQ checkpoint such as "
-        "vq_ds16_c2i.pt",
+        "vq_ds16_c2i.pt (default: the one lpdgen train recorded with the weights, or a shipped one that fits; "
+        "published weights need it)",
     )
     parser.add_argument(
         "--dtype",
@@ -304,9 +324,9 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=QUANTIZE_MODES,
         help="quantize the network's Linear layers: int8 (CPU; the gain depends on model size, "
-        "threads and CPU: ~3x for a 111M model at 1 thread with AMX, 1.2-1.5x for the embedded "
-        "model on a 2-core AVX512-VNNI CPU; docs/engine.md), "
-        "int8-weight / int4-weight (GPU, needs torchao)",
+        "threads and CPU: ~3x for a 111M model at 1 thread with AMX, 1.1-1.7x for the embedded "
+        "models at 1 thread on a 2-core AVX512-VNNI CPU and none at 2 threads there; measure yours with "
+        "lpdgen bench, docs/engine.md), int8-weight / int4-weight (GPU, needs torchao)",
     )
     parser.add_argument(
         "--compile",
@@ -315,25 +335,38 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_model_folder(model: str) -> None:
-    """``--model`` as the command line says it: a local path must be a model folder (the library's own
-    message speaks of its Python API). An embedded name or anything else is left to the loader (a Hugging
-    Face repo id)."""
+def check_model_arg(model: str) -> Path | None:
+    """``--model`` as the command line says it, before any weights are read: an embedded name, a model
+    folder (pipeline.json), a training run (its folder, or one of its weights files) whose tokenizer is
+    known. Returns the weights a training run samples with (None for the rest); anything else that is not
+    on disk is left to the loader (a Hugging Face repo id)."""
     from ..pretrained import PIPELINE_FILE
+    from ..runs import FINAL_WEIGHTS, is_run_folder, run_weights
 
     if model in EMBEDDED_MODELS:
-        return
+        return None
     path = Path(model)
     if path.is_file():
+        if _recorded_arg(path, "--model") is None:
+            raise UserError(
+                f"--model {path} is a file with no model config saved with it; give a model folder or a "
+                "training run, or pass weights with --checkpoint (with --tokenizer, and --config)"
+            )
+        check_recorded_tokenizer(path, f"--model {path}", f"pass --checkpoint {path} --tokenizer FILE")
+        return path
+    if not path.is_dir() or (path / PIPELINE_FILE).is_file():
+        return None
+    if not is_run_folder(path):
         raise UserError(
-            f"--model {path} is a file; give a model folder, or pass weights with --checkpoint "
-            "(with --tokenizer, and --config for weights saved without one)"
+            f"--model {path}: not a model folder (no {PIPELINE_FILE}; scripts/export_pretrained.py writes one) nor "
+            f"a training run (no {FINAL_WEIGHTS} or ckpt_<step>.pt; `lpdgen train --out-dir {path}` writes one)"
         )
-    if path.is_dir() and not (path / PIPELINE_FILE).is_file():
-        raise UserError(
-            f"--model {path}: not a model folder (no {PIPELINE_FILE} in it; scripts/export_pretrained.py "
-            "writes one from a training run)"
-        )
+    try:
+        weights = run_weights(path)
+    except FileNotFoundError as e:
+        raise UserError(f"--model {e}") from None
+    check_recorded_tokenizer(weights, f"--model {path}", f"pass --checkpoint {weights} --tokenizer FILE")
+    return weights
 
 
 def load_pipeline(args: argparse.Namespace, device=None):
@@ -349,15 +382,23 @@ def load_pipeline(args: argparse.Namespace, device=None):
     if args.checkpoint is None and (args.config is not None or args.tokenizer is not None):
         raise UserError("--config and --tokenizer go with --checkpoint")
     if args.model is not None:
-        check_model_folder(args.model)
+        weights = check_model_arg(args.model)
+        if weights is not None and weights != Path(args.model):
+            kind = "its final weights" if weights.suffix == ".safetensors" else "its newest checkpoint"
+            log.info("--model %s: sampling %s (%s)", args.model, weights.name, kind)
     if args.checkpoint is not None:
-        check_checkpoint_arg(args.checkpoint, args.config)
-        if args.tokenizer is None:
+        path = check_checkpoint_arg(args.checkpoint, args.config)
+        if args.tokenizer is not None:
+            if args.tokenizer not in SHIPPED_TOKENIZERS:
+                check_input_file(args.tokenizer, flag="--tokenizer")
+        elif args.config is not None:
             raise UserError(
-                "--checkpoint needs --tokenizer ('fmnist' or a VQ checkpoint file) to turn codes into images"
+                "--checkpoint with --config needs --tokenizer ('fmnist' or a VQ checkpoint file) to turn codes into images"
             )
-        if args.tokenizer not in SHIPPED_TOKENIZERS:
-            check_input_file(args.tokenizer, flag="--tokenizer")
+        else:
+            check_recorded_tokenizer(
+                path, f"--checkpoint {path}", "pass --tokenizer (a shipped name or a VQ checkpoint)"
+            )
     return LPDPipeline.from_pretrained(
         args.model,
         checkpoint=args.checkpoint,

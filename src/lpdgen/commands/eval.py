@@ -14,6 +14,7 @@ from ..evaluation.protocol import FMNIST_REFERENCE
 from ..utils import get_logger
 from .common import (
     UserError,
+    add_model_args,
     add_sampling_args,
     check_device_arg,
     check_input_file,
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sample",
         help="generate N images (per-image seeds) into an ADM .npz; resumable; split over ranks under torchrun",
     )
-    _model_args(s)
+    add_model_args(s)
     add_sampling_args(s)
     s.add_argument("--num-classes", type=int, default=0, help="use classes 0..n-1 only (0: all of the model's)")
     s.add_argument("--num-images", type=int, default=50_000, help="images in the run (class of image i: i %% classes)")
@@ -69,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = cmds.add_parser(
         "cfg-search", help="FID per guidance scale on a small sample; optionally the full run with the best"
     )
-    _model_args(c)
+    add_model_args(c)
     add_sampling_args(c)
     c.add_argument("--num-classes", type=int, default=0, help="use classes 0..n-1 only (0: all of the model's)")
     c.add_argument("--scales", type=float, nargs="+", required=True, help="guidance scales to try")
@@ -108,14 +109,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0, help="seed of initial weights, shuffling and flips")
     t.add_argument("--out", default=None, help="weights path (default: the shipped asset in the package)")
     t.set_defaults(func=run_train_classifier)
-
-
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="LPD weights: .safetensors saved by lpdgen, or a published .pth")
-    p.add_argument("--config", default=None, help="config name for checkpoints without a JSON config (e.g. lpd-l)")
-    p.add_argument("--image-size", type=int, default=256, help="with --config: 256 or 512")
-    p.add_argument("--tokenizer", default="fmnist", help="'fmnist' (shipped) or a VQ checkpoint such as vq_ds16_c2i.pt")
-    p.set_defaults(model=None, dtype="float32", quantize=None, compile=False)  # what load_pipeline reads
 
 
 def _inception_args(p: argparse.ArgumentParser) -> None:
@@ -185,6 +178,14 @@ def _sample_config(args: argparse.Namespace, pipe, num_images: int, guidance_sca
     return SampleConfig(num_images=num_images, seed=args.seed, num_classes=args.num_classes, sampling=sampling)
 
 
+def _model_id(args: argparse.Namespace) -> str:
+    """Which model made a sample set, kept in its manifest so that a resumed run cannot mix models."""
+    from ..embedded import DEFAULT_MODEL
+
+    model = args.checkpoint or args.model or DEFAULT_MODEL
+    return f"{model} ({args.quantize})" if args.quantize else str(model)
+
+
 def _pipeline(args: argparse.Namespace):
     """(pipeline, rank, world size) from the model arguments, joining torchrun's process group if any."""
     from ..distributed import init_distributed
@@ -228,7 +229,7 @@ def run_sample(args: argparse.Namespace) -> int:
         rank=rank,
         world_size=world,
         png_dir=args.png_dir,
-        model_id=str(args.checkpoint),
+        model_id=_model_id(args),
     )
     if out is not None:
         print(f"wrote {out}")
@@ -337,7 +338,7 @@ def run_cfg_search(args: argparse.Namespace) -> int:
         rank=rank,
         world_size=world,
         cache_dir=args.cache_dir,
-        model_id=str(args.checkpoint),
+        model_id=_model_id(args),
         data_root=args.data_root,
     )
     if rank != 0:
@@ -356,7 +357,7 @@ def run_cfg_search(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             rank=rank,
             world_size=world,
-            model_id=str(args.checkpoint),
+            model_id=_model_id(args),
         )
         print(f"full run with cfg {best['cfg']:g}: {out}; score it with `lpdgen eval metrics {out} --ref {args.ref}`")
     return 0

@@ -11,7 +11,11 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .common import UserError, check_device_arg, check_output_dir
+from ..embedded import SHIPPED_TOKENIZERS
+from ..utils import get_logger
+from .common import UserError, check_device_arg, check_output_dir, load_tokenizer_arg
+
+log = get_logger(__name__)
 
 # TrainConfig fields whose default is None, and so carry no type of their own
 _OPTIONAL_TYPES = {"steps": int, "tokenizer": str, "init": str, "resume": str}
@@ -42,7 +46,9 @@ _HELP = {
     "sample_count": "images in each sample grid",
     "sample_steps": "decoding steps of the sample grids",
     "sample_cfg": "guidance scale of the sample grids",
-    "tokenizer": "VQ checkpoint to decode sample grids (default: the shipped one when it matches the model)",
+    "tokenizer": "the tokenizer the tokens were made with, a shipped name or a VQ checkpoint: it decodes the sample "
+    "grids and is recorded with the run, so that `lpdgen sample --model <out-dir>` decodes with it (default: "
+    "the one `lpdgen cache` recorded, else a shipped one that fits the model)",
     "tensorboard": "also write TensorBoard scalars (when tensorboard is installed)",
     "init": "initial weights: a published .pth ({'model': state_dict}) or .safetensors; pos_embed is resized",
     "resume": "a checkpoint path, or 'auto' for the newest checkpoint in --out-dir",
@@ -106,7 +112,7 @@ def token_dataset(path: Path, flip_prob: float, seed: int):
 
 
 def _interrupt_hint(args: argparse.Namespace) -> str:
-    from ..training.checkpoints import list_checkpoints
+    from ..runs import list_checkpoints
 
     found = list_checkpoints(args.out_dir) if Path(args.out_dir).is_dir() else []
     if not found:
@@ -119,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..distributed import destroy_distributed, is_main
-    from ..training.previews import load_sample_tokenizer
+    from ..training.previews import resolve_tokenizer
     from ..training.trainer import TrainConfig, train
 
     if args.threads < 0:
@@ -131,8 +137,19 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     mcfg = model_config(args.model, args.image_size, args.dropout, args.label_drop)
     dataset = token_dataset(Path(args.data), args.flip_prob, cfg.seed)
+    cfg = dataclasses.replace(cfg, tokenizer=resolve_tokenizer(args.tokenizer, mcfg, dataset))
+    if cfg.tokenizer is None:
+        log.warning(
+            "no tokenizer is known for these tokens (the cache records none and no shipped one fits the model): "
+            "pass --tokenizer, or lpdgen sample will need --tokenizer to decode this run"
+        )
+    elif args.tokenizer is None and cfg.tokenizer not in SHIPPED_TOKENIZERS and not Path(cfg.tokenizer).is_file():
+        raise UserError(
+            f"--data {args.data}: its tokenizer {cfg.tokenizer} (recorded by lpdgen cache) is missing; pass --tokenizer"
+        )
+    tokenizer = load_tokenizer_arg(cfg.tokenizer) if cfg.tokenizer is not None else None
     try:
-        summary = train(mcfg, cfg, dataset, tokenizer=load_sample_tokenizer(cfg.tokenizer, mcfg))
+        summary = train(mcfg, cfg, dataset, tokenizer=tokenizer)
         if is_main():
             print(json.dumps(summary, indent=2))
     finally:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..utils import get_logger
+from ..utils import format_duration, get_logger
 
 log = get_logger(__name__)
 
@@ -268,15 +268,6 @@ def announce(first_use: FirstUse, total: int, seconds_per_image: float, timed: i
             timed,
             first_use.kept,
         )
-
-
-def format_duration(seconds: float) -> str:
-    """``42 s``, ``7 min``, ``2.5 h``: a rough duration for humans."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _split(batch: np.ndarray | torch.Tensor, size: int) -> Iterator[np.ndarray | torch.Tensor]:

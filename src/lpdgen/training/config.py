@@ -8,8 +8,6 @@ import dataclasses
 from dataclasses import dataclass
 
 LR_REFERENCE_BATCH = 256  # lr = base_lr * global_batch / 256 (the published scaling rule)
-LOG_FILE = "log.jsonl"
-FINAL_WEIGHTS = "lpd.safetensors"  # + lpd.json, loadable by LPD.from_checkpoint
 LR_UNITS = ("epoch", "step")
 PRECISIONS = ("auto", "fp32", "bf16")
 ATTENTIONS = ("auto", "flex", "dense")  # how training attends: FlexAttention (fused, compiled) or a dense mask

@@ -8,13 +8,12 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ..embedded import SHIPPED_TOKENIZERS, tokenizer_weights
 from ..images import code_maps, image_grid
 from ..io import PathLike
 from ..model import LPD
 from ..pipeline import LPDPipeline
 from ..rng import image_seeds
-from ..tokenizer import VQTokenizer
+from ..tokenizer import VQConfig, shipped_tokenizer_for, tokenizer_source
 
 
 class TokenSpace(Protocol):
@@ -24,20 +23,19 @@ class TokenSpace(Protocol):
     grid: tuple[int, int]
 
 
-def load_sample_tokenizer(path: PathLike | None, model_cfg: TokenSpace) -> VQTokenizer | None:
-    """The tokenizer that decodes training sample grids: ``path`` when given, else a shipped
-    Fashion-MNIST one that fits the model (codebook = vocabulary, code grid = token grid),
+def resolve_tokenizer(spec: PathLike | None, model_cfg: TokenSpace, dataset: object = None) -> str | None:
+    """The tokenizer a run records with its weights (so that ``lpdgen sample`` decodes the run's tokens
+    with it) and decodes its sample grids with, as a shipped name or an absolute path: ``spec`` when
+    given; else the one ``lpdgen cache`` recorded in the dataset's index; else a shipped tokenizer that
+    fits (the cache's tokenizer config when the index has it, else the model's vocabulary and grid);
     else None (grids then show code maps)."""
-    if path is not None:
-        return VQTokenizer.from_checkpoint(path)
-    for name in dict.fromkeys(SHIPPED_TOKENIZERS):
-        weights = tokenizer_weights(name)
-        if not weights.is_file():
-            continue
-        tok = VQTokenizer.from_checkpoint(weights)
-        if tok.config.codebook_size == model_cfg.vocab_size and tuple(tok.config.grid) == tuple(model_cfg.grid):
-            return tok
-    return None
+    if spec is not None:
+        return tokenizer_source(spec)
+    index = getattr(dataset, "index", None) or {}
+    if index.get("tokenizer_source"):
+        return index["tokenizer_source"]
+    cache_config = VQConfig.from_dict(index["tokenizer"]) if isinstance(index.get("tokenizer"), dict) else None
+    return shipped_tokenizer_for(model_cfg.vocab_size, model_cfg.grid, cache_config)
 
 
 def sample_grid(model: LPD, *, count: int, steps: int, guidance_scale: float, seed: int, tokenizer=None) -> np.ndarray:

@@ -3,7 +3,9 @@
 Layout of a cache directory (read by :class:`lpdgen.training.token_datasets.TokenDataset`):
 
 - ``index.json``: format, item count, shard size, code grid, codebook size, dtype, the shard list
-  (``file``, ``start``, ``count``) and the tokenizer config that produced the codes;
+  (``file``, ``start``, ``count``), the tokenizer config that produced the codes and, when known, where
+  that tokenizer is (``tokenizer_source``: a shipped name or an absolute path; ``lpdgen train`` records
+  it with the run, so that ``lpdgen sample`` decodes the run's tokens with the same tokenizer);
 - ``labels.npy``: (num_items,) int64;
 - ``shard_00000.npy`` ...: (count, 2, h*w) codes, ``[:, 0]`` of the image and ``[:, 1]`` of its flip,
   raster order, in the smallest integer dtype that holds the codebook.
@@ -85,7 +87,7 @@ def _save_npy(array: np.ndarray, path: Path) -> None:
     atomic_write(path, write)
 
 
-def _plan(tokenizer: VQTokenizer, dataset: Dataset, shard_size: int) -> dict[str, Any]:
+def _plan(tokenizer: VQTokenizer, dataset: Dataset, shard_size: int, source: str | None) -> dict[str, Any]:
     labels = getattr(dataset, "labels", None)
     if labels is None:
         raise ValueError("the dataset must expose `labels` (every item's class id) to build a token cache")
@@ -105,6 +107,7 @@ def _plan(tokenizer: VQTokenizer, dataset: Dataset, shard_size: int) -> dict[str
         "shards": [{"file": shard_name(k), "start": s, "count": e - s} for k, (s, e) in enumerate(ranges)],
         "labels": LABELS,
         "tokenizer": tokenizer.config.to_dict(),
+        **({"tokenizer_source": source} if source is not None else {}),
     }
 
 
@@ -129,8 +132,10 @@ def build_token_cache(
     world_size: int | None = None,
     progress: bool = True,
     save_every_s: float = DEFAULT_SAVE_EVERY_S,
+    source: str | None = None,
 ) -> Path:
-    """Tokenize ``dataset`` (items ``(image, label)``, with a ``labels`` attribute) into ``out_dir``.
+    """Tokenize ``dataset`` (items ``(image, label)``, with a ``labels`` attribute) into ``out_dir``;
+    ``source`` (where ``tokenizer`` comes from: a shipped name or a path) is recorded in the index.
 
     Resumable: finished shards are skipped and a partial shard continues from its saved batches
     (saved every ``save_every_s`` seconds and on interruption). A rerun must use the same tokenizer
@@ -140,11 +145,14 @@ def build_token_cache(
     out = Path(out_dir)
     rank, world_size = dist_rank_world(rank, world_size)
     tokenizer.eval()
-    plan = _plan(tokenizer, dataset, shard_size)
+    plan = _plan(tokenizer, dataset, shard_size, source)
     index_path = out / INDEX
     if index_path.is_file():
         found = json.loads(index_path.read_text())
-        diff = sorted(k for k in set(plan) | set(found) if plan.get(k) != found.get(k))
+        keys = set(plan) | set(found)
+        if "tokenizer_source" not in plan or "tokenizer_source" not in found:  # unknown on one side: no evidence
+            keys.discard("tokenizer_source")
+        diff = sorted(k for k in keys if plan.get(k) != found.get(k))
         if diff:
             raise ValueError(f"{out} holds a different token cache (fields {diff} differ); use another directory")
     else:

@@ -44,15 +44,17 @@ from ..images import save_png
 from ..io import atomic_torch_save, atomic_write
 from ..model import LPD, Block, LPDConfig
 from ..rng import derive_seed
-from ..utils import get_logger
-from .checkpoints import (
+from ..runs import (
     CHECKPOINT_FORMAT,
+    FINAL_WEIGHTS,
+    LOG_FILE,
     checkpoint_path,
-    config_differences,
     list_checkpoints,
     load_training_checkpoint,
 )
-from .config import FINAL_WEIGHTS, LOG_FILE, RESUMABLE_CHANGES, TrainConfig
+from ..utils import format_duration, get_logger
+from .checkpoints import config_differences
+from .config import RESUMABLE_CHANGES, TrainConfig
 from .draws import batch_position, draw_schedule, load_batch, rank_batch, sample_randomness
 from .previews import sample_grid
 from .schedule import learning_rate, param_groups, resolve_schedules
@@ -438,7 +440,7 @@ class Trainer:
             seconds_per_step,
             TIMING_STEPS,
             self.total_steps - self.step,
-            _duration(remaining),
+            format_duration(remaining),
         )
 
     # --- outputs --------------------------------------------------------------------------------------
@@ -490,9 +492,17 @@ class Trainer:
         return path
 
     def export(self) -> Path | None:
-        """Final weights as ``lpd.safetensors`` + ``lpd.json`` (loadable by ``LPD.from_checkpoint``)."""
+        """Final weights as ``lpd.safetensors`` + ``lpd.json`` (loadable by ``LPD.from_checkpoint``), which
+        also records the tokenizer and the preview grids' sampling settings: ``lpdgen sample --model
+        <out_dir>`` decodes and samples with them (:mod:`lpdgen.runs`)."""
         model = self._eval_model()
-        path = model.save(self.out_dir / FINAL_WEIGHTS) if model is not None else None
+        path = None
+        if model is not None:
+            sampling = {
+                "num_inference_steps": min(self.cfg.sample_steps, self.model_cfg.num_tokens),
+                "guidance_scale": self.cfg.sample_cfg,
+            }
+            path = model.save(self.out_dir / FINAL_WEIGHTS, tokenizer=self.cfg.tokenizer, sampling=sampling)
         barrier()
         return path
 
@@ -526,14 +536,6 @@ def _deferred_interrupt(enabled: bool = True) -> Iterator:
         yield lambda: bool(hits)
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _duration(seconds: float) -> str:
-    """``5400`` -> "1 h 30 min"; short spans in seconds."""
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 def train(model_cfg: LPDConfig, cfg: TrainConfig, dataset: Dataset, tokenizer=None) -> dict:
