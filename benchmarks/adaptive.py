@@ -3,6 +3,7 @@ classifier FD, with wall time per image at batch 1 and 64 (docs/decoding.md, "Ad
 
     python benchmarks/adaptive.py --num 500                       # every setting (resumable, see --json)
     python benchmarks/adaptive.py --report                        # table + docs/adaptive_tradeoff.png from the JSON
+    python benchmarks/adaptive.py --fid fixed/locality/8/seed0 auto/16   # + Inception FID of 2,000 images each
 
 Image ``i`` of a setting has class ``i % 10`` and seed ``image_seed(seed, i)``, as in benchmarks/replicate.py,
 whose classifier metrics this reuses (FD test / FD train: Frechet distance of the classifier's penultimate
@@ -23,12 +24,15 @@ import torch
 from tqdm import tqdm
 
 from lpdgen.evaluation.classifier import FMNISTClassifier
+from lpdgen.evaluation.metrics import fid
+from lpdgen.evaluation.protocol import FMNIST_REFERENCE, reference_statistics
 from lpdgen.io import atomic_write_json
 from lpdgen.pipeline import LPDPipeline
 from lpdgen.rng import image_seeds
 
 sys.path.insert(0, str(Path(__file__).parent))
-from replicate import Context, reference_features  # noqa: E402  (sibling benchmark script)
+from quality import inception_stats  # noqa: E402  (sibling benchmark script)
+from replicate import GRIDS, Context, reference_features  # noqa: E402
 from replicate_report import line_panels  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -49,17 +53,24 @@ def settings(args: argparse.Namespace) -> list[tuple[str, dict]]:
     return out
 
 
-def run(ctx: Context, pipe: LPDPipeline, name: str, kw: dict, args: argparse.Namespace) -> dict:
+def generate(pipe: LPDPipeline, name: str, kw: dict, num: int, batch: int) -> tuple[np.ndarray, list[int], float]:
+    """``num`` images of a setting (image ``i``: class ``i % 10``, seed ``image_seed(seed, i)``), their step
+    counts and the wall time."""
     seed = 1 if name.endswith("seed1") else 0
-    labels = np.arange(args.num) % 10
+    labels = np.arange(num) % 10
     images, steps, t0 = [], [], time.perf_counter()
-    for s in range(0, args.num, args.batch):
-        idx = range(s, min(args.num, s + args.batch))
+    for s in tqdm(range(0, num, batch), desc=name, leave=False):
+        idx = range(s, min(num, s + batch))
         out = pipe(labels[s : s + len(idx)].tolist(), seeds=image_seeds(seed, idx), output_type="np", **kw)
         images.append(out.images)
         steps += out.num_steps
-    seconds = time.perf_counter() - t0
-    row = ctx.classifier_row(np.concatenate(images), labels)
+    return np.concatenate(images), steps, time.perf_counter() - t0
+
+
+def run(ctx: Context, pipe: LPDPipeline, name: str, kw: dict, args: argparse.Namespace) -> dict:
+    images, steps, seconds = generate(pipe, name, kw, args.num, args.batch)
+    labels = np.arange(args.num) % 10
+    row = ctx.classifier_row(images, labels)
     row.pop("accuracy_per_class")
     row.update(mean_steps=float(np.mean(steps)), seconds_per_image_batch=seconds / args.num, batch=args.batch)
     for b in args.latency_batches:  # wall time per image of one call of b images (median of repeats)
@@ -75,6 +86,25 @@ def run(ctx: Context, pipe: LPDPipeline, name: str, kw: dict, args: argparse.Nam
             times.append((time.perf_counter() - t) / b)
         row[f"seconds_per_image_b{b}"] = float(np.median(times))
     return row
+
+
+def run_fid(ctx: Context, pipe: LPDPipeline, name: str, kw: dict, args: argparse.Namespace, inception) -> dict:
+    """Inception FID of ``--num-fid`` images of a setting against the test split and against its
+    reconstructions by the model's tokenizer (the model's own error), with the classifier metrics of the
+    same images."""
+    extractor, ref, recon = inception
+    images, steps, seconds = generate(pipe, name, kw, args.num_fid, args.batch)
+    stats = inception_stats(extractor, images, None)
+    row = ctx.classifier_row(images, np.arange(args.num_fid) % 10)
+    row.pop("accuracy_per_class")
+    return {
+        **row,
+        "fid": fid(stats, ref),
+        "fid_recon": fid(stats, recon),
+        "num_fid": len(images),
+        "mean_steps": float(np.mean(steps)),
+        "seconds_per_image_batch": seconds / len(images),
+    }
 
 
 def report(data: dict, args: argparse.Namespace) -> None:
@@ -106,6 +136,17 @@ def report(data: dict, args: argparse.Namespace) -> None:
                 from_zero=False,
             )
         )
+    if data.get("fid"):
+        print()
+        print(
+            "| setting (Inception rows) | images | mean passes | accuracy | FD test | Inception FID vs test | vs recon |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for name, r in data["fid"].items():
+            print(
+                f"| {name} | {r['num_fid']:,} | {r['mean_steps']:.2f} | {r['accuracy']:.3f} | {r['fd_test']:.2f} | "
+                f"{r['fid']:.2f} | {r['fid_recon']:.2f} |"
+            )
     line_panels(
         panels,
         Path(args.plot),
@@ -130,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", default=str(DOCS / "adaptive.json"))
     p.add_argument("--plot", default=str(DOCS / "adaptive_tradeoff.png"))
     p.add_argument("--report", action="store_true", help="print the table and draw the plot from --json")
+    p.add_argument("--fid", nargs="*", default=[], help="settings (names as in the table) that also get Inception FID")
+    p.add_argument("--num-fid", type=int, default=2000, help="images per Inception FID row")
     args = p.parse_args(argv)
     path = Path(args.json)
     data = __import__("json").loads(path.read_text()) if path.is_file() else {"meta": {}, "rows": {}}
@@ -152,6 +195,23 @@ def main(argv: list[str] | None = None) -> None:
         data["rows"][name] = run(ctx, pipe, name, kw, args)
         atomic_write_json(data, path)
         print(name, {k: round(v, 4) if isinstance(v, float) else v for k, v in data["rows"][name].items()}, flush=True)
+    known = dict(settings(args))
+    unknown = [n for n in args.fid if n not in known]
+    if unknown:
+        raise SystemExit(f"error: --fid: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    fid_todo = [n for n in args.fid if n not in data.setdefault("fid", {})]
+    if fid_todo:
+        from lpdgen.evaluation.inception import InceptionFeatures
+
+        extractor = InceptionFeatures()
+        ref, _, _ = reference_statistics(FMNIST_REFERENCE, extractor)
+        recon, _, _ = reference_statistics(GRIDS[args.model].recon_reference, extractor)
+        for name in tqdm(fid_todo, desc="Inception rows"):
+            data["fid"][name] = run_fid(ctx, pipe, name, known[name], args, (extractor, ref, recon))
+            atomic_write_json(data, path)
+            print(
+                name, {k: round(v, 4) if isinstance(v, float) else v for k, v in data["fid"][name].items()}, flush=True
+            )
 
 
 if __name__ == "__main__":
