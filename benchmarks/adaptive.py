@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     data = __import__("json").loads(path.read_text()) if path.is_file() else {"meta": {}, "rows": {}}
     if args.report:
         return report(data, args)
+    known = dict(settings(args))
+    unknown = [n for n in args.fid if n not in known]
+    if unknown:
+        raise SystemExit(f"error: --fid: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
     torch.set_num_threads(args.threads)
     data["meta"] = dict(model=args.model, num=args.num, threads=args.threads, torch=torch.__version__)
     pipe = LPDPipeline.from_pretrained(args.model)
@@ -195,10 +199,6 @@ def main(argv: list[str] | None = None) -> None:
         data["rows"][name] = run(ctx, pipe, name, kw, args)
         atomic_write_json(data, path)
         print(name, {k: round(v, 4) if isinstance(v, float) else v for k, v in data["rows"][name].items()}, flush=True)
-    known = dict(settings(args))
-    unknown = [n for n in args.fid if n not in known]
-    if unknown:
-        raise SystemExit(f"error: --fid: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
     fid_todo = [n for n in args.fid if n not in data.setdefault("fid", {})]
     if fid_todo:
         from lpdgen.evaluation.inception import InceptionFeatures
