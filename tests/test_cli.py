@@ -297,3 +297,23 @@ def test_sample_prints_the_settings_it_used(capsys, tmp_path):
         and f"guidance {defaults.guidance_scale:g}" in printed
         and "order raster" in printed
     ), printed
+
+
+def test_every_flag_of_every_command_has_help():
+    """``lpdgen <command> --help`` explains each option: no flag is listed bare."""
+    import argparse
+
+    from lpdgen.cli import build_parser
+
+    def bare(parser: argparse.ArgumentParser, path: str):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from bare(child, f"{path} {name}")
+            elif not isinstance(action, argparse._HelpAction) and not (action.help or "").strip():
+                yield f"{path} {(action.option_strings or [action.dest])[0]}"
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"sample", "train", "train-tokenizer", "orders", "bench", "eval", "serve"} <= set(commands)
+    assert list(bare(parser, "lpdgen")) == []

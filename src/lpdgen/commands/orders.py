@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tau", type=float, default=PUBLISHED_TAU, help="proximity threshold (locality)")
     p.add_argument("--rho", type=float, default=PUBLISHED_RHO, help="Chebyshev repulsion threshold (locality)")
     p.add_argument("--count", type=int, default=1, help="number of orders to write with --out")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the orders (the same seed gives the same orders)")
     p.add_argument("--batch", type=int, default=1024, help="orders built per call (memory/progress granularity)")
     p.add_argument("--out", default=None, help="write the orders here (.json list of lists, or .npy)")
     p.add_argument("--draw", default=None, help="draw the first order as a picture here (.png)")

@@ -14,7 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = TokenizerTrainConfig()
     p = sub.add_parser("train-tokenizer", help="train a VQ tokenizer (reconstruction + codebook + commitment losses)")
-    p.add_argument("--dataset", default="fmnist", choices=("fmnist", "imagefolder"))
+    p.add_argument(
+        "--dataset",
+        default="fmnist",
+        choices=("fmnist", "imagefolder"),
+        help="Fashion-MNIST from --data-root, or a folder of images (one subfolder per class)",
+    )
     p.add_argument(
         "--data-root", default=None, help="dataset directory (fmnist default: /usr/share/datasets/fashion-mnist)"
     )
@@ -25,10 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out-dir", default=d.out_dir, help="checkpoint.pt, vq.safetensors, vq.json, metrics.json; rerun to resume"
     )
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per step (default {d.batch_size})")
+    p.add_argument(
+        "--lr", type=float, default=d.lr, help=f"peak learning rate, cosine decay after warm-up (default {d.lr:g})"
+    )
+    p.add_argument(
+        "--warmup-steps", type=int, default=d.warmup_steps, help=f"linear warm-up steps (default {d.warmup_steps})"
+    )
     p.add_argument(
         "--consistency-weight",
         type=float,
@@ -42,9 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--beta", type=float, default=d.beta, help="commitment loss weight")
     p.add_argument("--dead-code-every", type=int, default=d.dead_code_every, help="0 disables dead-entry restarts")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device)
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=d.checkpoint_every,
+        help=f"steps between resumable checkpoints, written atomically (default {d.checkpoint_every})",
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of initial weights and batch order")
+    p.add_argument("--device", default=d.device, help=f"torch device: cpu, cuda, mps (default {d.device})")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--no-eval", action="store_true", help="skip the test-split PSNR / usage evaluation")
     p.add_argument(
