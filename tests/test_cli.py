@@ -317,3 +317,15 @@ def test_every_flag_of_every_command_has_help():
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     assert {"sample", "train", "train-tokenizer", "orders", "bench", "eval", "serve"} <= set(commands)
     assert list(bare(parser, "lpdgen")) == []
+
+
+def test_threads_flag_reaches_torch_on_commands_without_their_own(monkeypatch, capsys, tmp_path):
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    argv = ["orders", "--grid", "4", "--steps", "2", "--out", str(tmp_path / "o.json")]
+    assert main([*argv, "--threads", "1"]) == 0
+    assert main(argv) == 0
+    assert calls == [1]
+    assert main([*argv, "--threads", "-1"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err
+    assert calls == [1]

@@ -14,7 +14,7 @@ import sys
 from typing import NoReturn
 
 from . import __version__
-from .commands.common import USER_ERRORS, HelpFormatter, one_line
+from .commands.common import USER_ERRORS, HelpFormatter, UserError, one_line
 from .utils import setup_logging
 
 # Command modules under lpdgen.commands, in the order `lpdgen --help` lists them.
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         importlib.import_module(f"lpdgen.commands.{name}").register(sub)
     _add_debug_flag(sub)
+    _add_threads_flag(sub)
     return parser
 
 
@@ -75,6 +76,33 @@ def _add_debug_flag(sub: argparse._SubParsersAction) -> None:
         for action in parser._actions:
             if isinstance(action, argparse._SubParsersAction):
                 _add_debug_flag(action)
+
+
+def _add_threads_flag(sub: argparse._SubParsersAction) -> None:
+    """``--threads N`` on every command that has no flag of that name itself (train, bench and
+    train-tokenizer document their own): on a shared machine, one flag keeps lpdgen off the other cores."""
+    for parser in sub.choices.values():
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        for action in nested:
+            _add_threads_flag(action)
+        if not nested and "--threads" not in parser._option_string_actions:
+            parser.add_argument(
+                "--threads",
+                type=int,
+                default=argparse.SUPPRESS,
+                help="torch CPU threads (default: torch's own, one per core)",
+            )
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    threads = getattr(args, "threads", 0)
+    if threads is None or threads == 0:
+        return
+    if threads < 0:
+        raise UserError(f"--threads must be >= 1 (or 0 for torch's default), got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _debug(args: argparse.Namespace | None) -> bool:
@@ -98,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         setup_logging()
+        _set_threads(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         if _debug(args):
