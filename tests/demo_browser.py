@@ -143,6 +143,23 @@ def wait_for_click(driver, elem_id: str, timeout: float = 30.0):
     return WebDriverWait(driver, timeout).until(expected_conditions.element_to_be_clickable((By.ID, elem_id)))
 
 
+def click(driver, element, timeout: float = 15.0) -> None:
+    """Click ``element`` once nothing covers it: while the page lays itself out, another block can sit
+    over a button for a moment (Selenium then refuses the click), so scroll it to the middle and retry."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+        try:
+            element.click()
+            return
+        except ElementClickInterceptedException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def wait_for_image(driver, elem_id: str, timeout: float = 60.0, previous: str | None = None) -> str:
     """The ``src`` of the first picture inside element ``elem_id`` once one is shown (and differs from
     ``previous``)."""

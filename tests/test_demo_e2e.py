@@ -10,7 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from demo_browser import browser_missing, demo_server, fetch_image, headless_chromium, wait_for_click, wait_for_image
+from demo_browser import (
+    browser_missing,
+    click,
+    demo_server,
+    fetch_image,
+    headless_chromium,
+    wait_for_click,
+    wait_for_image,
+)
 from PIL import Image
 from test_demo import COMPARE_PARAMS, EDIT_PARAMS, GENERATE_PARAMS
 
@@ -54,7 +62,7 @@ def test_click_generate_shows_the_grid(server):
         driver.get(server)
         button = wait_for_click(driver, "generate-button")
         t0 = time.perf_counter()
-        button.click()
+        click(driver, button)
         src = wait_for_image(driver, "generate-grid")
         seconds = time.perf_counter() - t0
         summary = driver.find_element(By.CSS_SELECTOR, "#generate-summary textarea").get_attribute("value")
@@ -87,10 +95,10 @@ def test_ticking_adaptive_steps_greys_out_the_steps(server):
         assert enabled(driver, "generate-steps") == [True, True] and enabled(driver, "generate-entropy-bound") == [
             False
         ]
-        driver.find_element(By.CSS_SELECTOR, "#generate-adaptive input").click()
+        click(driver, driver.find_element(By.CSS_SELECTOR, "#generate-adaptive input"))
         WebDriverWait(driver, 10).until(lambda d: enabled(d, "generate-entropy-bound") == [True])
         assert enabled(driver, "generate-steps") == [False, False]
-        button.click()
+        click(driver, button)
         wait_for_image(driver, "generate-grid")
         summary = driver.find_element(By.CSS_SELECTOR, "#generate-summary textarea").get_attribute("value")
     assert summary.startswith("8 images in ") and "adaptive: " in summary and "entropy bound 32" in summary
