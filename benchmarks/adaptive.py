@@ -53,9 +53,9 @@ def settings(args: argparse.Namespace) -> list[tuple[str, dict]]:
     return out
 
 
-def generate(pipe: LPDPipeline, name: str, kw: dict, num: int, batch: int) -> tuple[np.ndarray, list[int], float]:
-    """``num`` images of a setting (image ``i``: class ``i % 10``, seed ``image_seed(seed, i)``), their step
-    counts and the wall time."""
+def measure(ctx: Context, pipe: LPDPipeline, name: str, kw: dict, num: int, batch: int) -> tuple[np.ndarray, dict]:
+    """``num`` images of a setting (image ``i``: class ``i % 10``, seed ``image_seed(seed, i)``) and their
+    row: classifier metrics, mean forward passes, wall time."""
     seed = 1 if name.endswith("seed1") else 0
     labels = np.arange(num) % 10
     images, steps, t0 = [], [], time.perf_counter()
@@ -64,15 +64,16 @@ def generate(pipe: LPDPipeline, name: str, kw: dict, num: int, batch: int) -> tu
         out = pipe(labels[s : s + len(idx)].tolist(), seeds=image_seeds(seed, idx), output_type="np", **kw)
         images.append(out.images)
         steps += out.num_steps
-    return np.concatenate(images), steps, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    images = np.concatenate(images)
+    row = ctx.classifier_row(images, labels)
+    row.pop("accuracy_per_class")
+    row.update(mean_steps=float(np.mean(steps)), seconds_per_image_batch=seconds / num, batch=batch)
+    return images, row
 
 
 def run(ctx: Context, pipe: LPDPipeline, name: str, kw: dict, args: argparse.Namespace) -> dict:
-    images, steps, seconds = generate(pipe, name, kw, args.num, args.batch)
-    labels = np.arange(args.num) % 10
-    row = ctx.classifier_row(images, labels)
-    row.pop("accuracy_per_class")
-    row.update(mean_steps=float(np.mean(steps)), seconds_per_image_batch=seconds / args.num, batch=args.batch)
+    _, row = measure(ctx, pipe, name, kw, args.num, args.batch)
     for b in args.latency_batches:  # wall time per image of one call of b images (median of repeats)
         times = []
         for r in range(args.latency_repeats):
@@ -93,18 +94,13 @@ def run_fid(ctx: Context, pipe: LPDPipeline, name: str, kw: dict, args: argparse
     reconstructions by the model's tokenizer (the model's own error), with the classifier metrics of the
     same images."""
     extractor, ref, recon = inception
-    images, steps, seconds = generate(pipe, name, kw, args.num_fid, args.batch)
+    images, row = measure(ctx, pipe, name, kw, args.num_fid, args.batch)
     stats = inception_stats(extractor, images, None)
-    row = ctx.classifier_row(images, np.arange(args.num_fid) % 10)
-    row.pop("accuracy_per_class")
-    return {
-        **row,
-        "fid": fid(stats, ref),
-        "fid_recon": fid(stats, recon),
-        "num_fid": len(images),
-        "mean_steps": float(np.mean(steps)),
-        "seconds_per_image_batch": seconds / len(images),
-    }
+    return {**row, "fid": fid(stats, ref), "fid_recon": fid(stats, recon), "num_fid": len(images)}
+
+
+def log_row(name: str, row: dict) -> None:
+    print(name, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
 
 
 def report(data: dict, args: argparse.Namespace) -> None:
@@ -198,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, kw in tqdm(todo, desc="settings"):
         data["rows"][name] = run(ctx, pipe, name, kw, args)
         atomic_write_json(data, path)
-        print(name, {k: round(v, 4) if isinstance(v, float) else v for k, v in data["rows"][name].items()}, flush=True)
+        log_row(name, data["rows"][name])
     fid_todo = [n for n in args.fid if n not in data.setdefault("fid", {})]
     if fid_todo:
         from lpdgen.evaluation.inception import InceptionFeatures
@@ -209,9 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in tqdm(fid_todo, desc="Inception rows"):
             data["fid"][name] = run_fid(ctx, pipe, name, known[name], args, (extractor, ref, recon))
             atomic_write_json(data, path)
-            print(
-                name, {k: round(v, 4) if isinstance(v, float) else v for k, v in data["fid"][name].items()}, flush=True
-            )
+            log_row(name, data["fid"][name])
 
 
 if __name__ == "__main__":

@@ -80,7 +80,8 @@ def _add_debug_flag(sub: argparse._SubParsersAction) -> None:
 
 def _add_threads_flag(sub: argparse._SubParsersAction) -> None:
     """``--threads N`` on every command that has no flag of that name itself (train, bench and
-    train-tokenizer document their own): on a shared machine, one flag keeps lpdgen off the other cores."""
+    train-tokenizer word their own help; :func:`_set_threads` applies all of them): on a shared
+    machine, one flag keeps lpdgen off the other cores."""
     for parser in sub.choices.values():
         nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         for action in nested:
@@ -95,8 +96,9 @@ def _add_threads_flag(sub: argparse._SubParsersAction) -> None:
 
 
 def _set_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` for every command (those with a flag of their own too), before it runs."""
     threads = getattr(args, "threads", 0)
-    if threads is None or threads == 0:
+    if not threads:
         return
     if threads < 0:
         raise UserError(f"--threads must be >= 1 (or 0 for torch's default), got {threads}")

@@ -361,15 +361,11 @@ def run(args: argparse.Namespace) -> int:
     from ..model import LPD, count_parameters
     from ..orders import group_sizes, locality_aware
 
-    if args.threads < 0:
-        raise UserError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
     device = check_device_arg(args.device)
     plan = bench_plan(args, device)
     cfg, variants, steps_list, batches = plan.cfg, plan.variants, plan.steps, plan.batches
     guidance, tokenizer_name = plan.guidance_scale, plan.tokenizer
     out = check_output_dir(args.out_dir)
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     with torch.device(device):

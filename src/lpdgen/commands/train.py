@@ -122,18 +122,12 @@ def _interrupt_hint(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..distributed import destroy_distributed, is_main
     from ..training.previews import resolve_tokenizer
     from ..training.trainer import TrainConfig, train
 
-    if args.threads < 0:
-        raise UserError(f"--threads must be >= 0 (0: torch default), got {args.threads}")
     check_device_arg(args.device)
     check_output_dir(args.out_dir)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     mcfg = model_config(args.model, args.image_size, args.dropout, args.label_drop)
     dataset = token_dataset(Path(args.data), args.flip_prob, cfg.seed)

@@ -76,8 +76,6 @@ def run(args: argparse.Namespace) -> int:
     from ..tokenizer import VQConfig, VQTokenizer
     from ..training.tokenizer_trainer import TokenizerTrainConfig, reconstruction_figure, train_tokenizer
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     path = Path(args.config)
     config = VQConfig.from_file(path) if path.suffix == ".json" else VQConfig.named(args.config)
     cfg = TokenizerTrainConfig(
